@@ -1,0 +1,143 @@
+"""HTTP layer: CDS Hooks endpoints, CORS, health checks and JSON errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .errors import ClientError
+from .feedback import FeedbackStore
+from .knowledge import Knowledge
+from .pipeline import Engine
+from .request import parse_hook_request, parse_json
+from .services import SERVICES, discovery
+from .settings import Settings, get_settings
+
+log = logging.getLogger("cds_service")
+
+CORS_HEADERS = "Authorization, Content-Type, Accept"
+MAX_BODY = 5 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    knowledge = Knowledge(settings.knowledge_dir)  # validated now: a bad file stops start-up
+    engine = Engine(knowledge, settings)
+    store = FeedbackStore(settings.database_url)
+    discovery_body = discovery(knowledge)
+    allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.extensions["pgx"] = {"engine": engine, "store": store, "knowledge": knowledge}
+
+    # -- CORS and request logging ------------------------------------------------------
+
+    @app.before_request
+    def _start() -> Response | None:
+        g.started = time.perf_counter()
+        if request.method == "OPTIONS":
+            return Response(status=204)
+        return None
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if "*" in allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "86400"
+        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        # Method, route and status only: never bodies, identifiers or tokens.
+        log.info(
+            "%s %s -> %s in %.1f ms",
+            request.method,
+            request.url_rule or request.path.split("/")[1],
+            response.status_code,
+            elapsed,
+        )
+        return response
+
+    # -- errors: always JSON, never a stack trace ---------------------------------------
+
+    @app.errorhandler(ClientError)
+    def _client_error(exc: ClientError) -> tuple[Response, int]:
+        log.info("client error %s: %s", exc.status, exc.message)
+        return jsonify(exc.body()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        messages = {
+            404: "no such endpoint; see GET /cds-services",
+            405: f"method {request.method} is not allowed here",
+            413: f"the request body is larger than {MAX_BODY // (1024 * 1024)} MB",
+        }
+        code = exc.code or 500
+        return jsonify({"error": messages.get(code, exc.description or exc.name)}), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        log.error(
+            "unexpected error handling %s %s: %s",
+            request.method,
+            request.url_rule,
+            type(exc).__name__,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        return jsonify({"error": "internal error; the service could not process this request"}), 500
+
+    # -- CDS Hooks ----------------------------------------------------------------------
+
+    @app.get("/cds-services")
+    def _discovery() -> Response:
+        return jsonify(discovery_body)
+
+    @app.post("/cds-services/<service_id>")
+    def _call(service_id: str) -> Response:
+        service = _service(service_id)
+        hook_request = parse_hook_request(parse_json(request.get_data()), service.hook)
+        body, trace = engine.evaluate(service, hook_request)
+        trace.log(log)
+        log.info("%s: %d card(s)", service.id, len(body["cards"]))
+        return jsonify(body)
+
+    @app.post("/cds-services/<service_id>/feedback")
+    def _feedback(service_id: str) -> Response:
+        _service(service_id)
+        count = store.store(service_id, parse_json(request.get_data()))
+        log.info("%s: stored %d feedback item(s)", service_id, count)
+        return jsonify({"stored": count})
+
+    # -- operations ---------------------------------------------------------------------
+
+    @app.get("/healthz")
+    def _health() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def _ready() -> tuple[Response, int]:
+        checks: dict[str, Any] = {"knowledge": knowledge.version}
+        try:
+            store.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # report, don't crash: the load balancer asks often
+            checks["database"] = f"unavailable ({type(exc).__name__})"
+            return jsonify({"status": "unavailable", **checks}), 503
+        return jsonify({"status": "ok", **checks}), 200
+
+    return app
+
+
+def _service(service_id: str) -> Any:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise ClientError(f"unknown service '{service_id}'; see GET /cds-services", status=404)
+    return service

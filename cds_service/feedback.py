@@ -1,0 +1,147 @@
+"""Feedback on cards (CDS Hooks 2.0.1 §Feedback): validated, then stored before we answer.
+
+A request is stored whole or not at all: one malformed item rejects the request (400)
+and nothing from it is written.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine, make_url
+
+from .errors import ClientError
+from .request import validation_details
+
+metadata = MetaData()
+
+feedback_table = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(100), nullable=False),
+    Column("card_uuid", String(100), nullable=False, index=True),
+    Column("outcome", String(20), nullable=False),
+    Column("accepted_suggestions", JSON, nullable=False),
+    Column("override_reason_system", String(255)),
+    Column("override_reason_code", String(100)),
+    Column("override_reason_display", String(255)),
+    Column("override_comment", Text),
+    Column("outcome_timestamp", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class _Coding(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(min_length=1)
+    system: str | None = None  # the public sandbox sends code and system only
+    display: str | None = None
+
+
+class _OverrideReason(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    reason: _Coding | None = None
+    userComment: str | None = None
+
+
+class _Accepted(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1)
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    card: str = Field(min_length=1)
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[_Accepted] = Field(default_factory=list)
+    overrideReason: _OverrideReason | None = None
+    outcomeTimestamp: datetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeedbackItem:
+        if self.outcome == "accepted" and not self.acceptedSuggestions:
+            raise ValueError("an 'accepted' outcome needs acceptedSuggestions")
+        return self
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    feedback: list[FeedbackItem] = Field(min_length=1)
+
+
+class FeedbackStore:
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        metadata.create_all(self.engine)
+
+    def store(self, service_id: str, body: Any) -> int:
+        if not isinstance(body, dict):
+            raise ClientError("the feedback body must be a JSON object with a 'feedback' array")
+        try:
+            request = FeedbackRequest.model_validate(body)
+        except ValidationError as exc:
+            raise ClientError(
+                "the feedback is invalid; nothing was stored", details=validation_details(exc)
+            ) from None
+        now = datetime.now(UTC)
+        rows = []
+        for item in request.feedback:
+            reason = item.overrideReason.reason if item.overrideReason else None
+            timestamp = item.outcomeTimestamp
+            rows.append(
+                {
+                    "service_id": service_id,
+                    "card_uuid": item.card,
+                    "outcome": item.outcome,
+                    "accepted_suggestions": [s.id for s in item.acceptedSuggestions],
+                    "override_reason_system": reason.system if reason else None,
+                    "override_reason_code": reason.code if reason else None,
+                    "override_reason_display": reason.display if reason else None,
+                    "override_comment": item.overrideReason.userComment
+                    if item.overrideReason
+                    else None,
+                    "outcome_timestamp": timestamp
+                    if timestamp.tzinfo
+                    else timestamp.replace(tzinfo=UTC),
+                    "received_at": now,
+                }
+            )
+        with self.engine.begin() as conn:  # one transaction: all items or none
+            conn.execute(insert(feedback_table), rows)
+        return len(rows)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(select(feedback_table).order_by(feedback_table.c.id))
+            ]
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
+
+def dumps(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=str, indent=1)

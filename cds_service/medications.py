@@ -1,0 +1,83 @@
+"""Which covered drugs a draft order contains.
+
+RxNorm codes first (ingredient, clinical or branded product, combination products);
+the coding display or text only where no RxNorm code is known to us.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .hook_context import DraftOrder
+from .knowledge import Knowledge
+
+RXNORM_SYSTEMS = frozenset(
+    {
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "https://www.nlm.nih.gov/research/umls/rxnorm",
+        "urn:oid:2.16.840.1.113883.6.88",
+    }
+)
+
+
+@dataclass(frozen=True)
+class IdentifiedDrug:
+    drug: str  # ingredient name as in knowledge/drugs.json, e.g. "codeine"
+    order: DraftOrder
+    matched_by: str  # e.g. "RxNorm 993781" or "text 'Tylenol with Codeine'"
+    medication_text: str  # what the prescriber chose, for the card
+
+
+def medication_text(order: DraftOrder) -> str:
+    concept = order.medication or {}
+    if concept.get("text"):
+        return str(concept["text"])
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict) and coding.get("display"):
+            return str(coding["display"])
+    return ""
+
+
+def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDrug], str]:
+    """The drugs in ``order`` the knowledge lists, and a note on how (for the trace)."""
+    concept = order.medication
+    if not concept:
+        return [], "the order names no medication"
+    text = medication_text(order)
+    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+    for coding in codings:
+        if (
+            coding.get("system") in RXNORM_SYSTEMS
+            and str(coding.get("code", "")) in knowledge.products
+        ):
+            code = str(coding["code"])
+            drugs = sorted(knowledge.products[code])
+            return [IdentifiedDrug(d, order, f"RxNorm {code}", text) for d in drugs], (
+                f"RxNorm {code} contains {', '.join(drugs)}"
+            )
+    candidates = [text] + [str(c.get("display", "")) for c in codings]
+    for candidate in candidates:
+        drugs = _drugs_named(candidate, _name_index(knowledge))
+        if drugs:
+            return [IdentifiedDrug(d, order, f"text '{candidate}'", text) for d in drugs], (
+                f"no known RxNorm code; the text '{candidate}' names {', '.join(drugs)}"
+            )
+    return [], "no covered drug in the order's codes or text"
+
+
+@lru_cache(maxsize=8)
+def _name_index(knowledge: Knowledge) -> tuple[tuple[re.Pattern[str], str], ...]:
+    index = []
+    for name, drug in knowledge.drugs.items():
+        for word in [name, *drug.brands]:
+            index.append((re.compile(rf"\b{re.escape(word.lower())}\b"), name))
+    return tuple(index)
+
+
+def _drugs_named(text: str, index: tuple[tuple[re.Pattern[str], str], ...]) -> list[str]:
+    lowered = text.lower()
+    if not lowered:
+        return []
+    return sorted({name for pattern, name in index if pattern.search(lowered)})

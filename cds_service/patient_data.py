@@ -1,0 +1,178 @@
+"""The patient's genomic results: from prefetch, else from the EHR's FHIR server.
+
+Prefetch keys follow CDS Hooks 2.0.1: a key that is absent was not prefetched (we query
+the FHIR server ourselves); ``null`` means the client has no such data (nothing to
+fetch); an OperationOutcome means the client failed (we query ourselves). When the data
+can be neither read nor fetched, the answer is 412 with a body naming what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from .errors import PreconditionFailed
+from .request import HookRequest
+from .trace import Trace
+
+GENOMIC_RESULTS = "genomicResults"
+
+
+class FhirUnavailable(Exception):
+    """The FHIR server could not be reached or refused the query."""
+
+
+class FhirClient:
+    """Minimal read-only FHIR search client with a bearer token and a page bound."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float,
+        max_pages: int,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self._token = token
+        self.timeout = timeout
+        self.max_pages = max_pages
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"FhirClient({self.base_url!r})"
+
+    def search(self, query: str, trace: Trace) -> list[dict[str, Any]]:
+        """All resources of a search (``Type?params``), following ``next`` within the bound."""
+        return self.follow(urljoin(self.base_url, query), trace)
+
+    def follow(self, url: str, trace: Trace, pages: int = 0) -> list[dict[str, Any]]:
+        resources: list[dict[str, Any]] = []
+        next_url: str | None = url
+        while next_url:
+            if pages >= self.max_pages:
+                trace.add("fetch", f"stopped after {self.max_pages} pages (PGX_CDS_FHIR_MAX_PAGES)")
+                raise FhirUnavailable(f"more than {self.max_pages} pages of results")
+            if not next_url.startswith(self.base_url):
+                # Never send the token to another host.
+                raise FhirUnavailable("a next link points outside the FHIR server")
+            bundle = self._get(next_url)
+            pages += 1
+            resources.extend(bundle_resources(bundle))
+            next_url = next_link(bundle)
+        trace.add("fetch", f"read {len(resources)} resources in {pages} page(s)")
+        return resources
+
+    def _get(self, url: str) -> dict[str, Any]:
+        headers = {"Accept": "application/fhir+json, application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            response = self.session.get(url, headers=headers, timeout=self.timeout)
+        except requests.Timeout:
+            raise FhirUnavailable(
+                f"the FHIR server did not answer within {self.timeout:g} s"
+            ) from None
+        except requests.RequestException as exc:
+            raise FhirUnavailable(
+                f"the FHIR server could not be reached ({type(exc).__name__})"
+            ) from None
+        if response.status_code != 200:
+            raise FhirUnavailable(f"the FHIR server answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise FhirUnavailable("the FHIR server did not answer with JSON") from None
+        if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+            raise FhirUnavailable("the FHIR server did not answer with a Bundle")
+        return body
+
+
+def bundle_resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") != "OperationOutcome":
+            out.append(resource)
+    return out
+
+
+def next_link(bundle: dict[str, Any]) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
+            return str(link["url"])
+    return None
+
+
+def is_operation_outcome(value: Any) -> bool:
+    if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
+        return True
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        entries = value.get("entry") or []
+        return bool(entries) and all(
+            isinstance(e, dict)
+            and (e.get("resource") or {}).get("resourceType") == "OperationOutcome"
+            for e in entries
+        )
+    return False
+
+
+def genomic_results(
+    request: HookRequest, query: str, client: FhirClient | None, trace: Trace
+) -> list[dict[str, Any]]:
+    """The patient's genomic result resources (unfiltered: ``genomic_facts`` judges them).
+
+    ``query`` is the prefetch template with the patient filled in; ``client`` is None when
+    the request gave no ``fhirServer``.
+    """
+    prefetch = request.prefetch or {}
+    reason: str
+    if GENOMIC_RESULTS in prefetch:
+        value = prefetch[GENOMIC_RESULTS]
+        if value is None:
+            trace.add("prefetch", f"{GENOMIC_RESULTS} is null: the client has no genomic results")
+            return []
+        if is_operation_outcome(value):
+            reason = f"the client reported an error for prefetch '{GENOMIC_RESULTS}'"
+        elif isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            resources = bundle_resources(value)
+            trace.add("prefetch", f"{GENOMIC_RESULTS}: {len(resources)} resources prefetched")
+            more = next_link(value)
+            if more:
+                if client is None:
+                    raise PreconditionFailed(
+                        f"prefetch '{GENOMIC_RESULTS}' has more pages but the request names no "
+                        "fhirServer",
+                        missing=[GENOMIC_RESULTS],
+                    )
+                try:
+                    resources += client.follow(more, trace, pages=1)
+                except FhirUnavailable as exc:
+                    raise PreconditionFailed(
+                        f"could not read the remaining pages of prefetch '{GENOMIC_RESULTS}': "
+                        f"{exc}",
+                        missing=[GENOMIC_RESULTS],
+                    ) from None
+            return resources
+        elif isinstance(value, list):
+            return [r for r in value if isinstance(r, dict)]
+        elif isinstance(value, dict) and value.get("resourceType"):
+            return [value]
+        else:
+            reason = f"prefetch '{GENOMIC_RESULTS}' is neither a Bundle nor a resource"
+        trace.add("prefetch", f"{reason}; querying the FHIR server instead")
+    else:
+        reason = f"prefetch '{GENOMIC_RESULTS}' was not provided"
+        trace.add("prefetch", f"{reason}; querying the FHIR server")
+
+    if client is None:
+        raise PreconditionFailed(
+            f"{reason} and the request names no fhirServer to query", missing=[GENOMIC_RESULTS]
+        )
+    try:
+        return client.search(query, trace)
+    except FhirUnavailable as exc:
+        raise PreconditionFailed(f"{reason} and {exc}", missing=[GENOMIC_RESULTS]) from None

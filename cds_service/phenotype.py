@@ -1,0 +1,147 @@
+"""Phenotypes: from a diplotype (CPIC allele tables) or from a reported metabolizer status.
+
+A diplotype the tables cannot score (an unknown allele, an allele of uncertain function,
+an unsupported copy number) gives ``Indeterminate``: no alert rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .knowledge import GeneTable
+
+INDETERMINATE = "Indeterminate"
+
+_TEXT_PHENOTYPES = [
+    (re.compile(r"\b(ultra[\s-]?rapid|ultrarapid|um)\b"), "Ultrarapid Metabolizer"),
+    (re.compile(r"\b(rapid|rm)\b"), "Rapid Metabolizer"),
+    (re.compile(r"\b(normal|extensive|nm|em)\b"), "Normal Metabolizer"),
+    (re.compile(r"\b(intermediate|im)\b"), "Intermediate Metabolizer"),
+    (re.compile(r"\b(poor|pm)\b"), "Poor Metabolizer"),
+]
+_UNCERTAIN_TEXT = re.compile(
+    r"\b(indeterminate|unknown|uncertain|possible|likely|no call|not determined|n/a)\b"
+)
+
+
+def phenotype_from_text(text: str) -> str | None:
+    """'Ultrarapid metabolizer' -> 'Ultrarapid Metabolizer'; anything hedged or unclear -> None."""
+    lowered = text.strip().lower()
+    if (
+        not lowered
+        or _UNCERTAIN_TEXT.search(lowered)
+        or ("metaboli" not in lowered and len(lowered) > 2)
+    ):
+        return None
+    hits = {label for pattern, label in _TEXT_PHENOTYPES if pattern.search(lowered)}
+    if len(hits) == 1:
+        return hits.pop()
+    if hits == {"Ultrarapid Metabolizer", "Rapid Metabolizer"} and "ultra" in lowered:
+        return "Ultrarapid Metabolizer"
+    return None
+
+
+@dataclass(frozen=True)
+class Scored:
+    diplotype: str  # normalised, e.g. "*1/*2x2"
+    phenotype: str
+    activity_score: float | None = None
+    activity_score_at_least: bool = False
+    reason: str = ""  # why it is indeterminate, if it is
+
+    @property
+    def activity_score_text(self) -> str | None:
+        if self.activity_score is None:
+            return None
+        return ("≥" if self.activity_score_at_least else "") + f"{self.activity_score:.2f}".rstrip(
+            "0"
+        ).rstrip(".")
+
+
+_STAR = re.compile(r"^\*[0-9]+[A-Z]?(?:\.[0-9]+)?(?:x(?:[0-9]+|N|≥3))?$")
+
+
+def normalise_diplotype(raw: str, gene: str) -> tuple[str, str] | None:
+    """Split 'CYP2D6 *1/*2x2', '*1/*4', 'CYP2D6*1/CYP2D6*4' into ('*1', '*2x2').
+
+    Suballeles like '*1.001' keep the core allele ('*1'). Returns None when the text is
+    not a two-allele star diplotype.
+    """
+    text = raw.replace(gene, " ").replace(" ", "").replace("×", "x").replace("X", "x")
+    text = text.replace(">=", "≥")
+    parts = text.split("/")
+    if len(parts) != 2:
+        return None
+    alleles = []
+    for part in parts:
+        if not _STAR.match(part):
+            return None
+        core, _, copies = part.partition("x")
+        core = re.sub(r"\.[0-9]+$", "", core)
+        alleles.append(core + (f"x{copies}" if copies else ""))
+    return alleles[0], alleles[1]
+
+
+def score_diplotype(raw: str, table: GeneTable) -> Scored:
+    """Diplotype -> activity score and phenotype, or Indeterminate with a reason."""
+    pair = normalise_diplotype(raw, table.gene)
+    if pair is None:
+        return Scored(
+            raw, INDETERMINATE, reason=f"'{raw}' is not a {table.gene} star-allele diplotype"
+        )
+    diplotype = "/".join(pair)
+    if table.scoring == "function_pair":
+        functions = []
+        for allele in pair:
+            entry = table.alleles.get(allele)
+            if entry is None:
+                return Scored(
+                    diplotype, INDETERMINATE, reason=f"allele {allele} is not in the CPIC table"
+                )
+            functions.append(entry.function)
+        phenotype = table.function_pairs.get(" / ".join(sorted(functions)), INDETERMINATE)
+        reason = "" if phenotype != INDETERMINATE else f"CPIC assigns no phenotype to {diplotype}"
+        return Scored(diplotype, phenotype, reason=reason)
+
+    total = 0.0
+    at_least = False
+    for allele in pair:
+        value = _allele_activity(allele, table)
+        if value is None:
+            return Scored(
+                diplotype,
+                INDETERMINATE,
+                reason=f"allele {allele} has no CPIC activity value "
+                "(unknown or uncertain function)",
+            )
+        total += value[0]
+        at_least = at_least or value[1]
+    phenotype = _band(total, table)
+    reason = "" if phenotype != INDETERMINATE else f"activity score {total:g} falls in no CPIC band"
+    return Scored(diplotype, phenotype, total, at_least, reason)
+
+
+def phenotype_for_score(score: float, table: GeneTable) -> str:
+    return _band(score, table)
+
+
+def _allele_activity(allele: str, table: GeneTable) -> tuple[float, bool] | None:
+    entry = table.alleles.get(allele)
+    if entry is None and "x" in allele:
+        core, _, copies = allele.partition("x")
+        if copies.isdigit() and int(copies) >= 3:
+            entry = table.alleles.get(f"{core}x≥3")
+    if entry is None or entry.activity_value is None:
+        return None
+    value = entry.activity_value.strip()
+    if value.lower() == "n/a" or not value:
+        return None
+    return float(value.lstrip("≥")), value.startswith("≥")
+
+
+def _band(score: float, table: GeneTable) -> str:
+    for band in table.phenotype_bands:
+        if score >= band.min and (band.max is None or score <= band.max):
+            return band.phenotype
+    return INDETERMINATE

@@ -1,0 +1,60 @@
+"""One hook call, end to end.
+
+context -> medications -> genomic facts -> recommendations -> cards
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from . import cards, genomic_facts, hook_context, medications, patient_data, recommendations
+from .knowledge import Knowledge
+from .request import HookRequest
+from .services import Service, genomic_query
+from .settings import Settings
+from .trace import Trace
+
+
+@dataclass
+class Engine:
+    """What every call shares: the knowledge, the settings and pooled HTTP connections."""
+
+    knowledge: Knowledge
+    settings: Settings
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def evaluate(self, service: Service, request: HookRequest) -> tuple[dict[str, Any], Trace]:
+        trace = Trace()
+        orders = hook_context.draft_orders(request.hook, request.context)
+        trace.add("context", f"{len(orders)} order(s) to judge")
+        drugs: list[medications.IdentifiedDrug] = []
+        for order in orders:
+            name = order.reference or order.resource_type or "order"
+            if not order.is_medication_order:
+                trace.add("medications", f"{name}: not a medication order")
+                continue
+            found, how = medications.identify(order, self.knowledge)
+            trace.add("medications", f"{name}: {how}")
+            drugs.extend(d for d in found if d.drug in self.knowledge.covered_drugs)
+        if not drugs:
+            trace.add("medications", "no drug with a pharmacogenomic recommendation: no cards")
+            return {"cards": []}, trace
+
+        client = None
+        if request.fhirServer:
+            client = patient_data.FhirClient(
+                request.fhirServer,
+                request.access_token,
+                timeout=self.settings.fhir_timeout,
+                max_pages=self.settings.fhir_max_pages,
+                session=self.session,
+            )
+        query = genomic_query(self.knowledge, quote(request.patient_id, safe=""))
+        resources = patient_data.genomic_results(request, query, client, trace)
+        facts = genomic_facts.summarise(resources, request.patient_id, self.knowledge, trace)
+        matched = recommendations.match(drugs, facts, self.knowledge, trace)
+        return {"cards": cards.build_cards(matched, self.knowledge)}, trace

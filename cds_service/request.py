@@ -1,0 +1,91 @@
+"""Validate the body of a hook call; every problem becomes a 400 that names the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ClientError
+
+
+class FhirAuthorization(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    access_token: str = Field(min_length=1)
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+    def __repr__(self) -> str:  # never let the token reach a log line
+        return "FhirAuthorization(access_token=***)"
+
+    __str__ = __repr__
+
+
+class HookRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+    @field_validator("fhirServer")
+    @classmethod
+    def _server(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @property
+    def patient_id(self) -> str:
+        return str(self.context["patientId"])
+
+    @property
+    def access_token(self) -> str | None:
+        return self.fhirAuthorization.access_token if self.fhirAuthorization else None
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise ClientError("the request body is empty; expected a JSON object")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClientError(f"the request body is not valid JSON: {exc}") from None
+
+
+def parse_hook_request(body: Any, expected_hook: str) -> HookRequest:
+    if not isinstance(body, dict):
+        raise ClientError("the request body must be a JSON object")
+    try:
+        request = HookRequest.model_validate(body)
+    except ValidationError as exc:
+        raise ClientError("the hook request is invalid", details=validation_details(exc)) from None
+    patient_id = request.context.get("patientId")
+    if not isinstance(patient_id, str) or not patient_id.strip():
+        raise ClientError(
+            "the hook request is invalid",
+            details=[{"field": "context.patientId", "problem": "required: the id of the patient"}],
+        )
+    if request.hook != expected_hook:
+        raise ClientError(
+            f"this service answers the '{expected_hook}' hook, but the request is for "
+            f"'{request.hook}'",
+            details=[{"field": "hook", "problem": f"expected '{expected_hook}'"}],
+        )
+    return request
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    details = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"])
+        details.append({"field": field, "problem": err["msg"]})
+    return details

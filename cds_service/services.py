@@ -1,0 +1,77 @@
+"""The CDS services this server offers (discovery) and their prefetch templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .knowledge import Knowledge
+from .patient_data import GENOMIC_RESULTS
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+_WHAT = (
+    "Checks prescribed opioids, NSAIDs and pain adjuvants against the patient's "
+    "pharmacogenomic results (CPIC guidelines) and suggests a safer alternative."
+)
+
+SERVICES: dict[str, Service] = {
+    s.id: s
+    for s in (
+        Service(
+            "pgx-order-select",
+            "order-select",
+            "PGx check for pain medications",
+            _WHAT + " Judges the selected draft orders.",
+        ),
+        Service(
+            "pgx-order-sign",
+            "order-sign",
+            "PGx check for pain medications (signing)",
+            _WHAT + " Judges all draft orders at signing.",
+        ),
+        Service(
+            "pgx-medication-prescribe",
+            "medication-prescribe",
+            "PGx check for pain medications (legacy medication-prescribe)",
+            _WHAT + " For clients that still send the deprecated medication-prescribe hook.",
+        ),
+    )
+}
+
+
+def genomic_query(knowledge: Knowledge, patient: str) -> str:
+    """The FHIR search for the patient's genomic results; prefetch and fetch share it."""
+    codes = ",".join(sorted(knowledge.result_codes.codes))
+    return f"Observation?patient={patient}&code={codes}&_count=100"
+
+
+def prefetch_templates(knowledge: Knowledge) -> dict[str, str]:
+    return {
+        "patient": "Patient/{{context.patientId}}",
+        GENOMIC_RESULTS: genomic_query(knowledge, "{{context.patientId}}"),
+        "activeMedications": "MedicationRequest?patient={{context.patientId}}&status=active",
+    }
+
+
+def discovery(knowledge: Knowledge) -> dict[str, Any]:
+    prefetch = prefetch_templates(knowledge)
+    return {
+        "services": [
+            {
+                "hook": s.hook,
+                "id": s.id,
+                "title": s.title,
+                "description": s.description,
+                "prefetch": prefetch,
+            }
+            for s in SERVICES.values()
+        ]
+    }

@@ -1,0 +1,64 @@
+"""Service settings, from environment variables prefixed ``PGX_CDS_`` (see README)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pgx-cds"
+
+
+def default_knowledge_dir() -> Path:
+    return PACKAGE_DIR.parent / "knowledge"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PGX_CDS_", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{default_data_dir() / 'feedback.sqlite3'}",
+        description="SQLAlchemy URL of the feedback database (SQLite file or PostgreSQL).",
+    )
+    knowledge_dir: Path = Field(
+        default_factory=default_knowledge_dir,
+        description="Folder with the knowledge files (recommendations, genes, drug codes).",
+    )
+    fhir_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        description="Seconds to wait for the EHR's FHIR server per request.",
+    )
+    fhir_max_pages: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="How many search result pages (next links) to follow at most.",
+    )
+    cors_origins: str = Field(
+        default="*",
+        description="Allowed browser origins, comma-separated, or * for any.",
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Regenerate the derived files in ``knowledge/`` from the reference tables.
+
+The service never reads the reference folder: this script turns it into small,
+versioned JSON files that are committed with the code.
+
+Inputs (default ``../shared/data`` beside the project root):
+
+* ``cpic/<GENE>_allele_function.tsv``   allele -> CPIC function and activity value
+* ``cpic/<GENE>_diplotype_phenotype.tsv`` every CPIC diplotype -> activity score -> phenotype
+* ``rxnorm/*.tsv``                       RxNorm products and the ingredients they contain
+
+Outputs:
+
+* ``knowledge/genes/<GENE>.json``     allele table and phenotype rules (derived, then
+  checked against every diplotype in the CPIC table; the script fails on a mismatch)
+* ``knowledge/rxnorm_products.json``  product RxCUI -> covered ingredients, for the drugs
+  listed in the hand-written ``knowledge/drugs.json``
+* ``tests/data/cpic_diplotypes/<GENE>.tsv``  the CPIC expectations, so the tests can check
+  the phenotype engine against every diplotype without the reference folder
+
+Usage: ``python scripts/build_knowledge.py [--shared PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KNOWLEDGE = ROOT / "knowledge"
+
+GENES = {
+    # gene: (HGNC id, CPIC table version date)
+    "CYP2D6": ("HGNC:2625", "2024-03-25"),
+    "CYP2C9": ("HGNC:2623", "2025-11-05"),
+    "CYP2C19": ("HGNC:2621", "2025-11-05"),
+}
+
+CPIC_TABLE_URL = "https://files.cpicpgx.org/data/report/current/"
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def as_number(value: str) -> tuple[float, bool] | None:
+    """'1.25' -> (1.25, False); '≥3.0' -> (3.0, True); 'n/a' or '' -> None."""
+    value = value.strip()
+    if not value or value.lower() == "n/a":
+        return None
+    at_least = value.startswith("≥")
+    return float(value.lstrip("≥")), at_least
+
+
+def build_gene(gene: str, shared: Path) -> tuple[dict, list[dict[str, str]]]:
+    hgnc, version = GENES[gene]
+    alleles_rows = read_tsv(shared / "cpic" / f"{gene}_allele_function.tsv")
+    diplo_rows = read_tsv(shared / "cpic" / f"{gene}_diplotype_phenotype.tsv")
+
+    alleles: dict[str, dict[str, object]] = {}
+    for row in alleles_rows:
+        entry: dict[str, object] = {"function": row["function"]}
+        if row["activity_value"].strip():
+            entry["activity_value"] = row["activity_value"].strip()
+        alleles[row["allele"]] = entry
+    uses_activity = any("activity_value" in a for a in alleles.values())
+
+    doc: dict[str, object] = {
+        "gene": gene,
+        "hgnc": hgnc,
+        "source": {
+            "guideline": "CPIC allele functionality and diplotype-phenotype tables",
+            "version": version,
+            "url": CPIC_TABLE_URL,
+            "license": "CC0 1.0 (CPIC); attribution: cpicpgx.org",
+        },
+        "alleles": alleles,
+    }
+
+    if uses_activity:
+        # Derive the activity-score bands per phenotype from the table itself.
+        bands: dict[str, list[float]] = defaultdict(list)
+        for row in diplo_rows:
+            num = as_number(row["activity_score"])
+            if num is None or num[1]:
+                continue
+            bands[row["phenotype"]].append(num[0])
+        ordered = sorted(bands.items(), key=lambda kv: min(kv[1]))
+        out = []
+        for i, (phenotype, values) in enumerate(ordered):
+            band: dict[str, object] = {"phenotype": phenotype, "min": min(values)}
+            if i < len(ordered) - 1:
+                band["max"] = max(values)
+            out.append(band)
+        doc["scoring"] = "activity_score"
+        doc["phenotype_bands"] = out
+    else:
+        pairs: dict[str, str] = {}
+        for row in diplo_rows:
+            a, b = row["diplotype"].split("/")
+            fa, fb = sorted((alleles[a]["function"], alleles[b]["function"]))  # type: ignore[type-var]
+            key = f"{fa} / {fb}"
+            if pairs.setdefault(key, row["phenotype"]) != row["phenotype"]:
+                raise SystemExit(f"{gene}: function pair {key} maps to two phenotypes")
+        doc["scoring"] = "function_pair"
+        doc["function_pairs"] = dict(sorted(pairs.items()))
+
+    expected = [{k: r[k] for k in ("diplotype", "activity_score", "phenotype")} for r in diplo_rows]
+    return doc, expected
+
+
+def build_products(shared: Path, drugs: dict) -> dict[str, dict[str, object]]:
+    covered = {name.lower() for name in drugs}
+    products: dict[str, dict[str, object]] = {}
+
+    def add(rxcui: str, name: str, ingredients: list[str]) -> None:
+        hits = sorted({i.strip().lower() for i in ingredients} & covered)
+        if not hits:
+            return
+        entry = products.setdefault(rxcui, {"name": name, "ingredients": []})
+        entry["ingredients"] = sorted(set(entry["ingredients"]) | set(hits))  # type: ignore[arg-type]
+
+    rx = shared / "rxnorm"
+    for row in read_tsv(rx / "opioid_products.tsv"):
+        ingredients = [row["opioid_ingredient"]]
+        # The opioid list names only the opioid; add the other covered ingredients the
+        # product name states (e.g. acetaminophen in acetaminophen/codeine).
+        # Whole words only: "dihydrocodeine" is not codeine.
+        ingredients += [d for d in covered if re.search(rf"\b{d}\b", row["name"].lower())]
+        add(row["rxcui"], row["name"], ingredients)
+    for row in read_tsv(rx / "nsaid_products.tsv"):
+        add(row["rxcui"], row["name"], [row["ingredient"]])
+    for row in read_tsv(rx / "sandbox_medication_names_pain.tsv"):
+        add(row["rxcui"], row["name"], row["ingredients_named"].split(","))
+    for name, drug in drugs.items():
+        add(drug["rxcui"], name, [name])
+    return dict(sorted(products.items(), key=lambda kv: int(kv[0])))
+
+
+def write_json(path: Path, doc: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_products(path: Path, source: dict[str, str], products: dict[str, dict]) -> None:
+    """One product per line: small diffs when the lists change."""
+    lines = [
+        f"  {json.dumps(rxcui)}: {json.dumps(entry, ensure_ascii=False)}"
+        for rxcui, entry in products.items()
+    ]
+    text = (
+        "{\n"
+        f' "source": {json.dumps(source, ensure_ascii=False)},\n'
+        ' "products": {\n' + ",\n".join(lines) + "\n }\n}\n"
+    )
+    json.loads(text)  # what we write must stay valid JSON
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    args = parser.parse_args()
+
+    for gene in GENES:
+        doc, expected = build_gene(gene, args.shared)
+        write_json(KNOWLEDGE / "genes" / f"{gene}.json", doc)
+        table = ROOT / "tests" / "data" / "cpic_diplotypes" / f"{gene}.tsv"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        with table.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(
+                fh, fieldnames=["diplotype", "activity_score", "phenotype"], delimiter="\t"
+            )
+            writer.writeheader()
+            writer.writerows(expected)
+
+    drugs = json.loads((KNOWLEDGE / "drugs.json").read_text(encoding="utf-8"))["drugs"]
+    products = build_products(args.shared, drugs)
+    write_products(
+        KNOWLEDGE / "rxnorm_products.json",
+        {
+            "name": "RxNorm (NLM), via the opioid MME value sets (2020-10-20), the PDDI-CDS "
+            "NSAID value sets (2018) and the CDS Hooks sandbox medication list",
+            "license": "public domain; courtesy of the U.S. National Library of Medicine",
+        },
+        products,
+    )
+    print(f"wrote {len(GENES)} gene tables and {len(products)} RxNorm products")
+
+
+if __name__ == "__main__":
+    main()
