@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .knowledge import Knowledge
-from .phenotype import INDETERMINATE, phenotype_from_text, score_diplotype
+from .phenotype import INDETERMINATE, normalise_diplotype, phenotype_from_text, score_diplotype
 from .trace import Trace
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
@@ -161,17 +161,20 @@ def decide(findings: list[Finding]) -> GeneResult:
     for f in older[:2]:
         notes.append(f"an older result ({f.date_text or 'undated'}) said {f.phenotype}")
 
-    supporting = genotype if genotype is not None and genotype.phenotype == phenotype else None
-    source = supporting if top.kind == "genotype" else top
+    # The diplotype and score shown on the card: the deciding genotype's own, or those of an
+    # agreeing genotype of the same date behind a reported phenotype.
+    shown = top
+    if top.kind == "phenotype" and genotype is not None and genotype.phenotype == phenotype:
+        shown = genotype
     return GeneResult(
         gene=top.gene,
         phenotype=phenotype,
         observation=top.observation,
         kind=top.kind,
         date_text=top.date_text,
-        diplotype=(supporting or source).diplotype,
-        activity_score=(supporting or source).activity_score,
-        activity_score_text=(supporting or source).activity_score_text,
+        diplotype=shown.diplotype,
+        activity_score=shown.activity_score,
+        activity_score_text=shown.activity_score_text,
         notes=tuple(notes),
     )
 
@@ -226,16 +229,17 @@ def _genotype(obs: dict[str, Any], gene: str, knowledge: Knowledge, base: Findin
         other = _gene_in_text(text, knowledge)
         if other and other != gene:
             return replace(base, reason=f"the value '{text}' names {other}, not {gene}")
+        if normalise_diplotype(text, gene) is None:
+            continue
         scored = score_diplotype(text, table)
-        if scored.phenotype != INDETERMINATE or scored.diplotype != text:
-            return replace(
-                base,
-                phenotype=scored.phenotype,
-                diplotype=scored.diplotype,
-                activity_score=scored.activity_score,
-                activity_score_text=scored.activity_score_text,
-                reason=scored.reason,
-            )
+        return replace(
+            base,
+            phenotype=scored.phenotype,
+            diplotype=scored.diplotype,
+            activity_score=scored.activity_score,
+            activity_score_text=scored.activity_score_text,
+            reason=scored.reason,
+        )
     return replace(base, reason=f"'{candidates[0]}' is not a diplotype the service can read")
 
 

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cds_service.app import create_app
+from cds_service.knowledge import Knowledge
+from cds_service.settings import Settings, default_knowledge_dir
+
+
+@pytest.fixture(scope="session")
+def knowledge() -> Knowledge:
+    return Knowledge(default_knowledge_dir())
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'feedback.sqlite3'}", fhir_timeout=1.0)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as c:
+        yield c
+
+
+SERVICE_FOR_HOOK = {
+    "order-select": "pgx-order-select",
+    "order-sign": "pgx-order-sign",
+    "medication-prescribe": "pgx-medication-prescribe",
+}
+
+
+@pytest.fixture
+def call(client: FlaskClient):
+    """POST a hook request to the service for its hook; returns (status, json)."""
+
+    def _call(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        response = client.post(f"/cds-services/{SERVICE_FOR_HOOK[body['hook']]}", json=body)
+        return response.status_code, response.get_json()
+
+    return _call

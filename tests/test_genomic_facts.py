@@ -1,0 +1,169 @@
+"""Which results count, and what they say: safety rules first."""
+
+from __future__ import annotations
+
+import pytest
+from builders import (
+    APAP_CODEINE,
+    genotype_obs,
+    hook_request,
+    implication_obs,
+    med_order,
+    phenotype_obs,
+    with_results,
+)
+
+from cds_service.genomic_facts import summarise
+from cds_service.trace import Trace
+
+
+def cards_for(call, *observations):
+    status, answer = call(
+        hook_request(
+            "order-select", [med_order(APAP_CODEINE)], prefetch=with_results(*observations)
+        )
+    )
+    assert status == 200
+    return answer["cards"]
+
+
+@pytest.mark.parametrize(
+    "status", ["entered-in-error", "preliminary", "registered", "cancelled", None]
+)
+def test_results_not_final_are_ignored(call, status):
+    obs = phenotype_obs("Ultrarapid Metabolizer", status=status)
+    if status is None:
+        del obs["status"]
+    assert cards_for(call, obs) == []
+
+
+@pytest.mark.parametrize("status", ["final", "amended", "corrected"])
+def test_final_amended_corrected_count(call, status):
+    assert len(cards_for(call, phenotype_obs("Poor Metabolizer", status=status))) == 1
+
+
+def test_other_patients_results_are_ignored(call):
+    assert cards_for(call, phenotype_obs("Ultrarapid Metabolizer", patient="someone-else")) == []
+
+
+def test_result_without_subject_is_ignored(call):
+    obs = phenotype_obs("Ultrarapid Metabolizer")
+    del obs["subject"]
+    assert cards_for(call, obs) == []
+
+
+def test_absolute_subject_reference_counts(call):
+    obs = phenotype_obs("Ultrarapid Metabolizer")
+    obs["subject"] = {"reference": "https://ehr.example.org/fhir/Patient/pat-1"}
+    assert len(cards_for(call, obs)) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Indeterminate",
+        "Unknown",
+        "Possible poor metabolizer",
+        "Likely intermediate metabolizer",
+        "see report",
+        "",
+    ],
+)
+def test_unclear_phenotype_text_gives_no_alert(call, text):
+    assert cards_for(call, phenotype_obs(text, as_text=True)) == []
+
+
+@pytest.mark.parametrize(
+    "diplotype", ["*1/*", "*4/*999", "*1/*4/*5", "positive", "*1/*2xN", "*1/*43x2", "CYP2C19 *1/*2"]
+)
+def test_unparseable_or_unknown_diplotype_gives_no_alert(call, diplotype):
+    assert cards_for(call, genotype_obs(diplotype)) == []
+
+
+def test_text_phenotype_is_read(call):
+    [card] = cards_for(call, phenotype_obs("CYP2D6 ultrarapid metabolizer", as_text=True))
+    assert card["indicator"] == "critical"
+
+
+@pytest.mark.parametrize(
+    "component", ["therapeutic-implication", "predicted-therapeutic-implication"]
+)
+def test_therapeutic_implication_forms(call, component):
+    obs = implication_obs("Poor Metabolizer", component_code=component)
+    [card] = cards_for(call, obs)
+    assert "poor metabolizer" in card["summary"]
+
+
+@pytest.mark.parametrize("where", ["text", "display", "valueString"])
+def test_diplotype_wherever_it_is_written(call, where):
+    [card] = cards_for(call, genotype_obs("*4/*4", where=where))
+    assert "poor metabolizer" in card["summary"]
+
+
+def test_gene_from_value_text_when_no_component(call):
+    [card] = cards_for(call, genotype_obs("CYP2D6 *1/*2x2", gene=None))
+    assert "ultrarapid" in card["summary"]
+
+
+def test_gene_of_another_gene_is_not_cyp2d6(call):
+    assert cards_for(call, phenotype_obs("Poor Metabolizer", gene="CYP2C19")) == []
+
+
+def test_most_recent_result_decides_and_older_discrepancy_is_mentioned(call):
+    old = phenotype_obs("Normal Metabolizer", obs_id="old", date="2019-01-01")
+    new = phenotype_obs("Ultrarapid Metabolizer", obs_id="new", date="2024-01-01")
+    [card] = cards_for(call, old, new)
+    assert "ultrarapid" in card["summary"]
+    assert "older result" in card["detail"] and "Normal Metabolizer" in card["detail"]
+    assert (
+        cards_for(
+            call,
+            phenotype_obs("Ultrarapid Metabolizer", obs_id="a", date="2019-01-01"),
+            phenotype_obs("Normal Metabolizer", obs_id="b", date="2024-01-01"),
+        )
+        == []
+    )
+
+
+def test_lab_phenotype_beats_disagreeing_genotype_and_says_so(call):
+    pheno = phenotype_obs("Poor Metabolizer", obs_id="p")
+    geno = genotype_obs("*1/*1", obs_id="g")
+    [card] = cards_for(call, pheno, geno)
+    assert "poor metabolizer" in card["summary"]
+    assert "lab's reported phenotype is used" in card["detail"]
+
+
+def test_agreeing_genotype_adds_diplotype_to_the_card(call):
+    [card] = cards_for(
+        call,
+        phenotype_obs("Ultrarapid Metabolizer", obs_id="p"),
+        genotype_obs("*1/*1x3", obs_id="g"),
+    )
+    assert "`*1/*1x3`" in card["detail"] and "activity score ≥4" in card["detail"]
+
+
+def test_same_day_conflicting_lab_phenotypes_give_no_alert(call):
+    a = phenotype_obs("Ultrarapid Metabolizer", obs_id="a")
+    b = phenotype_obs("Poor Metabolizer", obs_id="b")
+    assert cards_for(call, a, b) == []
+
+
+def test_trace_says_why_results_were_ignored(knowledge):
+    trace = Trace()
+    facts = summarise(
+        [
+            phenotype_obs("Poor Metabolizer", obs_id="e", status="entered-in-error"),
+            phenotype_obs("Poor Metabolizer", obs_id="o", patient="other"),
+            genotype_obs("*1/*999", obs_id="u"),
+        ],
+        "pat-1",
+        knowledge,
+        trace,
+    )
+    text = trace.render()
+    assert "Observation/e ignored: status 'entered-in-error'" in text
+    assert "Observation/o ignored: its subject is not the patient" in text
+    assert "Observation/u (CYP2D6 genotype): no usable phenotype" in text
+    assert "*999 has no CPIC activity value" in text
+    assert facts["CYP2D6"].phenotype == "Indeterminate"
+    assert "pat-1" not in text and "other" not in text  # no patient identifiers

@@ -1,0 +1,85 @@
+"""The knowledge loads, is sourced, and a broken row is caught."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cds_service.knowledge import Knowledge, KnowledgeError
+from cds_service.settings import default_knowledge_dir
+
+
+def test_every_row_is_sourced(knowledge):
+    assert knowledge.recommendations
+    for rec in knowledge.recommendations:
+        g = rec.guideline
+        assert g is not None and g.pmid.isdigit() and g.url.startswith("https://") and g.year
+        assert rec.table and rec.strength
+
+
+def test_codeine_product_codes_resolve_to_the_ingredient(knowledge):
+    assert knowledge.products["993781"] >= {"codeine", "acetaminophen"}
+    assert "codeine" in knowledge.products["2670"]
+
+
+@pytest.fixture
+def broken(tmp_path: Path) -> Path:
+    copy = tmp_path / "knowledge"
+    shutil.copytree(default_knowledge_dir(), copy)
+    return copy
+
+
+def _edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_row_without_source_table_is_rejected(broken):
+    _edit(
+        broken / "recommendations" / "cpic-opioids-2021.json",
+        lambda d: d["recommendations"][0].pop("table"),
+    )
+    with pytest.raises(KnowledgeError, match="table"):
+        Knowledge(broken)
+
+
+def test_unknown_action_is_rejected(broken):
+    _edit(
+        broken / "recommendations" / "cpic-opioids-2021.json",
+        lambda d: d["recommendations"][0].update(action="panic"),
+    )
+    with pytest.raises(KnowledgeError, match="action"):
+        Knowledge(broken)
+
+
+def test_missing_phenotype_row_is_reported(broken):
+    _edit(
+        broken / "recommendations" / "cpic-opioids-2021.json",
+        lambda d: d.update(
+            recommendations=[r for r in d["recommendations"] if r["id"] != "codeine-cyp2d6-im"]
+        ),
+    )
+    with pytest.raises(KnowledgeError, match=r"codeine/CYP2D6: no row .* Intermediate Metabolizer"):
+        Knowledge(broken)
+
+
+def test_drug_without_codes_is_reported(broken):
+    _edit(
+        broken / "drugs.json",
+        lambda d: d["drugs"].update(newdrug={"rxcui": "999999999", "class": "x"}),
+    )
+    with pytest.raises(KnowledgeError, match="newdrug"):
+        Knowledge(broken)
+
+
+def test_service_refuses_to_start_on_broken_knowledge(broken, tmp_path):
+    from cds_service.app import create_app
+    from cds_service.settings import Settings
+
+    (broken / "manifest.json").write_text("{")
+    with pytest.raises(KnowledgeError):
+        create_app(Settings(knowledge_dir=broken, database_url=f"sqlite:///{tmp_path / 'x.db'}"))

@@ -1,0 +1,141 @@
+"""Prefetch, fetching from the EHR's FHIR server, partial prefetch, and 412."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+import responses
+from builders import APAP_CODEINE, bundle, hook_request, med_order, phenotype_obs, with_results
+
+FHIR = "https://ehr.example.org/fhir"
+SEARCH = re.compile(re.escape(FHIR) + r"/Observation\?.*")
+UM = phenotype_obs("Ultrarapid Metabolizer")
+NM = phenotype_obs("Normal Metabolizer")
+
+
+def codeine_request(**kwargs):
+    return hook_request("order-select", [med_order(APAP_CODEINE)], **kwargs)
+
+
+@responses.activate
+def test_prefetch_is_used_without_querying(call):
+    status, answer = call(codeine_request(prefetch=with_results(UM), fhir_server=FHIR, token="t"))
+    assert status == 200 and len(answer["cards"]) == 1
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_without_prefetch_the_service_queries_with_the_bearer_token(call):
+    responses.get(SEARCH, json=bundle(UM))
+    status, answer = call(codeine_request(fhir_server=FHIR, token="secret-token"))
+    assert status == 200 and len(answer["cards"]) == 1
+    [sent] = responses.calls
+    assert sent.request.headers["Authorization"] == "Bearer secret-token"
+    url = sent.request.url
+    assert "patient=pat-1" in url and "84413-4" in url and "53040-2" in url
+
+
+@responses.activate
+def test_partial_prefetch_fetches_only_the_missing_key(call):
+    """Patient prefetched, genomic results not: the service fetches those itself."""
+    responses.get(SEARCH, json=bundle(UM))
+    body = codeine_request(
+        prefetch={"patient": {"resourceType": "Patient", "id": "pat-1"}},
+        fhir_server=FHIR,
+        token="t",
+    )
+    assert len(call(body)[1]["cards"]) == 1
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_null_prefetch_means_no_data_and_no_query(call):
+    body = codeine_request(prefetch={"genomicResults": None}, fhir_server=FHIR, token="t")
+    assert call(body) == (200, {"cards": []})
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_operation_outcome_in_prefetch_triggers_a_query(call):
+    responses.get(SEARCH, json=bundle(UM))
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
+    body = codeine_request(prefetch={"genomicResults": outcome}, fhir_server=FHIR, token="t")
+    assert len(call(body)[1]["cards"]) == 1
+
+
+def test_operation_outcome_without_fhir_server_is_412(call):
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "exception"}],
+    }
+    status, answer = call(codeine_request(prefetch={"genomicResults": outcome}))
+    assert status == 412
+    assert answer["missingPrefetch"] == ["genomicResults"]
+
+
+def test_no_prefetch_and_no_fhir_server_is_412(call):
+    status, answer = call(codeine_request())
+    assert status == 412
+    assert "genomicResults" in answer["error"] and "fhirServer" in answer["error"]
+
+
+@responses.activate
+@pytest.mark.parametrize("failure", [401, 403, 500, "timeout", "refused"])
+def test_unreachable_or_refusing_server_is_412(call, failure):
+    if failure == "timeout":
+        responses.get(SEARCH, body=requests.Timeout())
+    elif failure == "refused":
+        responses.get(SEARCH, body=requests.ConnectionError("refused"))
+    else:
+        responses.get(SEARCH, status=failure, json={"resourceType": "OperationOutcome"})
+    status, answer = call(codeine_request(fhir_server=FHIR, token="t"))
+    assert status == 412
+    assert answer["missingPrefetch"] == ["genomicResults"]
+    assert "secret" not in str(answer)
+
+
+@responses.activate
+def test_next_links_are_followed(call):
+    page2 = f"{FHIR}/Observation?page=2"
+    responses.get(
+        SEARCH, match=[responses.matchers.query_param_matcher({"page": "2"})], json=bundle(UM)
+    )
+    body = codeine_request(
+        prefetch={"genomicResults": bundle(next_url=page2)}, fhir_server=FHIR, token="t"
+    )
+    assert len(call(body)[1]["cards"]) == 1
+
+
+@responses.activate
+def test_next_link_to_another_host_is_not_followed_with_the_token(call):
+    body = codeine_request(
+        prefetch={"genomicResults": bundle(next_url="https://evil.example.com/x")},
+        fhir_server=FHIR,
+        token="t",
+    )
+    status, _ = call(body)
+    assert status == 412
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_page_bound(call, app):
+    """A server that returns next links forever is cut off, not followed forever."""
+    endless = bundle(NM, next_url=f"{FHIR}/Observation?page=more")
+    responses.get(SEARCH, json=endless)
+    status, _ = call(codeine_request(fhir_server=FHIR, token="t"))
+    assert status == 412
+    assert len(responses.calls) == app.extensions["pgx"]["engine"].settings.fhir_max_pages
+
+
+@responses.activate
+def test_no_query_when_no_covered_drug_is_ordered(call):
+    amoxicillin = med_order(("617993", "Amoxicillin"))
+    body = hook_request("order-sign", [amoxicillin], fhir_server=FHIR, token="t")
+    assert call(body) == (200, {"cards": []})
+    assert len(responses.calls) == 0
