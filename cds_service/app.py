@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(request.get_data()), service.hook)
-        body, trace = engine.evaluate(service, hook_request)
+        body, trace = engine.evaluate(hook_request)
         trace.log(log)
         log.info("%s: %d card(s)", service.id, len(body["cards"]))
         return jsonify(body)

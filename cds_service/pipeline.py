@@ -14,7 +14,7 @@ import requests
 from . import cards, genomic_facts, hook_context, medications, patient_data, recommendations
 from .knowledge import Knowledge
 from .request import HookRequest
-from .services import Service, genomic_query
+from .services import genomic_query
 from .settings import Settings
 from .trace import Trace
 
@@ -27,7 +27,14 @@ class Engine:
     settings: Settings
     session: requests.Session = field(default_factory=requests.Session)
 
-    def evaluate(self, service: Service, request: HookRequest) -> tuple[dict[str, Any], Trace]:
+    def evaluate(
+        self, request: HookRequest, *, read_results: bool = False
+    ) -> tuple[dict[str, Any], Trace]:
+        """Cards for one hook call, and the trace of how they were decided.
+
+        Genomic results are read only when a covered drug is ordered, unless
+        ``read_results`` (``pgx-cds explain`` shows them in any case).
+        """
         trace = Trace()
         orders = hook_context.draft_orders(request.hook, request.context)
         trace.add("context", f"{len(orders)} order(s) to judge")
@@ -42,7 +49,8 @@ class Engine:
             drugs.extend(d for d in found if d.drug in self.knowledge.covered_drugs)
         if not drugs:
             trace.add("medications", "no drug with a pharmacogenomic recommendation: no cards")
-            return {"cards": []}, trace
+            if not read_results:
+                return {"cards": []}, trace
 
         client = None
         if request.fhirServer:
