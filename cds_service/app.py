@@ -25,7 +25,8 @@ MAX_BODY = 5 * 1024 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
-    knowledge = Knowledge(settings.knowledge_dir)  # validated now: a bad file stops start-up
+    # Validated now: a bad file stops start-up rather than giving a wrong card later.
+    knowledge = Knowledge(settings.knowledge_dir, settings.site_codes)
     engine = Engine(knowledge, settings)
     store = FeedbackStore(settings.database_url)
     discovery_body = discovery(knowledge)

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args.host, args.port, args.threads)
     if args.command == "knowledge":
-        return _knowledge(args.dir or settings.knowledge_dir, args.action)
+        return _knowledge(args.dir or settings.knowledge_dir, settings.site_codes, args.action)
     if args.command == "explain":
         return _explain(settings, args.request, args.fhir, args.token)
     return _sandbox_load(args.fhir, args.token, args.dir)
@@ -76,9 +76,9 @@ def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
     return 0
 
 
-def _knowledge(directory: Path, action: str) -> int:
+def _knowledge(directory: Path, site_codes: Path | None, action: str) -> int:
     try:
-        knowledge = Knowledge(directory)
+        knowledge = Knowledge(directory, site_codes)
     except KnowledgeError as exc:
         print(f"knowledge check FAILED\n{exc}", file=sys.stderr)
         return 1
@@ -120,7 +120,7 @@ def _explain(settings: Settings, path: Path, fhir: str | None, token: str | None
     from .request import parse_hook_request, parse_json
 
     try:
-        knowledge = Knowledge(settings.knowledge_dir)
+        knowledge = Knowledge(settings.knowledge_dir, settings.site_codes)
     except KnowledgeError as exc:
         print(f"pgx-cds: {exc}", file=sys.stderr)
         return 1

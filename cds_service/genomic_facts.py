@@ -14,12 +14,20 @@ star-allele diplotype). Safety rules, each traced when it applies:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .knowledge import Knowledge
-from .phenotype import INDETERMINATE, normalise_diplotype, phenotype_from_text, score_diplotype
+from . import hla
+from .knowledge import Knowledge, ResultKind
+from .phenotype import (
+    INDETERMINATE,
+    Scored,
+    normalise_diplotype,
+    phenotype_from_text,
+    score_diplotype,
+)
 from .trace import Trace
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
@@ -60,12 +68,41 @@ class GeneResult:
         return self.phenotype != INDETERMINATE
 
 
+Resolver = Callable[[str], dict[str, Any] | None]
+
+
 def summarise(
-    observations: list[dict[str, Any]], patient_id: str, knowledge: Knowledge, trace: Trace
+    observations: list[dict[str, Any]],
+    patient_id: str,
+    knowledge: Knowledge,
+    trace: Trace,
+    resolve: Resolver | None = None,
 ) -> dict[str, GeneResult]:
+    """One result per gene (or HLA marker) from the patient's Observations.
+
+    ``resolve`` reads a referenced Observation (``Observation/id``) that is not among
+    ``observations``, e.g. the genotype a 3.0 therapeutic implication is derived from.
+    """
+    local = {
+        f"Observation/{o.get('id')}": o
+        for o in observations
+        if o.get("resourceType") == "Observation"
+    }
+
+    def lookup(reference: str) -> dict[str, Any] | None:
+        key = "/".join(reference.split("/_history/")[0].split("/")[-2:])
+        if key in local:
+            return local[key]
+        return resolve(key) if resolve else None
+
+    reader = _Reader(patient_id, knowledge, trace, lookup)
     findings: list[Finding] = []
+    haplotypes: list[Finding] = []
     for obs in observations:
-        findings.extend(interpret(obs, patient_id, knowledge, trace))
+        for finding in reader.interpret(obs):
+            (haplotypes if finding.kind == "haplotype" else findings).append(finding)
+    findings.extend(_combine_haplotypes(haplotypes, findings, knowledge, trace))
+
     results: dict[str, GeneResult] = {}
     for gene in sorted({f.gene for f in findings}):
         result = decide([f for f in findings if f.gene == gene])
@@ -78,83 +115,183 @@ def summarise(
     return results
 
 
-def interpret(
-    obs: dict[str, Any], patient_id: str, knowledge: Knowledge, trace: Trace
-) -> list[Finding]:
-    ref = f"{obs.get('resourceType', '?')}/{obs.get('id', '?')}"
-    if obs.get("resourceType") != "Observation":
-        return []
-    codes = knowledge.result_codes
-    kind_entry = next((codes.codes[c] for c in _codes(obs.get("code")) if c in codes.codes), None)
-    if kind_entry is None:
-        trace.add("results", f"{ref} ignored: not a genomic result code the service reads")
-        return []
-    status = obs.get("status")
-    if status not in USABLE_STATUSES:
-        trace.add(
-            "results", f"{ref} ignored: status '{status}' (only final, amended or corrected count)"
-        )
-        return []
-    if not _is_about(obs, patient_id):
-        trace.add("results", f"{ref} ignored: its subject is not the patient in context")
-        return []
-    gene = kind_entry.gene or _gene(obs, knowledge)
-    if gene is None:
-        trace.add("results", f"{ref} ignored: the gene could not be identified unambiguously")
-        return []
-    date, date_text = _date(obs)
-    base = Finding(
-        gene=gene,
-        kind="phenotype",
-        phenotype=INDETERMINATE,
-        observation=ref,
-        date=date,
-        date_text=date_text,
-    )
+class _Reader:
+    """Interprets one Observation at a time; says in the trace why it used or ignored it."""
 
-    if kind_entry.kind == "genotype":
-        finding = _genotype(obs, gene, knowledge, base)
-    else:
-        finding = _phenotype(obs, kind_entry.kind, knowledge, base)
-    if finding.phenotype == INDETERMINATE:
-        trace.add(
-            "results", f"{ref} ({gene} {finding.kind}): no usable phenotype: {finding.reason}"
+    def __init__(
+        self,
+        patient_id: str,
+        knowledge: Knowledge,
+        trace: Trace,
+        lookup: Callable[[str], dict[str, Any] | None],
+    ) -> None:
+        self.patient_id = patient_id
+        self.knowledge = knowledge
+        self.trace = trace
+        self.lookup = lookup
+
+    def interpret(self, obs: dict[str, Any]) -> list[Finding]:
+        ref = f"{obs.get('resourceType', '?')}/{obs.get('id', '?')}"
+        if obs.get("resourceType") != "Observation":
+            return []
+        kind = _kind(obs, self.knowledge)
+        if kind is None:
+            self.trace.add("results", f"{ref} ignored: not a genomic result code the service reads")
+            return []
+        status = obs.get("status")
+        if status not in USABLE_STATUSES:
+            self.trace.add(
+                "results",
+                f"{ref} ignored: status '{status}' (only final, amended or corrected count)",
+            )
+            return []
+        if not _is_about(obs, self.patient_id):
+            self.trace.add("results", f"{ref} ignored: its subject is not the patient in context")
+            return []
+        date, date_text = _date(obs)
+        base = Finding(
+            gene="?",
+            kind=kind.kind,
+            phenotype=INDETERMINATE,
+            observation=ref,
+            date=date,
+            date_text=date_text,
         )
-    else:
-        detail = (
-            f" {finding.diplotype}, activity score {finding.activity_score_text}"
-            if finding.diplotype
-            else ""
+
+        if kind.kind == "presence":
+            findings = self._presence(obs, kind.marker, base)
+        else:
+            gene = kind.gene or _gene(obs, self.knowledge)
+            if gene is None and kind.kind == "therapeutic-implication":
+                gene = self._gene_via_derived_from(obs)
+            if gene is None:
+                self.trace.add(
+                    "results", f"{ref} ignored: the gene could not be identified unambiguously"
+                )
+                return []
+            base = replace(base, gene=gene)
+            if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
+                findings = self._hla_genotype(obs, gene, base)
+            elif kind.kind == "genotype":
+                findings = [_genotype(obs, gene, self.knowledge, base)]
+            elif kind.kind == "haplotype":
+                findings = [_haplotype(obs, gene, base)]
+            else:
+                findings = [
+                    replace(_phenotype(obs, kind.kind, self.knowledge, base), kind="phenotype")
+                ]
+        for f in findings:
+            self._note(f)
+        return findings
+
+    def _note(self, f: Finding) -> None:
+        what = f"{f.observation} ({f.gene} {f.kind}"
+        if f.kind == "haplotype":
+            self.trace.add(
+                "results", f"{what} {f.diplotype or '?'})" + (f": {f.reason}" if f.reason else "")
+            )
+        elif f.phenotype == INDETERMINATE:
+            self.trace.add("results", f"{what}): no usable result: {f.reason}")
+        else:
+            detail = f" {f.diplotype}" if f.diplotype else ""
+            if f.activity_score_text is not None:
+                detail += f", activity score {f.activity_score_text}"
+            self.trace.add("results", f"{what}{detail}) -> {f.phenotype}")
+
+    def _gene_via_derived_from(self, obs: dict[str, Any]) -> str | None:
+        genes = set()
+        for ref in obs.get("derivedFrom") or []:
+            target = self.lookup(str(ref.get("reference", ""))) if isinstance(ref, dict) else None
+            if target is not None and _is_about(target, self.patient_id):
+                gene = _gene(target, self.knowledge)
+                if gene:
+                    genes.add(gene)
+        return genes.pop() if len(genes) == 1 else None
+
+    def _hla_genotype(self, obs: dict[str, Any], gene: str, base: Finding) -> list[Finding]:
+        markers = sorted(m for m in self.knowledge.markers if m.startswith(f"{gene}*"))
+        texts = [
+            t for t in [*_texts(obs.get("valueCodeableConcept")), obs.get("valueString") or ""] if t
+        ]
+        if not markers:
+            return [replace(base, reason=f"no recommendation depends on {gene} alleles")]
+        if not texts:
+            return [replace(base, gene=m, reason="the result has no value") for m in markers]
+        out = []
+        for marker in markers:
+            statuses = {hla.marker_status(t, marker) for t in texts}
+            known = {s for s, _ in statuses if s is not None}
+            if len(known) == 1:
+                out.append(
+                    replace(
+                        base,
+                        gene=marker,
+                        kind="genotype",
+                        phenotype=known.pop(),
+                        diplotype=texts[0],
+                    )
+                )
+            else:
+                reason = next((r for s, r in statuses if r), f"conflicting values about {marker}")
+                out.append(replace(base, gene=marker, kind="genotype", reason=reason))
+        return out
+
+    def _presence(self, obs: dict[str, Any], marker: str | None, base: Finding) -> list[Finding]:
+        markers = (
+            {marker}
+            if marker
+            else hla.markers_named(" ".join(_texts(obs.get("code"))), self.knowledge.markers)
         )
-        trace.add("results", f"{ref} ({gene} {finding.kind}{detail}) -> {finding.phenotype}")
-    return [finding]
+        value = obs.get("valueCodeableConcept")
+        statuses = {
+            hla.PRESENT_CODES[c.get("code")]
+            for c in (value or {}).get("coding") or []
+            if c.get("code") in hla.PRESENT_CODES
+        }
+        if not statuses:
+            texts = [*_texts(value), obs.get("valueString") or ""]
+            statuses = {s for s in (hla.presence_from_text(t) for t in texts if t) if s}
+        out = []
+        for m in sorted(markers):
+            if len(statuses) == 1:
+                out.append(replace(base, gene=m, phenotype=next(iter(statuses))))
+            else:
+                out.append(replace(base, gene=m, reason="the value is not a clear present/absent"))
+        return out
 
 
 def decide(findings: list[Finding]) -> GeneResult:
     """The most recent finding decides; a lab phenotype beats a derived one of the same date."""
     oldest = datetime.min.replace(tzinfo=UTC)
     ordered = sorted(
-        findings, key=lambda f: (f.date or oldest, f.kind == "phenotype"), reverse=True
+        findings,
+        key=lambda f: (f.date or oldest, f.kind in ("phenotype", "presence")),
+        reverse=True,
     )
     top = ordered[0]
     same_date = [f for f in ordered if f.date == top.date]
     notes: list[str] = []
     phenotype = top.phenotype
 
-    lab = [f for f in same_date if f.kind == "phenotype"]
-    if len({f.phenotype for f in lab}) > 1:
+    reported = [f for f in same_date if f.kind in ("phenotype", "presence")]
+    if len({f.phenotype for f in reported}) > 1:
         phenotype = INDETERMINATE
         notes.append(
-            "reported phenotypes of the same date disagree ("
-            + ", ".join(sorted({f.phenotype for f in lab}))
+            "reported results of the same date disagree ("
+            + ", ".join(sorted({f.phenotype for f in reported}))
             + "): no alert"
         )
     genotype = next((f for f in same_date if f.kind == "genotype" and f.diplotype), None)
-    if genotype is not None and top.kind == "phenotype" and genotype.phenotype != top.phenotype:
+    if genotype is not None and top.kind != "genotype" and genotype.phenotype != top.phenotype:
         notes.append(
             f"the genotype {genotype.diplotype} would give {genotype.phenotype}; "
             "the lab's reported phenotype is used"
         )
+    if top.kind == "genotype":
+        clashing = {f.phenotype for f in same_date if f.kind == "genotype"} - {INDETERMINATE}
+        if len(clashing) > 1:
+            phenotype = INDETERMINATE
+            notes.append("genotypes of the same date disagree: no alert")
     older = [
         f for f in ordered if f not in same_date and f.phenotype not in (phenotype, INDETERMINATE)
     ]
@@ -164,7 +301,7 @@ def decide(findings: list[Finding]) -> GeneResult:
     # The diplotype and score shown on the card: the deciding genotype's own, or those of an
     # agreeing genotype of the same date behind a reported phenotype.
     shown = top
-    if top.kind == "phenotype" and genotype is not None and genotype.phenotype == phenotype:
+    if top.kind != "genotype" and genotype is not None and genotype.phenotype == phenotype:
         shown = genotype
     return GeneResult(
         gene=top.gene,
@@ -179,7 +316,54 @@ def decide(findings: list[Finding]) -> GeneResult:
     )
 
 
+def _combine_haplotypes(
+    haplotypes: list[Finding], findings: list[Finding], knowledge: Knowledge, trace: Trace
+) -> list[Finding]:
+    """Two haplotype results of a gene and date make a diplotype, unless a genotype says it."""
+    out = []
+    groups: dict[tuple[str, datetime | None], list[Finding]] = {}
+    for h in haplotypes:
+        groups.setdefault((h.gene, h.date), []).append(h)
+    for (gene, date), group in sorted(groups.items(), key=lambda kv: kv[0][0]):
+        if any(f.gene == gene and f.kind == "genotype" and f.date == date for f in findings):
+            continue  # the genotype of the same date already says it
+        refs = "+".join(h.observation for h in group)
+        base = replace(group[0], kind="genotype", observation=refs, diplotype=None)
+        alleles = [h.diplotype for h in group if h.diplotype]
+        table = knowledge.genes.get(gene)
+        if len(group) != 2 or len(alleles) != 2 or table is None:
+            reason = (
+                f"{len(group)} haplotype result(s); a diplotype needs exactly two"
+                if table
+                else f"no allele table for {gene}"
+            )
+            trace.add("results", f"{refs} ({gene} haplotypes): no usable result: {reason}")
+            out.append(replace(base, reason=reason))
+            continue
+        scored = score_diplotype("/".join(alleles), table)
+        finding = _scored(base, scored)
+        trace.add(
+            "results",
+            f"{refs} ({gene} haplotypes {scored.diplotype}) -> {scored.phenotype}"
+            + (f": {scored.reason}" if scored.reason else ""),
+        )
+        out.append(finding)
+    return out
+
+
 # -- one Observation ----------------------------------------------------------------------
+
+
+def _kind(obs: dict[str, Any], knowledge: Knowledge) -> ResultKind | None:
+    codes = knowledge.result_codes.codes
+    for code in _codes(obs.get("code")):
+        if code in codes:
+            return codes[code]
+    # A presence/absence result named by its text, e.g. "HLA-B*15:02 [Presence]".
+    markers = hla.markers_named(" ".join(_texts(obs.get("code"))), knowledge.markers)
+    if len(markers) == 1:
+        return ResultKind(kind="presence", marker=markers.pop())
+    return None
 
 
 def _phenotype(obs: dict[str, Any], kind: str, knowledge: Knowledge, base: Finding) -> Finding:
@@ -217,7 +401,6 @@ def _phenotype_value(value: Any, knowledge: Knowledge) -> str | None:
 
 
 def _genotype(obs: dict[str, Any], gene: str, knowledge: Knowledge, base: Finding) -> Finding:
-    base = replace(base, kind="genotype")
     table = knowledge.genes.get(gene)
     candidates = [*_texts(obs.get("valueCodeableConcept")), obs.get("valueString") or ""]
     candidates = [c for c in candidates if c]
@@ -231,16 +414,27 @@ def _genotype(obs: dict[str, Any], gene: str, knowledge: Knowledge, base: Findin
             return replace(base, reason=f"the value '{text}' names {other}, not {gene}")
         if normalise_diplotype(text, gene) is None:
             continue
-        scored = score_diplotype(text, table)
-        return replace(
-            base,
-            phenotype=scored.phenotype,
-            diplotype=scored.diplotype,
-            activity_score=scored.activity_score,
-            activity_score_text=scored.activity_score_text,
-            reason=scored.reason,
-        )
+        return _scored(base, score_diplotype(text, table))
     return replace(base, reason=f"'{candidates[0]}' is not a diplotype the service can read")
+
+
+def _scored(base: Finding, scored: Scored) -> Finding:
+    return replace(
+        base,
+        phenotype=scored.phenotype,
+        diplotype=scored.diplotype,
+        activity_score=scored.activity_score,
+        activity_score_text=scored.activity_score_text,
+        reason=scored.reason,
+    )
+
+
+def _haplotype(obs: dict[str, Any], gene: str, base: Finding) -> Finding:
+    for text in [*_texts(obs.get("valueCodeableConcept")), obs.get("valueString") or ""]:
+        m = re.search(r"\*[0-9]+[A-Z]?(?:\.[0-9]+)?(?:x(?:[0-9]+|N|≥3))?", text.replace(gene, ""))
+        if m:
+            return replace(base, diplotype=m.group(0))
+    return replace(base, reason="no star allele in the value")
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -50,12 +50,23 @@ class GeneCondition(_Model):
             raise ValueError("a condition needs a phenotype or an activity score range")
         return self
 
-    def matches(self, phenotype: str | None, activity_score: float | None) -> bool:
+    def matches(
+        self,
+        phenotype: str | None,
+        activity_score: float | None,
+        band: tuple[float, float | None] | None = None,
+    ) -> bool:
+        """Does a result match? Without an activity score, a score range matches only if the
+        whole band the phenotype implies (``band``) lies inside it: a CYP2C9 poor metabolizer
+        (0-0.5) matches "0-0.5", an intermediate one (1-1.5) matches neither "1" nor "1.5"."""
         if self.phenotype is not None and phenotype != self.phenotype:
             return False
         if self.activity_score_min is not None:
             if activity_score is None:
-                return False
+                if band is None or band[1] is None:
+                    return False
+                high = self.activity_score_max
+                return band[0] >= self.activity_score_min and (high is None or band[1] <= high)
             high = self.activity_score_max
             if activity_score < self.activity_score_min or (
                 high is not None and activity_score > high
@@ -140,8 +151,15 @@ class AlternativeProduct(_Model):
 
 
 class ResultKind(_Model):
-    kind: Literal["phenotype", "genotype", "therapeutic-implication"]
+    kind: Literal["phenotype", "genotype", "haplotype", "therapeutic-implication", "presence"]
     gene: str | None = None
+    marker: str | None = None  # for presence results: the allele, e.g. "HLA-B*15:02"
+
+    @model_validator(mode="after")
+    def _marker(self) -> ResultKind:
+        if self.kind == "presence" and not (self.marker and "*" in self.marker):
+            raise ValueError("a presence result needs a marker such as 'HLA-B*15:02'")
+        return self
 
 
 class ResultCodes(_Model):
@@ -163,7 +181,7 @@ class KnowledgeError(Exception):
 class Knowledge:
     """All knowledge files, loaded and cross-checked once."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, site_codes: Path | None = None) -> None:
         self.directory = directory
         try:
             manifest = _read(directory / "manifest.json")
@@ -181,7 +199,11 @@ class Knowledge:
                 name: AlternativeProduct.model_validate(p)
                 for name, p in _read(directory / "alternatives.json")["products"].items()
             }
-            self.result_codes = ResultCodes.model_validate(_read(directory / "result_codes.json"))
+            codes = _read(directory / "result_codes.json")
+            if site_codes is not None:
+                # A site's local codes: {"codes": {"system|code": {"kind": ..., "gene": ...}}}
+                codes["codes"] = {**codes["codes"], **_read(site_codes)["codes"]}
+            self.result_codes = ResultCodes.model_validate(codes)
             self.genes: dict[str, GeneTable] = {
                 p.stem: GeneTable.model_validate(_read(p))
                 for p in sorted((directory / "genes").glob("*.json"))
@@ -211,7 +233,21 @@ class Knowledge:
 
     @cached_property
     def covered_genes(self) -> frozenset[str]:
+        """Genes and HLA markers that some recommendation depends on."""
         return frozenset(g for r in self.recommendations for g in r.when)
+
+    @cached_property
+    def markers(self) -> frozenset[str]:
+        """Allele markers (``HLA-B*15:02``) that recommendations depend on."""
+        return frozenset(g for g in self.covered_genes if "*" in g)
+
+    def band(self, gene: str, phenotype: str) -> tuple[float, float | None] | None:
+        """The activity-score range a phenotype stands for (CPIC bands), if the gene has one."""
+        table = self.genes.get(gene)
+        for b in table.phenotype_bands if table else []:
+            if b.phenotype == phenotype:
+                return b.min, b.max
+        return None
 
     def recommendations_for(self, drug: str) -> list[Recommendation]:
         return [r for r in self.recommendations if r.drug == drug]
@@ -245,34 +281,65 @@ class Knowledge:
                     f"drug {name}: ingredient code {drug.rxcui} missing from rxnorm_products.json"
                 )
         for gene in self.covered_genes:
-            if gene not in self.genes:
-                continue  # genes typed directly (HLA) have no allele table
-            table = self.genes[gene]
-            phenotypes = {b.phenotype for b in table.phenotype_bands} | set(
-                table.function_pairs.values()
-            )
-            for drug in {
-                r.drug for r in self.recommendations if gene in r.when and len(r.when) == 1
-            }:
-                rows = [
-                    r for r in self.recommendations if r.drug == drug and list(r.when) == [gene]
-                ]
-                for phenotype in sorted(phenotypes):
-                    if phenotype.startswith(("Indeterminate", "Likely")):
-                        continue
-                    if not any(_covers(r.when[gene], phenotype, table) for r in rows):
-                        problems.append(
-                            f"{drug}/{gene}: no row (or explicit no-recommendation) for {phenotype}"
-                        )
+            if gene in self.genes:
+                problems.extend(self._check_coverage(gene, self.genes[gene]))
+        for _guideline, item in self.no_recommendations():
+            if item.drug not in self.drugs:
+                problems.append(
+                    f"no-recommendation {item.drug}/{item.gene}: drug not in drugs.json"
+                )
+        return problems
+
+    def _check_coverage(self, gene: str, table: GeneTable) -> list[str]:
+        """Every phenotype (and, for activity-score genes, every reachable score) of a
+        single-gene pair has a row, even if only an explicit no-recommendation row."""
+        problems = []
+        cases = _reachable_cases(table)
+        drugs = {r.drug for r in self.recommendations if list(r.when) == [gene]}
+        for drug in sorted(drugs):
+            rows = [
+                r.when[gene]
+                for r in self.recommendations
+                if r.drug == drug and list(r.when) == [gene]
+            ]
+            for phenotype, score in cases:
+                if not any(c.matches(phenotype, score) for c in rows):
+                    at = f" (activity score {score:g})" if score is not None else ""
+                    problems.append(
+                        f"{drug}/{gene}: no row (or explicit no-recommendation) for {phenotype}{at}"
+                    )
         return problems
 
 
-def _covers(cond: GeneCondition, phenotype: str, table: GeneTable) -> bool:
-    if cond.phenotype is not None:
-        return cond.phenotype == phenotype
-    return any(
-        b.phenotype == phenotype and cond.matches(None, b.min) for b in table.phenotype_bands
+def _reachable_cases(table: GeneTable) -> list[tuple[str, float | None]]:
+    """(phenotype, activity score) pairs a diplotype of this gene can have."""
+    if table.scoring == "function_pair":
+        phenotypes = set(table.function_pairs.values())
+        return [
+            (p, None) for p in sorted(phenotypes) if not p.startswith(("Indeterminate", "Likely"))
+        ]
+    values = sorted(
+        {
+            float(a.activity_value.lstrip("≥"))
+            for a in table.alleles.values()
+            if a.activity_value and a.activity_value.lower() != "n/a"
+        }
     )
+    cases = set()
+    for i, x in enumerate(values):
+        for y in values[i:]:
+            score = x + y
+            band = next(
+                (
+                    b
+                    for b in table.phenotype_bands
+                    if score >= b.min and (b.max is None or score <= b.max)
+                ),
+                None,
+            )
+            if band is not None:
+                cases.add((band.phenotype, score))
+    return sorted(cases, key=lambda c: c[1] or 0)
 
 
 def _read(path: Path) -> dict:

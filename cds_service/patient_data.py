@@ -49,6 +49,10 @@ class FhirClient:
         """All resources of a search (``Type?params``), following ``next`` within the bound."""
         return self.follow(urljoin(self.base_url, query), trace)
 
+    def read(self, reference: str) -> dict[str, Any]:
+        """One resource by relative reference (``Observation/123``)."""
+        return self._get(urljoin(self.base_url, reference), expect=reference.split("/")[0])
+
     def follow(self, url: str, trace: Trace, pages: int = 0) -> list[dict[str, Any]]:
         resources: list[dict[str, Any]] = []
         next_url: str | None = url
@@ -66,7 +70,7 @@ class FhirClient:
         trace.add("fetch", f"read {len(resources)} resources in {pages} page(s)")
         return resources
 
-    def _get(self, url: str) -> dict[str, Any]:
+    def _get(self, url: str, expect: str = "Bundle") -> dict[str, Any]:
         headers = {"Accept": "application/fhir+json, application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -86,8 +90,8 @@ class FhirClient:
             body = response.json()
         except ValueError:
             raise FhirUnavailable("the FHIR server did not answer with JSON") from None
-        if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-            raise FhirUnavailable("the FHIR server did not answer with a Bundle")
+        if not isinstance(body, dict) or body.get("resourceType") != expect:
+            raise FhirUnavailable(f"the FHIR server did not answer with a {expect}")
         return body
 
 

@@ -5,6 +5,7 @@ context -> medications -> genomic facts -> recommendations -> cards
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -63,6 +64,35 @@ class Engine:
             )
         query = genomic_query(self.knowledge, quote(request.patient_id, safe=""))
         resources = patient_data.genomic_results(request, query, client, trace)
-        facts = genomic_facts.summarise(resources, request.patient_id, self.knowledge, trace)
+        facts = genomic_facts.summarise(
+            resources, request.patient_id, self.knowledge, trace, _resolver(client, trace)
+        )
         matched = recommendations.match(drugs, facts, self.knowledge, trace)
         return {"cards": cards.build_cards(matched, self.knowledge)}, trace
+
+
+MAX_REFERENCE_READS = 5
+
+
+def _resolver(
+    client: patient_data.FhirClient | None, trace: Trace
+) -> Callable[[str], dict[str, Any] | None] | None:
+    """Reads referenced Observations (``derivedFrom``) the search did not return, a few at most."""
+    if client is None:
+        return None
+    reads: dict[str, dict[str, Any] | None] = {}
+
+    def resolve(reference: str) -> dict[str, Any] | None:
+        if reference in reads:
+            return reads[reference]
+        if len(reads) >= MAX_REFERENCE_READS or not reference.startswith("Observation/"):
+            return None
+        try:
+            reads[reference] = client.read(reference)
+            trace.add("fetch", f"read {reference} (referenced by a result)")
+        except patient_data.FhirUnavailable as exc:
+            trace.add("fetch", f"could not read {reference}: {exc}")
+            reads[reference] = None
+        return reads[reference]
+
+    return resolve

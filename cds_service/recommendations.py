@@ -53,7 +53,12 @@ def match(
             r
             for r in applicable
             if all(
-                c.matches(facts[g].phenotype, facts[g].activity_score) for g, c in r.when.items()
+                c.matches(
+                    facts[g].phenotype,
+                    facts[g].activity_score,
+                    knowledge.band(g, facts[g].phenotype),
+                )
+                for g, c in r.when.items()
             )
         ]
         if hits:

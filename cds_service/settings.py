@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         default_factory=default_knowledge_dir,
         description="Folder with the knowledge files (recommendations, genes, drug codes).",
     )
+    site_codes: Path | None = Field(
+        default=None,
+        description="JSON file mapping the site's local result codes to gene and result kind.",
+    )
     fhir_timeout: float = Field(
         default=2.0,
         gt=0,

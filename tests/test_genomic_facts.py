@@ -163,7 +163,7 @@ def test_trace_says_why_results_were_ignored(knowledge):
     text = trace.render()
     assert "Observation/e ignored: status 'entered-in-error'" in text
     assert "Observation/o ignored: its subject is not the patient" in text
-    assert "Observation/u (CYP2D6 genotype): no usable phenotype" in text
+    assert "Observation/u (CYP2D6 genotype): no usable result" in text
     assert "*999 has no CPIC activity value" in text
     assert facts["CYP2D6"].phenotype == "Indeterminate"
     assert "pat-1" not in text and "other" not in text  # no patient identifiers

@@ -1,0 +1,319 @@
+"""CPIC's answer for each covered pain drug, per phenotype or activity score (issue: complete
+pain knowledge). Silent pairs stay silent; cards name drug and gene with the right severity."""
+
+from __future__ import annotations
+
+import pytest
+from builders import (
+    LOINC,
+    gene_component,
+    genotype_obs,
+    hook_request,
+    med_order,
+    phenotype_obs,
+    with_results,
+)
+
+CELECOXIB = ("205323", "celecoxib 200 MG Oral Capsule")
+IBUPROFEN = ("197805", "Ibuprofen 400 MG Oral Tablet")
+MELOXICAM = ("152695", "meloxicam 15 MG Oral Tablet")
+PIROXICAM = ("8356", "piroxicam")
+TENOXICAM = ("37790", "tenoxicam")
+FLURBIPROFEN = ("4502", "flurbiprofen")
+LORNOXICAM = ("20890", "lornoxicam")
+NAPROXEN = ("198014", "Naproxen 500 MG Oral Tablet")
+DICLOFENAC = ("3355", "diclofenac")
+ASPIRIN = ("1191", "aspirin")
+NORTRIPTYLINE = ("198045", "Nortriptyline 10 MG Oral Capsule")
+AMITRIPTYLINE = ("704", "amitriptyline")
+VENLAFAXINE = ("313582", "venlafaxine 25 MG Oral Tablet")
+DULOXETINE = ("72625", "duloxetine")
+CARBAMAZEPINE = ("308979", "Carbamazepine 200 MG Oral Tablet")
+OXCARBAZEPINE = ("312136", "oxcarbazepine 150 MG Oral Tablet")
+MORPHINE = ("892582", "Morphine Sulfate 15 MG Oral Tablet")
+
+UM, RM, NM, IM, PM = (
+    "Ultrarapid Metabolizer",
+    "Rapid Metabolizer",
+    "Normal Metabolizer",
+    "Intermediate Metabolizer",
+    "Poor Metabolizer",
+)
+
+# CYP2C9 diplotype -> activity score: *1/*1 2, *1/*2 1.5, *1/*3 1, *2/*3 0.5, *3/*3 0
+CYP2C9_BY_SCORE = {2.0: "*1/*1", 1.5: "*1/*2", 1.0: "*1/*3", 0.5: "*2/*3", 0.0: "*3/*3"}
+
+
+def cards(call, product, *observations):
+    status, answer = call(
+        hook_request("order-sign", [med_order(product)], prefetch=with_results(*observations))
+    )
+    assert status == 200
+    return answer["cards"]
+
+
+def indicator_of(call, product, *observations):
+    found = cards(call, product, *observations)
+    assert len(found) <= 1, [c["summary"] for c in found]
+    return found[0]["indicator"] if found else None
+
+
+# -- NSAIDs and CYP2C9 (CPIC 2020), keyed by activity score ---------------------------------
+
+NSAID_EXPECTED = {
+    # drug: {AS: indicator}
+    "celecoxib": {2.0: None, 1.5: None, 1.0: "warning", 0.5: "warning", 0.0: "warning"},
+    "ibuprofen": {2.0: None, 1.5: None, 1.0: "warning", 0.5: "warning", 0.0: "warning"},
+    "flurbiprofen": {2.0: None, 1.5: None, 1.0: "warning", 0.5: "warning", 0.0: "warning"},
+    "lornoxicam": {2.0: None, 1.5: None, 1.0: "warning", 0.5: "warning", 0.0: "warning"},
+    "meloxicam": {2.0: None, 1.5: None, 1.0: "warning", 0.5: "warning", 0.0: "warning"},
+    "piroxicam": {2.0: None, 1.5: None, 1.0: "warning", 0.5: "warning", 0.0: "warning"},
+    "tenoxicam": {2.0: None, 1.5: None, 1.0: "warning", 0.5: "warning", 0.0: "warning"},
+}
+PRODUCTS = {
+    "celecoxib": CELECOXIB,
+    "ibuprofen": IBUPROFEN,
+    "flurbiprofen": FLURBIPROFEN,
+    "lornoxicam": LORNOXICAM,
+    "meloxicam": MELOXICAM,
+    "piroxicam": PIROXICAM,
+    "tenoxicam": TENOXICAM,
+}
+
+
+@pytest.mark.parametrize(
+    ("drug", "score"), [(d, s) for d, by in NSAID_EXPECTED.items() for s in by]
+)
+def test_nsaid_by_cyp2c9_activity_score(call, drug, score):
+    obs = genotype_obs(CYP2C9_BY_SCORE[score], gene="CYP2C9")
+    found = cards(call, PRODUCTS[drug], obs)
+    expected = NSAID_EXPECTED[drug][score]
+    if expected is None:
+        assert found == []
+        return
+    [card] = found
+    assert card["indicator"] == expected
+    assert drug in card["summary"].lower() and "CYP2C9" in card["summary"]
+    assert "32189324" in card["detail"]
+    assert f"activity score {score:g}" in card["detail"]
+
+
+def test_meloxicam_differs_from_celecoxib_at_score_1(call):
+    obs = genotype_obs("*1/*3", gene="CYP2C9")
+    [celecoxib] = cards(call, CELECOXIB, obs)
+    [meloxicam] = cards(call, MELOXICAM, obs)
+    assert "lowest recommended dose" in celecoxib["detail"]
+    assert "half of the lowest" in meloxicam["detail"]
+    assert celecoxib["summary"].startswith("Adjust") and meloxicam["summary"].startswith("Adjust")
+
+
+def test_piroxicam_calls_for_an_alternative_with_a_suggestion(call):
+    [card] = cards(call, PIROXICAM, genotype_obs("*1/*3", gene="CYP2C9"))
+    assert card["summary"].startswith("Consider an alternative to piroxicam")
+    assert "naproxen" in card["suggestions"][0]["label"].lower()
+
+
+def test_celecoxib_poor_metabolizer_says_25_to_50_percent(call):
+    [card] = cards(call, CELECOXIB, genotype_obs("*3/*3", gene="CYP2C9"))
+    assert "25-50%" in card["detail"] or "25–50%" in card["detail"]
+    assert "suggestions" not in card  # a dose change, not a replacement
+
+
+@pytest.mark.parametrize("product", [NAPROXEN, DICLOFENAC, ASPIRIN])
+def test_nsaids_without_actionable_recommendation_never_alert(call, product):
+    assert cards(call, product, genotype_obs("*3/*3", gene="CYP2C9")) == []
+
+
+def test_cyp2c9_phenotype_without_score(call):
+    """A reported poor metabolizer (AS 0-0.5) is enough; a reported intermediate (AS 1 or
+    1.5, which CPIC treats differently) is not, so it stays silent."""
+    pm = phenotype_obs(PM, gene="CYP2C9")
+    assert indicator_of(call, CELECOXIB, pm) == "warning"
+    im = phenotype_obs(IM, gene="CYP2C9")
+    assert cards(call, CELECOXIB, im) == []
+
+
+def test_gene_specific_cyp2c9_phenotype_code(call):
+    obs = phenotype_obs(PM, gene="CYP2C9")
+    obs["code"] = {"coding": [{"system": LOINC, "code": "79716-7"}]}
+    obs.pop("component")
+    assert indicator_of(call, MELOXICAM, obs) == "warning"
+
+
+# -- Tricyclics (CPIC 2016) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("diplotype", "indicator"),
+    [
+        ("*1/*1x2", "critical"),  # UM: avoid, strong
+        ("*1/*1", None),
+        ("*4/*41", "warning"),  # IM, AS 0.25: reduce dose, moderate
+        ("*1/*4", "warning"),  # IM, AS 1: reduce dose, optional
+        ("*4/*4", "critical"),  # PM: avoid, strong
+    ],
+)
+def test_nortriptyline_cyp2d6(call, diplotype, indicator):
+    found = cards(call, NORTRIPTYLINE, genotype_obs(diplotype))
+    assert (found[0]["indicator"] if found else None) == indicator
+    if found:
+        assert "neuropathic pain" in found[0]["detail"]
+
+
+def test_nortriptyline_im_strength_differs_by_score(call):
+    [low] = cards(call, NORTRIPTYLINE, genotype_obs("*4/*41"))
+    [high] = cards(call, NORTRIPTYLINE, genotype_obs("*1/*4"))
+    assert "(CPIC, moderate)" in low["detail"] and "(CPIC, optional)" in high["detail"]
+
+
+def test_amitriptyline_uses_both_genes_in_one_card(call):
+    d6 = genotype_obs("*1/*1", obs_id="d6")
+    c19 = genotype_obs("*2/*2", gene="CYP2C19", obs_id="c19")
+    [card] = cards(call, AMITRIPTYLINE, d6, c19)
+    assert "CYP2D6 normal metabolizer and CYP2C19 poor metabolizer" in card["summary"]
+    assert card["indicator"] == "warning"  # avoid, moderate
+    assert "Table 4" in card["detail"]
+
+
+@pytest.mark.parametrize(
+    ("observations", "indicator", "table"),
+    [
+        ([("CYP2D6", "*4/*4")], "critical", "Table 2"),  # CYP2D6 only, PM: avoid strong
+        ([("CYP2C19", "*2/*2")], "warning", "Table 3"),  # CYP2C19 only, PM: avoid moderate
+        ([("CYP2C19", "*1/*17")], "warning", "Table 3"),  # rapid: avoid, optional
+        ([("CYP2D6", "*1/*1"), ("CYP2C19", "*1/*1")], None, None),
+        ([("CYP2D6", "*1/*1"), ("CYP2C19", "*17/*17")], "warning", "Table 4"),  # consider alt.
+    ],
+)
+def test_amitriptyline_single_and_joint(call, observations, indicator, table):
+    obs = [genotype_obs(dip, gene=g, obs_id=g) for g, dip in observations]
+    found = cards(call, AMITRIPTYLINE, *obs)
+    assert (found[0]["indicator"] if found else None) == indicator
+    if found:
+        assert table in found[0]["detail"]
+
+
+# -- Venlafaxine, duloxetine (CPIC 2023) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phenotype", "indicator"), [(UM, None), (NM, None), (IM, None), (PM, "warning")]
+)
+def test_venlafaxine_cyp2d6(call, phenotype, indicator):
+    assert indicator_of(call, VENLAFAXINE, phenotype_obs(phenotype)) == indicator
+
+
+def test_duloxetine_never_alerts(call):
+    for phenotype in (UM, PM):
+        assert cards(call, DULOXETINE, phenotype_obs(phenotype)) == []
+
+
+# -- HLA and carbamazepine / oxcarbazepine (CPIC 2017) --------------------------------------
+
+
+def hla_genotype(value: str, gene: str = "HLA-B", obs_id: str = "hla-b", where: str = "text"):
+    return genotype_obs(value, gene=gene, obs_id=obs_id, where=where)
+
+
+def presence(marker: str, present: bool, obs_id: str = "presence"):
+    obs = phenotype_obs(NM, obs_id=obs_id)
+    obs["code"] = {"text": f"{marker} [Presence]"}
+    obs["component"] = [gene_component(marker.split("*")[0])]
+    answer = ("LA9633-4", "Present") if present else ("LA9634-2", "Absent")
+    obs["valueCodeableConcept"] = {
+        "coding": [{"system": LOINC, "code": answer[0], "display": answer[1]}]
+    }
+    return obs
+
+
+@pytest.mark.parametrize(
+    "observation",
+    [
+        hla_genotype("HLA-B*15:02:01+HLA-B*07:02:01"),  # GL string, three fields
+        hla_genotype("HLA-B*15:02+HLA-B*07:02", where="display"),  # two fields
+        hla_genotype("B*15:02, B*44:03", where="valueString"),  # allele list
+        hla_genotype("HLA-B*1502/HLA-B*1502+HLA-B*0702"),  # old names, unambiguous
+        presence("HLA-B*15:02", True),
+    ],
+)
+def test_hla_b1502_carrier_gets_a_critical_carbamazepine_card(call, observation):
+    [card] = cards(call, CARBAMAZEPINE, observation)
+    assert card["indicator"] == "critical"
+    assert "carbamazepine" in card["summary"] and "HLA-B*15:02" in card["summary"]
+    assert "29392710" in card["detail"]
+    assert "3 months" in card["detail"]
+
+
+def test_oxcarbazepine_in_b1502_carrier(call):
+    [card] = cards(call, OXCARBAZEPINE, hla_genotype("HLA-B*15:02:01+HLA-B*07:02:01"))
+    assert card["indicator"] == "critical" and "oxcarbazepine" in card["summary"]
+
+
+@pytest.mark.parametrize(
+    "observations",
+    [
+        [hla_genotype("HLA-B*07:02:01+HLA-B*44:03:01")],  # typed negative
+        [presence("HLA-B*15:02", False)],
+        [
+            hla_genotype("HLA-B*07:02+HLA-B*44:03"),
+            hla_genotype("HLA-A*02:01+HLA-A*24:02", "HLA-A", "a"),
+        ],
+        [],  # untyped patient
+        [hla_genotype("HLA-B*15+HLA-B*07:02")],  # one field in the B*15 group: ambiguous
+        [hla_genotype("HLA-B*15:02/HLA-B*15:01+HLA-B*07:02")],  # GL ambiguity on the marker
+    ],
+)
+def test_negative_untyped_or_ambiguous_hla_gives_no_card(call, observations):
+    assert cards(call, CARBAMAZEPINE, *observations) == []
+
+
+def test_a3101_carrier_with_b1502_negative(call):
+    found = cards(
+        call,
+        CARBAMAZEPINE,
+        hla_genotype("HLA-B*07:02+HLA-B*44:03"),
+        hla_genotype("HLA-A*31:01:02+HLA-A*02:01:01", "HLA-A", "a"),
+    )
+    [card] = found
+    assert card["indicator"] == "critical" and "HLA-A*31:01" in card["summary"]
+    # oxcarbazepine has no HLA-A recommendation
+    assert cards(call, OXCARBAZEPINE, hla_genotype("HLA-A*31:01+HLA-A*02:01", "HLA-A", "a")) == []
+
+
+def test_both_risk_alleles_give_one_card(call):
+    found = cards(
+        call,
+        CARBAMAZEPINE,
+        hla_genotype("HLA-B*15:02+HLA-B*07:02"),
+        hla_genotype("HLA-A*31:01+HLA-A*02:01", "HLA-A", "a"),
+    )
+    assert len(found) == 1
+
+
+# -- Genes reviewed without a recommendation ------------------------------------------------
+
+
+def test_oprm1_and_comt_results_never_alert(call):
+    for gene_text in ("OPRM1 rs1799971 A/G", "COMT rs4680 G/A"):
+        obs = genotype_obs(gene_text, gene=None, obs_id=gene_text[:4])
+        assert cards(call, MORPHINE, obs) == []
+
+
+def test_knowledge_list_shows_considered_pairs(capsys):
+    from cds_service.cli import main
+
+    assert main(["knowledge", "list"]) == 0
+    out = capsys.readouterr().out
+    for expected in (
+        "celecoxib",
+        "CYP2C9",
+        "amitriptyline",
+        "CYP2D6 + CYP2C19",
+        "HLA-B*15:02",
+        "OPRM1",
+        "COMT",
+        "oxycodone",
+        "duloxetine",
+        "PMID 32189324",
+    ):
+        assert expected in out
