@@ -83,3 +83,16 @@ def test_service_refuses_to_start_on_broken_knowledge(broken, tmp_path):
     (broken / "manifest.json").write_text("{")
     with pytest.raises(KnowledgeError):
         create_app(Settings(knowledge_dir=broken, database_url=f"sqlite:///{tmp_path / 'x.db'}"))
+
+
+def test_knowledge_check_command_passes_and_fails(broken, capsys):
+    from cds_service.cli import main
+
+    assert main(["knowledge", "check", "--dir", str(broken)]) == 0
+    assert "OK" in capsys.readouterr().out
+    _edit(
+        broken / "recommendations" / "cpic-nsaids-2020.json",
+        lambda d: d["recommendations"][0]["when"]["CYP2C9"].update(activity_score_min=9.0),
+    )
+    assert main(["knowledge", "check", "--dir", str(broken)]) == 1
+    assert "FAILED" in capsys.readouterr().err
