@@ -199,13 +199,18 @@ class _Reader:
             self.trace.add("results", f"{what}{detail}) -> {f.phenotype}")
 
     def _gene_via_derived_from(self, obs: dict[str, Any]) -> str | None:
+        """A 3.0+ implication names its gene only through the genotype it derives from."""
         genes = set()
         for ref in obs.get("derivedFrom") or []:
-            target = self.lookup(str(ref.get("reference", ""))) if isinstance(ref, dict) else None
+            if not isinstance(ref, dict):
+                continue
+            target = self.lookup(str(ref.get("reference", ""))) if ref.get("reference") else None
             if target is not None and _is_about(target, self.patient_id):
                 gene = _gene(target, self.knowledge)
-                if gene:
-                    genes.add(gene)
+            else:  # unreadable: the reference's display may still name the gene
+                gene = _gene_in_text(str(ref.get("display", "")), self.knowledge)
+            if gene:
+                genes.add(gene)
         return genes.pop() if len(genes) == 1 else None
 
     def _hla_genotype(self, obs: dict[str, Any], gene: str, base: Finding) -> list[Finding]:

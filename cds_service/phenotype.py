@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .knowledge import GeneTable
+from .knowledge import Allele, GeneTable
 
 INDETERMINATE = "Indeterminate"
 
@@ -94,7 +94,7 @@ def score_diplotype(raw: str, table: GeneTable) -> Scored:
     if table.scoring == "function_pair":
         functions = []
         for allele in pair:
-            entry = table.alleles.get(allele)
+            entry = _entry(allele, table)
             if entry is None:
                 return Scored(
                     diplotype, INDETERMINATE, reason=f"allele {allele} is not in the CPIC table"
@@ -126,12 +126,21 @@ def phenotype_for_score(score: float, table: GeneTable) -> str:
     return _band(score, table)
 
 
-def _allele_activity(allele: str, table: GeneTable) -> tuple[float, bool] | None:
+def _entry(allele: str, table: GeneTable) -> Allele | None:
+    """The table entry for an allele; legacy letter suffixes ('*35B') fall back to the core
+    allele ('*35') when CPIC lists only that."""
     entry = table.alleles.get(allele)
+    if entry is None:
+        entry = table.alleles.get(re.sub(r"^(\*\d+)[A-Z]", r"\1", allele))
+    return entry
+
+
+def _allele_activity(allele: str, table: GeneTable) -> tuple[float, bool] | None:
+    entry = _entry(allele, table)
     if entry is None and "x" in allele:
         core, _, copies = allele.partition("x")
         if copies.isdigit() and int(copies) >= 3:
-            entry = table.alleles.get(f"{core}x≥3")
+            entry = _entry(f"{core}x≥3", table)
     if entry is None or entry.activity_value is None:
         return None
     value = entry.activity_value.strip()
