@@ -165,7 +165,8 @@ def _sandbox_load(fhir: str, token: str | None, directory: Path | None) -> int:
         print(f"{patient.patient_id}  ({patient.name}, {patient.resources} resources)")
         for attempt in patient.tries:
             print(f"    order {attempt['order']} {attempt.get('order_display', '')}")
-            print(f"      -> {attempt['expect']}")
+            card = attempt.get("indicator") or "no card"
+            print(f"      -> {card}: {attempt['expect']}")
     print(f"\nloaded {len(loaded)} patients into {fhir}")
     return 0
 

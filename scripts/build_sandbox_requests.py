@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Regenerate ``sandbox/requests/``: ready-to-POST hook requests for the sandbox patients.
+
+For every order a patient's entry in ``sandbox/patients/index.json`` says to try, writes an
+``order-select`` request (R4 ``MedicationRequest``) whose prefetch holds what an R4 server
+returns for the service's own prefetch templates. A few more show the other shapes clients
+send: the public sandbox's DSTU2 ``MedicationOrder``, ``order-sign``, the legacy
+``medication-prescribe`` (STU3), and a call without prefetch. ``expected.json`` records the
+card each should give (from the index), and the tests check every file against it.
+
+Usage: ``python scripts/build_sandbox_requests.py``
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PATIENTS = ROOT / "sandbox" / "patients"
+REQUESTS = ROOT / "sandbox" / "requests"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def genomic_codes() -> set[str]:
+    return set(json.loads((ROOT / "knowledge" / "result_codes.json").read_text())["codes"])
+
+
+def drug_name(rxcui: str) -> str:
+    """The ingredient an order is about (codeine, not the acetaminophen beside it)."""
+    products = json.loads((ROOT / "knowledge" / "rxnorm_products.json").read_text())["products"]
+    ingredients = [i for i in products[rxcui]["ingredients"] if i != "acetaminophen"]
+    return ingredients[0] if ingredients else products[rxcui]["ingredients"][0]
+
+
+def resources(patient_id: str) -> list[dict[str, Any]]:
+    bundle = json.loads((PATIENTS / f"{patient_id}.json").read_text())
+    return [e["resource"] for e in bundle["entry"]]
+
+
+def searchset(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(items),
+        "entry": [{"resource": r} for r in items],
+    }
+
+
+def prefetch(patient_id: str) -> dict[str, Any]:
+    """What an R4 server answers for the service's prefetch templates."""
+    codes = genomic_codes()
+    everything = resources(patient_id)
+    genomic = [
+        r
+        for r in everything
+        if r["resourceType"] == "Observation"
+        and any(f"{c.get('system')}|{c.get('code')}" in codes for c in r["code"].get("coding", []))
+    ]
+    meds = [
+        r
+        for r in everything
+        if r["resourceType"] == "MedicationRequest" and r["status"] == "active"
+    ]
+    patient = next(r for r in everything if r["resourceType"] == "Patient")
+    return {
+        "patient": patient,
+        "genomicResults": searchset(genomic),
+        "activeMedications": searchset(meds),
+    }
+
+
+def order(patient_id: str, rxcui: str, display: str, version: str = "R4") -> dict[str, Any]:
+    concept = {"text": display, "coding": [{"system": RXNORM, "code": rxcui, "display": display}]}
+    if version == "DSTU2":  # as the public sandbox builds it for a DSTU2 server
+        return {
+            "resourceType": "MedicationOrder",
+            "id": "order-123",
+            "status": "draft",
+            "patient": {"reference": f"Patient/{patient_id}"},
+            "dateWritten": "2026-11-28",
+            "intent": "order",
+            "category": {"coding": [{"code": "outpatient"}]},
+            "medicationCodeableConcept": concept,
+        }
+    res: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "id": "request-123",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": "2026-11-28",
+        "medicationCodeableConcept": concept,
+    }
+    if version == "R4":
+        res["dosageInstruction"] = [
+            {
+                "text": "1 tablet every 6 hours as needed",
+                "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "{pill}"}}],
+            }
+        ]
+    return res
+
+
+def request(
+    hook: str,
+    patient_id: str,
+    draft: dict[str, Any],
+    *,
+    with_prefetch: bool = True,
+    fhir_server: str | None = None,
+) -> dict[str, Any]:
+    context: dict[str, Any] = {"userId": "Practitioner/COREPRACTITIONER1", "patientId": patient_id}
+    container = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]}
+    if hook == "medication-prescribe":
+        context["medications"] = container
+    else:
+        context["draftOrders"] = container
+        if hook == "order-select":
+            context["selections"] = [f"{draft['resourceType']}/{draft['id']}"]
+    body: dict[str, Any] = {
+        "hookInstance": str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL, f"{hook}/{patient_id}/{json.dumps(draft, sort_keys=True)}"
+            )
+        ),
+        "hook": hook,
+        "context": context,
+    }
+    if fhir_server:
+        body["fhirServer"] = fhir_server
+    if with_prefetch:
+        body["prefetch"] = prefetch(patient_id)
+    return body
+
+
+def main() -> None:
+    index = json.loads((PATIENTS / "index.json").read_text())
+    REQUESTS.mkdir(parents=True, exist_ok=True)
+    for old in REQUESTS.glob("**/*.json"):
+        old.unlink()
+    expected: dict[str, Any] = {}
+
+    def write(name: str, body: dict[str, Any], patient: str, attempt: dict[str, Any]) -> None:
+        (REQUESTS / name).write_text(json.dumps(body, indent=1) + "\n")
+        expected[name] = {
+            "patient": patient,
+            "order": attempt["order"],
+            "indicator": attempt["indicator"],
+            "expect": attempt["expect"],
+        }
+
+    for entry in index:
+        for attempt in entry["try"]:
+            drug = drug_name(attempt["order"])
+            draft = order(entry["id"], attempt["order"], attempt["order_display"])
+            write(
+                f"order-select-{entry['id']}-{drug}.json",
+                request("order-select", entry["id"], draft),
+                entry["id"],
+                attempt,
+            )
+
+    by_patient = {e["id"]: e for e in index}
+    um_codeine = by_patient["pgx-cyp2d6-um"]["try"][0]
+    pm_tramadol = by_patient["pgx-cyp2d6-pm"]["try"][1]
+    write(
+        "order-select-dstu2-pgx-cyp2d6-um-codeine.json",
+        request(
+            "order-select",
+            "pgx-cyp2d6-um",
+            order("pgx-cyp2d6-um", um_codeine["order"], um_codeine["order_display"], "DSTU2"),
+        ),
+        "pgx-cyp2d6-um",
+        um_codeine,
+    )
+    write(
+        "order-sign-pgx-cyp2d6-pm-tramadol.json",
+        request(
+            "order-sign",
+            "pgx-cyp2d6-pm",
+            order("pgx-cyp2d6-pm", pm_tramadol["order"], pm_tramadol["order_display"]),
+        ),
+        "pgx-cyp2d6-pm",
+        pm_tramadol,
+    )
+    write(
+        "medication-prescribe-stu3-pgx-cyp2d6-um-codeine.json",
+        request(
+            "medication-prescribe",
+            "pgx-cyp2d6-um",
+            order("pgx-cyp2d6-um", um_codeine["order"], um_codeine["order_display"], "STU3"),
+        ),
+        "pgx-cyp2d6-um",
+        um_codeine,
+    )
+    (REQUESTS / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    no_prefetch = request(
+        "order-select",
+        "pgx-cyp2d6-um",
+        order("pgx-cyp2d6-um", um_codeine["order"], um_codeine["order_display"]),
+        with_prefetch=False,
+        fhir_server="http://127.0.0.1:8103/fhir",
+    )
+    (REQUESTS / "no-prefetch").mkdir(exist_ok=True)
+    (REQUESTS / "no-prefetch" / "order-select-pgx-cyp2d6-um-codeine.json").write_text(
+        json.dumps(no_prefetch, indent=1) + "\n"
+    )
+    print(f"wrote {len(expected)} requests with prefetch and 1 without to {REQUESTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The service as an EHR drives it, against a real FHIR R4 server.
+
+The run starts both: the Medplum-based FHIR server (``fhir_server`` fixture) and the service
+itself with ``pgx-cds serve`` on a free port. The sandbox patients are loaded with
+``pgx-cds sandbox load``; every scenario of ``sandbox/patients/index.json`` is then called
+with prefetch filled from the service's own templates, and again without prefetch so the
+service queries the FHIR server with the bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+INDEX = json.loads((ROOT / "sandbox" / "patients" / "index.json").read_text())
+PGX_CDS = str(Path(sys.executable).parent / "pgx-cds")
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SCENARIOS = [(p["id"], t) for p in INDEX for t in p["try"]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _load(fhir_server) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PGX_CDS, "sandbox", "load", "--fhir", fhir_server.base_url, "--token", fhir_server.token],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded(fhir_server) -> str:
+    first = _load(fhir_server)
+    assert first.returncode == 0, first.stderr
+    second = _load(fhir_server)  # loading twice must leave one copy
+    assert second.returncode == 0, second.stderr
+    return first.stdout
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PGX_CDS_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'feedback.sqlite3'}",
+        "PGX_CDS_LOG_LEVEL": "INFO",
+    }
+    log = tmp_path_factory.mktemp("log") / "service.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [PGX_CDS, "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"pgx-cds serve did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert "Bearer" not in log.read_text()  # no tokens in the service's log
+
+
+def _order(patient: str, rxcui: str, display: str, version: str = "R4") -> dict[str, Any]:
+    concept = {"text": display, "coding": [{"system": RXNORM, "code": rxcui, "display": display}]}
+    if version == "DSTU2":
+        return {
+            "resourceType": "MedicationOrder",
+            "id": "order-123",
+            "status": "draft",
+            "patient": {"reference": f"Patient/{patient}"},
+            "medicationCodeableConcept": concept,
+        }
+    return {
+        "resourceType": "MedicationRequest",
+        "id": "request-123",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient}"},
+        "medicationCodeableConcept": concept,
+    }
+
+
+def _hook(patient: str, order: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "hook": "order-select",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/example",
+            "patientId": patient,
+            "selections": [f"{order['resourceType']}/{order['id']}"],
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": order}]},
+        },
+        **extra,
+    }
+
+
+def _prefetch_from_templates(service: str, fhir_server, patient: str) -> dict[str, Any]:
+    """Fill the service's own prefetch templates the way an EHR would."""
+    templates = requests.get(f"{service}/cds-services", timeout=5).json()["services"][0]["prefetch"]
+    prefetch = {}
+    for key, template in templates.items():
+        query = template.replace("{{context.patientId}}", patient)
+        response = requests.get(
+            f"{fhir_server.base_url}/{query}", headers=fhir_server.headers, timeout=10
+        )
+        assert response.status_code == 200, (key, response.text)
+        prefetch[key] = response.json()
+    return prefetch
+
+
+def _check(card_list: list[dict[str, Any]], attempt: dict[str, Any]) -> None:
+    if attempt["indicator"] is None:
+        assert card_list == [], attempt["expect"]
+    else:
+        [card] = card_list
+        assert card["indicator"] == attempt["indicator"]
+        assert attempt["expect"].startswith(card["summary"])
+
+
+def test_discovery(service):
+    services = requests.get(f"{service}/cds-services", timeout=5).json()["services"]
+    assert {s["hook"] for s in services} == {"order-select", "order-sign", "medication-prescribe"}
+
+
+def test_loader_prints_what_to_order_and_keeps_one_copy(loaded, fhir_server):
+    for patient in INDEX:
+        assert patient["id"] in loaded
+    assert "critical" in loaded and "993781" in loaded
+    for patient in INDEX:
+        bundle = json.loads((ROOT / "sandbox" / "patients" / f"{patient['id']}.json").read_text())
+        observations = sum(e["resource"]["resourceType"] == "Observation" for e in bundle["entry"])
+        found = requests.get(
+            f"{fhir_server.base_url}/Observation",
+            params={"patient": patient["id"]},
+            headers=fhir_server.headers,
+            timeout=10,
+        ).json()
+        assert found["total"] == observations, patient["id"]
+        patients = requests.get(
+            f"{fhir_server.base_url}/Patient",
+            params={"_id": patient["id"]},
+            headers=fhir_server.headers,
+            timeout=10,
+        ).json()
+        assert patients["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("patient", "attempt"), SCENARIOS, ids=[f"{p}-{t['order']}" for p, t in SCENARIOS]
+)
+def test_each_patient_with_prefetch_from_the_templates(
+    service, fhir_server, loaded, patient, attempt
+):
+    body = _hook(
+        patient,
+        _order(patient, attempt["order"], attempt["order_display"]),
+        prefetch=_prefetch_from_templates(service, fhir_server, patient),
+    )
+    response = requests.post(f"{service}/cds-services/pgx-order-select", json=body, timeout=10)
+    assert response.status_code == 200
+    _check(response.json()["cards"], attempt)
+
+
+@pytest.mark.parametrize(
+    ("patient", "attempt"), SCENARIOS, ids=[f"{p}-{t['order']}" for p, t in SCENARIOS]
+)
+def test_each_patient_without_prefetch(service, fhir_server, loaded, patient, attempt):
+    body = _hook(
+        patient,
+        _order(patient, attempt["order"], attempt["order_display"]),
+        fhirServer=fhir_server.base_url,
+        fhirAuthorization={
+            "access_token": fhir_server.token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "pgx-cds",
+        },
+    )
+    response = requests.post(f"{service}/cds-services/pgx-order-select", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    _check(response.json()["cards"], attempt)
+
+
+def test_sandbox_dstu2_order_without_prefetch(service, fhir_server, loaded):
+    order = _order(
+        "pgx-cyp2d6-um",
+        "993781",
+        "Acetaminophen 300 MG / Codeine Phosphate 30 MG Oral Tablet",
+        "DSTU2",
+    )
+    body = _hook(
+        "pgx-cyp2d6-um",
+        order,
+        fhirServer=fhir_server.base_url,
+        fhirAuthorization={"access_token": fhir_server.token, "token_type": "Bearer"},
+    )
+    [card] = requests.post(
+        f"{service}/cds-services/pgx-order-select", json=body, timeout=10
+    ).json()["cards"]
+    create = card["suggestions"][0]["actions"][1]["resource"]
+    assert create["resourceType"] == "MedicationOrder"
+
+
+def test_wrong_token_is_a_412(service, fhir_server, loaded):
+    body = _hook(
+        "pgx-cyp2d6-um",
+        _order("pgx-cyp2d6-um", "993781", "codeine"),
+        fhirServer=fhir_server.base_url,
+        fhirAuthorization={"access_token": "not-the-token", "token_type": "Bearer"},
+    )
+    response = requests.post(f"{service}/cds-services/pgx-order-select", json=body, timeout=10)
+    assert response.status_code == 412
+    assert "401" in response.json()["error"]
+
+
+def test_feedback_round_trip(service):
+    body = {
+        "feedback": [
+            {
+                "card": str(uuid.uuid4()),
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-28T10:00:00Z",
+            }
+        ]
+    }
+    response = requests.post(
+        f"{service}/cds-services/pgx-order-select/feedback", json=body, timeout=5
+    )
+    assert response.status_code == 200
+    assert requests.get(f"{service}/readyz", timeout=5).json()["database"] == "ok"
