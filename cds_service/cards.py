@@ -108,7 +108,10 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
     suggestions = [
         replacement(m.drug.order, rec, knowledge.alternative_products[alt])
         for alt in rec.alternatives
-        if rec.action in ("avoid", "alternative") and m.drug.order.is_medication_order
+        # Replace only an order we can name: a create without a delete would leave both.
+        if rec.action in ("avoid", "alternative")
+        and m.drug.order.is_medication_order
+        and m.drug.order.reference
     ]
     if suggestions:
         card["suggestions"] = suggestions
@@ -144,7 +147,7 @@ def detail(m: Match, knowledge: Knowledge) -> str:
     for r in m.results:
         parts = [f"{r.gene}"]
         if r.diplotype:
-            parts.append(f"`{r.diplotype}`")  # backticks: a star is Markdown
+            parts.append(f"`{_plain(r.diplotype).replace('`', '')}`")  # a star is Markdown
         if r.activity_score_text is not None:
             parts.append(f"activity score {r.activity_score_text}")
         parts.append(f"**{r.phenotype}**")
@@ -152,10 +155,10 @@ def detail(m: Match, knowledge: Knowledge) -> str:
         line += f" ({r.kind} result" + (f" of {r.date_text}" if r.date_text else "") + ")"
         lines.append(line)
         lines.extend(f"  - Note: {note}" for note in r.notes)
-    ordered = m.drug.medication_text or m.drug.drug
+    ordered = _plain(m.drug.medication_text or m.drug.drug)
     lines += [
         "",
-        f"**Order:** {ordered} (identified by {m.drug.matched_by})",
+        f"**Order:** {ordered} (identified by {_plain(m.drug.matched_by)})",
         "",
         f"**Source:** {guideline.citation}, {rec.table}. PMID {guideline.pmid}. "
         f"[Guideline]({guideline.url}). Knowledge version {knowledge.version}.",
@@ -166,24 +169,20 @@ def detail(m: Match, knowledge: Knowledge) -> str:
 def replacement(
     order: DraftOrder, rec: Recommendation, product: AlternativeProduct
 ) -> dict[str, Any]:
-    new_order = _new_draft(order, product)
-    actions: list[dict[str, Any]] = []
-    if order.reference:
-        actions.append(
-            {
-                "type": "delete",
-                "description": f"Remove the draft {rec.drug} order",
-                "resourceId": order.reference,
-            }
-        )
-    actions.append(
+    """Delete the draft and create one for ``product`` (``order`` has an id: see build_card)."""
+    actions = [
+        {
+            "type": "delete",
+            "description": f"Remove the draft {rec.drug} order",
+            "resourceId": order.reference,
+        },
         {
             "type": "create",
-            "description": f"Add a draft order for {product.display}; set the dose (doses of "
-            f"different opioids are not interchangeable)",
-            "resource": new_order,
-        }
-    )
+            "description": f"Add a draft order for {product.display}; set its dose (do not "
+            f"carry over the {rec.drug} dose)",
+            "resource": _new_draft(order, product),
+        },
+    ]
     return {
         "label": f"Replace with {product.display} (set dose)",
         "uuid": str(uuid.uuid4()),
@@ -212,3 +211,8 @@ def _new_draft(order: DraftOrder, product: AlternativeProduct) -> dict[str, Any]
             new["subject"] = old["subject"]
     new["medicationCodeableConcept"] = concept
     return new
+
+
+def _plain(text: str) -> str:
+    """Text from the request, made inert in Markdown that clients may render as HTML."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")

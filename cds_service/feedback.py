@@ -6,7 +6,6 @@ and nothing from it is written.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +36,7 @@ feedback_table = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("service_id", String(100), nullable=False),
-    Column("card_uuid", String(100), nullable=False, index=True),
+    Column("card_uuid", String(255), nullable=False, index=True),
     Column("outcome", String(20), nullable=False),
     Column("accepted_suggestions", JSON, nullable=False),
     Column("override_reason_system", String(255)),
@@ -51,27 +50,27 @@ feedback_table = Table(
 
 class _Coding(BaseModel):
     model_config = ConfigDict(extra="allow")
-    code: str = Field(min_length=1)
-    system: str | None = None  # the public sandbox sends code and system only
-    display: str | None = None
+    code: str = Field(min_length=1, max_length=100)
+    system: str | None = Field(default=None, max_length=255)  # the sandbox sends code+system
+    display: str | None = Field(default=None, max_length=255)
 
 
 class _OverrideReason(BaseModel):
     model_config = ConfigDict(extra="allow")
     reason: _Coding | None = None
-    userComment: str | None = None
+    userComment: str | None = Field(default=None, max_length=4000)
 
 
 class _Accepted(BaseModel):
     model_config = ConfigDict(extra="allow")
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=255)
 
 
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="allow")
-    card: str = Field(min_length=1)
+    card: str = Field(min_length=1, max_length=255)
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[_Accepted] = Field(default_factory=list)
+    acceptedSuggestions: list[_Accepted] = Field(default_factory=list, max_length=50)
     overrideReason: _OverrideReason | None = None
     outcomeTimestamp: datetime
 
@@ -84,7 +83,7 @@ class FeedbackItem(BaseModel):
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
-    feedback: list[FeedbackItem] = Field(min_length=1)
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)
 
 
 class FeedbackStore:
@@ -141,7 +140,3 @@ class FeedbackStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
-
-
-def dumps(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=str, indent=1)

@@ -77,12 +77,16 @@ def summarise(
     knowledge: Knowledge,
     trace: Trace,
     resolve: Resolver | None = None,
+    fhir_base: str | None = None,
 ) -> dict[str, GeneResult]:
     """One result per gene (or HLA marker) from the patient's Observations.
 
     ``resolve`` reads a referenced Observation (``Observation/id``) that is not among
     ``observations``, e.g. the genotype a 3.0 therapeutic implication is derived from.
+    ``fhir_base`` is the request's FHIR server: an absolute subject reference counts only
+    when it points there (the same id on another server is another patient).
     """
+    observations = [o for o in observations if isinstance(o, dict)]
     local = {
         f"Observation/{o.get('id')}": o
         for o in observations
@@ -95,11 +99,20 @@ def summarise(
             return local[key]
         return resolve(key) if resolve else None
 
-    reader = _Reader(patient_id, knowledge, trace, lookup)
+    reader = _Reader(patient_id, knowledge, trace, lookup, fhir_base)
     findings: list[Finding] = []
     haplotypes: list[Finding] = []
     for obs in observations:
-        for finding in reader.interpret(obs):
+        try:
+            interpreted = reader.interpret(obs)
+        except (TypeError, AttributeError, ValueError, KeyError) as exc:
+            # A malformed result is ignored (no alert from it), never a failed call.
+            trace.add(
+                "results",
+                f"Observation/{obs.get('id', '?')} ignored: malformed ({type(exc).__name__})",
+            )
+            continue
+        for finding in interpreted:
             (haplotypes if finding.kind == "haplotype" else findings).append(finding)
     findings.extend(_combine_haplotypes(haplotypes, findings, knowledge, trace))
 
@@ -124,7 +137,9 @@ class _Reader:
         knowledge: Knowledge,
         trace: Trace,
         lookup: Callable[[str], dict[str, Any] | None],
+        fhir_base: str | None = None,
     ) -> None:
+        self.fhir_base = fhir_base
         self.patient_id = patient_id
         self.knowledge = knowledge
         self.trace = trace
@@ -145,7 +160,7 @@ class _Reader:
                 f"{ref} ignored: status '{status}' (only final, amended or corrected count)",
             )
             return []
-        if not _is_about(obs, self.patient_id):
+        if not _is_about(obs, self.patient_id, self.fhir_base):
             self.trace.add("results", f"{ref} ignored: its subject is not the patient in context")
             return []
         date, date_text = _date(obs)
@@ -171,7 +186,7 @@ class _Reader:
                 return []
             base = replace(base, gene=gene)
             if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
-                findings = self._hla_genotype(obs, gene, base)
+                findings = self._hla_typing(obs, gene, base)
             elif kind.kind == "genotype":
                 findings = [_genotype(obs, gene, self.knowledge, base)]
             elif kind.kind == "haplotype":
@@ -201,11 +216,11 @@ class _Reader:
     def _gene_via_derived_from(self, obs: dict[str, Any]) -> str | None:
         """A 3.0+ implication names its gene only through the genotype it derives from."""
         genes = set()
-        for ref in obs.get("derivedFrom") or []:
+        for ref in _objects(obs.get("derivedFrom")):
             if not isinstance(ref, dict):
                 continue
             target = self.lookup(str(ref.get("reference", ""))) if ref.get("reference") else None
-            if target is not None and _is_about(target, self.patient_id):
+            if target is not None and _is_about(target, self.patient_id, self.fhir_base):
                 gene = _gene(target, self.knowledge)
             else:  # unreadable: the reference's display may still name the gene
                 gene = _gene_in_text(str(ref.get("display", "")), self.knowledge)
@@ -213,10 +228,12 @@ class _Reader:
                 genes.add(gene)
         return genes.pop() if len(genes) == 1 else None
 
-    def _hla_genotype(self, obs: dict[str, Any], gene: str, base: Finding) -> list[Finding]:
+    def _hla_typing(self, obs: dict[str, Any], gene: str, base: Finding) -> list[Finding]:
+        """Marker status from an HLA genotype, or from one haplotype (one copy: pooled with
+        its partner in ``_combine_haplotypes``)."""
         markers = sorted(m for m in self.knowledge.markers if m.startswith(f"{gene}*"))
         texts = [
-            t for t in [*_texts(obs.get("valueCodeableConcept")), obs.get("valueString") or ""] if t
+            t for t in [*_texts(obs.get("valueCodeableConcept")), _str(obs.get("valueString"))] if t
         ]
         if not markers:
             return [replace(base, reason=f"no recommendation depends on {gene} alleles")]
@@ -227,18 +244,10 @@ class _Reader:
             statuses = {hla.marker_status(t, marker) for t in texts}
             known = {s for s, _ in statuses if s is not None}
             if len(known) == 1:
-                out.append(
-                    replace(
-                        base,
-                        gene=marker,
-                        kind="genotype",
-                        phenotype=known.pop(),
-                        diplotype=texts[0],
-                    )
-                )
+                out.append(replace(base, gene=marker, phenotype=known.pop(), diplotype=texts[0]))
             else:
                 reason = next((r for s, r in statuses if r), f"conflicting values about {marker}")
-                out.append(replace(base, gene=marker, kind="genotype", reason=reason))
+                out.append(replace(base, gene=marker, reason=reason, diplotype=texts[0]))
         return out
 
     def _presence(self, obs: dict[str, Any], marker: str | None, base: Finding) -> list[Finding]:
@@ -250,11 +259,11 @@ class _Reader:
         value = obs.get("valueCodeableConcept")
         statuses = {
             hla.PRESENT_CODES[c.get("code")]
-            for c in (value or {}).get("coding") or []
+            for c in _objects(_dict(value).get("coding"))
             if c.get("code") in hla.PRESENT_CODES
         }
         if not statuses:
-            texts = [*_texts(value), obs.get("valueString") or ""]
+            texts = [*_texts(value), _str(obs.get("valueString"))]
             statuses = {s for s in (hla.presence_from_text(t) for t in texts if t) if s}
         out = []
         for m in sorted(markers):
@@ -334,6 +343,9 @@ def _combine_haplotypes(
             continue  # the genotype of the same date already says it
         refs = "+".join(h.observation for h in group)
         base = replace(group[0], kind="genotype", observation=refs, diplotype=None)
+        if "*" in gene:  # an HLA marker: each haplotype is one copy
+            out.append(_pool_hla_copies(gene, group, base, trace))
+            continue
         alleles = [h.diplotype for h in group if h.diplotype]
         table = knowledge.genes.get(gene)
         if len(group) != 2 or len(alleles) != 2 or table is None:
@@ -356,6 +368,28 @@ def _combine_haplotypes(
     return out
 
 
+def _pool_hla_copies(marker: str, group: list[Finding], base: Finding, trace: Trace) -> Finding:
+    """Positive if any copy carries the marker; negative only when both copies are typed
+    and neither does; anything else is indeterminate."""
+    statuses = [h.phenotype for h in group]
+    refs = base.observation
+    typed = " + ".join(h.diplotype or "?" for h in group)
+    if hla.POSITIVE in statuses:
+        result = replace(base, phenotype=hla.POSITIVE, diplotype=typed)
+    elif len(group) == 2 and statuses == [hla.NEGATIVE, hla.NEGATIVE]:
+        result = replace(base, phenotype=hla.NEGATIVE, diplotype=typed)
+    else:
+        result = replace(
+            base, diplotype=typed, reason=f"{len(group)} haplotype(s) do not settle {marker}"
+        )
+    trace.add(
+        "results",
+        f"{refs} ({marker} haplotypes {typed}) -> {result.phenotype}"
+        + (f": {result.reason}" if result.reason else ""),
+    )
+    return result
+
+
 # -- one Observation ----------------------------------------------------------------------
 
 
@@ -375,7 +409,7 @@ def _phenotype(obs: dict[str, Any], kind: str, knowledge: Knowledge, base: Findi
     values: list[Any] = []
     if kind == "therapeutic-implication":
         wanted = set(knowledge.result_codes.implication_component_codes)
-        for comp in obs.get("component") or []:
+        for comp in _objects(obs.get("component")):
             if set(_codes(comp.get("code"))) & wanted:
                 values.append(comp.get("valueCodeableConcept") or comp.get("valueString"))
     else:
@@ -392,22 +426,24 @@ def _phenotype(obs: dict[str, Any], kind: str, knowledge: Knowledge, base: Findi
 
 
 def _phenotype_value(value: Any, knowledge: Knowledge) -> str | None:
+    symbols = knowledge.gene_symbols
     if isinstance(value, str):
-        return phenotype_from_text(value)
+        return phenotype_from_text(value, symbols)
     answers = knowledge.result_codes.phenotype_answers
-    found = {answers[c.get("code")] for c in value.get("coding") or [] if c.get("code") in answers}
+    codings = _objects(_dict(value).get("coding"))
+    found = {answers[c.get("code")] for c in codings if c.get("code") in answers}
     if len(found) > 1:
         return None
     if found:
         return found.pop()
-    texts = [value.get("text")] + [c.get("display") for c in value.get("coding") or []]
-    found = {phenotype_from_text(t) for t in texts if t}
+    texts = [_str(_dict(value).get("text"))] + [_str(c.get("display")) for c in codings]
+    found = {phenotype_from_text(t, symbols) for t in texts if t}
     return found.pop() if len(found) == 1 else None
 
 
 def _genotype(obs: dict[str, Any], gene: str, knowledge: Knowledge, base: Finding) -> Finding:
     table = knowledge.genes.get(gene)
-    candidates = [*_texts(obs.get("valueCodeableConcept")), obs.get("valueString") or ""]
+    candidates = [*_texts(obs.get("valueCodeableConcept")), _str(obs.get("valueString"))]
     candidates = [c for c in candidates if c]
     if not candidates:
         return replace(base, reason="the genotype has no value")
@@ -435,7 +471,7 @@ def _scored(base: Finding, scored: Scored) -> Finding:
 
 
 def _haplotype(obs: dict[str, Any], gene: str, base: Finding) -> Finding:
-    for text in [*_texts(obs.get("valueCodeableConcept")), obs.get("valueString") or ""]:
+    for text in [*_texts(obs.get("valueCodeableConcept")), _str(obs.get("valueString"))]:
         m = re.search(r"\*[0-9]+[A-Z]?(?:\.[0-9]+)?(?:x(?:[0-9]+|N|≥3))?", text.replace(gene, ""))
         if m:
             return replace(base, diplotype=m.group(0))
@@ -445,25 +481,33 @@ def _haplotype(obs: dict[str, Any], gene: str, base: Finding) -> Finding:
 # -- helpers ------------------------------------------------------------------------------
 
 
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The JSON objects of a FHIR array (a lone object counts as one; anything else, none)."""
+    if isinstance(value, dict):
+        return [value]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _codes(concept: Any) -> list[str]:
-    if not isinstance(concept, dict):
-        return []
     return [
-        f"{c.get('system', '')}|{c.get('code', '')}"
-        for c in concept.get("coding") or []
-        if isinstance(c, dict)
+        f"{_str(c.get('system'))}|{_str(c.get('code'))}"
+        for c in _objects(_dict(concept).get("coding"))
     ]
 
 
 def _texts(concept: Any) -> list[str]:
-    if not isinstance(concept, dict):
-        return []
-    out = [
-        str(c.get(k)) for c in concept.get("coding") or [] for k in ("display", "code") if c.get(k)
-    ]
-    if concept.get("text"):
-        out.insert(0, str(concept["text"]))
-    return out
+    concept = _dict(concept)
+    out = [_str(c.get(k)) for c in _objects(concept.get("coding")) for k in ("display", "code")]
+    out.insert(0, _str(concept.get("text")))
+    return [t for t in out if t]
 
 
 def _describe(value: Any) -> str:
@@ -473,23 +517,24 @@ def _describe(value: Any) -> str:
     return texts[0] if texts else "?"
 
 
-def _is_about(obs: dict[str, Any], patient_id: str) -> bool:
-    subject = obs.get("subject") or {}
-    ref = str(subject.get("reference", "")) if isinstance(subject, dict) else ""
-    ref = ref.split("/_history/")[0]
-    return ref == f"Patient/{patient_id}" or ref.endswith(f"/Patient/{patient_id}")
+def _is_about(obs: dict[str, Any], patient_id: str, fhir_base: str | None) -> bool:
+    ref = _str(_dict(obs.get("subject")).get("reference")).split("/_history/")[0]
+    if ref == f"Patient/{patient_id}":
+        return True
+    # An absolute reference must point at the request's own FHIR server.
+    return bool(fhir_base) and ref == f"{fhir_base.rstrip('/')}/Patient/{patient_id}"
 
 
 def _gene(obs: dict[str, Any], knowledge: Knowledge) -> str | None:
     codes = knowledge.result_codes
     wanted = set(codes.gene_component_codes)
     found: set[str] = set()
-    for comp in obs.get("component") or []:
+    for comp in _objects(obs.get("component")):
         if not set(_codes(comp.get("code"))) & wanted:
             continue
-        value = comp.get("valueCodeableConcept") or {}
-        for coding in value.get("coding") or []:
-            code = str(coding.get("code", ""))
+        value = _dict(comp.get("valueCodeableConcept"))
+        for coding in _objects(value.get("coding")):
+            code = _str(coding.get("code"))
             code = code if code.startswith("HGNC:") else f"HGNC:{code}"
             if code in codes.genes:
                 found.add(codes.genes[code])
@@ -502,7 +547,7 @@ def _gene(obs: dict[str, Any], knowledge: Knowledge) -> str | None:
         for text in (
             _texts(obs.get("code"))
             + _texts(obs.get("valueCodeableConcept"))
-            + [obs.get("valueString") or ""]
+            + [_str(obs.get("valueString"))]
         ):
             gene = _gene_in_text(text, knowledge)
             if gene:
@@ -519,7 +564,7 @@ def _gene_in_text(text: str, knowledge: Knowledge) -> str | None:
 
 
 def _date(obs: dict[str, Any]) -> tuple[datetime | None, str | None]:
-    period = obs.get("effectivePeriod") or {}
+    period = _dict(obs.get("effectivePeriod"))
     for value in (
         obs.get("effectiveDateTime"),
         obs.get("effectiveInstant"),

@@ -8,7 +8,7 @@ sandbox sends some arrays as single objects).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ClientError
@@ -19,6 +19,7 @@ MEDICATION_ORDER_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})
 @dataclass(frozen=True)
 class DraftOrder:
     resource: dict[str, Any]
+    medications: dict[str, dict[str, Any]] = field(default_factory=dict)  # "Medication/id" -> it
 
     @property
     def resource_type(self) -> str:
@@ -38,35 +39,66 @@ class DraftOrder:
         return self.resource_type in MEDICATION_ORDER_TYPES
 
     @property
+    def medication_reference(self) -> str | None:
+        """'Medication/123' when the order points at a separate Medication resource."""
+        res = self.resource
+        ref = res.get("medicationReference")
+        medication = res.get("medication")
+        if ref is None and isinstance(medication, dict):
+            ref = medication.get("reference")  # R5 CodeableReference
+        value = ref.get("reference") if isinstance(ref, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    @property
     def medication(self) -> dict[str, Any] | None:
-        """The order's medication as a CodeableConcept, wherever the version keeps it."""
+        """The order's medication as a CodeableConcept, wherever the version keeps it:
+        inline, R5 CodeableReference, a contained Medication, or a Medication resource sent
+        beside the order (``medications``)."""
         res = self.resource
         concept = res.get("medicationCodeableConcept")
         if isinstance(concept, dict):
             return concept
-        medication = res.get("medication")  # R5: CodeableReference
+        medication = res.get("medication")
         if isinstance(medication, dict) and isinstance(medication.get("concept"), dict):
             return medication["concept"]
-        ref = res.get("medicationReference") or (medication or {}).get("reference")
-        if isinstance(ref, dict) and str(ref.get("reference", "")).startswith("#"):
-            wanted = ref["reference"][1:]
+        ref = self.medication_reference
+        if ref and ref.startswith("#"):
             for contained in _as_list(res.get("contained")):
-                if isinstance(contained, dict) and contained.get("id") == wanted:
+                if isinstance(contained, dict) and contained.get("id") == ref[1:]:
                     code = contained.get("code")
                     return code if isinstance(code, dict) else None
-        if isinstance(ref, dict) and ref.get("display"):
-            return {"text": ref["display"]}
+        if ref and ref in self.medications:
+            code = self.medications[ref].get("code")
+            return code if isinstance(code, dict) else None
+        ref_obj = res.get("medicationReference")
+        if isinstance(ref_obj, dict) and isinstance(ref_obj.get("display"), str):
+            return {"text": ref_obj["display"]} if ref_obj["display"] else None
         return None
+
+    def with_medication(self, medication: dict[str, Any]) -> DraftOrder:
+        """This order, knowing the Medication resource it references."""
+        ref = self.medication_reference
+        return DraftOrder(
+            self.resource, {**self.medications, ref: medication} if ref else self.medications
+        )
 
 
 def draft_orders(hook: str, context: dict[str, Any]) -> list[DraftOrder]:
     """The orders this call asks us to judge."""
-    field = "medications" if hook == "medication-prescribe" else "draftOrders"
-    raw = context.get(field)
+    field_name = "medications" if hook == "medication-prescribe" else "draftOrders"
+    raw = context.get(field_name)
     if raw is None:
         return []  # e.g. the sandbox re-firing a hook with only patientId and userId
-    resources = _resources(raw, field)
-    orders = [DraftOrder(r) for r in resources]
+    resources = _resources(raw, field_name)
+    # Medication resources sent beside the orders, for orders that reference them
+    medications = {
+        f"Medication/{r['id']}": r
+        for r in resources
+        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+    }
+    orders = [
+        DraftOrder(r, medications) for r in resources if r.get("resourceType") != "Medication"
+    ]
 
     if hook == "order-select" and "selections" in context:
         selections = context["selections"]

@@ -237,6 +237,10 @@ class Knowledge:
         return frozenset(g for r in self.recommendations for g in r.when)
 
     @cached_property
+    def gene_symbols(self) -> frozenset[str]:
+        return frozenset(self.result_codes.genes.values())
+
+    @cached_property
     def markers(self) -> frozenset[str]:
         """Allele markers (``HLA-B*15:02``) that recommendations depend on."""
         return frozenset(g for g in self.covered_genes if "*" in g)

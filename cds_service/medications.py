@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from .hook_context import DraftOrder
 from .knowledge import Knowledge
@@ -32,12 +33,19 @@ class IdentifiedDrug:
 
 def medication_text(order: DraftOrder) -> str:
     concept = order.medication or {}
-    if concept.get("text"):
-        return str(concept["text"])
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, dict) and coding.get("display"):
-            return str(coding["display"])
+    if isinstance(concept.get("text"), str) and concept["text"]:
+        return concept["text"]
+    for coding in _codings(concept):
+        if isinstance(coding.get("display"), str) and coding["display"]:
+            return coding["display"]
     return ""
+
+
+def _codings(concept: dict[str, Any]) -> list[dict[str, Any]]:
+    codings = concept.get("coding")
+    if isinstance(codings, dict):
+        codings = [codings]
+    return [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
 
 
 def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDrug], str]:
@@ -46,7 +54,7 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
     if not concept:
         return [], "the order names no medication"
     text = medication_text(order)
-    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+    codings = _codings(concept)
     for coding in codings:
         if (
             coding.get("system") in RXNORM_SYSTEMS
@@ -57,7 +65,7 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
             return [IdentifiedDrug(d, order, f"RxNorm {code}", text) for d in drugs], (
                 f"RxNorm {code} contains {', '.join(drugs)}"
             )
-    candidates = [text] + [str(c.get("display", "")) for c in codings]
+    candidates = [text] + [c["display"] for c in codings if isinstance(c.get("display"), str)]
     for candidate in candidates:
         drugs = _drugs_named(candidate, _name_index(knowledge))
         if drugs:

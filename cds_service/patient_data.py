@@ -75,7 +75,10 @@ class FhirClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            response = self.session.get(url, headers=headers, timeout=self.timeout)
+            # No redirects: the token goes to the FHIR server the request names, nowhere else.
+            response = self.session.get(
+                url, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
         except requests.Timeout:
             raise FhirUnavailable(
                 f"the FHIR server did not answer within {self.timeout:g} s"
@@ -95,9 +98,13 @@ class FhirClient:
         return body
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def bundle_resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for entry in bundle.get("entry") or []:
+    for entry in _list(bundle.get("entry")):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and resource.get("resourceType") != "OperationOutcome":
             out.append(resource)
@@ -105,9 +112,10 @@ def bundle_resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
-            return str(link["url"])
+    for link in _list(bundle.get("link")):
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            return url if isinstance(url, str) and url else None
     return None
 
 
@@ -115,11 +123,9 @@ def is_operation_outcome(value: Any) -> bool:
     if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
         return True
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-        entries = value.get("entry") or []
-        return bool(entries) and all(
-            isinstance(e, dict)
-            and (e.get("resource") or {}).get("resourceType") == "OperationOutcome"
-            for e in entries
+        resources = [e.get("resource") for e in _list(value.get("entry")) if isinstance(e, dict)]
+        return bool(resources) and all(
+            isinstance(r, dict) and r.get("resourceType") == "OperationOutcome" for r in resources
         )
     return False
 

@@ -13,33 +13,49 @@ from .knowledge import Allele, GeneTable
 
 INDETERMINATE = "Indeterminate"
 
-_TEXT_PHENOTYPES = [
-    (re.compile(r"\b(ultra[\s-]?rapid|ultrarapid|um)\b"), "Ultrarapid Metabolizer"),
-    (re.compile(r"\b(rapid|rm)\b"), "Rapid Metabolizer"),
-    (re.compile(r"\b(normal|extensive|nm|em)\b"), "Normal Metabolizer"),
-    (re.compile(r"\b(intermediate|im)\b"), "Intermediate Metabolizer"),
-    (re.compile(r"\b(poor|pm)\b"), "Poor Metabolizer"),
-]
-_UNCERTAIN_TEXT = re.compile(
-    r"\b(indeterminate|unknown|uncertain|possible|likely|no call|not determined|n/a)\b"
+# A reported phenotype is read only when the whole text is one of these phrases (after the
+# gene symbol and punctuation are removed): "not a poor metabolizer", "probable poor
+# metabolizer" or "poor/intermediate" must never become "Poor Metabolizer".
+_PHENOTYPE_WORDS = {
+    "ultrarapid": "Ultrarapid Metabolizer",
+    "ultra rapid": "Ultrarapid Metabolizer",
+    "rapid": "Rapid Metabolizer",
+    "normal": "Normal Metabolizer",
+    "extensive": "Normal Metabolizer",  # the term before CPIC's 2017 standardisation
+    "intermediate": "Intermediate Metabolizer",
+    "poor": "Poor Metabolizer",
+    "likely intermediate": "Likely Intermediate Metabolizer",  # CPIC's own terms (CYP2C19)
+    "likely poor": "Likely Poor Metabolizer",
+}
+_ABBREVIATIONS = {
+    "um": "Ultrarapid Metabolizer",
+    "rm": "Rapid Metabolizer",
+    "nm": "Normal Metabolizer",
+    "em": "Normal Metabolizer",
+    "im": "Intermediate Metabolizer",
+    "pm": "Poor Metabolizer",
+}
+_PHRASE = re.compile(
+    r"(?:predicted |phenotype )?(?P<word>"
+    + "|".join(sorted(_PHENOTYPE_WORDS, key=len, reverse=True))
+    + r") metaboli[sz]er(?: phenotype| status)?(?: predicted)?"
 )
 
 
-def phenotype_from_text(text: str) -> str | None:
-    """'Ultrarapid metabolizer' -> 'Ultrarapid Metabolizer'; anything hedged or unclear -> None."""
-    lowered = text.strip().lower()
-    if (
-        not lowered
-        or _UNCERTAIN_TEXT.search(lowered)
-        or ("metaboli" not in lowered and len(lowered) > 2)
-    ):
-        return None
-    hits = {label for pattern, label in _TEXT_PHENOTYPES if pattern.search(lowered)}
-    if len(hits) == 1:
-        return hits.pop()
-    if hits == {"Ultrarapid Metabolizer", "Rapid Metabolizer"} and "ultra" in lowered:
-        return "Ultrarapid Metabolizer"
-    return None
+def phenotype_from_text(text: str, genes: frozenset[str] = frozenset()) -> str | None:
+    """'Ultrarapid metabolizer' -> 'Ultrarapid Metabolizer'; anything else -> None.
+
+    Only a plain metabolizer phrase (optionally with the gene symbol) is accepted; hedged,
+    negated, combined or unknown wording gives None, so it never alerts.
+    """
+    lowered = text.lower()
+    for gene in genes:
+        lowered = lowered.replace(gene.lower(), " ")
+    lowered = re.sub(r"[\s:;,()\[\]\-_/]+", " ", lowered).strip()
+    if lowered in _ABBREVIATIONS:
+        return _ABBREVIATIONS[lowered]
+    m = _PHRASE.fullmatch(lowered)
+    return _PHENOTYPE_WORDS[m.group("word")] if m else None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import requests
 
 from . import cards, genomic_facts, hook_context, medications, patient_data, recommendations
+from .errors import ClientError
 from .knowledge import Knowledge
 from .request import HookRequest
 from .services import genomic_query
@@ -39,6 +40,8 @@ class Engine:
         trace = Trace()
         orders = hook_context.draft_orders(request.hook, request.context)
         trace.add("context", f"{len(orders)} order(s) to judge")
+        client = self._client(request)
+        orders = [self._with_medication(o, client, trace) for o in orders]
         drugs: list[medications.IdentifiedDrug] = []
         for order in orders:
             name = order.reference or order.resource_type or "order"
@@ -53,22 +56,56 @@ class Engine:
             if not read_results:
                 return {"cards": []}, trace
 
-        client = None
-        if request.fhirServer:
-            client = patient_data.FhirClient(
-                request.fhirServer,
-                request.access_token,
-                timeout=self.settings.fhir_timeout,
-                max_pages=self.settings.fhir_max_pages,
-                session=self.session,
-            )
         query = genomic_query(self.knowledge, quote(request.patient_id, safe=""))
         resources = patient_data.genomic_results(request, query, client, trace)
         facts = genomic_facts.summarise(
-            resources, request.patient_id, self.knowledge, trace, _resolver(client, trace)
+            resources,
+            request.patient_id,
+            self.knowledge,
+            trace,
+            _resolver(client, trace),
+            fhir_base=request.fhirServer,
         )
         matched = recommendations.match(drugs, facts, self.knowledge, trace)
         return {"cards": cards.build_cards(matched, self.knowledge)}, trace
+
+    def _client(self, request: HookRequest) -> patient_data.FhirClient | None:
+        if not request.fhirServer:
+            return None
+        if not self.settings.fhir_server_allowed(request.fhirServer):
+            raise ClientError(
+                "the request's fhirServer is not one this service may query (PGX_CDS_FHIR_SERVERS)",
+                status=403,
+            )
+        return patient_data.FhirClient(
+            request.fhirServer,
+            request.access_token,
+            timeout=self.settings.fhir_timeout,
+            max_pages=self.settings.fhir_max_pages,
+            session=self.session,
+        )
+
+    @staticmethod
+    def _with_medication(
+        order: hook_context.DraftOrder, client: patient_data.FhirClient | None, trace: Trace
+    ) -> hook_context.DraftOrder:
+        """Read the Medication an order references when the client did not send it."""
+        ref = order.medication_reference
+        if (
+            client is None
+            or not order.is_medication_order
+            or order.medication is not None
+            or not ref
+            or not ref.startswith("Medication/")
+        ):
+            return order
+        try:
+            medication = client.read(ref)
+        except patient_data.FhirUnavailable as exc:
+            trace.add("medications", f"could not read {ref}: {exc}")
+            return order
+        trace.add("medications", f"read {ref} (referenced by {order.reference or 'an order'})")
+        return order.with_medication(medication)
 
 
 MAX_REFERENCE_READS = 5

@@ -61,6 +61,8 @@ def match(
                 for g, c in r.when.items()
             )
         ]
+        if not hits and applicable:
+            hits = _agreeing_rows(identified.drug, applicable, facts, knowledge, trace)
         if hits:
             most = max(len(r.when) for r in hits)
             hits = [r for r in hits if len(r.when) == most]
@@ -82,3 +84,53 @@ def match(
             )
             matches.append(found)
     return matches
+
+
+_WEAKEST_FIRST = {"none": 0, "optional": 1, "moderate": 2, "strong": 3}
+
+
+def _agreeing_rows(
+    drug: str,
+    applicable: list[Recommendation],
+    facts: dict[str, GeneResult],
+    knowledge: Knowledge,
+    trace: Trace,
+) -> list[Recommendation]:
+    """A phenotype reported without its activity score can span rows keyed by score: a CYP2D6
+    intermediate metabolizer is AS 0.25-1, which CPIC splits into 0.25-0.5 and 0.75-1 for
+    nortriptyline. When all the rows it spans give the same action and together cover its
+    band, that action applies, with the weakest of their strengths; otherwise none does."""
+    spanned: list[Recommendation] = []
+    unscored: dict[str, tuple[float, float]] = {}
+    for row in applicable:
+        fits = True
+        for gene, cond in row.when.items():
+            fact = facts[gene]
+            band = knowledge.band(gene, fact.phenotype)
+            if fact.activity_score is None and cond.activity_score_min is not None:
+                if band is None or band[1] is None or cond.phenotype not in (None, fact.phenotype):
+                    fits = False
+                    continue
+                high = cond.activity_score_max if cond.activity_score_max is not None else band[1]
+                fits = fits and cond.activity_score_min <= band[1] and high >= band[0]
+                unscored[gene] = (band[0], band[1])
+            elif not cond.matches(fact.phenotype, fact.activity_score, band):
+                fits = False
+        if fits:
+            spanned.append(row)
+    if len(spanned) < 2 or len({r.action for r in spanned}) != 1:
+        return []
+    for gene, (low, high) in unscored.items():
+        conds = [r.when[gene] for r in spanned]
+        covered_low = min(c.activity_score_min or 0.0 for c in conds)
+        highs = [c.activity_score_max for c in conds]
+        covered_high = None if None in highs else max(h for h in highs if h is not None)
+        if covered_low > low or (covered_high is not None and covered_high < high):
+            return []
+    weakest = min(spanned, key=lambda r: _WEAKEST_FIRST[r.strength])
+    trace.add(
+        "recommendations",
+        f"{drug}: no activity score; rows {', '.join(r.id for r in spanned)} agree "
+        f"({weakest.action}); the weakest strength ({weakest.strength}) is shown",
+    )
+    return [weakest]

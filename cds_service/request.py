@@ -59,6 +59,8 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClientError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ClientError("the request body is nested too deeply") from None
 
 
 def parse_hook_request(body: Any, expected_hook: str) -> HookRequest:

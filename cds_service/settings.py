@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default=None,
         description="JSON file mapping the site's local result codes to gene and result kind.",
     )
+    fhir_servers: str = Field(
+        default="",
+        description="FHIR server base URLs the service may query, comma-separated "
+        "(a request naming another gets 403); empty allows any.",
+    )
     fhir_timeout: float = Field(
         default=2.0,
         gt=0,
@@ -61,6 +66,10 @@ class Settings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value
+
+    def fhir_server_allowed(self, url: str) -> bool:
+        allowed = [u.strip().rstrip("/") for u in self.fhir_servers.split(",") if u.strip()]
+        return not allowed or url.rstrip("/") in allowed
 
 
 @lru_cache(maxsize=1)

@@ -52,10 +52,20 @@ def test_result_without_subject_is_ignored(call):
     assert cards_for(call, obs) == []
 
 
-def test_absolute_subject_reference_counts(call):
+def test_absolute_subject_reference_counts_only_on_the_requests_server(call):
     obs = phenotype_obs("Ultrarapid Metabolizer")
     obs["subject"] = {"reference": "https://ehr.example.org/fhir/Patient/pat-1"}
-    assert len(cards_for(call, obs)) == 1
+    body = hook_request(
+        "order-select",
+        [med_order(APAP_CODEINE)],
+        prefetch=with_results(obs),
+        fhir_server="https://ehr.example.org/fhir",
+    )
+    assert len(call(body)[1]["cards"]) == 1
+    # the same id on another hospital's server is another patient
+    body["fhirServer"] = "https://other-hospital.example/fhir"
+    assert call(body)[1]["cards"] == []
+    assert cards_for(call, obs) == []  # no fhirServer: an absolute reference cannot be checked
 
 
 @pytest.mark.parametrize(

@@ -317,3 +317,11 @@ def test_knowledge_list_shows_considered_pairs(capsys):
         "PMID 32189324",
     ):
         assert expected in out
+
+
+def test_nortriptyline_intermediate_reported_without_score(call):
+    """CPIC splits CYP2D6 IM by score (0.25-0.5 moderate, 0.75-1 optional) but both rows say
+    reduce the dose: a reported IM without a score gets that card with the weaker strength."""
+    [card] = cards(call, NORTRIPTYLINE, phenotype_obs(IM))
+    assert card["indicator"] == "warning"
+    assert "(CPIC, optional)" in card["detail"]

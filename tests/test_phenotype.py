@@ -99,12 +99,23 @@ def test_normalise():
         ("Extensive metabolizer", "Normal Metabolizer"),
         ("Intermediate Metabolizer", "Intermediate Metabolizer"),
         ("CYP2D6 Poor Metabolizer", "Poor Metabolizer"),
+        ("CYP2D6: poor metabolizer (predicted)", "Poor Metabolizer"),
+        ("Predicted poor metabolizer", "Poor Metabolizer"),
         ("PM", "Poor Metabolizer"),
-        ("Likely poor metabolizer", None),
+        ("Likely poor metabolizer", "Likely Poor Metabolizer"),  # CPIC's own term
+        # hedged, negated, combined or unclear: never a phenotype
+        ("Probable poor metabolizer", None),
+        ("Possible poor metabolizer", None),
+        ("Suspected ultrarapid metabolizer", None),
+        ("Presumed normal metabolizer", None),
+        ("Not a poor metabolizer", None),
+        ("Non-poor metabolizer", None),
         ("Indeterminate", None),
         ("poor or intermediate metabolizer", None),
+        ("Poor/intermediate metabolizer", None),
         ("Normal", None),
+        ("Consistent with poor metabolizer", None),
     ],
 )
 def test_phenotype_text(text, phenotype):
-    assert phenotype_from_text(text) == phenotype
+    assert phenotype_from_text(text, frozenset({"CYP2D6", "CYP2C19"})) == phenotype
