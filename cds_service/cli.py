@@ -103,6 +103,11 @@ def _knowledge(directory: Path, site_codes: Path | None, action: str) -> int:
             f"{item.drug:<15} {item.gene:<26}       {guideline.organization} {guideline.year}, "
             f"{item.table}"
         )
+    source = knowledge.not_covered.source["url"]
+    print(f"\nconsidered, no guideline recommendation (never alert; {source}):")
+    for pair in knowledge.not_covered.pairs:
+        drugs = ", ".join(pair.drugs) or "any drug"
+        print(f"{pair.gene:<15} {drugs:<26}       {pair.reason}")
     return 0
 
 

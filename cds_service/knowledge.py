@@ -174,6 +174,20 @@ class ResultCodes(_Model):
     phenotype_answers: dict[str, str]
 
 
+class NotCoveredPair(_Model):
+    gene: str
+    drugs: list[str]
+    reason: str = Field(min_length=10)
+
+
+class NotCovered(_Model):
+    """Genes considered and deliberately not used (``not_covered.json``)."""
+
+    description: str
+    source: dict[str, str]
+    pairs: list[NotCoveredPair]
+
+
 class KnowledgeError(Exception):
     """The knowledge files are missing or invalid."""
 
@@ -208,6 +222,7 @@ class Knowledge:
                 p.stem: GeneTable.model_validate(_read(p))
                 for p in sorted((directory / "genes").glob("*.json"))
             }
+            self.not_covered = NotCovered.model_validate(_read(directory / "not_covered.json"))
             self.guidelines: list[GuidelineFile] = [
                 GuidelineFile.model_validate(_read(p))
                 for p in sorted((directory / "recommendations").glob("*.json"))

@@ -315,6 +315,8 @@ def test_knowledge_list_shows_considered_pairs(capsys):
         "oxycodone",
         "duloxetine",
         "PMID 32189324",
+        "CYP3A4",
+        "SCN9A",
     ):
         assert expected in out
 
