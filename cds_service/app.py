@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .auth import JwtVerifier
 from .errors import ClientError
 from .feedback import FeedbackStore
 from .knowledge import Knowledge
@@ -31,10 +32,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = FeedbackStore(settings.database_url)
     discovery_body = discovery(knowledge)
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
+    verifier = JwtVerifier(settings.trusted_issuers)
+    if not verifier.enabled:
+        log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.extensions["pgx"] = {"engine": engine, "store": store, "knowledge": knowledge}
+    app.extensions["pgx"] = {
+        "engine": engine,
+        "store": store,
+        "knowledge": knowledge,
+        "verifier": verifier,
+    }
 
     # -- CORS and request logging ------------------------------------------------------
 
@@ -43,6 +52,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         g.started = time.perf_counter()
         if request.method == "OPTIONS":
             return Response(status=204)
+        if verifier.enabled and request.path.startswith("/cds-services"):
+            base = (
+                settings.public_url.rstrip("/")
+                if settings.public_url
+                else request.host_url.rstrip("/")
+            )
+            verifier.verify(request.headers.get("Authorization"), base + request.path)
         return None
 
     @app.after_request

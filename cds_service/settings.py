@@ -36,6 +36,16 @@ class Settings(BaseSettings):
         default=None,
         description="JSON file mapping the site's local result codes to gene and result kind.",
     )
+    trusted_issuers: dict[str, str] = Field(
+        default_factory=dict,
+        description='CDS clients allowed to call, as JSON {"iss": "JWKS URL"}; when set, every '
+        "call needs a valid client JWT. Empty: no client authentication (testing only).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The service's public base URL (e.g. https://cds.example.org) when behind a "
+        "proxy; JWT audiences are checked against it.",
+    )
     fhir_servers: str = Field(
         default="",
         description="FHIR server base URLs the service may query, comma-separated "
