@@ -53,12 +53,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         if request.method == "OPTIONS":
             return Response(status=204)
         if verifier.enabled and request.path.startswith("/cds-services"):
-            base = (
-                settings.public_url.rstrip("/")
-                if settings.public_url
-                else request.host_url.rstrip("/")
-            )
-            verifier.verify(request.headers.get("Authorization"), base + request.path)
+            # The audience is the public URL (required with trusted issuers), never the Host
+            # header, which the caller chooses.
+            public = (settings.public_url or "").rstrip("/")
+            verifier.verify(request.headers.get("Authorization"), public + request.path)
         return None
 
     @app.after_request

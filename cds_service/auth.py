@@ -15,6 +15,7 @@ A failure is a 401 whose body says why; the token itself is never logged.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,10 @@ ALLOWED_ALGORITHMS = [
     "PS512",
 ]
 JWKS_TTL = 3600.0
+JWKS_RETRY = 30.0  # after a failed key-set fetch, wait this long before fetching again
+JWKS_MAX_BYTES = 1_000_000
 LEEWAY = 60  # seconds of clock skew tolerated
+MAX_LIFETIME = 3600  # a client JWT valid longer than this is refused (spec: ~5 minutes)
 
 
 class Unauthorized(ClientError):
@@ -54,6 +58,7 @@ class JwtVerifier:
     _keys: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _seen: dict[str, float] = field(default_factory=dict)
     _refreshed: dict[str, float] = field(default_factory=dict)
+    _failed: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -84,7 +89,7 @@ class JwtVerifier:
         if header.get("jku") not in (None, jwks_url):
             raise Unauthorized("the JWT jku is not the trusted key set of its issuer")
 
-        key = self._key(jwks_url, kid)
+        key = self._key(jwks_url, kid, header["alg"])
         try:
             claims = jwt.decode(
                 token,
@@ -97,26 +102,36 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the JWT is not valid: {exc}") from None
+        if float(claims["exp"]) - float(claims["iat"]) > MAX_LIFETIME:
+            raise Unauthorized("the JWT is valid for too long (exp - iat over one hour)")
         self._check_replay(f"{issuer}|{claims['jti']}", float(claims["exp"]))
         return claims
 
-    def _key(self, jwks_url: str, kid: str) -> Any:
+    def _key(self, jwks_url: str, kid: str, alg: str) -> Any:
         for refresh in (False, True):
-            keys = self._jwks(jwks_url, refresh)
-            for jwk in keys.get("keys", []):
+            keys = self._jwks(jwks_url, refresh).get("keys")
+            for jwk in keys if isinstance(keys, list) else []:
                 if isinstance(jwk, dict) and jwk.get("kid") == kid:
-                    try:
-                        return jwt.PyJWK(jwk).key
-                    except jwt.PyJWTError:
-                        raise Unauthorized("the issuer's key for this kid is unusable") from None
+                    try:  # the key must suit the token's algorithm (an RSA key is no ES256 key)
+                        return jwt.PyJWK(jwk, algorithm=alg).key
+                    except (jwt.PyJWTError, ValueError, TypeError):
+                        raise Unauthorized(
+                            "the issuer's key for this kid does not fit the JWT algorithm"
+                        ) from None
         raise Unauthorized("no key with the JWT's kid in the issuer's key set")
 
     def _jwks(self, url: str, refresh: bool) -> dict[str, Any]:
         now = time.monotonic()
         with self._lock:
             cached = self._keys.get(url)
+            failed = self._failed.get(url)
         if cached and not refresh and now - cached[0] < JWKS_TTL:
             return cached[1]
+        if failed is not None and now - failed < JWKS_RETRY:
+            # the key-set host is failing: don't let every forged request wait on it
+            if cached:
+                return cached[1]
+            raise Unauthorized("the issuer's key set could not be fetched")
         if cached and refresh:
             with self._lock:
                 last = self._refreshed.get(url)
@@ -124,17 +139,27 @@ class JwtVerifier:
                     return cached[1]  # unknown kids refetch the key set at most every 10 s
                 self._refreshed[url] = now
         try:
-            response = self.session.get(url, timeout=self.timeout, allow_redirects=False)
-            response.raise_for_status()
-            keys = response.json()
+            with self.session.get(
+                url, timeout=self.timeout, allow_redirects=False, stream=True
+            ) as response:
+                response.raise_for_status()
+                raw = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
+            if len(raw) > JWKS_MAX_BYTES:
+                raise ValueError("key set too large")
+            keys = json.loads(raw)
+            if not isinstance(keys, dict):
+                raise ValueError("not a JSON object")
         except (requests.RequestException, ValueError):
+            with self._lock:
+                self._failed[url] = now
+                if cached:  # keep using the old keys while the host is down
+                    self._keys[url] = (now, cached[1])
             if cached:
                 return cached[1]
             raise Unauthorized("the issuer's key set could not be fetched") from None
-        if not isinstance(keys, dict):
-            raise Unauthorized("the issuer's key set is not a JWKS")
         with self._lock:
             self._keys[url] = (now, keys)
+            self._failed.pop(url, None)
         return keys
 
     def _check_replay(self, key: str, expires: float) -> None:

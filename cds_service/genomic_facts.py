@@ -86,7 +86,14 @@ def summarise(
     ``fhir_base`` is the request's FHIR server: an absolute subject reference counts only
     when it points there (the same id on another server is another patient).
     """
-    observations = [o for o in observations if isinstance(o, dict)]
+    # The same result twice (prefetch and a paged search overlapping) is one result.
+    unique: dict[str, dict[str, Any]] = {}
+    for o in observations:
+        if isinstance(o, dict):
+            unique.setdefault(
+                f"{o.get('resourceType')}/{o.get('id')}" if o.get("id") else str(id(o)), o
+            )
+    observations = list(unique.values())
     local = {
         f"Observation/{o.get('id')}": o
         for o in observations
@@ -279,7 +286,12 @@ def decide(findings: list[Finding]) -> GeneResult:
     oldest = datetime.min.replace(tzinfo=UTC)
     ordered = sorted(
         findings,
-        key=lambda f: (f.date or oldest, f.kind in ("phenotype", "presence")),
+        # newest first; on a date, a reported result first, then a readable one
+        key=lambda f: (
+            f.date or oldest,
+            f.kind in ("phenotype", "presence"),
+            f.phenotype != INDETERMINATE,
+        ),
         reverse=True,
     )
     top = ordered[0]
@@ -339,8 +351,14 @@ def _combine_haplotypes(
     for h in haplotypes:
         groups.setdefault((h.gene, h.date), []).append(h)
     for (gene, date), group in sorted(groups.items(), key=lambda kv: kv[0][0]):
-        if any(f.gene == gene and f.kind == "genotype" and f.date == date for f in findings):
-            continue  # the genotype of the same date already says it
+        if any(
+            f.gene == gene
+            and f.kind == "genotype"
+            and f.date == date
+            and f.phenotype != INDETERMINATE
+            for f in findings
+        ):
+            continue  # a readable genotype of the same date already says it
         refs = "+".join(h.observation for h in group)
         base = replace(group[0], kind="genotype", observation=refs, diplotype=None)
         if "*" in gene:  # an HLA marker: each haplotype is one copy
@@ -417,7 +435,7 @@ def _phenotype(obs: dict[str, Any], kind: str, knowledge: Knowledge, base: Findi
     values = [v for v in values if v]
     if not values:
         return replace(base, reason="the result has no value")
-    phenotypes = {_phenotype_value(v, knowledge) for v in values}
+    phenotypes = {_phenotype_value(v, knowledge, base.gene) for v in values}
     if len(phenotypes) != 1 or None in phenotypes:
         return replace(
             base, reason=f"the value '{_describe(values[0])}' is not a clear metabolizer status"
@@ -425,10 +443,10 @@ def _phenotype(obs: dict[str, Any], kind: str, knowledge: Knowledge, base: Findi
     return replace(base, phenotype=phenotypes.pop())  # type: ignore[arg-type]
 
 
-def _phenotype_value(value: Any, knowledge: Knowledge) -> str | None:
+def _phenotype_value(value: Any, knowledge: Knowledge, gene: str) -> str | None:
     symbols = knowledge.gene_symbols
     if isinstance(value, str):
-        return phenotype_from_text(value, symbols)
+        return phenotype_from_text(value, gene, symbols)
     answers = knowledge.result_codes.phenotype_answers
     codings = _objects(_dict(value).get("coding"))
     found = {answers[c.get("code")] for c in codings if c.get("code") in answers}
@@ -437,7 +455,7 @@ def _phenotype_value(value: Any, knowledge: Knowledge) -> str | None:
     if found:
         return found.pop()
     texts = [_str(_dict(value).get("text"))] + [_str(c.get("display")) for c in codings]
-    found = {phenotype_from_text(t, symbols) for t in texts if t}
+    found = {phenotype_from_text(t, gene, symbols) for t in texts if t}
     return found.pop() if len(found) == 1 else None
 
 

@@ -51,9 +51,20 @@ class DraftOrder:
 
     @property
     def medication(self) -> dict[str, Any] | None:
-        """The order's medication as a CodeableConcept, wherever the version keeps it:
-        inline, R5 CodeableReference, a contained Medication, or a Medication resource sent
-        beside the order (``medications``)."""
+        """The order's medication as a CodeableConcept: its coded form wherever the version
+        keeps it, else the reference's display text."""
+        coded = self.coded_medication
+        if coded is not None:
+            return coded
+        ref_obj = self.resource.get("medicationReference")
+        if isinstance(ref_obj, dict) and isinstance(ref_obj.get("display"), str):
+            return {"text": ref_obj["display"]} if ref_obj["display"] else None
+        return None
+
+    @property
+    def coded_medication(self) -> dict[str, Any] | None:
+        """Inline, R5 CodeableReference, a contained Medication, or a Medication resource
+        sent beside the order or read for it (``medications``)."""
         res = self.resource
         concept = res.get("medicationCodeableConcept")
         if isinstance(concept, dict):
@@ -70,17 +81,13 @@ class DraftOrder:
         if ref and ref in self.medications:
             code = self.medications[ref].get("code")
             return code if isinstance(code, dict) else None
-        ref_obj = res.get("medicationReference")
-        if isinstance(ref_obj, dict) and isinstance(ref_obj.get("display"), str):
-            return {"text": ref_obj["display"]} if ref_obj["display"] else None
         return None
 
-    def with_medication(self, medication: dict[str, Any]) -> DraftOrder:
-        """This order, knowing the Medication resource it references."""
-        ref = self.medication_reference
-        return DraftOrder(
-            self.resource, {**self.medications, ref: medication} if ref else self.medications
-        )
+    def with_medication(self, medication: dict[str, Any], ref: str) -> DraftOrder:
+        """This order, knowing the Medication resource (``ref``) it references."""
+        own = self.medication_reference
+        found = {ref: medication, **({own: medication} if own else {})}
+        return DraftOrder(self.resource, {**self.medications, **found})
 
 
 def draft_orders(hook: str, context: dict[str, Any]) -> list[DraftOrder]:

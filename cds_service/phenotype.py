@@ -42,14 +42,19 @@ _PHRASE = re.compile(
 )
 
 
-def phenotype_from_text(text: str, genes: frozenset[str] = frozenset()) -> str | None:
+def phenotype_from_text(
+    text: str, gene: str | None = None, other_genes: frozenset[str] = frozenset()
+) -> str | None:
     """'Ultrarapid metabolizer' -> 'Ultrarapid Metabolizer'; anything else -> None.
 
-    Only a plain metabolizer phrase (optionally with the gene symbol) is accepted; hedged,
-    negated, combined or unknown wording gives None, so it never alerts.
+    Only a plain metabolizer phrase, optionally with the result's own ``gene`` symbol, is
+    accepted; hedged, negated, combined or unknown wording, or text naming another gene
+    (``other_genes``), gives None, so it never alerts.
     """
     lowered = text.lower()
-    for gene in genes:
+    if any(g.lower() in lowered for g in other_genes if g != gene):
+        return None
+    if gene:
         lowered = lowered.replace(gene.lower(), " ")
     lowered = re.sub(r"[\s:;,()\[\]\-_/]+", " ", lowered).strip()
     if lowered in _ABBREVIATIONS:

@@ -41,7 +41,8 @@ class Engine:
         orders = hook_context.draft_orders(request.hook, request.context)
         trace.add("context", f"{len(orders)} order(s) to judge")
         client = self._client(request)
-        orders = [self._with_medication(o, client, trace) for o in orders]
+        with_medication = self._medication_reader(client, trace)
+        orders = [with_medication(o) for o in orders]
         drugs: list[medications.IdentifiedDrug] = []
         for order in orders:
             name = order.reference or order.resource_type or "order"
@@ -86,26 +87,37 @@ class Engine:
         )
 
     @staticmethod
-    def _with_medication(
-        order: hook_context.DraftOrder, client: patient_data.FhirClient | None, trace: Trace
-    ) -> hook_context.DraftOrder:
-        """Read the Medication an order references when the client did not send it."""
-        ref = order.medication_reference
-        if (
-            client is None
-            or not order.is_medication_order
-            or order.medication is not None
-            or not ref
-            or not ref.startswith("Medication/")
-        ):
-            return order
-        try:
-            medication = client.read(ref)
-        except patient_data.FhirUnavailable as exc:
-            trace.add("medications", f"could not read {ref}: {exc}")
-            return order
-        trace.add("medications", f"read {ref} (referenced by {order.reference or 'an order'})")
-        return order.with_medication(medication)
+    def _medication_reader(
+        client: patient_data.FhirClient | None, trace: Trace
+    ) -> Callable[[hook_context.DraftOrder], hook_context.DraftOrder]:
+        """Reads the Medication an order references when the client did not send it: on the
+        request's FHIR server only, each at most once, a few per call."""
+        read: dict[str, dict[str, Any] | None] = {}
+
+        def with_medication(order: hook_context.DraftOrder) -> hook_context.DraftOrder:
+            ref = order.medication_reference or ""
+            if client is not None and ref.startswith(client.base_url):
+                ref = ref[len(client.base_url) :]  # absolute reference on this server
+            if (
+                client is None
+                or not order.is_medication_order
+                or order.coded_medication is not None
+                or not ref.startswith("Medication/")
+            ):
+                return order
+            if ref not in read and len(read) < MAX_REFERENCE_READS:
+                try:
+                    read[ref] = client.read(ref)
+                    trace.add(
+                        "medications", f"read {ref} (referenced by {order.reference or 'an order'})"
+                    )
+                except patient_data.FhirUnavailable as exc:
+                    trace.add("medications", f"could not read {ref}: {exc}")
+                    read[ref] = None
+            found = read.get(ref)
+            return order.with_medication(found, ref) if found else order
+
+        return with_medication
 
 
 MAX_REFERENCE_READS = 5

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         description="Allowed browser origins, comma-separated, or * for any.",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @model_validator(mode="after")
+    def _audience(self) -> Settings:
+        if self.trusted_issuers and not self.public_url:
+            raise ValueError(
+                "PGX_CDS_PUBLIC_URL is required with PGX_CDS_TRUSTED_ISSUERS: JWT audiences are "
+                "checked against the service's public URL, never the request's Host header"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod

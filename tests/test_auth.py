@@ -57,7 +57,9 @@ def token(
 
 @pytest.fixture
 def secured(settings):
-    app = create_app(settings.model_copy(update={"trusted_issuers": {ISSUER: JKU}}))
+    app = create_app(
+        settings.model_copy(update={"trusted_issuers": {ISSUER: JKU}, "public_url": BASE})
+    )
     return app.test_client()
 
 
@@ -182,3 +184,47 @@ def test_health_needs_no_jwt_and_preflight_passes(secured):
 
 def test_without_trusted_issuers_no_jwt_is_needed(client):
     assert client.post("/cds-services/pgx-order-select", json=body()).status_code == 200
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda: token(exp_in=10 * 365 * 86400), "too long"),
+        # an EC key's kid with an RSA algorithm: refused, not a crash
+        (
+            lambda: token(
+                alg="RS256", key=rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            ),
+            "does not fit",
+        ),
+    ],
+)
+def test_more_invalid_jwts(secured, make, problem):
+    responses.get(JKU, json=jwks())
+    response = post(secured, make())
+    assert response.status_code == 401
+    assert problem in response.get_json()["error"]
+
+
+@responses.activate
+def test_failing_key_set_is_not_fetched_for_every_request(secured):
+    responses.get(JKU, status=503)
+    for _ in range(5):
+        assert post(secured, token()).status_code == 401
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_key_set_without_a_keys_list(secured):
+    responses.get(JKU, json={"keys": "nope"})
+    assert post(secured, token()).status_code == 401
+
+
+def test_trusted_issuers_need_a_public_url():
+    from pydantic import ValidationError
+
+    from cds_service.settings import Settings
+
+    with pytest.raises(ValidationError, match="PGX_CDS_PUBLIC_URL"):
+        Settings(trusted_issuers={ISSUER: JKU})

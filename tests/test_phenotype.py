@@ -118,4 +118,11 @@ def test_normalise():
     ],
 )
 def test_phenotype_text(text, phenotype):
-    assert phenotype_from_text(text, frozenset({"CYP2D6", "CYP2C19"})) == phenotype
+    assert phenotype_from_text(text, "CYP2D6", frozenset({"CYP2D6", "CYP2C19"})) == phenotype
+
+
+def test_phenotype_text_naming_another_gene_is_not_read():
+    assert (
+        phenotype_from_text("CYP2C19 Poor Metabolizer", "CYP2D6", frozenset({"CYP2D6", "CYP2C19"}))
+        is None
+    )

@@ -260,3 +260,55 @@ def test_overlong_feedback_is_rejected(client):
         ]
     }
     assert client.post("/cds-services/pgx-order-select/feedback", json=body).status_code == 400
+
+
+@responses.activate
+def test_medication_reference_with_display_is_still_read(call):
+    responses.get(f"{FHIR}/Medication/med-1", json=MEDICATION)
+    order = referencing_order()
+    order["medicationReference"]["display"] = "Tylenol #3"
+    body = hook_request(
+        "order-sign", [order], prefetch=with_results(GOOD), fhir_server=FHIR, token="t"
+    )
+    assert len(call(body)[1]["cards"]) == 1
+
+
+@responses.activate
+def test_medication_reads_are_cached_and_bounded(call):
+    responses.get(f"{FHIR}/Medication/med-1", json=MEDICATION)
+    orders = []
+    for i in range(20):
+        order = referencing_order()
+        order["id"] = f"rx-{i}"
+        if i % 2:
+            order["medicationReference"] = {"reference": f"{FHIR}/Medication/med-1"}  # absolute
+        orders.append(order)
+    body = hook_request(
+        "order-sign", orders, prefetch=with_results(GOOD), fhir_server=FHIR, token="t"
+    )
+    assert len(call(body)[1]["cards"]) == 20
+    assert len(responses.calls) == 1
+
+
+def test_duplicate_results_count_once(call):
+    """A haplotype sent twice (prefetch and a paged search overlapping) is one copy, not two."""
+    hap = genotype_obs("*4", obs_id="hap-1")
+    hap["code"]["coding"][0]["code"] = "84414-2"
+    body = hook_request(
+        "order-sign", [med_order(APAP_CODEINE)], prefetch=with_results(hap, copy.deepcopy(hap))
+    )
+    assert call(body)[1]["cards"] == []
+
+
+def test_phenotype_text_naming_another_gene_does_not_alert(call):
+    obs = phenotype_obs("CYP2C19 Poor Metabolizer", as_text=True)  # gene component: CYP2D6
+    body = hook_request("order-sign", [med_order(APAP_CODEINE)], prefetch=with_results(obs))
+    assert call(body)[1]["cards"] == []
+
+
+def test_haplotypes_are_used_when_the_same_day_genotype_is_unreadable(call):
+    geno = hla("HLA-B*15")  # one field: cannot tell
+    found = cbz_cards(
+        call, geno, hla("HLA-B*15:02:01", "84414-2", "h1"), hla("HLA-B*07:02", "84414-2", "h2")
+    )
+    assert [c["indicator"] for c in found] == ["critical"]
