@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .genomic_facts import GeneResult
+from .gene_decision import GeneResult
 from .hook_context import DraftOrder
 from .knowledge import AlternativeProduct, Knowledge, Recommendation
 from .recommendations import Match
@@ -54,11 +54,20 @@ def indicator(rec: Recommendation) -> str | None:
     return None
 
 
+def match_indicator(m: Match) -> str | None:
+    """The card's indicator: the row's; for a result that spans rows with different advice,
+    the most severe of them, at most ``warning`` (the result does not settle it)."""
+    if not m.possible:
+        return indicator(m.recommendation)
+    levels = [indicator(r) for r in m.possible]
+    return "info" if all(lv in (None, "info") for lv in levels) else "warning"
+
+
 def build_cards(matches: list[Match], knowledge: Knowledge) -> list[dict[str, Any]]:
     cards = []
     seen: set[tuple[str, str | None]] = set()
     for m in matches:
-        level = indicator(m.recommendation)
+        level = match_indicator(m)
         key = (m.recommendation.id, m.drug.order.reference)
         if level is None or key in seen:
             continue
@@ -75,7 +84,7 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
     genes = "/".join(rec.genes)
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "summary": summary(rec, m.results),
+        "summary": summary(rec, m.results, bool(m.possible)),
         "indicator": level,
         "detail": detail(m, knowledge),
         "source": {
@@ -110,6 +119,7 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
         for alt in rec.alternatives
         # Replace only an order we can name: a create without a delete would leave both.
         if rec.action in ("avoid", "alternative")
+        and not m.possible
         and m.drug.order.is_medication_order
         and m.drug.order.reference
     ]
@@ -119,8 +129,11 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
     return card
 
 
-def summary(rec: Recommendation, results: tuple[GeneResult, ...]) -> str:
+def summary(rec: Recommendation, results: tuple[GeneResult, ...], spans: bool = False) -> str:
     who = " and ".join(f"{r.gene} {r.phenotype.lower()}" for r in results)
+    if spans:
+        text = f"{rec.drug.capitalize()}: advice depends on the activity score ({who}, no score)"
+        return text if len(text) < 140 else text[:136] + "…"
     verb = {
         "avoid": "Avoid {drug}",
         "alternative": "Consider an alternative to {drug}",
@@ -136,14 +149,36 @@ def detail(m: Match, knowledge: Knowledge) -> str:
     guideline = rec.guideline
     assert guideline is not None
     strength = _STRENGTH[rec.strength]
-    lines = [
-        f"**Recommendation** ({guideline.organization}, {strength}): {rec.recommendation}",
-        "",
-        f"**Why:** {rec.implication}",
-        "",
-        "**Patient result**",
-        "",
-    ]
+    if m.possible:
+        genes = "/".join(rec.genes)
+        lines = [
+            f"**The result does not settle the advice.** It stands for a range of {genes} "
+            "activity scores, and the guideline advises differently within it:",
+            "",
+        ]
+        for row in m.possible:
+            when = "; ".join(c.describe() for c in row.when.values())
+            lines.append(
+                f"- **If {when}:** {row.recommendation} "
+                f"({guideline.organization}, {_STRENGTH[row.strength]})"
+            )
+        lines += [
+            "",
+            f"**What decides:** the {genes} genotype (diplotype) or the activity score the lab "
+            "reported; check the full report or order genotyping.",
+            "",
+            "**Patient result**",
+            "",
+        ]
+    else:
+        lines = [
+            f"**Recommendation** ({guideline.organization}, {strength}): {rec.recommendation}",
+            "",
+            f"**Why:** {rec.implication}",
+            "",
+            "**Patient result**",
+            "",
+        ]
     for r in m.results:
         parts = [f"{r.gene}"]
         if r.diplotype:

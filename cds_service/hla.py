@@ -1,9 +1,25 @@
-"""HLA results: is a risk allele (a marker such as ``HLA-B*15:02``) present or absent?
+"""The HLA grammar: is a risk allele (a marker such as ``HLA-B*15:02``) present or absent?
 
-Reads a GL string (``HLA-B*15:02:01+HLA-B*07:02:01``), an allele list at any resolution of
-two fields or more (``B*15:02, B*07:02``; old style ``B*1502``) and presence/absence answers.
-Anything ambiguous (a GL ``/`` or ``|`` alternative that differs on the marker, a one-field
-allele in the marker's allele group) is ``None``: no alert rather than a wrong one.
+Reads GL strings (Milius et al. 2013, glstring.org) as the HL7 Genomics Reporting IG codes
+them, with or without the ``namespace#version#`` prefix of a versioned GL string
+(``hla#3.31.0#HLA-A*03:01:01:01+HLA-A*30:01:01``), allele lists as labs write them in text
+(``B*15:02, B*07:02``; pre-2010 names such as ``B*1502``) and presence/absence answers.
+
+GL string operators, from the loosest to the tightest binding:
+
+====  ==========================================================================
+``^``  separates loci (genes)
+``|``  genotype ambiguity: one of these genotypes
+``+``  the two (or more) copies of a gene
+``~``  alleles in phase on one haplotype (across loci)
+``/``  allele ambiguity: one of these alleles
+====  ==========================================================================
+
+The marker is present when every possible genotype carries it on some copy, absent when no
+possible genotype does, and unknown otherwise. Anything the grammar cannot read for the
+marker's locus (a one-field allele in the marker's group, an NMDP code such as ``B*15:XX``,
+a null allele, a token naming the locus that is no allele name) makes the answer unknown:
+no alert rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -12,12 +28,24 @@ import re
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
+_UNCLEAR = "unclear"
 
-_ALLELE = re.compile(r"(?:HLA-)?([A-Z][A-Z0-9]{0,3})\*(\d{2,4}(?::\d{2,3}){0,3})[A-Z]?")
+#: An allele name at two fields or more (a G or P group counts as its named allele).
+_ALLELE = re.compile(
+    r"(?:HLA-)?(?P<locus>[A-Z][A-Z0-9]{0,3})\*(?P<fields>\d{2,4}(?::\d{2,3}){0,3})"
+    r"(?P<suffix>[A-Z]?)"
+)
+#: Something that names a locus but may not be a readable allele ('HLA-B*15:XX', 'B*15').
+_LOCUS_TOKEN = re.compile(r"(?:HLA-)?(?P<locus>[A-Z][A-Z0-9]{0,3})(?:\*|:)")
+#: The prefix of a versioned GL string code: 'hla#3.31.0#'.
+_GL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*#[^#]*#")
+#: Expression suffixes of alleles that are not expressed or whose expression is doubtful.
+_NOT_EXPRESSED = frozenset({"N", "Q", "A", "C"})
 
 #: LOINC answers for presence results.
 PRESENT_CODES = {"LA9633-4": POSITIVE, "LA9634-2": NEGATIVE}
 _NEGATIVE_TEXT = re.compile(r"\b(absent|negative|not detected|not present|non-?carrier)\b", re.I)
+_PROSE_NEGATION = re.compile(r"\b(not|no|negative|absent|without|excluded)\b", re.I)
 _POSITIVE_TEXT = re.compile(r"\b(present|positive|detected|carrier)\b", re.I)
 
 
@@ -28,6 +56,11 @@ def split_marker(marker: str) -> tuple[str, tuple[str, str]]:
     return gene, (fields[0], fields[1])
 
 
+def strip_gl_prefix(value: str) -> str:
+    """'hla#3.31.0#HLA-A*03:01+HLA-A*30:01' -> 'HLA-A*03:01+HLA-A*30:01'."""
+    return _GL_PREFIX.sub("", value.strip())
+
+
 def _fields(raw: str) -> tuple[str, ...]:
     if ":" not in raw and len(raw) == 4:  # pre-2010 names: B*1502 == B*15:02
         return raw[:2], raw[2:]
@@ -35,40 +68,72 @@ def _fields(raw: str) -> tuple[str, ...]:
 
 
 def _allele_status(token: str, locus: str, marker: tuple[str, str]) -> str | None:
-    """One allele name vs the marker: positive, negative, None when it cannot tell."""
-    m = _ALLELE.fullmatch(token.strip())
-    if not m or m.group(1) != locus:
-        return "other-locus"
-    fields = _fields(m.group(2))
+    """One allele name against the marker: positive, negative, unclear, or None when the
+    token is about another locus (or is not about HLA at all)."""
+    token = token.strip()
+    m = _ALLELE.fullmatch(token)
+    if m is None:
+        named = _LOCUS_TOKEN.match(token)
+        return _UNCLEAR if named and named.group("locus") == locus else None
+    if m.group("locus") != locus:
+        return None
+    fields = _fields(m.group("fields"))
     if fields[0] != marker[0]:
         return NEGATIVE
     if len(fields) < 2:
-        return None  # one field (allele group) only: could be the marker or not
-    return POSITIVE if fields[1] == marker[1] else NEGATIVE
+        return _UNCLEAR  # one field (allele group) only: could be the marker or not
+    if fields[1] != marker[1]:
+        return NEGATIVE
+    return _UNCLEAR if m.group("suffix") in _NOT_EXPRESSED else POSITIVE
+
+
+def _copy_status(copy: str, locus: str, marker: tuple[str, str]) -> str | None:
+    """One gene copy (a haplotype, possibly ``~``-phased across loci, each an allele list)."""
+    found = None
+    for allele_list in copy.split("~"):
+        statuses = {_allele_status(a, locus, marker) for a in allele_list.split("/")}
+        statuses.discard(None)
+        if not statuses:
+            continue
+        status = statuses.pop() if len(statuses) == 1 else _UNCLEAR
+        if found is None or status == POSITIVE or (status == _UNCLEAR and found == NEGATIVE):
+            found = status
+    return found
+
+
+def _genotype_status(genotype: str, locus: str, marker: tuple[str, str]) -> str | None:
+    copies = [_copy_status(c, locus, marker) for c in genotype.split("+")]
+    copies_found = [c for c in copies if c is not None]
+    if not copies_found:
+        return None
+    if POSITIVE in copies_found:
+        return POSITIVE
+    return _UNCLEAR if _UNCLEAR in copies_found else NEGATIVE
 
 
 def marker_status(value: str, marker: str) -> tuple[str | None, str]:
     """Status of ``marker`` in a typed HLA value, and a reason when it is unclear."""
     gene, fields = split_marker(marker)
     locus = gene.removeprefix("HLA-")
-    statuses = set()
-    found = False
-    for option in value.split("|"):
-        option_status = NEGATIVE
-        for copy in re.split(r"[+,;\s]+", option):
-            if not copy.strip():
-                continue
-            alternatives = {_allele_status(a, locus, fields) for a in copy.split("/")}
-            alternatives.discard("other-locus")
-            if not alternatives:
-                continue
-            found = True
-            if alternatives == {POSITIVE}:
-                option_status = POSITIVE
-            elif alternatives != {NEGATIVE} and option_status != POSITIVE:
-                option_status = "unclear"
-        statuses.add(option_status)
-    if not found:
+    text = strip_gl_prefix(value)
+    if "#" in text:
+        return None, f"'{value}' is not a GL string the service can read"
+    if _PROSE_NEGATION.search(text):
+        return None, f"'{value}' is prose with a negation, not an allele list"
+    # Text that is no GL string ('B*15:02, B*07:02'): commas, semicolons and spaces part
+    # the copies, as '+' does (after spaces around GL operators are dropped).
+    text = re.sub(r"\s*([\^|+~/])\s*", r"\1", text.strip())
+    text = re.sub(r"\s*[,;]\s*|\s+(?:and\s+)?", "+", text)
+    statuses: set[str] = set()
+    for block in text.split("^"):
+        options = [_genotype_status(g, locus, fields) for g in block.split("|")]
+        found = [o for o in options if o is not None]
+        if not found:
+            continue
+        if len(found) != len(options):
+            statuses.add(_UNCLEAR)  # some alternative genotypes do not type the locus
+        statuses.update(found)
+    if not statuses:
         return None, f"no {gene} allele in '{value}'"
     if statuses == {POSITIVE}:
         return POSITIVE, ""
@@ -89,9 +154,9 @@ def markers_named(text: str, markers: frozenset[str]) -> set[str]:
     """The known markers a result's name mentions ('HLA-B*15:02 [Presence]', 'HLA-B*1502')."""
     found = set()
     for m in _ALLELE.finditer(text):
-        fields = _fields(m.group(2))
+        fields = _fields(m.group("fields"))
         if len(fields) >= 2:
-            name = f"HLA-{m.group(1)}*{fields[0]}:{fields[1]}"
+            name = f"HLA-{m.group('locus')}*{fields[0]}:{fields[1]}"
             if name in markers:
                 found.add(name)
     return found

@@ -8,6 +8,7 @@ producing a wrong card.
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -172,6 +173,16 @@ class ResultCodes(_Model):
     implication_component_codes: list[str]
     genes: dict[str, str]
     phenotype_answers: dict[str, str]
+    #: answer codes of the pre-2019 vocabulary ("Extensive metabolizer"), by their wording;
+    #: each is also in ``phenotype_answers`` with today's term
+    legacy_answers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _legacy_mapped(self) -> ResultCodes:
+        unmapped = set(self.legacy_answers) - set(self.phenotype_answers)
+        if unmapped:
+            raise ValueError(f"legacy answers without a current term: {sorted(unmapped)}")
+        return self
 
 
 class NotCoveredPair(_Model):
@@ -254,6 +265,14 @@ class Knowledge:
     @cached_property
     def gene_symbols(self) -> frozenset[str]:
         return frozenset(self.result_codes.genes.values())
+
+    @cached_property
+    def gene_patterns(self) -> tuple[tuple[str, re.Pattern[str]], ...]:
+        """Each gene symbol and the pattern that finds it as a word in free text."""
+        return tuple(
+            (s, re.compile(rf"(?<![A-Za-z0-9-]){re.escape(s)}(?![A-Za-z0-9-])"))
+            for s in sorted(self.gene_symbols)
+        )
 
     @cached_property
     def markers(self) -> frozenset[str]:

@@ -1,17 +1,22 @@
-"""Phenotypes: from a diplotype (CPIC allele tables) or from a reported metabolizer status.
+"""Reported metabolizer phenotypes: the words labs use, mapped to today's CPIC terms.
 
-A diplotype the tables cannot score (an unknown allele, an allele of uncertain function,
-an unsupported copy number) gives ``Indeterminate``: no alert rather than a wrong one.
+Diplotypes are scored in ``star_alleles``; this module reads a phenotype a lab wrote. Wording
+from before CPIC's standardisation (2017; adopted by labs from about 2019) is mapped and
+flagged: "extensive metabolizer" (EM) is today's normal metabolizer, but for CYP2D6 it also
+covered what is now an intermediate metabolizer with activity score 1, so a genotype on file
+is always re-interpreted rather than the old label trusted.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from .knowledge import Allele, GeneTable
+from .star_alleles import INDETERMINATE
 
-INDETERMINATE = "Indeterminate"
+__all__ = ["INDETERMINATE", "LEGACY_WORDS", "legacy_wording", "phenotype_from_text"]
+
+#: Words of the pre-standardisation vocabulary (CPIC term standardisation, Caudle et al. 2017).
+LEGACY_WORDS = ("extensive", "em")
 
 # A reported phenotype is read only when the whole text is one of these phrases (after the
 # gene symbol and punctuation are removed): "not a poor metabolizer", "probable poor
@@ -63,115 +68,7 @@ def phenotype_from_text(
     return _PHENOTYPE_WORDS[m.group("word")] if m else None
 
 
-@dataclass(frozen=True)
-class Scored:
-    diplotype: str  # normalised, e.g. "*1/*2x2"
-    phenotype: str
-    activity_score: float | None = None
-    activity_score_at_least: bool = False
-    reason: str = ""  # why it is indeterminate, if it is
-
-    @property
-    def activity_score_text(self) -> str | None:
-        if self.activity_score is None:
-            return None
-        return ("≥" if self.activity_score_at_least else "") + f"{self.activity_score:.2f}".rstrip(
-            "0"
-        ).rstrip(".")
-
-
-_STAR = re.compile(r"^\*[0-9]+[A-Z]?(?:\.[0-9]+)?(?:x(?:[0-9]+|N|≥3))?$")
-
-
-def normalise_diplotype(raw: str, gene: str) -> tuple[str, str] | None:
-    """Split 'CYP2D6 *1/*2x2', '*1/*4', 'CYP2D6*1/CYP2D6*4' into ('*1', '*2x2').
-
-    Suballeles like '*1.001' keep the core allele ('*1'). Returns None when the text is
-    not a two-allele star diplotype.
-    """
-    text = raw.replace(gene, " ").replace(" ", "").replace("×", "x").replace("X", "x")
-    text = text.replace(">=", "≥")
-    parts = text.split("/")
-    if len(parts) != 2:
-        return None
-    alleles = []
-    for part in parts:
-        if not _STAR.match(part):
-            return None
-        core, _, copies = part.partition("x")
-        core = re.sub(r"\.[0-9]+$", "", core)
-        alleles.append(core + (f"x{copies}" if copies else ""))
-    return alleles[0], alleles[1]
-
-
-def score_diplotype(raw: str, table: GeneTable) -> Scored:
-    """Diplotype -> activity score and phenotype, or Indeterminate with a reason."""
-    pair = normalise_diplotype(raw, table.gene)
-    if pair is None:
-        return Scored(
-            raw, INDETERMINATE, reason=f"'{raw}' is not a {table.gene} star-allele diplotype"
-        )
-    diplotype = "/".join(pair)
-    if table.scoring == "function_pair":
-        functions = []
-        for allele in pair:
-            entry = _entry(allele, table)
-            if entry is None:
-                return Scored(
-                    diplotype, INDETERMINATE, reason=f"allele {allele} is not in the CPIC table"
-                )
-            functions.append(entry.function)
-        phenotype = table.function_pairs.get(" / ".join(sorted(functions)), INDETERMINATE)
-        reason = "" if phenotype != INDETERMINATE else f"CPIC assigns no phenotype to {diplotype}"
-        return Scored(diplotype, phenotype, reason=reason)
-
-    total = 0.0
-    at_least = False
-    for allele in pair:
-        value = _allele_activity(allele, table)
-        if value is None:
-            return Scored(
-                diplotype,
-                INDETERMINATE,
-                reason=f"allele {allele} has no CPIC activity value "
-                "(unknown or uncertain function)",
-            )
-        total += value[0]
-        at_least = at_least or value[1]
-    phenotype = _band(total, table)
-    reason = "" if phenotype != INDETERMINATE else f"activity score {total:g} falls in no CPIC band"
-    return Scored(diplotype, phenotype, total, at_least, reason)
-
-
-def phenotype_for_score(score: float, table: GeneTable) -> str:
-    return _band(score, table)
-
-
-def _entry(allele: str, table: GeneTable) -> Allele | None:
-    """The table entry for an allele; legacy letter suffixes ('*35B') fall back to the core
-    allele ('*35') when CPIC lists only that."""
-    entry = table.alleles.get(allele)
-    if entry is None:
-        entry = table.alleles.get(re.sub(r"^(\*\d+)[A-Z]", r"\1", allele))
-    return entry
-
-
-def _allele_activity(allele: str, table: GeneTable) -> tuple[float, bool] | None:
-    entry = _entry(allele, table)
-    if entry is None and "x" in allele:
-        core, _, copies = allele.partition("x")
-        if copies.isdigit() and int(copies) >= 3:
-            entry = _entry(f"{core}x≥3", table)
-    if entry is None or entry.activity_value is None:
-        return None
-    value = entry.activity_value.strip()
-    if value.lower() == "n/a" or not value:
-        return None
-    return float(value.lstrip("≥")), value.startswith("≥")
-
-
-def _band(score: float, table: GeneTable) -> str:
-    for band in table.phenotype_bands:
-        if score >= band.min and (band.max is None or score <= band.max):
-            return band.phenotype
-    return INDETERMINATE
+def legacy_wording(text: str) -> bool:
+    """Does a phenotype text use the pre-2019 vocabulary ('Extensive metabolizer', 'EM')?"""
+    words = re.sub(r"[\s:;,()\[\]\-_/]+", " ", text.lower()).split()
+    return any(w in LEGACY_WORDS for w in words)

@@ -3,16 +3,25 @@
 For each drug, the rows whose genes all have an actionable result are candidates; the
 rows naming the most genes win (a two-gene amitriptyline row beats a one-gene row when
 both results exist). A drug or gene the knowledge does not cover matches nothing.
+
+A result without a single activity score (a phenotype reported without its score, a
+diplotype of unknown copy number) stands for a range of scores. When that range spans rows
+that give the same advice, that advice applies with the weakest of their strengths. When
+the rows disagree (a CYP2C9 intermediate metabolizer is AS 1, "lower dose", or AS 1.5,
+"usual dose"), the match lists every possibility: the card says what each means and that
+the genotype or activity score decides. Such a result is never silent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .genomic_facts import GeneResult
+from .gene_decision import GeneResult
 from .knowledge import SILENT_ACTIONS, Knowledge, Recommendation
 from .medications import IdentifiedDrug
 from .trace import Trace
+
+Span = tuple[float, float | None] | None
 
 
 @dataclass(frozen=True)
@@ -20,10 +29,23 @@ class Match:
     drug: IdentifiedDrug
     recommendation: Recommendation
     results: tuple[GeneResult, ...]
+    #: rows the result may fall in when they disagree (``recommendation`` is the most severe)
+    possible: tuple[Recommendation, ...] = ()
 
     @property
     def alerts(self) -> bool:
+        if self.possible:
+            return True
         return self.recommendation.action not in SILENT_ACTIONS
+
+
+def score_span(fact: GeneResult, knowledge: Knowledge) -> tuple[float | None, Span]:
+    """A result's activity score, or (None, the range of scores it stands for)."""
+    if fact.score_range is not None:
+        return None, fact.score_range
+    if fact.activity_score is not None:
+        return fact.activity_score, None
+    return None, knowledge.band(fact.gene, fact.phenotype)
 
 
 def match(
@@ -53,16 +75,13 @@ def match(
             r
             for r in applicable
             if all(
-                c.matches(
-                    facts[g].phenotype,
-                    facts[g].activity_score,
-                    knowledge.band(g, facts[g].phenotype),
-                )
+                c.matches(facts[g].phenotype, *score_span(facts[g], knowledge))
                 for g, c in r.when.items()
             )
         ]
+        possible: tuple[Recommendation, ...] = ()
         if not hits and applicable:
-            hits = _agreeing_rows(identified.drug, applicable, facts, knowledge, trace)
+            hits, possible = _spanned_rows(identified.drug, applicable, facts, knowledge, trace)
         if hits:
             most = max(len(r.when) for r in hits)
             hits = [r for r in hits if len(r.when) == most]
@@ -76,7 +95,7 @@ def match(
                 ),
             )
         for row in hits:
-            found = Match(identified, row, tuple(facts[g] for g in row.when))
+            found = Match(identified, row, tuple(facts[g] for g in row.when), possible)
             verdict = "alert" if found.alerts else "no alert"
             trace.add(
                 "recommendations",
@@ -89,48 +108,60 @@ def match(
 _WEAKEST_FIRST = {"none": 0, "optional": 1, "moderate": 2, "strong": 3}
 
 
-def _agreeing_rows(
+def _spanned_rows(
     drug: str,
     applicable: list[Recommendation],
     facts: dict[str, GeneResult],
     knowledge: Knowledge,
     trace: Trace,
-) -> list[Recommendation]:
-    """A phenotype reported without its activity score can span rows keyed by score: a CYP2D6
-    intermediate metabolizer is AS 0.25-1, which CPIC splits into 0.25-0.5 and 0.75-1 for
-    nortriptyline. When all the rows it spans give the same action and together cover its
-    band, that action applies, with the weakest of their strengths; otherwise none does."""
+) -> tuple[list[Recommendation], tuple[Recommendation, ...]]:
+    """Rows a result without a single activity score may fall in (see the module's notes):
+    ``([weakest], ())`` when they agree, ``([most severe], all of them)`` when they do not,
+    ``([], ())`` when the result's range meets fewer than two rows."""
     spanned: list[Recommendation] = []
-    unscored: dict[str, tuple[float, float]] = {}
     for row in applicable:
         fits = True
         for gene, cond in row.when.items():
             fact = facts[gene]
-            band = knowledge.band(gene, fact.phenotype)
-            if fact.activity_score is None and cond.activity_score_min is not None:
-                if band is None or band[1] is None or cond.phenotype not in (None, fact.phenotype):
-                    fits = False
-                    continue
-                high = cond.activity_score_max if cond.activity_score_max is not None else band[1]
-                fits = fits and cond.activity_score_min <= band[1] and high >= band[0]
-                unscored[gene] = (band[0], band[1])
-            elif not cond.matches(fact.phenotype, fact.activity_score, band):
+            score, span = score_span(fact, knowledge)
+            if score is None and span is not None and cond.activity_score_min is not None:
+                high = cond.activity_score_max
+                fits = (
+                    fits
+                    and cond.phenotype in (None, fact.phenotype)
+                    and (high is None or span[0] <= high)
+                    and (span[1] is None or span[1] >= cond.activity_score_min)
+                )
+            elif not cond.matches(fact.phenotype, score, span):
                 fits = False
         if fits:
             spanned.append(row)
-    if len(spanned) < 2 or len({r.action for r in spanned}) != 1:
-        return []
-    for gene, (low, high) in unscored.items():
-        conds = [r.when[gene] for r in spanned]
-        covered_low = min(c.activity_score_min or 0.0 for c in conds)
-        highs = [c.activity_score_max for c in conds]
-        covered_high = None if None in highs else max(h for h in highs if h is not None)
-        if covered_low > low or (covered_high is not None and covered_high < high):
-            return []
-    weakest = min(spanned, key=lambda r: _WEAKEST_FIRST[r.strength])
+    if len(spanned) < 2:
+        return [], ()
+    ids = ", ".join(r.id for r in spanned)
+    if len({r.action for r in spanned}) == 1:
+        weakest = min(spanned, key=lambda r: _WEAKEST_FIRST[r.strength])
+        trace.add(
+            "recommendations",
+            f"{drug}: no single activity score; rows {ids} agree ({weakest.action}); the "
+            f"weakest strength ({weakest.strength}) is shown",
+        )
+        return [weakest], ()
+    severe = max(spanned, key=lambda r: (_MOST_SEVERE_LAST[r.action], _WEAKEST_FIRST[r.strength]))
     trace.add(
         "recommendations",
-        f"{drug}: no activity score; rows {', '.join(r.id for r in spanned)} agree "
-        f"({weakest.action}); the weakest strength ({weakest.strength}) is shown",
+        f"{drug}: no single activity score; rows {ids} give different advice: one card lists "
+        "each possibility (the genotype or activity score decides)",
     )
-    return [weakest]
+    spanned.sort(key=lambda r: [c.activity_score_min or 0.0 for c in r.when.values()])
+    return [severe], tuple(spanned)
+
+
+_MOST_SEVERE_LAST = {
+    "no-recommendation": 0,
+    "standard": 1,
+    "caution": 2,
+    "adjust-dose": 3,
+    "alternative": 4,
+    "avoid": 5,
+}

@@ -84,7 +84,8 @@ def test_unclear_phenotype_text_gives_no_alert(call, text):
 
 
 @pytest.mark.parametrize(
-    "diplotype", ["*1/*", "*4/*999", "*1/*4/*5", "positive", "*1/*2xN", "*1/*43x2", "CYP2C19 *1/*2"]
+    "diplotype",
+    ["*1/*", "*4/*999", "*1/*4/*5", "positive", "*41/*2xN", "*1/*43x2", "CYP2C19 *1/*2"],
 )
 def test_unparseable_or_unknown_diplotype_gives_no_alert(call, diplotype):
     assert cards_for(call, genotype_obs(diplotype)) == []
@@ -135,12 +136,17 @@ def test_most_recent_result_decides_and_older_discrepancy_is_mentioned(call):
     )
 
 
-def test_lab_phenotype_beats_disagreeing_genotype_and_says_so(call):
-    pheno = phenotype_obs("Poor Metabolizer", obs_id="p")
-    geno = genotype_obs("*1/*1", obs_id="g")
+def test_genotype_on_file_decides_over_a_disagreeing_lab_phenotype(call):
+    """Today's CPIC rules applied to the genotype decide; the lab's label is shown beside."""
+    pheno = phenotype_obs("Normal Metabolizer", obs_id="p")
+    geno = genotype_obs("*4/*4", obs_id="g")
     [card] = cards_for(call, pheno, geno)
     assert "poor metabolizer" in card["summary"]
-    assert "lab's reported phenotype is used" in card["detail"]
+    assert "reported by the lab as 'normal metabolizer'" in card["detail"].lower()
+    assert "*4/*4 is a poor metabolizer" in card["detail"]
+    # a lab label that would alert is not trusted over a normal genotype
+    pm_label = phenotype_obs("Poor Metabolizer", obs_id="p")
+    assert cards_for(call, pm_label, genotype_obs("*1/*1")) == []
 
 
 def test_agreeing_genotype_adds_diplotype_to_the_card(call):

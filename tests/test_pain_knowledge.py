@@ -126,11 +126,16 @@ def test_nsaids_without_actionable_recommendation_never_alert(call, product):
 
 def test_cyp2c9_phenotype_without_score(call):
     """A reported poor metabolizer (AS 0-0.5) is enough; a reported intermediate (AS 1 or
-    1.5, which CPIC treats differently) is not, so it stays silent."""
+    1.5, which CPIC treats differently) is never silent: one card gives both readings."""
     pm = phenotype_obs(PM, gene="CYP2C9")
     assert indicator_of(call, CELECOXIB, pm) == "warning"
     im = phenotype_obs(IM, gene="CYP2C9")
-    assert cards(call, CELECOXIB, im) == []
+    [card] = cards(call, CELECOXIB, im)
+    assert card["indicator"] == "warning"
+    assert "depends on the activity score" in card["summary"]
+    detail = card["detail"]
+    assert detail.index("If activity score 1:") < detail.index("If activity score 1.5:")
+    assert "genotype" in card["detail"] and "suggestions" not in card
 
 
 def test_gene_specific_cyp2c9_phenotype_code(call):
