@@ -88,8 +88,7 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
         "indicator": level,
         "detail": detail(m, knowledge),
         "source": {
-            "label": f"{guideline.organization} {guideline.year}: {rec.drug} and "
-            f"{genes} ({SOURCE_LABEL})",
+            "label": f"{guideline.name}: {rec.drug} and {genes} ({SOURCE_LABEL})",
             "url": guideline.url,
             "topic": {
                 "system": TOPIC_SYSTEM,

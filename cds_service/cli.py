@@ -93,16 +93,13 @@ def _knowledge(directory: Path, site_codes: Path | None, action: str) -> int:
     print(f"knowledge {knowledge.version}")
     print(f"{'drug':<15} {'gene(s)':<26} {'rows':>4}  source")
     for (drug, genes), (count, guideline) in sorted(_pairs(knowledge).items()):
-        source = f"{guideline.organization} {guideline.year}, PMID {guideline.pmid}"
+        source = f"{guideline.name}, PMID {guideline.pmid}"
         print(f"{drug:<15} {genes:<26} {count:>4}  {source}")
     print("\nreviewed, no recommendation (never alert):")
     for guideline, item in sorted(
         knowledge.no_recommendations(), key=lambda p: (p[1].drug, p[1].gene)
     ):
-        print(
-            f"{item.drug:<15} {item.gene:<26}       {guideline.organization} {guideline.year}, "
-            f"{item.table}"
-        )
+        print(f"{item.drug:<15} {item.gene:<26}       {guideline.name}, {item.table}")
     source = knowledge.not_covered.source["url"]
     print(f"\nconsidered, no guideline recommendation (never alert; {source}):")
     for pair in knowledge.not_covered.pairs:

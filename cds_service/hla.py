@@ -38,7 +38,7 @@ _ALLELE = re.compile(
 #: Something that names a locus but may not be a readable allele ('HLA-B*15:XX', 'B*15').
 _LOCUS_TOKEN = re.compile(r"(?:HLA-)?(?P<locus>[A-Z][A-Z0-9]{0,3})(?:\*|:)")
 #: The prefix of a versioned GL string code: 'hla#3.31.0#'.
-_GL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*#[^#]*#")
+_GL_PREFIX = re.compile(r"^#?[A-Za-z][A-Za-z0-9_-]*#[^#]*#")
 #: Expression suffixes of alleles that are not expressed or whose expression is doubtful.
 _NOT_EXPRESSED = frozenset({"N", "Q", "A", "C"})
 

@@ -34,7 +34,14 @@ class Guideline(_Model):
     year: int
     pmid: str = Field(pattern=r"^\d+$")
     url: str = Field(pattern=r"^https://")
+    url_note: str | None = None
     license: str
+    #: how the organisation names this version ("CPIC 2016 update"); default "<org> <year>"
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.organization} {self.year}"
 
 
 class GeneCondition(_Model):
@@ -141,7 +148,7 @@ class GeneTable(_Model):
 
 
 class Drug(_Model):
-    rxcui: str
+    rxcui: str | None  # None: not in RxNorm (e.g. lumiracoxib); identified by name only
     drug_class: str = Field(alias="class")
     brands: list[str] = Field(default_factory=list)
 
@@ -314,7 +321,7 @@ class Knowledge:
             if rec.action in ("avoid", "alternative") and rec.strength == "none":
                 problems.append(f"{where}: an {rec.action} row needs a strength")
         for name, drug in self.drugs.items():
-            if drug.rxcui not in self.products:
+            if drug.rxcui is not None and drug.rxcui not in self.products:
                 problems.append(
                     f"drug {name}: ingredient code {drug.rxcui} missing from rxnorm_products.json"
                 )

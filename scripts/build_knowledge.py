@@ -9,6 +9,8 @@ Inputs (default ``../shared/data`` beside the project root):
 * ``cpic/<GENE>_allele_function.tsv``   allele -> CPIC function and activity value
 * ``cpic/<GENE>_diplotype_phenotype.tsv`` every CPIC diplotype -> activity score -> phenotype
 * ``rxnorm/*.tsv``                       RxNorm products and the ingredients they contain
+* ``scripts/data/cpic_allele_updates.tsv`` (in this repository) CPIC allele rows released
+  after the reference tables' date, each with the CPIC change-log entry it comes from
 
 Outputs:
 
@@ -36,11 +38,12 @@ KNOWLEDGE = ROOT / "knowledge"
 
 GENES = {
     # gene: (HGNC id, CPIC table version date)
-    "CYP2D6": ("HGNC:2625", "2024-03-25"),
+    "CYP2D6": ("HGNC:2625", "2024-03-25, with CPIC's 2024-05-26 additions (release 1.56.0)"),
     "CYP2C9": ("HGNC:2623", "2025-11-05"),
     "CYP2C19": ("HGNC:2621", "2025-11-05"),
 }
 
+UPDATES = ROOT / "scripts" / "data" / "cpic_allele_updates.tsv"
 CPIC_TABLE_URL = "https://files.cpicpgx.org/data/report/current/"
 
 
@@ -64,7 +67,8 @@ def build_gene(gene: str, shared: Path) -> tuple[dict, list[dict[str, str]]]:
     diplo_rows = read_tsv(shared / "cpic" / f"{gene}_diplotype_phenotype.tsv")
 
     alleles: dict[str, dict[str, object]] = {}
-    for row in alleles_rows:
+    updates = [r for r in read_tsv(UPDATES) if r["gene"] == gene]
+    for row in alleles_rows + updates:
         entry: dict[str, object] = {"function": row["function"]}
         if row["activity_value"].strip():
             entry["activity_value"] = row["activity_value"].strip()
@@ -139,7 +143,8 @@ def build_products(shared: Path, drugs: dict) -> dict[str, dict[str, object]]:
     for row in read_tsv(rx / "sandbox_medication_names_pain.tsv"):
         add(row["rxcui"], row["name"], row["ingredients_named"].split(","))
     for name, drug in drugs.items():
-        add(drug["rxcui"], name, [name])
+        if drug["rxcui"]:
+            add(drug["rxcui"], name, [name])
     return dict(sorted(products.items(), key=lambda kv: int(kv[0])))
 
 
