@@ -26,6 +26,7 @@ from typing import Any
 from .gene_decision import GeneResult
 from .hook_context import DraftOrder
 from .knowledge import AlternativeProduct, Knowledge, Recommendation
+from .label_rules import Notice
 from .recommendations import Match
 
 OVERRIDE_SYSTEM = "urn:pgx-pain-cds:override-reason"
@@ -54,20 +55,71 @@ def indicator(rec: Recommendation) -> str | None:
     return None
 
 
-def match_indicator(m: Match) -> str | None:
-    """The card's indicator: the row's; for a result that spans rows with different advice,
-    the most severe of them, at most ``warning`` (the result does not settle it)."""
+_LEVELS = {None: 0, "info": 1, "warning": 2, "critical": 3}
+_DIRECTION = {
+    "Poor Metabolizer": (-1, 2),
+    "Likely Poor Metabolizer": (-1, 2),
+    "Intermediate Metabolizer": (-1, 1),
+    "Likely Intermediate Metabolizer": (-1, 1),
+    "Normal Metabolizer": (0, 0),
+    "Rapid Metabolizer": (1, 1),
+    "Ultrarapid Metabolizer": (1, 2),
+}
+
+
+def _at_least_as_impaired(row: Recommendation, other: Recommendation) -> bool:
+    """Is every gene of ``row`` as far from normal as in ``other``, in the same direction?"""
+    if set(row.when) != set(other.when):
+        return False
+    for gene, cond in row.when.items():
+        mine = _DIRECTION.get(cond.phenotype or "")
+        theirs = _DIRECTION.get(other.when[gene].phenotype or "")
+        if mine is None or theirs is None:
+            return False
+        if theirs[0] != 0 and theirs[0] != mine[0]:
+            return False
+        if mine[1] < theirs[1]:
+            return False
+    return True
+
+
+def indicator_with_floor(rec: Recommendation, knowledge: Knowledge) -> str | None:
+    """The row's indicator, never milder than that of a row of the same drug whose result is
+    less impaired (CPIC's strengths can make PM x PM milder than PM x NM for amitriptyline)."""
+    level = indicator(rec)
+    if level is None:
+        return None
+    for other in knowledge.recommendations_for(rec.drug):
+        if other.id != rec.id and _at_least_as_impaired(rec, other):
+            theirs = indicator(other)
+            if _LEVELS[theirs] > _LEVELS[level]:
+                level = theirs
+    return level
+
+
+def match_indicator(m: Match, knowledge: Knowledge | None = None) -> str | None:
+    """The card's indicator: the row's (with the impairment floor); a caution at a low
+    tricyclic dose; for a result that spans rows with different advice, the most severe of
+    them, at most ``warning`` (the result does not settle it)."""
+    if m.low_dose:
+        return "info"
     if not m.possible:
-        return indicator(m.recommendation)
+        return (
+            indicator_with_floor(m.recommendation, knowledge)
+            if knowledge
+            else indicator(m.recommendation)
+        )
     levels = [indicator(r) for r in m.possible]
     return "info" if all(lv in (None, "info") for lv in levels) else "warning"
 
 
-def build_cards(matches: list[Match], knowledge: Knowledge) -> list[dict[str, Any]]:
-    cards = []
+def build_cards(
+    matches: list[Match], knowledge: Knowledge, notices: list[Notice] | None = None
+) -> list[dict[str, Any]]:
+    cards = [notice_card(n) for n in notices or []]
     seen: set[tuple[str, str | None]] = set()
     for m in matches:
-        level = match_indicator(m)
+        level = match_indicator(m, knowledge)
         key = (m.recommendation.id, m.drug.order.reference)
         if level is None or key in seen:
             continue
@@ -84,7 +136,9 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
     genes = "/".join(rec.genes)
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "summary": summary(rec, m.results, bool(m.possible)),
+        "summary": summary(rec, m.results, bool(m.possible))
+        if not m.low_dose
+        else _short(f"{rec.drug.capitalize()} at a low dose: use with caution ({_who_all(m)})"),
         "indicator": level,
         "detail": detail(m, knowledge),
         "source": {
@@ -128,8 +182,15 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
     return card
 
 
+def _who(r: GeneResult) -> str:
+    if r.genetic_phenotype:
+        inhibitor = r.phenoconverted_by[0].split(" (")[0] if r.phenoconverted_by else "?"
+        return f"{r.gene} {r.phenotype.lower()} while taking {inhibitor}"
+    return f"{r.gene} {r.phenotype.lower()}"
+
+
 def summary(rec: Recommendation, results: tuple[GeneResult, ...], spans: bool = False) -> str:
-    who = " and ".join(f"{r.gene} {r.phenotype.lower()}" for r in results)
+    who = " and ".join(_who(r) for r in results)
     if spans:
         text = f"{rec.drug.capitalize()}: advice depends on the activity score ({who}, no score)"
         return text if len(text) < 140 else text[:136] + "…"
@@ -189,7 +250,11 @@ def detail(m: Match, knowledge: Knowledge) -> str:
         line += f" ({r.kind} result" + (f" of {r.date_text}" if r.date_text else "") + ")"
         lines.append(line)
         lines.extend(f"  - Note: {note}" for note in r.notes)
+    if m.genetic_alerts is False:
+        lines.append("  - By genotype alone this order would not alert: the interaction does.")
     ordered = _plain(m.drug.medication_text or m.drug.drug)
+    if m.dose_text:
+        lines += ["", f"**Dose:** {_plain(m.dose_text)}"]
     lines += [
         "",
         f"**Order:** {ordered} (identified by {_plain(m.drug.matched_by)})",
@@ -245,6 +310,61 @@ def _new_draft(order: DraftOrder, product: AlternativeProduct) -> dict[str, Any]
             new["subject"] = old["subject"]
     new["medicationCodeableConcept"] = concept
     return new
+
+
+def _short(text: str) -> str:
+    return text if len(text) < 140 else text[:136] + "…"
+
+
+def _who_all(m: Match) -> str:
+    return " and ".join(_who(r) for r in m.results)
+
+
+def notice_card(n: Notice) -> dict[str, Any]:
+    """A card for a label rule or a missing test."""
+    ordered = _plain(n.drug.medication_text or n.drug.drug)
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _short(n.summary),
+        "indicator": n.indicator,
+        "detail": f"{n.text}\n\n**Order:** {ordered}\n\n**Source:** {n.source.title}. "
+        f"[Source]({n.source.url}).",
+        "source": {
+            "label": f"{n.source.organization} {n.source.year} ({SOURCE_LABEL})",
+            "url": n.source.url,
+            "topic": {"system": TOPIC_SYSTEM, "code": n.id, "display": n.summary[:100]},
+        },
+        "links": [{"label": n.source.title[:120], "url": n.source.url, "type": "absolute"}],
+        "overrideReasons": [
+            {"system": OVERRIDE_SYSTEM, "code": code, "display": display}
+            for code, display in OVERRIDE_REASONS
+        ],
+    }
+    if n.test is not None:
+        display, loinc = n.test
+        request: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "order",
+            "code": {"text": display},
+        }
+        if loinc:
+            request["code"]["coding"] = [
+                {"system": "http://loinc.org", "code": loinc, "display": display}
+            ]
+        subject = n.drug.order.resource.get("subject") or n.drug.order.resource.get("patient")
+        if isinstance(subject, dict):
+            request["subject"] = subject
+        card["suggestions"] = [
+            {
+                "label": f"Order {display}",
+                "uuid": str(uuid.uuid4()),
+                "actions": [
+                    {"type": "create", "description": f"Order {display}", "resource": request}
+                ],
+            }
+        ]
+    return card
 
 
 def _plain(text: str) -> str:

@@ -46,6 +46,9 @@ class GeneResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: the lab's own phenotype label when today's rules read the result differently
     reinterpreted_from: str | None = None
+    #: set when an interacting drug changes the phenotype that acts (phenoconversion)
+    genetic_phenotype: str | None = None
+    phenoconverted_by: tuple[str, ...] = ()
 
     @property
     def actionable(self) -> bool:

@@ -91,7 +91,14 @@ class DraftOrder:
 
 
 def draft_orders(hook: str, context: dict[str, Any]) -> list[DraftOrder]:
-    """The orders this call asks us to judge."""
+    """The orders this call asks us to judge (at order-select, the selected ones)."""
+    return session_orders(hook, context, selected_only=True)
+
+
+def session_orders(
+    hook: str, context: dict[str, Any], *, selected_only: bool = False
+) -> list[DraftOrder]:
+    """The draft orders of this ordering session; ``selected_only``: those to judge."""
     field_name = "medications" if hook == "medication-prescribe" else "draftOrders"
     raw = context.get(field_name)
     if raw is None:
@@ -107,7 +114,7 @@ def draft_orders(hook: str, context: dict[str, Any]) -> list[DraftOrder]:
         DraftOrder(r, medications) for r in resources if r.get("resourceType") != "Medication"
     ]
 
-    if hook == "order-select" and "selections" in context:
+    if selected_only and hook == "order-select" and "selections" in context:
         selections = context["selections"]
         if isinstance(selections, str):
             selections = [selections]

@@ -156,6 +156,13 @@ class Drug(_Model):
 class AlternativeProduct(_Model):
     rxcui: str
     display: str
+    strength_mg: float | None = None
+
+
+class Mme(_Model):
+    description: str
+    source: dict[str, str | int]
+    factors: dict[str, float]
 
 
 class ResultKind(_Model):
@@ -206,6 +213,79 @@ class NotCovered(_Model):
     pairs: list[NotCoveredPair]
 
 
+class RuleSource(_Model):
+    organization: Literal["CPIC", "DPWG", "FDA"]
+    title: str
+    url: str = Field(pattern=r"^https://")
+    year: int
+
+
+class LabelRule(_Model):
+    """A label rule that applies whatever the genotype (``rules/label_rules.json``)."""
+
+    id: str
+    drug: str
+    max_age_years: float
+    reason_words: list[str] = Field(default_factory=list)
+    indicator: Literal["critical", "warning", "info"]
+    summary: str = Field(max_length=139)
+    text: str = Field(min_length=10)
+    source: RuleSource
+
+
+class PretestDrug(_Model):
+    test: str
+    default: bool
+    summary: str = Field(max_length=139)
+    text: str = Field(min_length=10)
+    source: RuleSource
+
+
+class PretestTest(_Model):
+    loinc: str | None
+    display: str
+    source: str
+
+
+class Pretest(_Model):
+    description: str
+    tests: dict[str, PretestTest]
+    drugs: dict[str, PretestDrug]
+
+
+class DoseChange(_Model):
+    basis: Literal["ordered", "lowest_start"]
+    low: float = Field(ge=0, le=1)
+    high: float = Field(ge=0, le=1)
+
+
+class DrugDosing(_Model):
+    low_dose_max_mg_per_day: float | None = None
+    lowest_start_mg_per_day: float | None = None
+    source: str
+
+
+class Dosing(_Model):
+    description: str
+    drugs: dict[str, DrugDosing]
+    dose_changes: dict[str, DoseChange]
+
+
+class Inhibitor(_Model):
+    strength: Literal["strong", "moderate"]
+    rxcui: str | None = None
+
+
+class Inhibitors(_Model):
+    """CYP2D6 inhibitors (``interactions/cyp2d6_inhibitors.json``)."""
+
+    description: str
+    source: dict[str, str]
+    multipliers: dict[str, float]
+    inhibitors: dict[str, Inhibitor]
+    products: dict[str, str]
+
+
 class KnowledgeError(Exception):
     """The knowledge files are missing or invalid."""
 
@@ -241,6 +321,16 @@ class Knowledge:
                 for p in sorted((directory / "genes").glob("*.json"))
             }
             self.not_covered = NotCovered.model_validate(_read(directory / "not_covered.json"))
+            self.inhibitors = Inhibitors.model_validate(
+                _read(directory / "interactions" / "cyp2d6_inhibitors.json")
+            )
+            self.label_rules: list[LabelRule] = [
+                LabelRule.model_validate(r)
+                for r in _read(directory / "rules" / "label_rules.json")["rules"]
+            ]
+            self.pretest = Pretest.model_validate(_read(directory / "rules" / "pretest.json"))
+            self.dosing = Dosing.model_validate(_read(directory / "rules" / "dosing.json"))
+            self.mme = Mme.model_validate(_read(directory / "rules" / "mme.json"))
             self.guidelines: list[GuidelineFile] = [
                 GuidelineFile.model_validate(_read(p))
                 for p in sorted((directory / "recommendations").glob("*.json"))
@@ -282,6 +372,13 @@ class Knowledge:
         )
 
     @cached_property
+    def recommendations_by_drug(self) -> dict[str, list[Recommendation]]:
+        out: dict[str, list[Recommendation]] = {}
+        for r in self.recommendations:
+            out.setdefault(r.drug, []).append(r)
+        return out
+
+    @cached_property
     def markers(self) -> frozenset[str]:
         """Allele markers (``HLA-B*15:02``) that recommendations depend on."""
         return frozenset(g for g in self.covered_genes if "*" in g)
@@ -295,7 +392,7 @@ class Knowledge:
         return None
 
     def recommendations_for(self, drug: str) -> list[Recommendation]:
-        return [r for r in self.recommendations if r.drug == drug]
+        return self.recommendations_by_drug.get(drug, [])
 
     def no_recommendations(self) -> list[tuple[Guideline, NoRecommendation]]:
         return [(gf.guideline, n) for gf in self.guidelines for n in gf.no_recommendation]
@@ -328,6 +425,15 @@ class Knowledge:
         for gene in self.covered_genes:
             if gene in self.genes:
                 problems.extend(self._check_coverage(gene, self.genes[gene]))
+        for rule in self.label_rules:
+            if rule.drug not in self.drugs:
+                problems.append(f"label rule {rule.id}: drug {rule.drug!r} not in drugs.json")
+        for drug, pre in self.pretest.drugs.items():
+            if drug not in self.drugs or pre.test not in self.pretest.tests:
+                problems.append(f"pretest {drug}: unknown drug or test {pre.test!r}")
+        for rec_id in self.dosing.dose_changes:
+            if rec_id not in ids:
+                problems.append(f"dosing: dose change for unknown recommendation {rec_id!r}")
         for _guideline, item in self.no_recommendations():
             if item.drug not in self.drugs:
                 problems.append(

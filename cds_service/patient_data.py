@@ -186,3 +186,43 @@ def genomic_results(
         return client.search(query, trace)
     except FhirUnavailable as exc:
         raise PreconditionFailed(f"{reason} and {exc}", missing=[GENOMIC_RESULTS]) from None
+
+
+ACTIVE_MEDICATIONS = "activeMedications"
+PATIENT = "patient"
+
+
+def optional_resources(
+    request: HookRequest, key: str, query: str, client: FhirClient | None, trace: Trace
+) -> list[dict[str, Any]] | None:
+    """Resources of a prefetch key the service can work without (the patient, their active
+    medications): from prefetch, else from the FHIR server; None when neither has them (the
+    cards that need them are then not given, and the trace says so)."""
+    prefetch = request.prefetch or {}
+    if key in prefetch:
+        value = prefetch[key]
+        if value is None:
+            trace.add("prefetch", f"{key} is null: the client has no such data")
+            return []
+        if isinstance(value, dict) and not is_operation_outcome(value):
+            if value.get("resourceType") == "Bundle":
+                resources = bundle_resources(value)
+                trace.add("prefetch", f"{key}: {len(resources)} resources prefetched")
+                return resources
+            if value.get("resourceType"):
+                return [value]
+        if isinstance(value, list):
+            return [r for r in value if isinstance(r, dict)]
+        trace.add("prefetch", f"prefetch '{key}' is unusable; querying the FHIR server")
+    if client is None:
+        trace.add("prefetch", f"{key} not prefetched and no fhirServer: not used")
+        return None
+    try:
+        if "?" in query:
+            return client.search(query, trace)
+        resource = client.read(query)
+        trace.add("fetch", f"read {query.split('/')[0]}")
+        return [resource]
+    except FhirUnavailable as exc:
+        trace.add("fetch", f"{key} could not be read ({exc}): not used")
+        return None

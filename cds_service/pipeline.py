@@ -1,6 +1,7 @@
 """One hook call, end to end.
 
-context -> medications -> genomic facts -> recommendations -> cards
+context -> medications -> genomic facts -> interactions (phenoconversion) -> recommendations
+(with the order's dose) -> cards, plus label rules (age) and pre-test cards.
 """
 
 from __future__ import annotations
@@ -12,8 +13,18 @@ from urllib.parse import quote
 
 import requests
 
-from . import cards, genomic_facts, hook_context, medications, patient_data, recommendations
+from . import (
+    cards,
+    genomic_facts,
+    hook_context,
+    interactions,
+    label_rules,
+    medications,
+    patient_data,
+    recommendations,
+)
 from .errors import ClientError
+from .fhir_values import is_about
 from .knowledge import Knowledge
 from .request import HookRequest
 from .services import genomic_query
@@ -57,7 +68,8 @@ class Engine:
             if not read_results:
                 return {"cards": []}, trace
 
-        query = genomic_query(self.knowledge, quote(request.patient_id, safe=""))
+        patient = quote(request.patient_id, safe="")
+        query = genomic_query(self.knowledge, patient)
         resources = patient_data.genomic_results(request, query, client, trace)
         facts = genomic_facts.summarise(
             resources,
@@ -67,8 +79,70 @@ class Engine:
             _resolver(client, trace),
             fhir_base=request.fhirServer,
         )
+        genetic_facts = facts
+        cyp2d6 = facts.get(interactions.GENE)
+        if cyp2d6 is not None and cyp2d6.actionable and self._depends_on_cyp2d6(drugs):
+            inhibitors = self._inhibitors(request, client, trace, patient)
+            facts = {
+                **facts,
+                interactions.GENE: interactions.phenoconvert(
+                    cyp2d6, inhibitors, self.knowledge, trace
+                ),
+            }
         matched = recommendations.match(drugs, facts, self.knowledge, trace)
-        return {"cards": cards.build_cards(matched, self.knowledge)}, trace
+        if facts is not genetic_facts:
+            by_genotype = recommendations.match(drugs, genetic_facts, self.knowledge, Trace())
+            alerting = {(m.drug.drug, m.drug.order.reference) for m in by_genotype if m.alerts}
+            matched = [
+                label_rules.with_genetic_alert(m, (m.drug.drug, m.drug.order.reference) in alerting)
+                for m in matched
+            ]
+        matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
+        notices: list[label_rules.Notice] = []
+        if any(rule.drug in {d.drug for d in drugs} for rule in self.knowledge.label_rules):
+            found = patient_data.optional_resources(
+                request, patient_data.PATIENT, f"Patient/{patient}", client, trace
+            )
+            person = next((r for r in found or [] if r.get("resourceType") == "Patient"), None)
+            notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
+        notices += label_rules.pretest(
+            drugs, genetic_facts, self.knowledge, self.settings.pretest_drug_set, trace
+        )
+        return {"cards": cards.build_cards(matched, self.knowledge, notices)}, trace
+
+    def _depends_on_cyp2d6(self, drugs: list[medications.IdentifiedDrug]) -> bool:
+        return any(
+            interactions.GENE in r.when
+            for d in drugs
+            for r in self.knowledge.recommendations_for(d.drug)
+        )
+
+    def _inhibitors(
+        self,
+        request: HookRequest,
+        client: patient_data.FhirClient | None,
+        trace: Trace,
+        patient: str,
+    ) -> list[interactions.InhibitorUse]:
+        """CYP2D6 inhibitors the patient takes: active orders on file (prefetch, else the FHIR
+        server) and the other draft orders of this ordering session."""
+        active = patient_data.optional_resources(
+            request,
+            patient_data.ACTIVE_MEDICATIONS,
+            f"MedicationRequest?patient={patient}&status=active",
+            client,
+            trace,
+        )
+        candidates = [
+            (r, "active medication")
+            for r in active or []
+            if is_about(r, request.patient_id, request.fhirServer)
+        ]
+        candidates += [
+            (o.resource, "ordered in this session")
+            for o in hook_context.session_orders(request.hook, request.context)
+        ]
+        return interactions.find_inhibitors(candidates, self.knowledge, trace)
 
     def _client(self, request: HookRequest) -> patient_data.FhirClient | None:
         if not request.fhirServer:

@@ -31,6 +31,12 @@ class Match:
     results: tuple[GeneResult, ...]
     #: rows the result may fall in when they disagree (``recommendation`` is the most severe)
     possible: tuple[Recommendation, ...] = ()
+    #: with phenoconversion: would the genotype alone have alerted? (None: no interaction)
+    genetic_alerts: bool | None = None
+    #: the order's dose against the guideline's dose advice, for the card
+    dose_text: str | None = None
+    #: a tricyclic ordered at a low (pain) dose: the guideline's dose advice does not apply
+    low_dose: bool = False
 
     @property
     def alerts(self) -> bool:

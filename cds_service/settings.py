@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         le=50,
         description="How many search result pages (next links) to follow at most.",
     )
+    pretest_drugs: str = Field(
+        default="",
+        description="Drugs that get a pre-test card when ordered with no result on file for "
+        "their gene, comma-separated (codeine, tramadol, celecoxib, meloxicam); carbamazepine "
+        "and oxcarbazepine (HLA-B*15:02) are on by default.",
+    )
     cors_origins: str = Field(
         default="*",
         description="Allowed browser origins, comma-separated, or * for any.",
@@ -85,6 +91,10 @@ class Settings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value
+
+    @property
+    def pretest_drug_set(self) -> frozenset[str]:
+        return frozenset(d.strip().lower() for d in self.pretest_drugs.split(",") if d.strip())
 
     def fhir_server_allowed(self, url: str) -> bool:
         allowed = [u.strip().rstrip("/") for u in self.fhir_servers.split(",") if u.strip()]

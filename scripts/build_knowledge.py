@@ -148,6 +148,52 @@ def build_products(shared: Path, drugs: dict) -> dict[str, dict[str, object]]:
     return dict(sorted(products.items(), key=lambda kv: int(kv[0])))
 
 
+INHIBITORS = {
+    # ingredient: (FDA strength, ingredient RxCUI where confirmed)
+    "bupropion": ("strong", "42347"),
+    "fluoxetine": ("strong", "4493"),
+    "paroxetine": ("strong", "32937"),
+    "quinidine": ("strong", "9068"),
+    "terbinafine": ("strong", "37801"),
+    "abiraterone": ("moderate", None),
+    "cinacalcet": ("moderate", None),
+    "duloxetine": ("moderate", "72625"),
+    "lorcaserin": ("moderate", None),
+    "mirabegron": ("moderate", None),
+}
+
+
+def build_inhibitors(shared: Path) -> dict[str, object]:
+    """CYP2D6 inhibitors (FDA) with the product codes the public sandbox offers."""
+    products: dict[str, str] = {}
+    for row in read_tsv(shared / "rxnorm" / "sandbox_medication_names_cyp2d6_inhibitors.tsv"):
+        name = row["inhibitor_named"].strip().lower()
+        if name in INHIBITORS and row["fda_cyp2d6_inhibitor_strength"] == INHIBITORS[name][0]:
+            products[row["rxcui"]] = name
+    return {
+        "description": "Drugs that inhibit CYP2D6, by FDA strength. A patient taking one is "
+        "treated as having a lower CYP2D6 activity score (phenoconversion): strong x0, "
+        "moderate x0.5. Identified by RxNorm ingredient or product code, else by name.",
+        "source": {
+            "inhibitors": "FDA, Drug Development and Drug Interactions: Table of Substrates, "
+            "Inhibitors and Inducers (CYP2D6 clinical index inhibitors)",
+            "url": "https://www.fda.gov/drugs/drug-interactions-labeling/"
+            "drug-development-and-drug-interactions-table-substrates-inhibitors-and-inducers",
+            "method": "Borges S, et al. J Clin Pharmacol. 2010;50(4):450-458 (PMID 20081063): "
+            "composite CYP2D6 activity score with co-medication; the x0 (strong) / x0.5 "
+            "(moderate) convention as applied by clinical PGx programmes (UF Health). Not a "
+            "CPIC recommendation.",
+            "product_codes": "RxNorm via the public CDS Hooks sandbox medication list",
+        },
+        "multipliers": {"strong": 0.0, "moderate": 0.5},
+        "inhibitors": {
+            name: {"strength": strength, "rxcui": rxcui}
+            for name, (strength, rxcui) in INHIBITORS.items()
+        },
+        "products": dict(sorted(products.items(), key=lambda kv: int(kv[0]))),
+    }
+
+
 def write_json(path: Path, doc: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -185,6 +231,7 @@ def main() -> None:
             writer.writeheader()
             writer.writerows(expected)
 
+    write_json(KNOWLEDGE / "interactions" / "cyp2d6_inhibitors.json", build_inhibitors(args.shared))
     drugs = json.loads((KNOWLEDGE / "drugs.json").read_text(encoding="utf-8"))["drugs"]
     products = build_products(args.shared, drugs)
     write_products(

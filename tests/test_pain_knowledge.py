@@ -263,13 +263,24 @@ def test_oxcarbazepine_in_b1502_carrier(call):
             hla_genotype("HLA-B*07:02+HLA-B*44:03"),
             hla_genotype("HLA-A*02:01+HLA-A*24:02", "HLA-A", "a"),
         ],
-        [],  # untyped patient
         [hla_genotype("HLA-B*15+HLA-B*07:02")],  # one field in the B*15 group: ambiguous
         [hla_genotype("HLA-B*15:02/HLA-B*15:01+HLA-B*07:02")],  # GL ambiguity on the marker
     ],
 )
-def test_negative_untyped_or_ambiguous_hla_gives_no_card(call, observations):
+def test_negative_or_ambiguous_hla_gives_no_card(call, observations):
     assert cards(call, CARBAMAZEPINE, *observations) == []
+
+
+@pytest.mark.parametrize("product", [CARBAMAZEPINE, OXCARBAZEPINE])
+def test_untested_patient_gets_a_pretest_card_suggesting_the_hla_test(call, product):
+    [card] = cards(call, product)
+    assert card["indicator"] == "info" and "no HLA-B*15:02 result" in card["summary"]
+    [suggestion] = card["suggestions"]
+    [action] = suggestion["actions"]
+    request = action["resource"]
+    assert action["type"] == "create" and request["resourceType"] == "ServiceRequest"
+    assert request["code"]["coding"][0]["code"] == "57979-7"
+    assert request["status"] == "draft" and request["subject"]["reference"] == "Patient/pat-1"
 
 
 def test_a3101_carrier_with_b1502_negative(call):
@@ -282,7 +293,10 @@ def test_a3101_carrier_with_b1502_negative(call):
     [card] = found
     assert card["indicator"] == "critical" and "HLA-A*31:01" in card["summary"]
     # oxcarbazepine has no HLA-A recommendation
-    assert cards(call, OXCARBAZEPINE, hla_genotype("HLA-A*31:01+HLA-A*02:01", "HLA-A", "a")) == []
+    only_hla_a = cards(call, OXCARBAZEPINE, hla_genotype("HLA-A*31:01+HLA-A*02:01", "HLA-A", "a"))
+    assert [c["summary"] for c in only_hla_a] == [
+        "Oxcarbazepine: no HLA-B*15:02 result on file"  # the pre-test card, no HLA-A card
+    ]
 
 
 def test_both_risk_alleles_give_one_card(call):

@@ -21,7 +21,8 @@ def codeine_request(**kwargs):
 
 @responses.activate
 def test_prefetch_is_used_without_querying(call):
-    status, answer = call(codeine_request(prefetch=with_results(UM), fhir_server=FHIR, token="t"))
+    prefetch = {**with_results(UM), "patient": None, "activeMedications": None}
+    status, answer = call(codeine_request(prefetch=prefetch, fhir_server=FHIR, token="t"))
     assert status == 200 and len(answer["cards"]) == 1
     assert len(responses.calls) == 0
 
@@ -31,7 +32,7 @@ def test_without_prefetch_the_service_queries_with_the_bearer_token(call):
     responses.get(SEARCH, json=bundle(UM))
     status, answer = call(codeine_request(fhir_server=FHIR, token="secret-token"))
     assert status == 200 and len(answer["cards"]) == 1
-    [sent] = responses.calls
+    [sent] = [c for c in responses.calls if "/Observation?" in c.request.url]
     assert sent.request.headers["Authorization"] == "Bearer secret-token"
     url = sent.request.url
     assert "patient=pat-1" in url and "84413-4" in url and "53040-2" in url
@@ -42,7 +43,7 @@ def test_partial_prefetch_fetches_only_the_missing_key(call):
     """Patient prefetched, genomic results not: the service fetches those itself."""
     responses.get(SEARCH, json=bundle(UM))
     body = codeine_request(
-        prefetch={"patient": {"resourceType": "Patient", "id": "pat-1"}},
+        prefetch={"patient": {"resourceType": "Patient", "id": "pat-1"}, "activeMedications": None},
         fhir_server=FHIR,
         token="t",
     )
@@ -52,7 +53,9 @@ def test_partial_prefetch_fetches_only_the_missing_key(call):
 
 @responses.activate
 def test_null_prefetch_means_no_data_and_no_query(call):
-    body = codeine_request(prefetch={"genomicResults": None}, fhir_server=FHIR, token="t")
+    body = codeine_request(
+        prefetch={"genomicResults": None, "patient": None}, fhir_server=FHIR, token="t"
+    )
     assert call(body) == (200, {"cards": []})
     assert len(responses.calls) == 0
 

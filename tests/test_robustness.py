@@ -283,9 +283,8 @@ def test_medication_reads_are_cached_and_bounded(call):
         if i % 2:
             order["medicationReference"] = {"reference": f"{FHIR}/Medication/med-1"}  # absolute
         orders.append(order)
-    body = hook_request(
-        "order-sign", orders, prefetch=with_results(GOOD), fhir_server=FHIR, token="t"
-    )
+    prefetch = {**with_results(GOOD), "patient": None, "activeMedications": None}
+    body = hook_request("order-sign", orders, prefetch=prefetch, fhir_server=FHIR, token="t")
     assert len(call(body)[1]["cards"]) == 20
     assert len(responses.calls) == 1
 
