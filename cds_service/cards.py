@@ -27,6 +27,8 @@ from .gene_decision import GeneResult
 from .hook_context import DraftOrder
 from .knowledge import AlternativeProduct, Knowledge, Recommendation
 from .label_rules import Notice
+from .medications import IdentifiedDrug
+from .order_details import fmt, order_dose, strength_mg
 from .recommendations import Match
 
 OVERRIDE_SYSTEM = "urn:pgx-pain-cds:override-reason"
@@ -167,15 +169,16 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
             for code, display in OVERRIDE_REASONS
         ],
     }
-    suggestions = [
-        replacement(m.drug.order, rec, knowledge.alternative_products[alt])
-        for alt in rec.alternatives
+    suggestions = (
+        _suggestions(m, knowledge)
         # Replace only an order we can name: a create without a delete would leave both.
         if rec.action in ("avoid", "alternative")
         and not m.possible
+        and not m.low_dose
         and m.drug.order.is_medication_order
         and m.drug.order.reference
-    ]
+        else []
+    )
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one"
@@ -265,25 +268,89 @@ def detail(m: Match, knowledge: Knowledge) -> str:
     return "\n".join(lines)
 
 
+NON_OPIOID = "acetaminophen"
+
+
+def _suggestions(m: Match, knowledge: Knowledge) -> list[dict[str, Any]]:
+    """Replacements for the order: the guideline's alternatives, keeping the non-opioid part
+    of a combination product; for an opioid, never a stronger one per dose (CDC MME), and
+    always a non-opioid option."""
+    rec, drug = m.recommendation, m.drug
+    factors = knowledge.mme.factors
+    is_opioid = drug.drug in factors
+    text = drug.medication_text
+    keeps = [
+        ingredient
+        for ingredient in sorted(_ingredients(drug, knowledge))
+        if ingredient != drug.drug and ingredient == NON_OPIOID
+    ]
+    kept = [knowledge.alternative_products[k] for k in keeps if k in knowledge.alternative_products]
+    ordered_mme = None
+    if is_opioid:
+        dose = order_dose(drug.order.resource, text, drug.drug)
+        if dose.mg_per_dose is not None:
+            ordered_mme = dose.mg_per_dose * factors[drug.drug]
+        elif strength_mg(text, drug.drug) is not None:
+            ordered_mme = (strength_mg(text, drug.drug) or 0) * factors[drug.drug]
+    out = []
+    for alt in rec.alternatives:
+        product = knowledge.alternative_products[alt]
+        note = ""
+        if is_opioid and alt in factors:
+            alt_mme = (product.strength_mg or 0) * factors[alt]
+            if ordered_mme is None or not product.strength_mg or alt_mme > ordered_mme + 1e-9:
+                continue  # never suggest an opioid stronger than the order
+            note = (
+                f"{fmt(alt_mme)} MME per tablet vs {fmt(ordered_mme)} MME per ordered dose "
+                "(CDC 2022 factors)"
+            )
+        out.append(replacement(drug.order, rec, [*kept, product], note))
+    if is_opioid:
+        non_opioid = kept or [knowledge.alternative_products[NON_OPIOID]]
+        if not any(
+            s["label"].startswith(f"Replace with {non_opioid[0].display} alone") for s in out
+        ):
+            out.append(replacement(drug.order, rec, non_opioid, "a non-opioid option", alone=True))
+    return out
+
+
+def _ingredients(drug: IdentifiedDrug, knowledge: Knowledge) -> set[str]:
+    code = drug.matched_by.removeprefix("RxNorm ")
+    found = set(knowledge.products.get(code, frozenset()))
+    if "acetaminophen" in drug.medication_text.lower() or "apap" in drug.medication_text.lower():
+        found.add("acetaminophen")
+    return found
+
+
 def replacement(
-    order: DraftOrder, rec: Recommendation, product: AlternativeProduct
+    order: DraftOrder,
+    rec: Recommendation,
+    products: list[AlternativeProduct],
+    note: str = "",
+    *,
+    alone: bool = False,
 ) -> dict[str, Any]:
-    """Delete the draft and create one for ``product`` (``order`` has an id: see build_card)."""
-    actions = [
+    """Delete the draft and create one for each of ``products`` (``order`` has an id: see
+    build_card)."""
+    actions: list[dict[str, Any]] = [
         {
             "type": "delete",
             "description": f"Remove the draft {rec.drug} order",
             "resourceId": order.reference,
-        },
+        }
+    ]
+    actions += [
         {
             "type": "create",
-            "description": f"Add a draft order for {product.display}; set its dose (do not "
+            "description": f"Add a draft order for {p.display}; set its dose (do not "
             f"carry over the {rec.drug} dose)",
-            "resource": _new_draft(order, product),
-        },
+            "resource": _new_draft(order, p),
+        }
+        for p in products
     ]
+    names = " + ".join(p.display for p in products) + (" alone" if alone else "")
     return {
-        "label": f"Replace with {product.display} (set dose)",
+        "label": f"Replace with {names} (set dose)" + (f"; {note}" if note else ""),
         "uuid": str(uuid.uuid4()),
         "actions": actions,
     }

@@ -64,6 +64,9 @@ def test_card_per_phenotype(call, product, drug, phenotype, indicator):
 
 @pytest.mark.parametrize("phenotype", [UM, PM])
 def test_avoid_cards_offer_a_replacement(call, phenotype):
+    """Acetaminophen/codeine 30 mg (4.5 MME): every opioid alternative on file is stronger per
+    dose, so the card offers the combination's non-opioid part alone, never a stronger opioid
+    and never a single-agent opioid that drops the acetaminophen."""
     order = med_order(APAP_CODEINE, order_id="rx-77")
     _, answer = call(
         hook_request("order-select", [order], prefetch=with_results(phenotype_obs(phenotype)))
@@ -73,24 +76,49 @@ def test_avoid_cards_offer_a_replacement(call, phenotype):
     assert card["overrideReasons"] and all(
         r["display"] and r["system"] for r in card["overrideReasons"]
     )
-    labels = [s["label"] for s in card["suggestions"]]
-    assert any("Morphine" in label for label in labels)
+    assert [s["label"] for s in card["suggestions"]] == [
+        "Replace with Acetaminophen 500 MG Oral Tablet alone (set dose); a non-opioid option"
+    ]
     for suggestion in card["suggestions"]:
         assert suggestion["uuid"]
-        delete, create = suggestion["actions"]
+        delete, *creates = suggestion["actions"]
         assert delete == {
             "type": "delete",
             "description": delete["description"],
             "resourceId": "MedicationRequest/rx-77",
         }
-        new = create["resource"]
-        assert create["type"] == "create"
-        assert new["resourceType"] == "MedicationRequest" and new["status"] == "draft"
-        assert new["subject"] == order["subject"]
-        coding = new["medicationCodeableConcept"]["coding"][0]
-        assert coding["code"] in {"892582", "897696"}  # morphine 15 mg, hydromorphone 2 mg
-        assert "codeine" not in new["medicationCodeableConcept"]["text"].lower()
-        assert "dosageInstruction" not in new  # opioid doses are not interchangeable
+        for create in creates:
+            new = create["resource"]
+            assert create["type"] == "create"
+            assert new["resourceType"] == "MedicationRequest" and new["status"] == "draft"
+            assert new["subject"] == order["subject"]
+            assert "codeine" not in new["medicationCodeableConcept"]["text"].lower()
+            assert "dosageInstruction" not in new  # doses are not interchangeable
+        drugs = [c["resource"]["medicationCodeableConcept"]["text"] for c in creates]
+        assert any("Acetaminophen" in d for d in drugs)  # the non-opioid part is kept
+
+
+def test_opioid_replacements_are_never_stronger_in_mme(call):
+    """Tramadol 2 x 50 mg = 20 MME per dose: morphine 15 mg (15 MME) and hydromorphone 2 mg
+    (10 MME) may replace it, each with the equivalence stated, plus a non-opioid option."""
+    order = med_order(TRAMADOL, order_id="rx-78")
+    order["dosageInstruction"] = [
+        {"doseAndRate": [{"doseQuantity": {"value": 2, "unit": "tablet"}}]}
+    ]
+    _, answer = call(
+        hook_request("order-select", [order], prefetch=with_results(phenotype_obs(PM)))
+    )
+    [card] = answer["cards"]
+    labels = [s["label"] for s in card["suggestions"]]
+    assert any("Morphine" in lb and "15 MME per tablet vs 20 MME" in lb for lb in labels)
+    assert any("Hydromorphone" in lb and "10 MME per tablet vs 20 MME" in lb for lb in labels)
+    assert any(lb.endswith("a non-opioid option") for lb in labels)
+    one_tablet = med_order(TRAMADOL, order_id="rx-79")  # 10 MME: morphine 15 mg is stronger
+    _, answer = call(
+        hook_request("order-select", [one_tablet], prefetch=with_results(phenotype_obs(PM)))
+    )
+    labels = [s["label"] for s in answer["cards"][0]["suggestions"]]
+    assert not any("Morphine" in lb for lb in labels)
 
 
 def test_oxycodone_never_alerts(call):

@@ -1,0 +1,221 @@
+"""Beyond the guideline tables: interacting drugs, age, the order's dose, untested patients
+(issue: what should I do for this patient and this order)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import responses
+from builders import (
+    APAP_CODEINE,
+    PATIENT,
+    TRAMADOL,
+    bundle,
+    genotype_obs,
+    hook_request,
+    med_order,
+    phenotype_obs,
+    with_results,
+)
+
+FHIR = "https://ehr.example.org/fhir"
+PAROXETINE = ("314199", "Paroxetine 20 MG Oral Tablet")
+DULOXETINE = ("596926", "duloxetine 30 MG Delayed Release Oral Capsule")
+AMITRIPTYLINE_10 = ("856845", "amitriptyline hydrochloride 10 MG Oral Tablet")
+AMITRIPTYLINE_25 = ("856834", "amitriptyline hydrochloride 25 MG Oral Tablet")
+
+
+def active(product, status="active", order_id="parox-1", **extra):
+    res = med_order(product, order_id=order_id)
+    res["status"] = status
+    res.update(extra)
+    return res
+
+
+def ask(call, order, *observations, meds=None, patient=None, others=(), hook="order-select"):
+    prefetch = {**with_results(*observations), "activeMedications": bundle(*(meds or []))}
+    prefetch["patient"] = patient
+    body = hook_request(hook, [order, *others], prefetch=prefetch)
+    if hook == "order-select":
+        body["context"]["selections"] = [f"MedicationRequest/{order['id']}"]
+    status, answer = call(body)
+    assert status == 200
+    return answer["cards"]
+
+
+# -- phenoconversion ------------------------------------------------------------------------
+
+
+def test_strong_inhibitor_makes_a_normal_metabolizer_act_as_a_poor_one(call):
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), meds=[active(PAROXETINE)])
+    assert card["indicator"] == "critical"
+    assert "codeine" in card["summary"] and "CYP2D6" in card["summary"]
+    assert "paroxetine" in card["summary"]
+    assert (
+        "CYP2D6 normal metabolizer by genotype, functionally a poor metabolizer while "
+        "taking paroxetine" in card["detail"]
+    )
+    assert "By genotype alone this order would not alert" in card["detail"]
+
+
+@pytest.mark.parametrize(
+    "status", ["stopped", "completed", "cancelled", "entered-in-error", "on-hold"]
+)
+def test_inhibitor_not_in_force_does_not_count(call, status):
+    meds = [active(PAROXETINE, status=status)]
+    assert ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), meds=meds) == []
+
+
+def test_inhibitor_whose_period_has_ended_does_not_count(call):
+    ended = active(PAROXETINE, dispenseRequest={"validityPeriod": {"end": "2020-01-01"}})
+    assert ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), meds=[ended]) == []
+
+
+def test_inhibitor_ordered_in_the_same_session_counts(call):
+    paroxetine = active(PAROXETINE, status="draft", order_id="draft-parox")
+    cards = ask(call, med_order(TRAMADOL), genotype_obs("*1/*1"), others=[paroxetine])
+    [card] = cards
+    assert "tramadol" in card["summary"] and "paroxetine" in card["summary"]
+    assert "ordered in this session" in card["detail"]
+
+
+def test_inhibitor_found_by_name_only(call):
+    by_name = active(None)
+    by_name["medicationCodeableConcept"] = {"text": "PAXIL (paroxetine) 10 mg"}
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), meds=[by_name])
+    assert "paroxetine" in card["summary"]
+
+
+def test_moderate_inhibitor_halves_the_score(call):
+    # *1/*41 = 1.25 (normal); x0.5 = 0.625: intermediate -> codeine IM card (info)
+    meds = [active(DULOXETINE)]
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*41"), meds=meds)
+    assert card["indicator"] == "info" and "intermediate" in card["summary"]
+    assert "duloxetine" in card["summary"]
+
+
+def test_moderate_inhibitor_on_a_phenotype_only_result_is_called_only_when_the_band_agrees(call):
+    # NM band 1.25-2.25 x0.5 = 0.625-1.125: all intermediate -> called
+    [card] = ask(
+        call,
+        med_order(APAP_CODEINE),
+        phenotype_obs("Normal Metabolizer"),
+        meds=[active(DULOXETINE)],
+    )
+    assert "intermediate" in card["summary"]
+    # UM band (>2.25) x0.5 spans IM, NM, UM: not called, the genetic phenotype acts
+    [card] = ask(
+        call,
+        med_order(APAP_CODEINE),
+        phenotype_obs("Ultrarapid Metabolizer"),
+        meds=[active(DULOXETINE)],
+    )
+    assert "ultrarapid" in card["summary"] and "cannot be called" in card["detail"]
+
+
+def test_no_cyp2d6_result_means_no_interaction_card(call):
+    assert ask(call, med_order(APAP_CODEINE), meds=[active(PAROXETINE)]) == []
+
+
+@responses.activate
+def test_active_medications_are_read_from_the_fhir_server_without_prefetch(call):
+    responses.get(
+        re.compile(re.escape(FHIR) + r"/Observation\?.*"), json=bundle(genotype_obs("*1/*1"))
+    )
+    responses.get(
+        re.compile(re.escape(FHIR) + r"/MedicationRequest\?.*"), json=bundle(active(PAROXETINE))
+    )
+    responses.get(f"{FHIR}/Patient/{PATIENT}", json={"resourceType": "Patient", "id": PATIENT})
+    body = hook_request("order-select", [med_order(APAP_CODEINE)], fhir_server=FHIR, token="t")
+    status, answer = call(body)
+    assert status == 200
+    [card] = answer["cards"]
+    assert "paroxetine" in card["summary"]
+    med_call = next(c for c in responses.calls if "/MedicationRequest?" in c.request.url)
+    assert "status=active" in med_call.request.url
+    assert med_call.request.headers["Authorization"] == "Bearer t"
+
+
+# -- age ------------------------------------------------------------------------------------
+
+
+def child(years_ago: int) -> dict:
+    from datetime import date
+
+    today = date.today()
+    return {
+        "resourceType": "Patient",
+        "id": PATIENT,
+        "birthDate": f"{today.year - years_ago}-01-01",
+    }
+
+
+def test_tramadol_for_a_seven_year_old_gets_a_card_whatever_the_genotype(call):
+    cards = ask(call, med_order(TRAMADOL), genotype_obs("*1/*1"), patient=child(7))
+    [card] = cards
+    assert card["indicator"] == "critical" and "under 12" in card["summary"]
+    assert "fda.gov" in card["source"]["url"]
+
+
+def test_adult_gets_no_age_card(call):
+    assert ask(call, med_order(TRAMADOL), genotype_obs("*1/*1"), patient=child(40)) == []
+
+
+def test_codeine_after_tonsillectomy_under_18(call):
+    order = med_order(APAP_CODEINE)
+    order["reasonCode"] = [{"text": "Pain after tonsillectomy"}]
+    [card] = ask(call, order, patient=child(15))
+    assert "tonsillectomy" in card["summary"]
+    assert ask(call, med_order(APAP_CODEINE), patient=child(15)) == []  # no such reason
+
+
+# -- the order's dose -----------------------------------------------------------------------
+
+
+def amitriptyline(product, tablets: float, per_day: int) -> dict:
+    order = med_order(product)
+    order["dosageInstruction"] = [
+        {
+            "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": tablets, "unit": "tablet"}}],
+        }
+    ]
+    return order
+
+
+def test_low_tricyclic_dose_for_a_poor_metabolizer_is_a_caution(call):
+    [card] = ask(call, amitriptyline(AMITRIPTYLINE_10, 1, 1), genotype_obs("*4/*4"))
+    assert card["indicator"] == "info"
+    assert "low dose" in card["summary"] and "10 mg/day" in card["detail"]
+    assert "suggestions" not in card
+
+
+def test_depression_dose_keeps_the_guideline_card_with_the_reduced_dose(call):
+    [card] = ask(call, amitriptyline(AMITRIPTYLINE_25, 1, 3), genotype_obs("*1/*4"))  # 75 mg/day
+    assert card["indicator"] == "warning"
+    assert "ordered amitriptyline 25 mg per dose, 75 mg/day" in card["detail"]
+    assert "start at 75% of the ordered daily dose, about 56.25 mg/day" in card["detail"]
+
+
+def test_nsaid_dose_computed_from_the_lowest_starting_dose(call):
+    celecoxib = med_order(("205323", "celecoxib 200 MG Oral Capsule"))
+    celecoxib["dosageInstruction"] = [
+        {
+            "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "capsule"}}],
+        }
+    ]
+    [card] = ask(call, celecoxib, genotype_obs("*3/*3", gene="CYP2C9"))
+    assert "ordered celecoxib 200 mg per dose, 400 mg/day" in card["detail"]
+    assert "25–50% of the lowest starting dose (200 mg/day), about 50–100 mg/day" in card["detail"]
+
+
+def test_more_impaired_never_milder(call, knowledge):
+    from cds_service.cards import indicator_with_floor
+
+    rows = {r.id: r for r in knowledge.recommendations}
+    levels = {"info": 1, "warning": 2, "critical": 3}
+    pm_pm = indicator_with_floor(rows["amitriptyline-cyp2d6-pm-cyp2c19-pm"], knowledge)
+    pm_nm = indicator_with_floor(rows["amitriptyline-cyp2d6-pm-cyp2c19-nm"], knowledge)
+    assert levels[pm_pm] >= levels[pm_nm]
