@@ -28,8 +28,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
     knowledge = Knowledge(settings.knowledge_dir, settings.site_codes)
-    engine = Engine(knowledge, settings)
-    store = FeedbackStore(settings.database_url)
+    store = FeedbackStore(settings.database_url, settings.hash_key)
+    engine = Engine(knowledge, settings, card_log=store.card_log)
     discovery_body = discovery(knowledge)
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
     verifier = JwtVerifier(settings.trusted_issuers)
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(request.get_data()), service.hook)
-        body, trace = engine.evaluate(hook_request)
+        body, trace = engine.evaluate(hook_request, service_id=service.id)
         trace.log(log)
         log.info("%s: %d card(s)", service.id, len(body["cards"]))
         return jsonify(body)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from .card_log import IssuedCard
 from .gene_decision import GeneResult
 from .hook_context import DraftOrder
 from .knowledge import AlternativeProduct, Knowledge, Recommendation
@@ -32,6 +33,7 @@ from .order_details import fmt, order_dose, strength_mg
 from .recommendations import Match
 
 OVERRIDE_SYSTEM = "urn:pgx-pain-cds:override-reason"
+ISSUED = "_issued"  # private key: what the card log keeps, removed before the answer
 TOPIC_SYSTEM = "urn:pgx-pain-cds:recommendation"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SOURCE_LABEL = "PGx Pain CDS"
@@ -182,7 +184,21 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one"
+    card[ISSUED] = IssuedCard(
+        uuid=card["uuid"],
+        drug=rec.drug,
+        genes=genes,
+        phenotype="; ".join(f"{r.gene} {r.phenotype}" for r in m.results),
+        recommendation_id=rec.id,
+        indicator=level,
+        order_reference=m.drug.order.reference,
+    )
     return card
+
+
+def take_issued(cards: list[dict[str, Any]]) -> list[IssuedCard]:
+    """Remove and return what the card log keeps about each card (never sent to clients)."""
+    return [c.pop(ISSUED) for c in cards if ISSUED in c]
 
 
 def _who(r: GeneResult) -> str:
@@ -431,6 +447,15 @@ def notice_card(n: Notice) -> dict[str, Any]:
                 ],
             }
         ]
+    card[ISSUED] = IssuedCard(
+        uuid=card["uuid"],
+        drug=n.drug.drug,
+        genes=n.test[0] if n.test else "-",
+        phenotype="untested" if n.test else "age",
+        recommendation_id=n.id,
+        indicator=n.indicator,
+        order_reference=n.drug.order.reference,
+    )
     return card
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     create_engine,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
 
@@ -45,6 +47,8 @@ feedback_table = Table(
     Column("override_comment", Text),
     Column("outcome_timestamp", DateTime(timezone=True), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    # does the card log know this card? (None: feedback stored before the card log existed)
+    Column("card_known", Boolean),
 )
 
 
@@ -87,12 +91,16 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, hash_key: str | None = None) -> None:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        from .card_log import CardLog, card_log_table  # the tables share one metadata
+
         metadata.create_all(self.engine)
+        self.card_log = CardLog(self.engine, hash_key)
+        self._card_log_table = card_log_table
 
     def store(self, service_id: str, body: Any) -> int:
         if not isinstance(body, dict):
@@ -126,8 +134,31 @@ class FeedbackStore:
                     "received_at": now,
                 }
             )
+        table = self._card_log_table
         with self.engine.begin() as conn:  # one transaction: all items or none
+            known = {
+                r[0]
+                for r in conn.execute(
+                    select(table.c.card_uuid).where(
+                        table.c.card_uuid.in_([row["card_uuid"] for row in rows])
+                    )
+                )
+            }
+            for row in rows:
+                row["card_known"] = row["card_uuid"] in known
             conn.execute(insert(feedback_table), rows)
+            for row in rows:
+                # an override with a reason: not shown again for this order in this session
+                if (
+                    row["outcome"] == "overridden"
+                    and row["override_reason_code"]
+                    and row["card_known"]
+                ):
+                    conn.execute(
+                        update(table)
+                        .where(table.c.card_uuid == row["card_uuid"])
+                        .values(overridden_at=row["outcome_timestamp"])
+                    )
         return len(rows)
 
     def all(self) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from . import (
     patient_data,
     recommendations,
 )
+from .card_log import CardLog
 from .errors import ClientError
 from .fhir_values import is_about
 from .knowledge import Knowledge
@@ -39,9 +40,10 @@ class Engine:
     knowledge: Knowledge
     settings: Settings
     session: requests.Session = field(default_factory=requests.Session)
+    card_log: CardLog | None = None
 
     def evaluate(
-        self, request: HookRequest, *, read_results: bool = False
+        self, request: HookRequest, *, read_results: bool = False, service_id: str | None = None
     ) -> tuple[dict[str, Any], Trace]:
         """Cards for one hook call, and the trace of how they were decided.
 
@@ -108,7 +110,44 @@ class Engine:
         notices += label_rules.pretest(
             drugs, genetic_facts, self.knowledge, self.settings.pretest_drug_set, trace
         )
-        return {"cards": cards.build_cards(matched, self.knowledge, notices)}, trace
+        built = cards.build_cards(matched, self.knowledge, notices)
+        return {"cards": self._logged(built, request, service_id, trace)}, trace
+
+    def _logged(
+        self,
+        built: list[dict[str, Any]],
+        request: HookRequest,
+        service_id: str | None,
+        trace: Trace,
+    ) -> list[dict[str, Any]]:
+        """Drop advice already overridden for the same order in this session; log the rest."""
+        issued = cards.take_issued(built)
+        if self.card_log is None:
+            return built
+        overridden = self.card_log.overridden(issued, request.patient_id, trace)
+        if overridden:
+            keep = {
+                i.uuid for i in issued if (i.recommendation_id, i.order_reference) not in overridden
+            }
+            for i in issued:
+                if i.uuid not in keep:
+                    trace.add(
+                        "card log",
+                        f"{i.recommendation_id} for {i.order_reference}: overridden earlier in "
+                        "this ordering session; not shown again",
+                    )
+            built = [c for c in built if c["uuid"] in keep]
+            issued = [i for i in issued if i.uuid in keep]
+        self.card_log.record(
+            issued,
+            hook=request.hook,
+            service_id=service_id or request.hook,
+            patient_id=request.patient_id,
+            knowledge_version=self.knowledge.version,
+            shown=True,
+            trace=trace,
+        )
+        return built
 
     def _depends_on_cyp2d6(self, drugs: list[medications.IdentifiedDrug]) -> bool:
         return any(

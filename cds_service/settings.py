@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         le=50,
         description="How many search result pages (next links) to follow at most.",
     )
+    hash_key: str | None = Field(
+        default=None,
+        description="Key for the keyed hashes of patient and order ids in the card log; "
+        "unset: a random key is made once and kept in the database (shared by replicas).",
+    )
     pretest_drugs: str = Field(
         default="",
         description="Drugs that get a pre-test card when ordered with no result on file for "

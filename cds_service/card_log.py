@@ -1,0 +1,213 @@
+"""The card log: every card the service issues, without patient identifiers in clear.
+
+One row per card (its uuid, when, hook and service, drug, genes, phenotype, recommendation,
+indicator, knowledge version, whether it was shown), with keyed hashes (HMAC-SHA256) of the
+patient and of the order so repeated cards can be counted and suppressed without anyone being
+identified. The key is random, made once and kept in the database, so every replica hashes
+alike; ``PGX_CDS_HASH_KEY`` sets it explicitly.
+
+Feedback refers to these rows: an override with a reason marks the card's advice for that
+order as overridden, and the same advice for the same order is not shown again within the
+ordering session (the draft order's id; rows older than ``SESSION_HOURS`` no longer count).
+
+Logging a card never fails a hook call: a database fault is traced and the cards are returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .feedback import metadata
+from .trace import Trace
+
+log = logging.getLogger("cds_service.card_log")
+
+SESSION_HOURS = 12
+
+card_log_table = Table(
+    "card_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("card_uuid", String(64), nullable=False, unique=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("hook", String(50), nullable=False),
+    Column("service_id", String(100), nullable=False),
+    Column("drug", String(100), nullable=False),
+    Column("genes", String(200), nullable=False),
+    Column("phenotype", String(300), nullable=False),
+    Column("recommendation_id", String(200), nullable=False, index=True),
+    Column("indicator", String(20), nullable=False),
+    Column("knowledge_version", String(40), nullable=False),
+    Column("shown", Boolean, nullable=False),
+    Column("patient_hash", String(64), nullable=False, index=True),
+    Column("order_hash", String(64), nullable=False, index=True),
+    Column("overridden_at", DateTime(timezone=True)),
+)
+
+service_key_table = Table(
+    "service_key",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(128), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    """What the log keeps about one card (set by ``cards.py`` for every card it builds)."""
+
+    uuid: str
+    drug: str
+    genes: str
+    phenotype: str
+    recommendation_id: str
+    indicator: str
+    order_reference: str | None
+
+
+class CardLog:
+    def __init__(self, engine: Engine, key: str | None = None) -> None:
+        self.engine = engine
+        self._key = key.encode() if key else None
+
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = self._stored_key()
+        return self._key
+
+    def _stored_key(self) -> bytes:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(service_key_table.c.value).where(service_key_table.c.name == "hash")
+            ).first()
+            if row is not None:
+                return str(row[0]).encode()
+        value = secrets.token_hex(32)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(service_key_table).values(name="hash", value=value))
+        except IntegrityError:
+            pass  # another replica made it first: use theirs
+        with self.engine.begin() as conn:
+            stored = conn.execute(
+                select(service_key_table.c.value).where(service_key_table.c.name == "hash")
+            ).scalar_one()
+        return str(stored).encode()
+
+    def digest(self, *parts: str) -> str:
+        message = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+        return hmac.new(self.key(), message, hashlib.sha256).hexdigest()
+
+    def record(
+        self,
+        issued: list[IssuedCard],
+        *,
+        hook: str,
+        service_id: str,
+        patient_id: str,
+        knowledge_version: str,
+        shown: bool,
+        trace: Trace,
+    ) -> None:
+        if not issued:
+            return
+        now = datetime.now(UTC)
+        try:
+            rows = [
+                {
+                    "card_uuid": c.uuid,
+                    "issued_at": now,
+                    "hook": hook[:50],
+                    "service_id": service_id[:100],
+                    "drug": c.drug[:100],
+                    "genes": c.genes[:200],
+                    "phenotype": c.phenotype[:300],
+                    "recommendation_id": c.recommendation_id[:200],
+                    "indicator": c.indicator,
+                    "knowledge_version": knowledge_version[:40],
+                    "shown": shown,
+                    "patient_hash": self.digest("patient", patient_id),
+                    "order_hash": self.digest("order", patient_id, c.order_reference or ""),
+                }
+                for c in issued
+            ]
+            with self.engine.begin() as conn:
+                conn.execute(insert(card_log_table), rows)
+            trace.add("card log", f"{len(rows)} card(s) logged")
+        except SQLAlchemyError as exc:
+            log.warning("card log unavailable (%s): cards returned, not logged", type(exc).__name__)
+            trace.add("card log", "the database is unavailable: cards not logged")
+
+    def overridden(
+        self, issued: list[IssuedCard], patient_id: str, trace: Trace
+    ) -> set[tuple[str, str | None]]:
+        """(recommendation id, order reference) pairs overridden with a reason for this order
+        in this ordering session."""
+        if not issued:
+            return set()
+        wanted = {
+            self.digest("order", patient_id, c.order_reference or ""): c
+            for c in issued
+            if c.order_reference
+        }
+        if not wanted:
+            return set()
+        since = datetime.now(UTC) - timedelta(hours=SESSION_HOURS)
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(card_log_table.c.order_hash, card_log_table.c.recommendation_id).where(
+                        card_log_table.c.order_hash.in_(list(wanted)),
+                        card_log_table.c.overridden_at.is_not(None),
+                        card_log_table.c.issued_at >= since,
+                    )
+                ).all()
+        except SQLAlchemyError as exc:
+            log.warning("card log unavailable (%s): no suppression", type(exc).__name__)
+            trace.add("card log", "the database is unavailable: earlier overrides not checked")
+            return set()
+        return {(rec, wanted[h].order_reference) for h, rec in rows}
+
+    def mark_overridden(self, card_uuid: str, when: datetime) -> bool:
+        """Mark a logged card overridden; False when the service never issued it."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(card_log_table)
+                .where(card_log_table.c.card_uuid == card_uuid)
+                .values(overridden_at=when)
+            )
+        return bool(result.rowcount)
+
+    def known(self, card_uuids: list[str]) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(card_log_table.c.card_uuid).where(card_log_table.c.card_uuid.in_(card_uuids))
+            ).all()
+        return {r[0] for r in rows}
+
+    def all(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(select(card_log_table).order_by(card_log_table.c.id))
+            ]
