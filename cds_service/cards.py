@@ -46,7 +46,13 @@ OVERRIDE_REASONS = [
     ("no-alternative", "No suitable alternative"),
 ]
 
-_STRENGTH = {"strong": "strong", "moderate": "moderate", "optional": "optional", "none": "none"}
+_STRENGTH = {
+    "strong": "strong",
+    "moderate": "moderate",
+    "optional": "optional",
+    "none": "none",
+    "label": "label statement",
+}
 
 
 def indicator(rec: Recommendation) -> str | None:
@@ -160,12 +166,18 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
                 "url": guideline.url,
                 "type": "absolute",
             },
-            {
-                "label": f"Publication (PubMed {guideline.pmid})",
-                "url": f"https://pubmed.ncbi.nlm.nih.gov/{guideline.pmid}/",
-                "type": "absolute",
-            },
-        ],
+        ]
+        + (
+            [
+                {
+                    "label": f"Publication (PubMed {guideline.pmid})",
+                    "url": f"https://pubmed.ncbi.nlm.nih.gov/{guideline.pmid}/",
+                    "type": "absolute",
+                }
+            ]
+            if guideline.pmid
+            else []
+        ),
         "overrideReasons": [
             {"system": OVERRIDE_SYSTEM, "code": code, "display": display}
             for code, display in OVERRIDE_REASONS
@@ -219,6 +231,8 @@ def summary(rec: Recommendation, results: tuple[GeneResult, ...], spans: bool = 
         "adjust-dose": "Adjust {drug} dose",
         "caution": "{Drug}: reduced or uncertain response possible",
     }[rec.action]
+    if rec.summary:
+        verb = rec.summary
     text = verb.format(drug=rec.drug, Drug=rec.drug.capitalize()) + f": {who}"
     return text if len(text) < 140 else text[:136] + "…"
 
@@ -274,11 +288,15 @@ def detail(m: Match, knowledge: Knowledge) -> str:
     ordered = _plain(m.drug.medication_text or m.drug.drug)
     if m.dose_text:
         lines += ["", f"**Dose:** {_plain(m.dose_text)}"]
+    for r in m.results:
+        for statement in knowledge.label_statements_for(rec.drug, r.gene, r.phenotype):
+            lines += ["", f"**Also:** {statement.text}"]
+    pmid = f" PMID {guideline.pmid}." if guideline.pmid else ""
     lines += [
         "",
         f"**Order:** {ordered} (identified by {_plain(m.drug.matched_by)})",
         "",
-        f"**Source:** {guideline.citation}, {rec.table}. PMID {guideline.pmid}. "
+        f"**Source:** {guideline.citation}, {rec.table}.{pmid} "
         f"[Guideline]({guideline.url}). Knowledge version {knowledge.version}.",
     ]
     return "\n".join(lines)

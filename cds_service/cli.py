@@ -93,7 +93,7 @@ def _knowledge(directory: Path, site_codes: Path | None, action: str) -> int:
     print(f"knowledge {knowledge.version}")
     print(f"{'drug':<15} {'gene(s)':<26} {'rows':>4}  source")
     for (drug, genes), (count, guideline) in sorted(_pairs(knowledge).items()):
-        source = f"{guideline.name}, PMID {guideline.pmid}"
+        source = guideline.name + (f", PMID {guideline.pmid}" if guideline.pmid else "")
         print(f"{drug:<15} {genes:<26} {count:>4}  {source}")
     print("\nreviewed, no recommendation (never alert):")
     for guideline, item in sorted(

@@ -16,7 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Action = Literal["avoid", "alternative", "adjust-dose", "caution", "standard", "no-recommendation"]
-Strength = Literal["strong", "moderate", "optional", "none"]
+#: CPIC's classification; "label" for an FDA label statement (no strength classification)
+Strength = Literal["strong", "moderate", "optional", "none", "label"]
 
 #: Actions that never produce a card.
 SILENT_ACTIONS = frozenset({"standard", "no-recommendation"})
@@ -32,7 +33,7 @@ class Guideline(_Model):
     title: str
     citation: str
     year: int
-    pmid: str = Field(pattern=r"^\d+$")
+    pmid: str | None = Field(default=None, pattern=r"^\d+$")  # None: an FDA label
     url: str = Field(pattern=r"^https://")
     url_note: str | None = None
     license: str
@@ -106,6 +107,8 @@ class Recommendation(_Model):
     implication: str = Field(min_length=10)
     recommendation: str = Field(min_length=10)
     alternatives: list[str] = Field(default_factory=list)
+    #: the card summary's first words where the action's default would mislead
+    summary: str | None = Field(default=None, max_length=80)
     guideline: Guideline | None = None  # filled in by the loader from the file's header
 
     @property
@@ -120,10 +123,20 @@ class NoRecommendation(_Model):
     reason: str
 
 
+class LabelStatement(_Model):
+    """What a drug label adds to a guideline row of another organisation (shown on its card)."""
+
+    drug: str
+    gene: str
+    phenotypes: list[str]
+    text: str = Field(min_length=10)
+
+
 class GuidelineFile(_Model):
     guideline: Guideline
     recommendations: list[Recommendation] = Field(default_factory=list)
     no_recommendation: list[NoRecommendation] = Field(default_factory=list)
+    label_statements: list[LabelStatement] = Field(default_factory=list)
 
 
 class PhenotypeBand(_Model):
@@ -393,6 +406,14 @@ class Knowledge:
 
     def recommendations_for(self, drug: str) -> list[Recommendation]:
         return self.recommendations_by_drug.get(drug, [])
+
+    def label_statements_for(self, drug: str, gene: str, phenotype: str) -> list[LabelStatement]:
+        return [
+            s
+            for gf in self.guidelines
+            for s in gf.label_statements
+            if s.drug == drug and s.gene == gene and phenotype in s.phenotypes
+        ]
 
     def no_recommendations(self) -> list[tuple[Guideline, NoRecommendation]]:
         return [(gf.guideline, n) for gf in self.guidelines for n in gf.no_recommendation]

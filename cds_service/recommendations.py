@@ -111,7 +111,7 @@ def match(
     return matches
 
 
-_WEAKEST_FIRST = {"none": 0, "optional": 1, "moderate": 2, "strong": 3}
+_WEAKEST_FIRST = {"none": 0, "label": 1, "optional": 1, "moderate": 2, "strong": 3}
 
 
 def _spanned_rows(

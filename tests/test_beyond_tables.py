@@ -219,3 +219,24 @@ def test_more_impaired_never_milder(call, knowledge):
     pm_pm = indicator_with_floor(rows["amitriptyline-cyp2d6-pm-cyp2c19-pm"], knowledge)
     pm_nm = indicator_with_floor(rows["amitriptyline-cyp2d6-pm-cyp2c19-nm"], knowledge)
     assert levels[pm_pm] >= levels[pm_nm]
+
+
+# -- FDA label pairs CPIC does not cover ----------------------------------------------------
+
+
+def test_oliceridine_poor_metabolizer_gets_the_fda_label_card(call):
+    oliceridine = med_order(None)
+    oliceridine["medicationCodeableConcept"] = {"text": "Olinvyk (oliceridine) 1 mg/mL injection"}
+    [card] = ask(call, oliceridine, genotype_obs("*4/*4"))
+    assert card["indicator"] == "info" and "oliceridine" in card["summary"].lower()
+    assert "fda.gov" in card["source"]["url"] and "PubMed" not in str(card["links"])
+    assert "label statement" in card["detail"]
+
+
+def test_fda_label_statement_shown_on_the_cpic_card(call):
+    [card] = ask(
+        call,
+        med_order(("205323", "celecoxib 200 MG Oral Capsule")),
+        genotype_obs("*3/*3", gene="CYP2C9"),
+    )
+    assert "FDA label (Celebrex)" in card["detail"] and "CPIC" in card["source"]["label"]

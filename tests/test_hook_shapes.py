@@ -121,7 +121,9 @@ def test_dihydrocodeine_is_not_codeine(call):
         "1190201",
         "acetaminophen 320.5 MG / caffeine 30 MG / dihydrocodeine bitartrate 16 MG Oral Capsule",
     )
-    assert call(hook_request("order-sign", [med_order(product)], prefetch=UM)) == (
-        200,
-        {"cards": []},
-    )
+    status, answer = call(hook_request("order-sign", [med_order(product)], prefetch=UM))
+    assert status == 200
+    [card] = answer["cards"]  # the FDA label's dihydrocodeine card, never CPIC's codeine one
+    assert card["source"]["topic"]["code"] == "dihydrocodeine-cyp2d6-um"
+    assert "dihydrocodeine" in card["summary"] and "codeine-" not in card["summary"]
+    assert card["indicator"] == "warning" and "FDA" in card["source"]["label"]

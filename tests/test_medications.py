@@ -54,7 +54,7 @@ def test_rxnorm_codes(knowledge, code, expected):
         ("Tylenol with Codeine #3", ["acetaminophen", "codeine"]),
         ("Norco 5/325", ["hydrocodone"]),
         ("Trileptal", ["oxcarbazepine"]),
-        ("Dihydrocodeine 30 mg", []),
+        ("Dihydrocodeine 30 mg", ["dihydrocodeine"]),  # its own FDA label, never codeine
         ("vitamin D", []),
     ],
 )
