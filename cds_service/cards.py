@@ -20,6 +20,7 @@ FHIR version), ``selectionBehavior: at-most-one``.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -183,6 +184,10 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
             for code, display in OVERRIDE_REASONS
         ],
     }
+    if rec.action == "adjust-dose" and m.dose_target and m.drug.order.reference:
+        found = _dose_suggestion(m, knowledge)
+        if found:
+            card["suggestions"] = [found]
     suggestions = (
         _suggestions(m, knowledge)
         # Replace only an order we can name: a create without a delete would leave both.
@@ -346,6 +351,59 @@ def _suggestions(m: Match, knowledge: Knowledge) -> list[dict[str, Any]]:
         ):
             out.append(replacement(drug.order, rec, non_opioid, "a non-opioid option", alone=True))
     return out
+
+
+_PLAIN_PRODUCT = r"^{drug}(?: [a-z]+)? (\d+(?:\.\d+)?) MG Oral (?:Tablet|Capsule)$"
+
+
+def _dose_suggestion(m: Match, knowledge: Knowledge) -> dict[str, Any] | None:
+    """The guideline's daily dose as a draft order: a plain product of the ordered drug whose
+    strength, taken once or more a day, lands in the target range (at most its top, at least
+    80% of its bottom). None when no such product is on file."""
+    assert m.dose_target is not None
+    low, high = m.dose_target
+    pattern = re.compile(_PLAIN_PRODUCT.format(drug=re.escape(m.drug.drug)), re.IGNORECASE)
+    best: tuple[float, str, str, int] | None = None
+    for rxcui, name in knowledge.product_names.items():
+        found = pattern.match(name)
+        if not found or knowledge.products.get(rxcui) != frozenset({m.drug.drug}):
+            continue
+        strength = float(found.group(1))
+        per_day = int(high // strength)
+        total = strength * per_day
+        if per_day < 1 or per_day > 4 or total < low * 0.8:
+            continue
+        if best is None or total > best[0]:
+            best = (total, rxcui, name, per_day)
+    if best is None:
+        return None
+    total, rxcui, name, per_day = best
+    product = AlternativeProduct(rxcui=rxcui, display=name, strength_mg=total / per_day)
+    draft = _new_draft(m.drug.order, product)
+    times = {1: "once", 2: "twice", 3: "three times", 4: "four times"}[per_day]
+    draft["dosageInstruction"] = [
+        {
+            "text": f"1 {name.split()[-1].lower()} {times} daily ({fmt(total)} mg/day, the "
+            "guideline's genotype-adjusted starting dose; review before signing)",
+            "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+        }
+    ]
+    return {
+        "label": f"Replace with {name} {times} daily ({fmt(total)} mg/day)",
+        "uuid": str(uuid.uuid4()),
+        "actions": [
+            {
+                "type": "delete",
+                "description": f"Remove the draft {m.drug.drug} order",
+                "resourceId": m.drug.order.reference,
+            },
+            {
+                "type": "create",
+                "description": f"Add a draft order for {name} at the adjusted dose",
+                "resource": draft,
+            },
+        ],
+    }
 
 
 def _ingredients(drug: IdentifiedDrug, knowledge: Knowledge) -> set[str]:

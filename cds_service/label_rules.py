@@ -92,7 +92,11 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
     trace.add("dose", f"{drug}: {dose.describe()}; guideline dose {target}")
     guideline = m.recommendation.guideline
     who = guideline.organization if guideline else "guideline"
-    return replace(m, dose_text=f"{ordered}; {who}: start at {pct} of {what}, about {target}.")
+    return replace(
+        m,
+        dose_text=f"{ordered}; {who}: start at {pct} of {what}, about {target}.",
+        dose_target=(low, high),
+    )
 
 
 def age_rules(

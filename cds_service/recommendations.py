@@ -37,6 +37,8 @@ class Match:
     dose_text: str | None = None
     #: a tricyclic ordered at a low (pain) dose: the guideline's dose advice does not apply
     low_dose: bool = False
+    #: the guideline's daily dose for this order (mg/day, low to high), where it gives one
+    dose_target: tuple[float, float] | None = None
 
     @property
     def alerts(self) -> bool:

@@ -209,6 +209,12 @@ def test_nsaid_dose_computed_from_the_lowest_starting_dose(call):
     [card] = ask(call, celecoxib, genotype_obs("*3/*3", gene="CYP2C9"))
     assert "ordered celecoxib 200 mg per dose, 400 mg/day" in card["detail"]
     assert "25–50% of the lowest starting dose (200 mg/day), about 50–100 mg/day" in card["detail"]
+    [suggestion] = card["suggestions"]
+    assert (
+        suggestion["label"] == "Replace with celecoxib 100 MG Oral Capsule once daily (100 mg/day)"
+    )
+    new = suggestion["actions"][1]["resource"]
+    assert new["dosageInstruction"][0]["timing"]["repeat"]["frequency"] == 1
 
 
 def test_more_impaired_never_milder(call, knowledge):
