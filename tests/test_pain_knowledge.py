@@ -116,7 +116,10 @@ def test_piroxicam_calls_for_an_alternative_with_a_suggestion(call):
 def test_celecoxib_poor_metabolizer_says_25_to_50_percent(call):
     [card] = cards(call, CELECOXIB, genotype_obs("*3/*3", gene="CYP2C9"))
     assert "25-50%" in card["detail"] or "25–50%" in card["detail"]
-    assert "suggestions" not in card  # a dose change, not a replacement
+    # a dose change: the only suggestion is celecoxib itself at the adjusted dose
+    assert [s["label"] for s in card["suggestions"]] == [
+        "Replace with celecoxib 100 MG Oral Capsule once daily (100 mg/day)"
+    ]
 
 
 @pytest.mark.parametrize("product", [NAPROXEN, DICLOFENAC, ASPIRIN])
