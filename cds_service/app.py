@@ -119,7 +119,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(request.get_data()), service.hook)
-        body, trace = engine.evaluate(hook_request)
+        run = engine.patient_view if service.hook == "patient-view" else engine.evaluate
+        body, trace = run(hook_request)
         trace.log(log)
         log.info("%s: %d card(s)", service.id, len(body["cards"]))
         return jsonify(body)
