@@ -7,12 +7,13 @@ indicator (``cards.match_indicator``). A drug is listed as affected exactly when
 would give a card, with that card's advice, so the summary never contradicts a prescribing
 card. Nothing here is a second copy of a rule.
 
-One ``info`` card when at least one covered drug would get a card: the summary names the
-genes that change advice; the detail is a small table per gene (result, the drugs it affects
-with the advice, the drugs whose advice is unchanged, phenoconversion, re-interpretation),
-with the genes that change nothing on one line. No results: no card, unless the site
-switches on the "no PGx results on file" card (``PGX_CDS_PATIENT_VIEW_NO_RESULTS_CARD``).
-Results that change no advice (all normal): no card, as no prescribing card would come.
+One ``info`` card when the patient has a usable result for a gene the guidelines use: the
+summary names the genes that change advice ("PGx for pain: CYP2D6 poor metabolizer, CYP2C9
+poor metabolizer (AS 0) — 13 pain drugs affected"), or says that none does; the detail is a
+small table per such gene (result, the drugs it affects with the advice, the drugs whose
+advice is unchanged, phenoconversion, re-interpretation), with the genes that change nothing
+on one line. No result on file: no card, unless the site switches on the "no PGx results on
+file" card (``PGX_CDS_PATIENT_VIEW_NO_RESULTS_CARD``). Only indeterminate results: no card.
 """
 
 from __future__ import annotations
@@ -158,16 +159,16 @@ def build_cards(
     if not facts:
         trace.add("patient view", "no pharmacogenomic results on file")
         return [no_results(knowledge)] if no_results_card else []
+    if not any(f.actionable and f.gene in knowledge.covered_genes for f in facts.values()):
+        trace.add("patient view", "no usable result for a gene the guidelines use: no card")
+        return []
     acting = functional_facts(facts, inhibitors, knowledge, trace)
     advice = drug_advice(acting, facts, knowledge, trace)
     affected = [a for a in advice.values() if a.affected]
-    if not affected:
-        trace.add("patient view", "no covered drug would get a card: no summary card")
-        return []
     trace.add(
         "patient view",
-        f"{len(affected)} covered drug(s) would get a card: "
-        + ", ".join(f"{a.drug} ({a.level})" for a in affected),
+        f"{len(affected)} covered drug(s) would get a card"
+        + "".join(f"; {a.drug} ({a.level})" for a in affected),
     )
     return [summary_card(acting, advice, knowledge)]
 
@@ -196,10 +197,11 @@ def summary_card(
             g,
         )
     )
-    affected = sorted({a.drug for a in advice.values() if a.affected})
+    affected = [a for a in advice.values() if a.affected]
+    unchanged = [facts[g] for g in sorted(facts) if g not in changing and facts[g].actionable]
     return {
         "uuid": str(uuid.uuid4()),
-        "summary": summary([facts[g] for g in changing], len(affected), knowledge),
+        "summary": summary([facts[g] for g in changing], unchanged, len(affected), knowledge),
         "indicator": "info",
         "detail": detail(facts, per_gene, changing, knowledge),
         "source": {
@@ -210,24 +212,31 @@ def summary_card(
                 "display": "Pharmacogenomic profile for pain care",
             },
         },
-        "links": guideline_links([a for a in advice.values() if a.affected]),
+        "links": guideline_links(affected or list(advice.values())),
     }
 
 
-def summary(changing: list[GeneResult], drugs: int, knowledge: Knowledge) -> str:
-    """``PGx for pain: CYP2D6 poor metabolizer, CYP2C9 poor metabolizer (AS 0) — 9 pain drugs
-    affected``, shortened to fit the 140 characters CDS Hooks allows."""
-    tail = f" — {drugs} pain drug{'s' if drugs != 1 else ''} affected"
+def summary(
+    changing: list[GeneResult], unchanged: list[GeneResult], drugs: int, knowledge: Knowledge
+) -> str:
+    """``PGx for pain: CYP2D6 poor metabolizer, CYP2C9 poor metabolizer (AS 0) — 13 pain drugs
+    affected`` (or ``PGx for pain, no change in advice: CYP2D6 normal metabolizer``), shortened
+    to fit the 140 characters CDS Hooks allows."""
+    if changing:
+        head, named = "PGx for pain: ", changing
+        tail = f" — {drugs} pain drug{'s' if drugs != 1 else ''} affected"
+    else:
+        head, named, tail = "PGx for pain, no change in advice: ", unchanged, ""
     for short in (False, True):
-        text = "PGx for pain: " + ", ".join(_who(f, knowledge, short) for f in changing) + tail
+        text = head + ", ".join(_who(f, knowledge, short) for f in named) + tail
         if len(text) <= MAX_SUMMARY:
             return text
-    for keep in range(len(changing) - 1, 0, -1):
-        names = ", ".join(_who(f, knowledge, True) for f in changing[:keep])
-        text = f"PGx for pain: {names} +{len(changing) - keep} more{tail}"
+    for keep in range(len(named) - 1, 0, -1):
+        names = ", ".join(_who(f, knowledge, True) for f in named[:keep])
+        text = f"{head}{names} +{len(named) - keep} more{tail}"
         if len(text) <= MAX_SUMMARY:
             return text
-    return ("PGx for pain: " + changing[0].gene + tail)[:MAX_SUMMARY]
+    return (head + named[0].gene + tail)[:MAX_SUMMARY]
 
 
 def _who(fact: GeneResult, knowledge: Knowledge, short: bool) -> str:
@@ -383,7 +392,7 @@ def _code(text: str) -> str:
 
 
 def guideline_links(affected: list[DrugAdvice]) -> list[dict[str, str]]:
-    """One link per guideline of the affected drugs, naming them."""
+    """One link per guideline of the drugs (the affected ones), naming them."""
     by_url: dict[str, tuple[Guideline, list[str]]] = {}
     for a in sorted(affected, key=lambda a: a.drug):
         guideline = a.match.recommendation.guideline

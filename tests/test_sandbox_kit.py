@@ -17,6 +17,7 @@ SERVICE = {
     "order-select": "pgx-order-select",
     "order-sign": "pgx-order-sign",
     "medication-prescribe": "pgx-medication-prescribe",
+    "patient-view": "pgx-patient-view",
 }
 
 

@@ -150,7 +150,12 @@ def _check(card_list: list[dict[str, Any]], attempt: dict[str, Any]) -> None:
 
 def test_discovery(service):
     services = requests.get(f"{service}/cds-services", timeout=5).json()["services"]
-    assert {s["hook"] for s in services} == {"order-select", "order-sign", "medication-prescribe"}
+    assert {s["hook"] for s in services} == {
+        "order-select",
+        "order-sign",
+        "medication-prescribe",
+        "patient-view",
+    }
 
 
 def test_loader_prints_what_to_order_and_keeps_one_copy(loaded, fhir_server):
