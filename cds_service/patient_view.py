@@ -298,7 +298,7 @@ def detail(
 
 def gene_table(fact: GeneResult, items: list[DrugAdvice], knowledge: Knowledge) -> list[str]:
     genetic = fact.genetic_phenotype
-    heading = (fact.genetic_phenotype or fact.phenotype).lower()
+    heading = f"{genetic.lower()} by genotype" if genetic else fact.phenotype.lower()
     rows = [
         f"| **{_cell(fact.gene)}** | **{heading}** |",
         "|---|---|",
