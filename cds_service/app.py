@@ -119,7 +119,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(request.get_data()), service.hook)
-        body, trace = engine.evaluate(hook_request, service_id=service.id)
+        if service.hook == "patient-view":
+            body, trace = engine.patient_view(hook_request)
+        else:
+            body, trace = engine.evaluate(hook_request, service_id=service.id)
         trace.log(log)
         log.info("%s: %d card(s)", service.id, len(body["cards"]))
         return jsonify(body)

@@ -143,7 +143,10 @@ def _explain(settings: Settings, path: Path, fhir: str | None, token: str | None
     try:
         hook = body.get("hook", "") if isinstance(body, dict) else ""
         request = parse_hook_request(body, hook)
-        answer, trace = engine.evaluate(request, read_results=True)
+        if request.hook == "patient-view":
+            answer, trace = engine.patient_view(request)
+        else:
+            answer, trace = engine.evaluate(request, read_results=True)
     except ClientError as exc:
         print(f"request rejected (HTTP {exc.status}): {json.dumps(exc.body())}")
         return 1

@@ -21,6 +21,7 @@ from . import (
     label_rules,
     medications,
     patient_data,
+    patient_view,
     recommendations,
 )
 from .card_log import CardLog
@@ -71,16 +72,7 @@ class Engine:
                 return {"cards": []}, trace
 
         patient = quote(request.patient_id, safe="")
-        query = genomic_query(self.knowledge, patient)
-        resources = patient_data.genomic_results(request, query, client, trace)
-        facts = genomic_facts.summarise(
-            resources,
-            request.patient_id,
-            self.knowledge,
-            trace,
-            _resolver(client, trace),
-            fhir_base=request.fhirServer,
-        )
+        facts = self._facts(request, client, trace, patient)
         genetic_facts = facts
         cyp2d6 = facts.get(interactions.GENE)
         if cyp2d6 is not None and cyp2d6.actionable and self._depends_on_cyp2d6(drugs):
@@ -148,6 +140,47 @@ class Engine:
             trace=trace,
         )
         return built
+
+    def patient_view(self, request: HookRequest) -> tuple[dict[str, Any], Trace]:
+        """The ``patient-view`` hook (no orders): the patient's PGx profile for pain care,
+        from the same results, phenoconversion and rows as ``evaluate`` (``patient_view.py``)."""
+        trace = Trace()
+        client = self._client(request)
+        patient = quote(request.patient_id, safe="")
+        facts = self._facts(request, client, trace, patient)
+        cyp2d6 = facts.get(interactions.GENE)
+        inhibitors = (
+            self._inhibitors(request, client, trace, patient)
+            if cyp2d6 is not None and cyp2d6.actionable
+            else []
+        )
+        found = patient_view.build_cards(
+            facts,
+            inhibitors,
+            self.knowledge,
+            trace,
+            no_results_card=self.settings.patient_view_no_results_card,
+        )
+        return {"cards": found}, trace
+
+    def _facts(
+        self,
+        request: HookRequest,
+        client: patient_data.FhirClient | None,
+        trace: Trace,
+        patient: str,
+    ) -> dict[str, genomic_facts.GeneResult]:
+        """One result per gene from the patient's genomic results (prefetch, else FHIR)."""
+        query = genomic_query(self.knowledge, patient)
+        resources = patient_data.genomic_results(request, query, client, trace)
+        return genomic_facts.summarise(
+            resources,
+            request.patient_id,
+            self.knowledge,
+            trace,
+            _resolver(client, trace),
+            fhir_base=request.fhirServer,
+        )
 
     def _depends_on_cyp2d6(self, drugs: list[medications.IdentifiedDrug]) -> bool:
         return any(

@@ -43,6 +43,14 @@ SERVICES: dict[str, Service] = {
             "PGx check for pain medications (legacy medication-prescribe)",
             _WHAT + " For clients that still send the deprecated medication-prescribe hook.",
         ),
+        Service(
+            "pgx-patient-view",
+            "patient-view",
+            "PGx profile for pain care",
+            "When the chart opens: which of the patient's pharmacogenomic results change the "
+            "advice for opioids, NSAIDs and pain adjuvants (CPIC guidelines), in one card; the "
+            "same decisions as the prescribing checks.",
+        ),
     )
 }
 

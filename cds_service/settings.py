@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         "their gene, comma-separated (codeine, tramadol, celecoxib, meloxicam); carbamazepine "
         "and oxcarbazepine (HLA-B*15:02) are on by default.",
     )
+    patient_view_no_results_card: bool = Field(
+        default=False,
+        description="patient-view: show a 'no PGx results on file' card for a patient with no "
+        "pharmacogenomic result (off: no card).",
+    )
     cors_origins: str = Field(
         default="*",
         description="Allowed browser origins, comma-separated, or * for any.",

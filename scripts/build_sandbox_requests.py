@@ -5,8 +5,10 @@ For every order a patient's entry in ``sandbox/patients/index.json`` says to try
 ``order-select`` request (R4 ``MedicationRequest``) whose prefetch holds what an R4 server
 returns for the service's own prefetch templates. A few more show the other shapes clients
 send: the public sandbox's DSTU2 ``MedicationOrder``, ``order-sign``, the legacy
-``medication-prescribe`` (STU3), and a call without prefetch. ``expected.json`` records the
-card each should give (from the index), and the tests check every file against it.
+``medication-prescribe`` (STU3), and calls without prefetch. Every patient also gets a
+``patient-view`` request (the chart opens; no order) expecting the summary in the index.
+``expected.json`` records the card each should give (from the index), and the tests check
+every file against it.
 
 Usage: ``python scripts/build_sandbox_requests.py``
 """
@@ -107,14 +109,17 @@ def order(patient_id: str, rxcui: str, display: str, version: str = "R4") -> dic
 def request(
     hook: str,
     patient_id: str,
-    draft: dict[str, Any],
+    draft: dict[str, Any] | None,
     *,
     with_prefetch: bool = True,
     fhir_server: str | None = None,
 ) -> dict[str, Any]:
+    """A hook call; ``draft`` is the order (None for ``patient-view``, which has none)."""
     context: dict[str, Any] = {"userId": "Practitioner/COREPRACTITIONER1", "patientId": patient_id}
     container = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]}
-    if hook == "medication-prescribe":
+    if draft is None:
+        pass
+    elif hook == "medication-prescribe":
         context["medications"] = container
     else:
         context["draftOrders"] = container
@@ -163,6 +168,15 @@ def main() -> None:
                 attempt,
             )
 
+    for entry in index:  # Patient View: the chart opens, no order
+        view = entry["patient_view"]
+        write(
+            f"patient-view-{entry['id']}.json",
+            request("patient-view", entry["id"], None),
+            entry["id"],
+            {"order": None, "indicator": view["indicator"], "expect": view["summary"]},
+        )
+
     by_patient = {e["id"]: e for e in index}
     um_codeine = by_patient["pgx-cyp2d6-um"]["try"][0]
     pm_tramadol = by_patient["pgx-cyp2d6-pm"]["try"][1]
@@ -208,7 +222,17 @@ def main() -> None:
     (REQUESTS / "no-prefetch" / "order-select-pgx-cyp2d6-um-codeine.json").write_text(
         json.dumps(no_prefetch, indent=1) + "\n"
     )
-    print(f"wrote {len(expected)} requests with prefetch and 1 without to {REQUESTS}")
+    view = request(
+        "patient-view",
+        "pgx-cyp2d6-pm-cyp2c9-pm",
+        None,
+        with_prefetch=False,
+        fhir_server="http://127.0.0.1:8103/fhir",
+    )
+    (REQUESTS / "no-prefetch" / "patient-view-pgx-cyp2d6-pm-cyp2c9-pm.json").write_text(
+        json.dumps(view, indent=1) + "\n"
+    )
+    print(f"wrote {len(expected)} requests with prefetch and 2 without to {REQUESTS}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ SERVICE_FOR_HOOK = {
     "order-select": "pgx-order-select",
     "order-sign": "pgx-order-sign",
     "medication-prescribe": "pgx-medication-prescribe",
+    "patient-view": "pgx-patient-view",
 }
 
 

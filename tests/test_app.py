@@ -8,11 +8,16 @@ from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_
 SERVICE = "/cds-services/pgx-order-select"
 
 
-def test_discovery_lists_the_three_prescribing_hooks(client):
+def test_discovery_lists_the_prescribing_hooks_and_patient_view(client):
     response = client.get("/cds-services")
     assert response.status_code == 200
     services = response.get_json()["services"]
-    assert {s["hook"] for s in services} == {"order-select", "order-sign", "medication-prescribe"}
+    assert {s["hook"] for s in services} == {
+        "order-select",
+        "order-sign",
+        "medication-prescribe",
+        "patient-view",
+    }
     for s in services:
         assert s["id"] and s["description"] and s["title"]
         prefetch = s["prefetch"]

@@ -17,6 +17,7 @@ SERVICE = {
     "order-select": "pgx-order-select",
     "order-sign": "pgx-order-sign",
     "medication-prescribe": "pgx-medication-prescribe",
+    "patient-view": "pgx-patient-view",
 }
 
 
@@ -54,3 +55,12 @@ def test_patient_bundles_are_idempotent_r4_transactions(patient):
         assert res["id"].startswith(patient)
     names = [e["resource"] for e in raw["entry"] if e["resource"]["resourceType"] == "Patient"]
     assert names[0]["name"][0]["given"]  # the sandbox's patient banner needs a given name
+
+
+@pytest.mark.parametrize("patient", INDEX, ids=[p["id"] for p in INDEX])
+def test_tester_guide_lists_each_patient_view_summary(patient):
+    guide = (ROOT / "sandbox" / "README.md").read_text()
+    assert f"| `{patient['id']}` | " in guide
+    view = patient["patient_view"]
+    if view["indicator"] is not None:
+        assert f"| `{patient['id']}` | {view['summary']} |" in guide

@@ -150,7 +150,12 @@ def _check(card_list: list[dict[str, Any]], attempt: dict[str, Any]) -> None:
 
 def test_discovery(service):
     services = requests.get(f"{service}/cds-services", timeout=5).json()["services"]
-    assert {s["hook"] for s in services} == {"order-select", "order-sign", "medication-prescribe"}
+    assert {s["hook"] for s in services} == {
+        "order-select",
+        "order-sign",
+        "medication-prescribe",
+        "patient-view",
+    }
 
 
 def test_loader_prints_what_to_order_and_keeps_one_copy(loaded, fhir_server):
@@ -260,3 +265,50 @@ def test_feedback_round_trip(service):
     )
     assert response.status_code == 200
     assert requests.get(f"{service}/readyz", timeout=5).json()["database"] == "ok"
+
+
+def _patient_view(patient: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/example", "patientId": patient},
+        **extra,
+    }
+
+
+def _check_view(card_list: list[dict[str, Any]], expected: dict[str, Any]) -> None:
+    if expected["indicator"] is None:
+        assert card_list == [], expected["summary"]
+    else:
+        [card] = card_list
+        assert (card["indicator"], card["summary"]) == (expected["indicator"], expected["summary"])
+
+
+@pytest.mark.parametrize("patient", INDEX, ids=[p["id"] for p in INDEX])
+def test_patient_view_reads_the_fhir_server_without_prefetch(service, fhir_server, loaded, patient):
+    body = _patient_view(
+        patient["id"],
+        fhirServer=fhir_server.base_url,
+        fhirAuthorization={"access_token": fhir_server.token, "token_type": "Bearer"},
+    )
+    response = requests.post(f"{service}/cds-services/pgx-patient-view", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    _check_view(response.json()["cards"], patient["patient_view"])
+
+
+@pytest.mark.parametrize("patient", INDEX, ids=[p["id"] for p in INDEX])
+def test_patient_view_with_prefetch_from_its_templates(service, fhir_server, loaded, patient):
+    services = requests.get(f"{service}/cds-services", timeout=5).json()["services"]
+    [templates] = [s["prefetch"] for s in services if s["id"] == "pgx-patient-view"]
+    prefetch = {}
+    for key, template in templates.items():
+        query = template.replace("{{context.patientId}}", patient["id"])
+        found = requests.get(
+            f"{fhir_server.base_url}/{query}", headers=fhir_server.headers, timeout=10
+        )
+        assert found.status_code == 200, (key, found.text)
+        prefetch[key] = found.json()
+    body = _patient_view(patient["id"], prefetch=prefetch)
+    response = requests.post(f"{service}/cds-services/pgx-patient-view", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    _check_view(response.json()["cards"], patient["patient_view"])
