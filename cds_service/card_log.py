@@ -10,15 +10,22 @@ Feedback refers to these rows: an override with a reason marks the card's advice
 order as overridden, and the same advice for the same order is not shown again within the
 ordering session (the draft order's id; rows older than ``SESSION_HOURS`` no longer count).
 
-Logging a card never fails a hook call: a database fault is traced and the cards are returned.
+Logging a card never fails a hook call and never delays it: rows are written by a background
+writer (flushed at exit); a database fault is logged and the cards are still returned. The
+check for earlier overrides asks the database only when some card was overridden recently
+(known to every replica within ``OVERRIDE_CHECK_SECONDS``).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import logging
+import queue
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +37,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    func,
     insert,
     select,
     update,
@@ -43,6 +51,7 @@ from .trace import Trace
 log = logging.getLogger("cds_service.card_log")
 
 SESSION_HOURS = 12
+OVERRIDE_CHECK_SECONDS = 1.0
 
 card_log_table = Table(
     "card_log",
@@ -86,9 +95,53 @@ class IssuedCard:
 
 
 class CardLog:
-    def __init__(self, engine: Engine, key: str | None = None) -> None:
+    def __init__(self, engine: Engine, key: str | None = None, *, background: bool = True) -> None:
         self.engine = engine
         self._key = key.encode() if key else None
+        self._latest_override: tuple[float, datetime | None] = (0.0, None)
+        self._queue: queue.Queue[list[dict[str, Any]] | None] | None = None
+        self._writer: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.background = background
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(card_log_table), rows)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "card log unavailable (%s): %d card(s) not logged", type(exc).__name__, len(rows)
+            )
+
+    def _enqueue(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._queue = queue.Queue(maxsize=10_000)
+                self._writer = threading.Thread(
+                    target=self._drain, name="card-log-writer", daemon=True
+                )
+                self._writer.start()
+                atexit.register(self.flush)
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait(rows)
+        except queue.Full:
+            log.warning("card log queue full: %d card(s) not logged", len(rows))
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            rows = self._queue.get()
+            if rows is None:
+                self._queue.task_done()
+                return
+            self._write(rows)
+            self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued row is written (tests, shutdown)."""
+        if self._queue is not None and self._writer is not None and self._writer.is_alive():
+            self._queue.join()
 
     def key(self) -> bytes:
         if self._key is None:
@@ -132,31 +185,29 @@ class CardLog:
         if not issued:
             return
         now = datetime.now(UTC)
-        try:
-            rows = [
-                {
-                    "card_uuid": c.uuid,
-                    "issued_at": now,
-                    "hook": hook[:50],
-                    "service_id": service_id[:100],
-                    "drug": c.drug[:100],
-                    "genes": c.genes[:200],
-                    "phenotype": c.phenotype[:300],
-                    "recommendation_id": c.recommendation_id[:200],
-                    "indicator": c.indicator,
-                    "knowledge_version": knowledge_version[:40],
-                    "shown": shown,
-                    "patient_hash": self.digest("patient", patient_id),
-                    "order_hash": self.digest("order", patient_id, c.order_reference or ""),
-                }
-                for c in issued
-            ]
-            with self.engine.begin() as conn:
-                conn.execute(insert(card_log_table), rows)
-            trace.add("card log", f"{len(rows)} card(s) logged")
-        except SQLAlchemyError as exc:
-            log.warning("card log unavailable (%s): cards returned, not logged", type(exc).__name__)
-            trace.add("card log", "the database is unavailable: cards not logged")
+        rows = [
+            {
+                "card_uuid": c.uuid,
+                "issued_at": now,
+                "hook": hook[:50],
+                "service_id": service_id[:100],
+                "drug": c.drug[:100],
+                "genes": c.genes[:200],
+                "phenotype": c.phenotype[:300],
+                "recommendation_id": c.recommendation_id[:200],
+                "indicator": c.indicator,
+                "knowledge_version": knowledge_version[:40],
+                "shown": shown,
+                "patient_hash": self.digest("patient", patient_id),
+                "order_hash": self.digest("order", patient_id, c.order_reference or ""),
+            }
+            for c in issued
+        ]
+        if self.background:
+            self._enqueue(rows)
+        else:
+            self._write(rows)
+        trace.add("card log", f"{len(rows)} card(s) logged")
 
     def overridden(
         self, issued: list[IssuedCard], patient_id: str, trace: Trace
@@ -174,6 +225,9 @@ class CardLog:
             return set()
         since = datetime.now(UTC) - timedelta(hours=SESSION_HOURS)
         try:
+            latest = self._latest_override_at()
+            if latest is None or latest < since:
+                return set()  # no card was overridden recently: nothing to suppress
             with self.engine.connect() as conn:
                 rows = conn.execute(
                     select(card_log_table.c.order_hash, card_log_table.c.recommendation_id).where(
@@ -187,6 +241,22 @@ class CardLog:
             trace.add("card log", "the database is unavailable: earlier overrides not checked")
             return set()
         return {(rec, wanted[h].order_reference) for h, rec in rows}
+
+    def _latest_override_at(self) -> datetime | None:
+        """When a card was last overridden (any replica), asked at most once a second."""
+        checked, latest = self._latest_override
+        now = time.monotonic()
+        if now - checked < OVERRIDE_CHECK_SECONDS:
+            return latest
+        with self.engine.connect() as conn:
+            latest = conn.execute(select(func.max(card_log_table.c.overridden_at))).scalar()
+        if latest is not None and latest.tzinfo is None:
+            latest = latest.replace(tzinfo=UTC)
+        self._latest_override = (now, latest)
+        return latest
+
+    def forget_cache(self) -> None:
+        self._latest_override = (0.0, None)
 
     def mark_overridden(self, card_uuid: str, when: datetime) -> bool:
         """Mark a logged card overridden; False when the service never issued it."""
@@ -206,6 +276,7 @@ class CardLog:
         return {r[0] for r in rows}
 
     def all(self) -> list[dict[str, Any]]:
+        self.flush()
         with self.engine.connect() as conn:
             return [
                 dict(r._mapping)

@@ -99,7 +99,13 @@ class FeedbackStore:
         from .card_log import CardLog, card_log_table  # the tables share one metadata
 
         metadata.create_all(self.engine)
-        self.card_log = CardLog(self.engine, hash_key)
+        in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (
+            None,
+            "",
+            ":memory:",
+        )
+        # an in-memory SQLite database is one per thread: write it from the caller's thread
+        self.card_log = CardLog(self.engine, hash_key, background=not in_memory)
         self._card_log_table = card_log_table
 
     def store(self, service_id: str, body: Any) -> int:
@@ -135,6 +141,7 @@ class FeedbackStore:
                 }
             )
         table = self._card_log_table
+        self.card_log.flush()  # cards issued a moment ago are known before their feedback
         with self.engine.begin() as conn:  # one transaction: all items or none
             known = {
                 r[0]
@@ -157,8 +164,9 @@ class FeedbackStore:
                     conn.execute(
                         update(table)
                         .where(table.c.card_uuid == row["card_uuid"])
-                        .values(overridden_at=row["outcome_timestamp"])
+                        .values(overridden_at=row["received_at"])
                     )
+        self.card_log.forget_cache()
         return len(rows)
 
     def all(self) -> list[dict[str, Any]]:

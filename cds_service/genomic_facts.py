@@ -32,13 +32,16 @@ def summarise(
     trace: Trace,
     resolve: Resolver | None = None,
     fhir_base: str | None = None,
+    needed: frozenset[str] | None = None,
 ) -> dict[str, GeneResult]:
     """One result per gene (or HLA marker) from the patient's Observations.
 
     ``resolve`` reads a referenced Observation (``Observation/id``) that is not among
     ``observations``, e.g. the genotype a 3.0 therapeutic implication is derived from.
     ``fhir_base`` is the request's FHIR server: an absolute subject reference counts only
-    when it points there (the same id on another server is another patient).
+    when it points there (the same id on another server is another patient). ``needed``:
+    the genes (and HLA alleles) the ordered drugs depend on; results for others are not read
+    (None: all, as for the patient view and ``explain``).
     """
     # The same result twice (prefetch and a paged search overlapping) is one result.
     unique: dict[str, dict[str, Any]] = {}
@@ -58,7 +61,7 @@ def summarise(
             return local[key]
         return resolve(key) if resolve else None
 
-    reader = ResultReader(patient_id, knowledge, trace, lookup, fhir_base)
+    reader = ResultReader(patient_id, knowledge, trace, lookup, fhir_base, needed)
     findings: list[Finding] = []
     haplotypes: list[Finding] = []
     for obs in unique.values():

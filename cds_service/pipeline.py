@@ -72,7 +72,8 @@ class Engine:
                 return {"cards": []}, trace
 
         patient = quote(request.patient_id, safe="")
-        facts = self._facts(request, client, trace, patient)
+        needed = None if read_results else self._genes_for(drugs)
+        facts = self._facts(request, client, trace, patient, needed)
         genetic_facts = facts
         cyp2d6 = facts.get(interactions.GENE)
         if cyp2d6 is not None and cyp2d6.actionable and self._depends_on_cyp2d6(drugs):
@@ -169,6 +170,7 @@ class Engine:
         client: patient_data.FhirClient | None,
         trace: Trace,
         patient: str,
+        needed: frozenset[str] | None = None,
     ) -> dict[str, genomic_facts.GeneResult]:
         """One result per gene from the patient's genomic results (prefetch, else FHIR)."""
         query = genomic_query(self.knowledge, patient)
@@ -180,7 +182,20 @@ class Engine:
             trace,
             _resolver(client, trace),
             fhir_base=request.fhirServer,
+            needed=needed,
         )
+
+    def _genes_for(self, drugs: list[medications.IdentifiedDrug]) -> frozenset[str]:
+        """The genes and HLA alleles the ordered drugs' rows and pre-test cards depend on."""
+        genes = {
+            g for d in drugs for r in self.knowledge.recommendations_for(d.drug) for g in r.when
+        }
+        genes |= {
+            self.knowledge.pretest.drugs[d.drug].test
+            for d in drugs
+            if d.drug in self.knowledge.pretest.drugs
+        }
+        return frozenset(genes)
 
     def _depends_on_cyp2d6(self, drugs: list[medications.IdentifiedDrug]) -> bool:
         return any(

@@ -71,7 +71,9 @@ class ResultReader:
         trace: Trace,
         lookup: Lookup,
         fhir_base: str | None = None,
+        needed: frozenset[str] | None = None,
     ) -> None:
+        self.needed = needed
         self.fhir_base = fhir_base
         self.patient_id = patient_id
         self.knowledge = knowledge
@@ -112,6 +114,9 @@ class ResultReader:
         base = Finding("?", kind.kind, INDETERMINATE, ref, date, date_text)
 
         if kind.kind == "presence":
+            if kind.marker and not self._wanted(kind.marker):
+                self.trace.add("results", f"{ref} not read: no ordered drug depends on it")
+                return []
             findings = self._presence(obs, kind.marker, base)
         else:
             gene = kind.gene or gene_of(obs, self.knowledge)
@@ -121,6 +126,9 @@ class ResultReader:
                 self.trace.add(
                     "results", f"{ref} ignored: the gene could not be identified unambiguously"
                 )
+                return []
+            if not self._wanted(gene):
+                self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
                 return []
             base = replace(base, gene=gene)
             if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
@@ -134,6 +142,12 @@ class ResultReader:
         for f in findings:
             self._note(f)
         return findings
+
+    def _wanted(self, gene: str) -> bool:
+        """Does an ordered drug depend on this gene (or one of its HLA alleles)?"""
+        if self.needed is None or gene in self.needed:
+            return True
+        return any(m.startswith(f"{gene}*") for m in self.needed)
 
     def _note(self, f: Finding) -> None:
         what = f"{f.observation} ({f.gene} {f.kind}"
