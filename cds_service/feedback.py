@@ -91,8 +91,8 @@ class FeedbackStore:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # The schema is made by migrations (cds_service.schema), not here.
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
 
     def store(self, service_id: str, body: Any) -> int:
         if not isinstance(body, dict):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,8 +19,19 @@ def default_data_dir() -> Path:
     return Path(base) / "pgx-cds"
 
 
+def shipped_dir(name: str) -> Path:
+    """A data folder that ships inside the package (``knowledge``, ``sandbox``).
+
+    An installed wheel has it as ``cds_service/<name>_files`` (see pyproject.toml); a source
+    checkout (editable install) reads the folder at the top of the repository.
+    """
+    package = Path(str(resources.files("cds_service")))
+    installed = package / f"{name}_files"
+    return installed if installed.is_dir() else package.parent / name
+
+
 def default_knowledge_dir() -> Path:
-    return PACKAGE_DIR.parent / "knowledge"
+    return shipped_dir("knowledge")
 
 
 class Settings(BaseSettings):
@@ -68,6 +81,21 @@ class Settings(BaseSettings):
         description="Allowed browser origins, comma-separated, or * for any.",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one JSON object a line with a request id (for log shippers).",
+    )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Bring the database schema up to date at start (under a database lock); "
+        "false: the site runs `pgx-cds db upgrade` itself and the service refuses an old schema.",
+    )
+    workers: int = Field(
+        default_factory=lambda: len(os.sched_getaffinity(0)) or 1,
+        ge=1,
+        le=64,
+        description="Worker processes of `pgx-cds serve` (default: one per CPU core).",
+    )
 
     @model_validator(mode="after")
     def _audience(self) -> Settings:
