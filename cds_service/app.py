@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.post("/cds-services/<service_id>")
     def _call(service_id: str) -> Response:
         service = _service(service_id)
-        hook_request = parse_hook_request(parse_json(request.get_data()), service.hook)
+        hook_request = parse_hook_request(parse_json(_body()), service.hook)
         body, trace = engine.evaluate(hook_request)
         trace.log(log)
         log.info("%s: %d card(s)", service.id, len(body["cards"]))
@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.post("/cds-services/<service_id>/feedback")
     def _feedback(service_id: str) -> Response:
         _service(service_id)
-        feedback = parse_json(request.get_data())
+        feedback = parse_json(_body())
         count = store.store(service_id, feedback)
         log.info("%s: stored %d feedback item(s)", service_id, count)
         metrics.record_feedback(service_id, feedback)
@@ -189,6 +189,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         return Response(text, content_type=content_type)
 
     return app
+
+
+def _body() -> bytes:
+    """The request body. Flask refuses a Content-Length over MAX_BODY before reading anything;
+    a chunked body is read up to MAX_BODY, and if more follows it is refused (413), never
+    silently cut short."""
+    data = request.get_data()
+    if request.content_length is None and len(data) >= MAX_BODY:
+        request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+    return data
 
 
 def _service(service_id: str) -> Any:
