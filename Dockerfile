@@ -21,6 +21,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     TMPDIR=/tmp \
+    PGX_CDS_HOST=0.0.0.0 \
+    PGX_CDS_PORT=8080 \
     PGX_CDS_DATABASE_URL=sqlite:////data/feedback.sqlite3
 RUN useradd --system --uid 10001 --gid 0 --home-dir /data --no-create-home pgx \
     && mkdir -p /data && chown 10001:0 /data && chmod 0770 /data
@@ -30,7 +32,7 @@ WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['PGX_CDS_PORT'], timeout=2)"]
 # pgx-cds is PID 1: gunicorn's master, which stops gracefully on SIGTERM within 3 s.
 STOPSIGNAL SIGTERM
-CMD ["pgx-cds", "serve", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["pgx-cds", "serve"]

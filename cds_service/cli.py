@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service on a production WSGI server (gunicorn)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", help="address to listen on (default: PGX_CDS_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: PGX_CDS_PORT, 8080)")
     serve.add_argument(
         "--workers", type=int, help="worker processes (default: PGX_CDS_WORKERS, else one per core)"
     )
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         workers = args.workers or settings.workers
-        return _serve(settings, args.host, args.port, workers, args.threads)
+        host, port = args.host or settings.host, args.port or settings.port
+        return _serve(settings, host, port, workers, args.threads)
     if args.command == "db":
         return _db(settings, args.action)
     if args.command == "knowledge":

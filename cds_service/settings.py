@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         description="Bring the database schema up to date at start (under a database lock); "
         "false: the site runs `pgx-cds db upgrade` itself and the service refuses an old schema.",
     )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `pgx-cds serve` listens on (0.0.0.0: all; the container sets it).",
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="Port `pgx-cds serve` listens on.")
     workers: int = Field(
         default_factory=lambda: len(os.sched_getaffinity(0)) or 1,
         ge=1,

@@ -95,3 +95,12 @@ def wait_ready(service: Service, timeout: float = 30) -> None:
 
 def no_prefetch_request(fhir_base: str) -> dict[str, Any]:
     return json.loads(NO_PREFETCH.read_text().replace("{{FHIR_BASE}}", fhir_base))
+
+
+def without_ids(body: Any) -> Any:
+    """Cards carry a fresh uuid per call; everything else must be identical."""
+    if isinstance(body, dict):
+        return {k: without_ids(v) for k, v in body.items() if k != "uuid"}
+    if isinstance(body, list):
+        return [without_ids(v) for v in body]
+    return body

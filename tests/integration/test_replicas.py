@@ -15,7 +15,7 @@ import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
-from serving import ROOT, Service, clean_env, start_service, wait_ready
+from serving import ROOT, Service, clean_env, start_service, wait_ready, without_ids
 from sqlalchemy import create_engine, inspect, text
 
 from cds_service import schema
@@ -83,15 +83,6 @@ def _headers(audience_path: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _without_ids(body: Any) -> Any:
-    """Cards carry a fresh uuid per call; everything else must be identical."""
-    if isinstance(body, dict):
-        return {k: _without_ids(v) for k, v in body.items() if k != "uuid"}
-    if isinstance(body, list):
-        return [_without_ids(v) for v in body]
-    return body
-
-
 def test_two_replicas_answer_identically_and_share_feedback(replicas, postgres_url):
     a, b = replicas
     for path in sorted(SANDBOX.glob("order-select-*.json")):
@@ -101,7 +92,7 @@ def test_two_replicas_answer_identically_and_share_feedback(replicas, postgres_u
             for s in (a, b)
         ]
         assert [r.status_code for r in answers] == [200, 200], path.name
-        assert _without_ids(answers[0].json()) == _without_ids(answers[1].json()), path.name
+        assert without_ids(answers[0].json()) == without_ids(answers[1].json()), path.name
 
     feedback = "/cds-services/pgx-order-select/feedback"
     for service, outcome in ((a, "overridden"), (b, "accepted")):
