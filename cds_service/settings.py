@@ -35,7 +35,7 @@ def default_knowledge_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PGX_CDS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PGX_CDS_", extra="ignore", env_ignore_empty=True)
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{default_data_dir() / 'feedback.sqlite3'}",
