@@ -176,7 +176,11 @@ def _serve(settings: Settings, host: str, port: int, workers: int, threads: int)
         print(f"pgx-cds: {exc}", file=sys.stderr)
         return 2
     master = os.getpid()
-    metrics_dir = server.prepare_metrics_dir()
+    try:
+        metrics_dir = server.prepare_metrics_dir()
+    except server.StartupError as exc:
+        print(f"pgx-cds: {exc}", file=sys.stderr)
+        return 2
     try:
         try:
             app = _open_app(settings)

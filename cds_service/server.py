@@ -59,7 +59,13 @@ def prepare_metrics_dir() -> str:
 
     Set before ``prometheus_client`` is first imported, which reads it at import time.
     """
-    path = tempfile.mkdtemp(prefix="pgx-cds-metrics-")
+    try:
+        path = tempfile.mkdtemp(prefix="pgx-cds-metrics-")
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create a temporary folder in {tempfile.gettempdir()}: {exc.strerror}; "
+            "mount a writable tmpfs at /tmp (docker run --tmpfs /tmp) or set TMPDIR"
+        ) from None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 

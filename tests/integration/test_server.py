@@ -202,3 +202,11 @@ def test_data_folder_that_cannot_be_written(tmp_path: Path):
     env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{blocker / 'feedback.sqlite3'}")
     line = _serve_fails(env, "--port", str(free_port()))
     assert "not writable by uid" in line and "chown" in line
+
+
+def test_unreachable_database_names_it_without_the_password():
+    port = free_port()  # nothing listens there
+    env = clean_env(PGX_CDS_DATABASE_URL=f"postgresql+psycopg://pgx:s3cret@127.0.0.1:{port}/pgx")
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert "PGX_CDS_DATABASE_URL" in line and f"127.0.0.1:{port}" in line
+    assert "s3cret" not in line
