@@ -198,3 +198,26 @@ def test_explain_asks_for_a_fhir_server_for_the_no_prefetch_example(capsys):
     (request,) = path.glob("*.json")
     assert main(["explain", str(request)]) == 2
     assert "--fhir" in capsys.readouterr().err
+
+
+def test_concurrent_sqlite_migrations_take_turns(tmp_path):
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    engines = [create_engine(url) for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    results: list[object] = []
+
+    def migrate(engine) -> None:
+        barrier.wait()
+        try:
+            results.append(schema.upgrade(engine))
+        except Exception as exc:  # collected and shown by the assertion
+            results.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [schema.head()] * len(engines)
