@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from importlib import resources
@@ -17,6 +18,20 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pgx-cds"
+
+
+def default_workers() -> int:
+    """The CPU cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota
+    (a container limited to 2 CPUs on a 64-core node gets 2 workers, not 64)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(cores, 64))
 
 
 def shipped_dir(name: str) -> Path:
@@ -96,7 +111,7 @@ class Settings(BaseSettings):
     )
     port: int = Field(default=8080, ge=1, le=65535, description="Port `pgx-cds serve` listens on.")
     workers: int = Field(
-        default_factory=lambda: len(os.sched_getaffinity(0)) or 1,
+        default_factory=lambda: default_workers(),
         ge=1,
         le=64,
         description="Worker processes of `pgx-cds serve` (default: one per CPU core).",

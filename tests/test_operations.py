@@ -221,3 +221,20 @@ def test_concurrent_sqlite_migrations_take_turns(tmp_path):
     for thread in threads:
         thread.join(timeout=60)
     assert results == [schema.head()] * len(engines)
+
+
+def test_default_workers_follow_the_container_cpu_limit(monkeypatch):
+    from pathlib import Path
+
+    from cds_service import settings as settings_module
+
+    real_read = Path.read_text
+
+    def cpu_max(self: Path, *args, **kwargs) -> str:
+        if str(self) == "/sys/fs/cgroup/cpu.max":
+            return "150000 100000\n"  # 1.5 CPUs
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(32)))
+    monkeypatch.setattr(Path, "read_text", cpu_max)
+    assert settings_module.default_workers() == 2

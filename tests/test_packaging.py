@@ -101,6 +101,13 @@ def test_wheel_ships_knowledge_sandbox_kit_migrations_and_licence(wheel: Path) -
     assert "cds_service/sandbox_files/patients/index.json" in names
     assert any(n.startswith("cds_service/migrations/versions/0001") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    # every module of the checkout is in it (pyproject lists the packages explicitly)
+    modules = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "cds_service").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert modules - names == set()
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     assert "License-Expression: Apache-2.0" in zipfile.ZipFile(wheel).read(metadata).decode()
 
