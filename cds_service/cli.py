@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except (ValidationError, SettingsError) as exc:
-        print(f"pgx-cds: {_settings_problem(exc)}", file=sys.stderr)
-        return 2
+        return _fail(_settings_problem(exc))
 
     if args.command == "serve":
         workers = args.workers or settings.workers
@@ -167,26 +166,24 @@ def _database_problem(url: str, exc: Exception) -> str:
     return f"cannot use the database {where} (PGX_CDS_DATABASE_URL): {reason}"
 
 
+def _fail(message: str) -> int:
+    """A start-up problem: one line on stderr, exit code 2."""
+    print(f"pgx-cds: {message}", file=sys.stderr)
+    return 2
+
+
 def _serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> int:
     from . import server
 
+    master, metrics_dir = os.getpid(), None
     try:
         server.check_port_free(host, port)
-    except server.StartupError as exc:
-        print(f"pgx-cds: {exc}", file=sys.stderr)
-        return 2
-    master = os.getpid()
-    try:
         metrics_dir = server.prepare_metrics_dir()
+        app = _open_app(settings)
     except server.StartupError as exc:
-        print(f"pgx-cds: {exc}", file=sys.stderr)
-        return 2
+        server.cleanup(metrics_dir)
+        return _fail(str(exc))
     try:
-        try:
-            app = _open_app(settings)
-        except server.StartupError as exc:
-            print(f"pgx-cds: {exc}", file=sys.stderr)
-            return 2
         server.run(app, host, port, workers, threads, settings)
     finally:
         # Workers leave through here too (gunicorn forks inside run): only the master cleans.
@@ -215,11 +212,9 @@ def _db(settings: Settings, action: str) -> int:
             state = "up to date" if found == newest else f"newest is {newest}"
             print(f"database schema at revision {found or 'none'} ({state})")
     except StartupError as exc:
-        print(f"pgx-cds: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except SQLAlchemyError as exc:
-        print(f"pgx-cds: {_database_problem(settings.database_url, exc)}", file=sys.stderr)
-        return 2
+        return _fail(_database_problem(settings.database_url, exc))
     return 0
 
 

@@ -141,5 +141,6 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settin
 
 
 def cleanup(metrics_dir: str | None) -> None:
+    """Remove the metric files of a finished run."""
     if metrics_dir:
         shutil.rmtree(metrics_dir, ignore_errors=True)

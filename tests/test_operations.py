@@ -10,6 +10,7 @@ import pytest
 import requests
 import responses
 from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from migrating import upgrade_concurrently
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
@@ -201,26 +202,9 @@ def test_explain_asks_for_a_fhir_server_for_the_no_prefetch_example(capsys):
 
 
 def test_concurrent_sqlite_migrations_take_turns(tmp_path):
-    import threading
-
+    """Without the lock file, the second CREATE TABLE alembic_version fails."""
     url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
-    engines = [create_engine(url) for _ in range(4)]
-    barrier = threading.Barrier(len(engines))
-    results: list[object] = []
-
-    def migrate(engine) -> None:
-        barrier.wait()
-        try:
-            results.append(schema.upgrade(engine))
-        except Exception as exc:  # collected and shown by the assertion
-            results.append(exc)
-
-    threads = [threading.Thread(target=migrate, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert results == [schema.head()] * len(engines)
+    assert upgrade_concurrently(url) == [schema.head()] * 4
 
 
 def test_default_workers_follow_the_container_cpu_limit(monkeypatch):
