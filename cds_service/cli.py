@@ -4,26 +4,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from .errors import ClientError
 from .knowledge import Knowledge, KnowledgeError
 from .settings import Settings
+
+#: The FHIR base in sandbox/requests/no-prefetch: replaced by --fhir (or with sed, see README).
+FHIR_PLACEHOLDER = "{{FHIR_BASE}}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pgx-cds", description="PGx pain CDS Hooks service")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the service on a production WSGI server (waitress)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--threads", type=int, default=8)
+    serve = sub.add_parser("serve", help="run the service on a production WSGI server (gunicorn)")
+    serve.add_argument("--host", help="address to listen on (default: PGX_CDS_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: PGX_CDS_PORT, 8080)")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes (default: PGX_CDS_WORKERS, else one per core)"
+    )
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker (default: 4)")
+
+    db = sub.add_parser("db", help="the feedback database's schema")
+    db.add_argument("action", choices=["upgrade", "current"])
 
     kn = sub.add_parser("knowledge", help="lint or list the knowledge")
     kn.add_argument("action", choices=["check", "list"])
@@ -45,12 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
-    except ValidationError as exc:
-        print(f"pgx-cds: invalid PGX_CDS_ setting:\n{exc}", file=sys.stderr)
-        return 2
+    except (ValidationError, SettingsError) as exc:
+        return _fail(_settings_problem(exc))
 
     if args.command == "serve":
-        return _serve(settings, args.host, args.port, args.threads)
+        workers = args.workers or settings.workers
+        host, port = args.host or settings.host, args.port or settings.port
+        return _serve(settings, host, port, workers, args.threads)
+    if args.command == "db":
+        return _db(settings, args.action)
     if args.command == "knowledge":
         return _knowledge(args.dir or settings.knowledge_dir, settings.site_codes, args.action)
     if args.command == "explain":
@@ -58,21 +72,149 @@ def main(argv: list[str] | None = None) -> int:
     return _sandbox_load(args.fhir, args.token, args.dir)
 
 
-def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
-    import waitress
+_HINTS = {
+    "trusted_issuers": "set it to a JSON object of issuer to JWKS URL, e.g. "
+    '{"https://ehr.example.org": "https://ehr.example.org/.well-known/jwks.json"}',
+    "public_url": "set it to the service's public https:// base URL",
+}
+
+
+def _settings_problem(exc: ValidationError | SettingsError) -> str:
+    """One line naming the environment variable that is wrong and how to fix it."""
+    if isinstance(exc, SettingsError):  # a complex value (JSON) that does not parse
+        found = re.search(r'field "(\w+)"', str(exc))
+        field = found.group(1) if found else ""
+        name = f"PGX_CDS_{field.upper()}" if field else "a PGX_CDS_ setting"
+        hint = _HINTS.get(field, "see the settings table in the README")
+        return f"{name} is not valid JSON; {hint}"
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"PGX_CDS_{field.upper()}" if field else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}: {message}")
+    return "invalid setting: " + "; ".join(problems) + " (see the settings table in the README)"
+
+
+def _open_app(settings: Settings) -> Any:
+    """The app, or a StartupError with one line saying what to fix."""
+    from sqlalchemy.exc import SQLAlchemyError
 
     from .app import create_app
+    from .schema import SchemaError
+    from .server import StartupError
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    _check_site_codes(settings.site_codes)
+    _check_database_dir(settings.database_url)
     try:
-        app = create_app(settings)
+        return create_app(settings)
     except KnowledgeError as exc:
-        print(f"pgx-cds: {exc}", file=sys.stderr)
-        return 1
-    logging.getLogger("cds_service").info("serving on http://%s:%d/cds-services", host, port)
-    waitress.serve(app, host=host, port=port, threads=threads, ident="pgx-cds")
+        raise StartupError(str(exc).replace("\n", " ")) from None
+    except SchemaError as exc:
+        raise StartupError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise StartupError(_database_problem(settings.database_url, exc)) from None
+
+
+def _check_site_codes(path: Path | None) -> None:
+    from .server import StartupError
+
+    if path is None:
+        return
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StartupError(
+            f"cannot read the site-code file {path} (PGX_CDS_SITE_CODES): {exc.strerror}; "
+            "fix the path or its permissions, or unset PGX_CDS_SITE_CODES"
+        ) from None
+    except ValueError as exc:
+        raise StartupError(
+            f"the site-code file {path} (PGX_CDS_SITE_CODES) is not valid JSON: {exc}"
+        ) from None
+
+
+def _check_database_dir(url: str) -> None:
+    """A SQLite file needs a writable folder: say which, and which user must own it."""
+    from sqlalchemy.engine import make_url
+
+    from .server import StartupError
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    folder = Path(parsed.database).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise StartupError(
+            f"cannot write the feedback database in {folder}: the folder is not writable by "
+            f"uid {os.getuid()}; make it so (e.g. chown {os.getuid()} {folder}) or set "
+            "PGX_CDS_DATABASE_URL to a PostgreSQL database"
+        )
+
+
+def _database_problem(url: str, exc: Exception) -> str:
+    from sqlalchemy.engine import make_url
+
+    where = make_url(url).render_as_string(hide_password=True)
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = detail[0] if detail else type(exc).__name__
+    return f"cannot use the database {where} (PGX_CDS_DATABASE_URL): {reason}"
+
+
+def _fail(message: str) -> int:
+    """A start-up problem: one line on stderr, exit code 2."""
+    print(f"pgx-cds: {message}", file=sys.stderr)
+    return 2
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> int:
+    from . import server
+
+    master, metrics_dir = os.getpid(), None
+    try:
+        server.check_port_free(host, port)
+        metrics_dir = server.prepare_metrics_dir()
+        app = _open_app(settings)
+    except server.StartupError as exc:
+        server.cleanup(metrics_dir)
+        return _fail(str(exc))
+    try:
+        server.run(app, host, port, workers, threads, settings)
+    finally:
+        # Workers leave through here too (gunicorn forks inside run): only the master cleans.
+        if os.getpid() == master:
+            server.cleanup(metrics_dir)
+    return 0
+
+
+def _db(settings: Settings, action: str) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import schema
+    from .feedback import FeedbackStore
+    from .logs import configure_logging
+    from .server import StartupError
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        _check_database_dir(settings.database_url)
+        engine = FeedbackStore(settings.database_url).engine
+        if action == "upgrade":
+            revision = schema.upgrade(engine)
+            print(f"database schema at revision {revision} (newest)")
+        else:
+            found, newest = schema.current(engine), schema.head()
+            state = "up to date" if found == newest else f"newest is {newest}"
+            print(f"database schema at revision {found or 'none'} ({state})")
+    except StartupError as exc:
+        return _fail(str(exc))
+    except SQLAlchemyError as exc:
+        return _fail(_database_problem(settings.database_url, exc))
     return 0
 
 
@@ -80,7 +222,7 @@ def _knowledge(directory: Path, site_codes: Path | None, action: str) -> int:
     try:
         knowledge = Knowledge(directory, site_codes)
     except KnowledgeError as exc:
-        print(f"knowledge check FAILED\n{exc}", file=sys.stderr)
+        print(f"knowledge {action} FAILED\n{exc}", file=sys.stderr)
         return 1
     if action == "check":
         print(
@@ -135,6 +277,13 @@ def _explain(settings: Settings, path: Path, fhir: str | None, token: str | None
         print(f"pgx-cds: {path}: {exc.message}", file=sys.stderr)
         return 2
     if isinstance(body, dict):
+        if not fhir and FHIR_PLACEHOLDER in str(body.get("fhirServer", "")):
+            print(
+                f"pgx-cds: {path} has no prefetch and a placeholder FHIR server: "
+                "name yours with --fhir URL (and --token)",
+                file=sys.stderr,
+            )
+            return 2
         if fhir:
             body["fhirServer"] = fhir
         if token:
@@ -170,8 +319,9 @@ def _sandbox_load(fhir: str, token: str | None, directory: Path | None) -> int:
         print(f"{patient.patient_id}  ({patient.name}, {patient.resources} resources)")
         for attempt in patient.tries:
             print(f"    order {attempt['order']} {attempt.get('order_display', '')}")
-            card = attempt.get("indicator") or "no card"
-            print(f"      -> {card}: {attempt['expect']}")
+            indicator = attempt.get("indicator")
+            expect = attempt["expect"]
+            print(f"      -> {indicator}: {expect}" if indicator else f"      -> {expect}")
     print(f"\nloaded {len(loaded)} patients into {fhir}")
     return 0
 

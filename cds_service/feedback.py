@@ -95,15 +95,12 @@ class FeedbackStore:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # The schema is made by migrations (cds_service.schema), not here.
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         from .card_log import CardLog, card_log_table  # the tables share one metadata
 
-        metadata.create_all(self.engine)
-        in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (
-            None,
-            "",
-            ":memory:",
-        )
+        in_memory = parsed.get_backend_name() == "sqlite" and not parsed.database
+        in_memory = in_memory or parsed.database == ":memory:"
         # an in-memory SQLite database is one per thread: write it from the caller's thread
         self.card_log = CardLog(self.engine, hash_key, background=not in_memory)
         self._card_log_table = card_log_table

@@ -13,11 +13,11 @@ from typing import Any
 
 import requests
 
-from .settings import PACKAGE_DIR
+from .settings import shipped_dir
 
 
 def default_patients_dir() -> Path:
-    return PACKAGE_DIR.parent / "sandbox" / "patients"
+    return shipped_dir("sandbox") / "patients"
 
 
 @dataclass(frozen=True)

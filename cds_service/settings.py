@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,12 +20,37 @@ def default_data_dir() -> Path:
     return Path(base) / "pgx-cds"
 
 
+def default_workers() -> int:
+    """The CPU cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota
+    (a container limited to 2 CPUs on a 64-core node gets 2 workers, not 64)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(cores, 64))
+
+
+def shipped_dir(name: str) -> Path:
+    """A data folder that ships inside the package (``knowledge``, ``sandbox``).
+
+    An installed wheel has it as ``cds_service/<name>_files`` (see pyproject.toml); a source
+    checkout (editable install) reads the folder at the top of the repository.
+    """
+    package = Path(str(resources.files("cds_service")))
+    installed = package / f"{name}_files"
+    return installed if installed.is_dir() else package.parent / name
+
+
 def default_knowledge_dir() -> Path:
-    return PACKAGE_DIR.parent / "knowledge"
+    return shipped_dir("knowledge")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PGX_CDS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PGX_CDS_", extra="ignore", env_ignore_empty=True)
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{default_data_dir() / 'feedback.sqlite3'}",
@@ -84,6 +112,26 @@ class Settings(BaseSettings):
         description="Allowed browser origins, comma-separated, or * for any.",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one JSON object a line with a request id (for log shippers).",
+    )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Bring the database schema up to date at start (under a database lock); "
+        "false: the site runs `pgx-cds db upgrade` itself and the service refuses an old schema.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `pgx-cds serve` listens on (0.0.0.0: all; the container sets it).",
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="Port `pgx-cds serve` listens on.")
+    workers: int = Field(
+        default_factory=lambda: default_workers(),
+        ge=1,
+        le=64,
+        description="Worker processes of `pgx-cds serve` (default: one per CPU core).",
+    )
 
     @model_validator(mode="after")
     def _audience(self) -> Settings:

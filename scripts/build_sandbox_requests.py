@@ -216,7 +216,7 @@ def main() -> None:
         "pgx-cyp2d6-um",
         order("pgx-cyp2d6-um", um_codeine["order"], um_codeine["order_display"]),
         with_prefetch=False,
-        fhir_server="http://127.0.0.1:8103/fhir",
+        fhir_server="{{FHIR_BASE}}",  # filled in by `pgx-cds explain --fhir` or sed (README)
     )
     (REQUESTS / "no-prefetch").mkdir(exist_ok=True)
     (REQUESTS / "no-prefetch" / "order-select-pgx-cyp2d6-um-codeine.json").write_text(
@@ -227,7 +227,7 @@ def main() -> None:
         "pgx-cyp2d6-pm-cyp2c9-pm",
         None,
         with_prefetch=False,
-        fhir_server="http://127.0.0.1:8103/fhir",
+        fhir_server="{{FHIR_BASE}}",  # filled in by `pgx-cds explain --fhir` or sed (README)
     )
     (REQUESTS / "no-prefetch" / "patient-view-pgx-cyp2d6-pm-cyp2c9-pm.json").write_text(
         json.dumps(view, indent=1) + "\n"

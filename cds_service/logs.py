@@ -1,0 +1,82 @@
+"""Logging, set up the same whatever server runs the app (``create_app`` calls it).
+
+``PGX_CDS_LOG_FORMAT=text`` (default) or ``json`` (one JSON object a line, for log shippers).
+Every line written while a request is handled carries its request id: the caller's
+``X-Request-ID`` when it sent a sane one, else a fresh one (echoed in the response).
+What is logged never includes bodies, patient identifiers or tokens (see app.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import g, has_request_context
+
+_HANDLER_NAME = "pgx-cds"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def request_id_from(header: str | None) -> str:
+    """The incoming X-Request-ID if it is a plain token (no spaces, quotes or control
+    characters that could forge log lines), else a new random one."""
+    if header and _REQUEST_ID.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = g.get("request_id") if has_request_context() else None
+        record.request_id = rid or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", "-")
+        if rid != "-":
+            entry["request_id"] = rid
+        if record.exc_info and record.levelno >= logging.ERROR:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (test runners and servers replace it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """One handler on the root logger, to stderr; calling again only updates it."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if h.get_name() == _HANDLER_NAME), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.set_name(_HANDLER_NAME)
+        handler.addFilter(_RequestIdFilter())
+        root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root.setLevel(level)
+    logging.getLogger("cds_service").setLevel(level)
+    # Alembic narrates every step at INFO; cds_service.schema logs what changed.
+    logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -1,0 +1,105 @@
+"""The database schema: Alembic migrations (``cds_service/migrations``), applied under a lock.
+
+Every replica may run ``upgrade`` at start (the default) or the site runs ``pgx-cds db upgrade``
+as a separate step; either way the migration runs under a database-wide lock (PostgreSQL: an
+advisory lock held for the migration's transaction; SQLite: a lock file beside the database), so
+replicas starting together migrate one after the other and the later ones find nothing to do.
+
+A database made before migrations existed (a ``feedback`` table, no ``alembic_version``) is
+stamped at the first revision, then upgraded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger("cds_service.schema")
+
+#: The revision that created the tables ``metadata.create_all`` used to make.
+BASELINE = "0001"
+#: Any number; the same in every replica (PostgreSQL advisory lock key: "pgx-cds" in ASCII).
+ADVISORY_LOCK_KEY = 0x7067782D636473
+
+
+class SchemaError(Exception):
+    """The database schema is not what this version of the service needs."""
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "cds_service:migrations")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    """The newest revision this version of the service knows."""
+    revision = ScriptDirectory.from_config(_config()).get_current_head()
+    assert revision is not None
+    return revision
+
+
+def current(engine: Engine) -> str | None:
+    """The database's revision (None: never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the schema to the newest revision under the migration lock; returns it."""
+    target = head()
+    if current(engine) == target:  # the common case: nothing to do, no lock needed
+        return target
+    with _file_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Held until this transaction ends: the other replicas wait here.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        config = _config(conn)
+        tables = inspect(conn)
+        if not tables.has_table("alembic_version") and tables.has_table("feedback"):
+            log.info("database made before migrations: stamping revision %s", BASELINE)
+            command.stamp(config, BASELINE)
+        before = MigrationContext.configure(conn).get_current_revision()
+        command.upgrade(config, "head")
+    if before != target:
+        log.info("database schema upgraded from %s to %s", before or "empty", target)
+    return target
+
+
+def require_current(engine: Engine) -> None:
+    """For sites that migrate as a separate step: refuse to run on an older schema."""
+    found, needed = current(engine), head()
+    if found != needed:
+        raise SchemaError(
+            f"the database schema is at revision {found or 'none'}, this version needs "
+            f"{needed}: run `pgx-cds db upgrade` (or set PGX_CDS_MIGRATE_ON_START=true)"
+        )
+
+
+@contextlib.contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """SQLite has no advisory locks: an exclusive lock on a file beside the database."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl  # POSIX only, like the production server
+
+    lock_path = Path(database).expanduser().with_name(Path(database).name + ".migrate-lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,146 @@
+"""``pgx-cds serve``: the app on gunicorn, one worker process per core by default.
+
+The app is built once in this (master) process before any worker is forked: a broken setting,
+knowledge file or database stops the start with one clear line, the schema is migrated once,
+and the workers share the loaded knowledge. SIGTERM (``docker stop``, Kubernetes) stops
+accepting connections, lets requests in flight finish for up to ``GRACEFUL_TIMEOUT_S`` and
+exits, well inside the usual 10 s before a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
+
+from .logs import configure_logging
+
+log = logging.getLogger("cds_service")
+
+GRACEFUL_TIMEOUT_S = 3
+#: A worker silent this long is restarted (a hook call is bounded far below it).
+WORKER_TIMEOUT_S = 30
+
+
+class StartupError(Exception):
+    """Something the operator must fix before the service can start (exit code 2)."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail now, in one line, rather than after gunicorn's five retries and a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"cannot listen on {host}:{port}: the port is already in use; stop the other "
+                    "server or choose another --port"
+                ) from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise StartupError(
+                    f"cannot listen on {host}:{port}: permission denied; use a port above 1023"
+                ) from None
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def prepare_metrics_dir() -> str:
+    """A fresh folder for the workers' metric files (removed again by ``cleanup``).
+
+    Set before ``prometheus_client`` is first imported, which reads it at import time.
+    """
+    try:
+        path = tempfile.mkdtemp(prefix="pgx-cds-metrics-")
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create a temporary folder in {tempfile.gettempdir()}: {exc.strerror}; "
+            "mount a writable tmpfs at /tmp (docker run --tmpfs /tmp) or set TMPDIR"
+        ) from None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+class _Logger(GunicornLogger):
+    """gunicorn's messages go through the service's own logging (same format, JSON or text);
+    its access log stays off: the app logs each request without identifiers."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+        self.access_log.disabled = True
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings:  # older gunicorn versions lack some settings
+                self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settings: Any) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT."""
+    store = app.extensions["pgx"]["store"]
+
+    def post_fork(server: Any, worker: Any) -> None:
+        # Connections opened by the master (migrations) must not be shared with a child.
+        store.engine.dispose(close=False)
+
+    def post_worker_init(worker: Any) -> None:
+        configure_logging(log_settings.log_level, log_settings.log_format)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.pid)
+
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    options: dict[str, Any] = {
+        "bind": [bind],
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        "timeout": WORKER_TIMEOUT_S,
+        "keepalive": 5,
+        "proc_name": "pgx-cds",
+        "logger_class": _Logger,
+        "loglevel": log_settings.log_level.lower(),
+        "accesslog": None,
+        "errorlog": "-",
+        "control_socket_disable": True,
+        "post_fork": post_fork,
+        "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
+    }
+    log.info(
+        "serving on http://%s/cds-services with %d worker(s) x %d thread(s)", bind, workers, threads
+    )
+    _Gunicorn(app, options).run()
+
+
+def cleanup(metrics_dir: str | None) -> None:
+    """Remove the metric files of a finished run."""
+    if metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,212 @@
+"""``pgx-cds serve`` as a real process: body limits, graceful stop, metrics across workers,
+JSON logs with request ids, and one-line start-up errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from serving import PGX_CDS, ROOT, Service, clean_env, free_port, no_prefetch_request
+from serving import start_service as start
+
+SANDBOX = ROOT / "sandbox" / "requests"
+PM_CODEINE = json.loads((SANDBOX / "order-select-pgx-cyp2d6-pm-codeine.json").read_text())
+HOOK = "/cds-services/pgx-order-select"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    db = tmp_path_factory.mktemp("db") / "feedback.sqlite3"
+    env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{db}", PGX_CDS_LOG_FORMAT="json")
+    running = start(env, "--workers", "2", "--threads", "2")
+    yield running
+    running.stop()
+
+
+def _raw(port: int, head: bytes, body: bytes = b"", chunk: int = 0) -> bytes:
+    """Send a request by hand; return the status line and headers the server answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            if chunk:
+                for i in range(0, len(body), chunk):
+                    part = body[i : i + chunk]
+                    sock.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                sock.sendall(b"0\r\n\r\n")
+            elif body:
+                sock.sendall(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before taking it all: that is the point
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+        return answer
+
+
+def test_a_body_announced_larger_than_5_mb_is_refused_before_it_is_sent(service: Service):
+    head = (
+        f"POST {HOOK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {200 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    answer = _raw(service.port, head)  # no body follows: the server must not wait for it
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert time.monotonic() - started < 5
+
+
+def test_a_chunked_body_over_5_mb_is_refused(service: Service):
+    head = (
+        f"POST {HOOK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    answer = _raw(service.port, head, b" " * (6 * 1024 * 1024), chunk=256 * 1024)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    # a small chunked body is read normally
+    small = json.dumps(PM_CODEINE).encode()
+    assert _raw(service.port, head, small, chunk=1000).startswith(b"HTTP/1.1 200")
+
+
+def test_metrics_count_the_calls_of_every_worker(service: Service):
+    def count() -> float:
+        text = requests.get(f"{service.url}/metrics", timeout=5).text
+        lines = [
+            line
+            for line in text.splitlines()
+            if line.startswith("pgx_cds_cards_total{")
+            and 'drug="codeine"' in line
+            and 'gene="CYP2D6"' in line
+        ]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    before = count()
+    # new connections each time: gunicorn spreads them over both workers
+    for _ in range(6):
+        answer = requests.post(f"{service.url}{HOOK}", json=PM_CODEINE, timeout=10)
+        assert len(answer.json()["cards"]) == 1
+    assert count() == before + 6
+    text = requests.get(f"{service.url}/metrics", timeout=5).text
+    assert 'pgx_cds_knowledge_info{version="' in text
+    assert 'pgx_cds_http_requests_total{endpoint="hook",service="pgx-order-select"' in text
+    assert "pgx_cds_http_request_duration_seconds_bucket" in text
+
+
+def test_json_logs_carry_the_request_id_and_no_patient(service: Service):
+    answer = requests.post(
+        f"{service.url}{HOOK}", json=PM_CODEINE, headers={"X-Request-ID": "ehr-42"}, timeout=10
+    )
+    assert answer.headers["X-Request-ID"] == "ehr-42"
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in service.log().splitlines() if line.strip()]
+    ours = [line for line in lines if line.get("request_id") == "ehr-42"]
+    assert ours and all(line["level"] in ("INFO", "DEBUG") for line in ours)
+    assert PM_CODEINE["context"]["patientId"] not in service.log()
+
+
+class _SlowFhir(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        time.sleep(1.5)
+        body = b'{"resourceType": "Bundle", "type": "searchset", "entry": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_sigterm_finishes_the_request_in_flight_and_stops_within_5_s(tmp_path: Path):
+    fhir = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFhir)
+    threading.Thread(target=fhir.serve_forever, daemon=True).start()
+    env = clean_env(
+        PGX_CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PGX_CDS_FHIR_TIMEOUT="5"
+    )
+    service = start(env, "--workers", "1")
+    body = no_prefetch_request(f"http://127.0.0.1:{fhir.server_port}/fhir")
+    answers: list[requests.Response] = []
+    call = threading.Thread(
+        target=lambda: answers.append(requests.post(f"{service.url}{HOOK}", json=body, timeout=10))
+    )
+    try:
+        call.start()
+        time.sleep(0.5)  # the service is now waiting on the slow FHIR server
+        took = service.stop()
+        call.join(timeout=10)
+    finally:
+        service.stop()
+        fhir.shutdown()
+    assert took < 5, service.log()
+    assert service.proc.returncode == 0
+    assert answers and answers[0].status_code == 200, service.log()
+    assert answers[0].json() == {"cards": []}
+
+
+# -- start-up errors: one line, exit 2, no traceback -----------------------------------------
+
+
+def _serve_fails(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [PGX_CDS, "serve", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("pgx-cds:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_busy_port(tmp_path: Path):
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        line = _serve_fails(env, "--port", str(port))
+    assert f"127.0.0.1:{port}" in line and "already in use" in line and "--port" in line
+
+
+def test_malformed_trusted_issuers(tmp_path: Path):
+    env = clean_env(
+        PGX_CDS_TRUSTED_ISSUERS="{not json",
+        PGX_CDS_PUBLIC_URL="https://cds.example.org",
+        PGX_CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert "PGX_CDS_TRUSTED_ISSUERS" in line and "JSON" in line
+
+
+def test_unreadable_site_codes(tmp_path: Path):
+    env = clean_env(
+        PGX_CDS_SITE_CODES=str(tmp_path / "missing.json"),
+        PGX_CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert "missing.json" in line and "PGX_CDS_SITE_CODES" in line
+
+
+def test_data_folder_that_cannot_be_written(tmp_path: Path):
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")
+    env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{blocker / 'feedback.sqlite3'}")
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert "not writable by uid" in line and "chown" in line
+
+
+def test_unreachable_database_names_it_without_the_password():
+    port = free_port()  # nothing listens there
+    env = clean_env(PGX_CDS_DATABASE_URL=f"postgresql+psycopg://pgx:s3cret@127.0.0.1:{port}/pgx")
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert "PGX_CDS_DATABASE_URL" in line and f"127.0.0.1:{port}" in line
+    assert "s3cret" not in line

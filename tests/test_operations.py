@@ -1,0 +1,226 @@
+"""What operators see: /metrics, /readyz, request ids, schema migrations, start-up messages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+import requests
+import responses
+from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from migrating import create_pre_migration_schema, upgrade_concurrently
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import OperationalError
+
+from cds_service import schema
+from cds_service.app import create_app
+from cds_service.cli import main
+from cds_service.feedback import metadata
+from cds_service.settings import Settings
+
+FHIR = "https://ehr.example.org/fhir"
+HOOK = "/cds-services/pgx-order-select"
+
+
+def sample(client, name: str, **labels: str) -> float:
+    """The value of one metric sample (0 when absent)."""
+    text_ = client.get("/metrics").get_data(as_text=True)
+    total = 0.0
+    for line in text_.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def codeine(**kwargs) -> dict:
+    return hook_request("order-select", [med_order(APAP_CODEINE)], **kwargs)
+
+
+# -- /metrics ---------------------------------------------------------------------------------
+
+
+def test_metrics_count_cards_by_drug_gene_and_indicator(client):
+    labels = {"drug": "codeine", "gene": "CYP2D6", "indicator": "critical"}
+    before = sample(client, "pgx_cds_cards_total", **labels)
+    for _ in range(2):
+        body = codeine(prefetch=with_results(phenotype_obs("Ultrarapid Metabolizer")))
+        assert len(client.post(HOOK, json=body).get_json()["cards"]) == 1
+    assert sample(client, "pgx_cds_cards_total", **labels) == before + 2
+    assert (
+        sample(
+            client,
+            "pgx_cds_http_requests_total",
+            endpoint="hook",
+            service="pgx-order-select",
+            status="200",
+        )
+        >= 2
+    )
+    assert "pgx_cds_http_request_duration_seconds_bucket" in client.get("/metrics").text
+
+
+def test_metrics_count_412s_and_fhir_reads_by_outcome(client):
+    before_412 = sample(client, "pgx_cds_precondition_failed_total", service="pgx-order-select")
+    assert client.post(HOOK, json=codeine()).status_code == 412
+    assert sample(client, "pgx_cds_precondition_failed_total", service="pgx-order-select") == (
+        before_412 + 1
+    )
+    before = {
+        o: sample(client, "pgx_cds_fhir_requests_total", outcome=o) for o in ("ok", "timeout")
+    }
+    with responses.RequestsMock() as mocked:
+        mocked.get(re.compile(f"{FHIR}/Observation.*"), body=requests.Timeout())
+        answer = client.post(HOOK, json=codeine(fhir_server=FHIR, token="t"))
+    assert answer.status_code == 412
+    assert sample(client, "pgx_cds_fhir_requests_total", outcome="timeout") > before["timeout"]
+    assert sample(client, "pgx_cds_fhir_requests_total", outcome="ok") == before["ok"]
+
+
+def test_metrics_count_feedback_outcomes_only_when_stored(client):
+    path = "/cds-services/pgx-order-select/feedback"
+    before = sample(client, "pgx_cds_feedback_total", outcome="overridden")
+    item = {"card": "c-1", "outcome": "overridden", "outcomeTimestamp": "2026-11-29T10:00:00Z"}
+    assert client.post(path, json={"feedback": [item]}).status_code == 200
+    assert client.post(path, json={"feedback": [{**item, "outcome": "?"}]}).status_code == 400
+    assert sample(client, "pgx_cds_feedback_total", outcome="overridden") == before + 1
+
+
+def test_metrics_show_the_knowledge_version(client, knowledge):
+    assert sample(client, "pgx_cds_knowledge_info", version=knowledge.version) == 1
+
+
+# -- /readyz and request ids -------------------------------------------------------------------
+
+
+def test_readyz_hides_internal_exception_names(client, app, caplog):
+    def broken() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("password=secret host=db"))
+
+    app.extensions["pgx"]["store"].ping = broken
+    with caplog.at_level(logging.WARNING):
+        answer = client.get("/readyz")
+    assert answer.status_code == 503
+    body = answer.get_json()
+    assert body["database"] == "unavailable" and body["knowledge"]
+    assert "OperationalError" not in answer.get_data(as_text=True)
+    assert "secret" not in answer.get_data(as_text=True) + caplog.text
+
+
+def test_readyz_says_when_client_authentication_is_off(client):
+    body = client.get("/readyz").get_json()
+    assert body["status"] == "degraded"
+    assert body["degraded"] == ["client authentication is off"]
+
+
+def test_an_incoming_request_id_is_kept_and_a_forged_one_replaced(client):
+    kept = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert kept.headers["X-Request-ID"] == "abc-123"
+    for forged in ('x" level="ERROR', "a" * 500):
+        answer = client.get("/healthz", headers={"X-Request-ID": forged})
+        assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["X-Request-ID"])
+
+
+def test_json_log_lines_carry_the_request_id(tmp_path, capsys):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'f.sqlite3'}", log_format="json", log_level="INFO"
+    )
+    client = create_app(settings).test_client()
+    client.get("/cds-services", headers={"X-Request-ID": "rid-7"})
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert any(line.get("request_id") == "rid-7" for line in lines)
+
+
+# -- schema migrations -------------------------------------------------------------------------
+
+
+def test_migrations_make_exactly_the_tables_the_code_uses(tmp_path):
+    """A table or column added to the code without a migration fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    schema.upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_a_database_made_by_create_all_is_stamped_and_keeps_its_rows(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    create_pre_migration_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO feedback (service_id, card_uuid, outcome, accepted_suggestions, "
+                "outcome_timestamp, received_at) VALUES ('s', 'c-1', 'overridden', '[]', "
+                "'2026-11-29 10:00:00', '2026-11-29 10:00:00')"
+            )
+        )
+    app = create_app(Settings(database_url=url))
+    assert schema.current(engine) == schema.head()
+    assert [r["card_uuid"] for r in app.extensions["pgx"]["store"].all()] == ["c-1"]
+
+
+def test_without_migrate_on_start_an_old_schema_stops_the_start(tmp_path, capsys, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'new.sqlite3'}"
+    with pytest.raises(schema.SchemaError, match="pgx-cds db upgrade"):
+        create_app(Settings(database_url=url, migrate_on_start=False))
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", url)
+    assert main(["db", "current"]) == 0
+    assert "revision none" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert f"revision {schema.head()}" in capsys.readouterr().out
+    assert "feedback" in inspect(create_engine(url)).get_table_names()
+    create_app(Settings(database_url=url, migrate_on_start=False))  # now it starts
+
+
+# -- command-line messages ---------------------------------------------------------------------
+
+
+def test_a_malformed_setting_is_one_line_naming_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("PGX_CDS_FHIR_TIMEOUT", "soon")
+    assert main(["knowledge", "check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "PGX_CDS_FHIR_TIMEOUT" in err
+
+
+def test_knowledge_list_failure_says_list(tmp_path, capsys):
+    assert main(["knowledge", "list", "--dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("knowledge list FAILED")
+
+
+def test_explain_asks_for_a_fhir_server_for_the_no_prefetch_example(capsys):
+    from cds_service.settings import shipped_dir
+
+    path = shipped_dir("sandbox") / "requests" / "no-prefetch"
+    requests_without_prefetch = sorted(path.glob("*.json"))
+    assert len(requests_without_prefetch) == 2  # order-select and patient-view
+    for request in requests_without_prefetch:
+        assert main(["explain", str(request)]) == 2
+        assert "--fhir" in capsys.readouterr().err
+
+
+def test_concurrent_sqlite_migrations_take_turns(tmp_path):
+    """Without the lock file, the second CREATE TABLE alembic_version fails."""
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    assert upgrade_concurrently(url) == [schema.head()] * 4
+
+
+def test_default_workers_follow_the_container_cpu_limit(monkeypatch):
+    from pathlib import Path
+
+    from cds_service import settings as settings_module
+
+    real_read = Path.read_text
+
+    def cpu_max(self: Path, *args, **kwargs) -> str:
+        if str(self) == "/sys/fs/cgroup/cpu.max":
+            return "150000 100000\n"  # 1.5 CPUs
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(32)))
+    monkeypatch.setattr(Path, "read_text", cpu_max)
+    assert settings_module.default_workers() == 2
