@@ -12,11 +12,11 @@ from werkzeug.exceptions import HTTPException
 from .auth import JwtVerifier
 from .errors import ClientError
 from .feedback import FeedbackStore
-from .knowledge import Knowledge
 from .pipeline import Engine
 from .request import parse_hook_request, parse_json
 from .services import SERVICES, discovery
 from .settings import Settings, get_settings
+from .site_config import load
 
 log = logging.getLogger("cds_service")
 
@@ -27,10 +27,10 @@ MAX_BODY = 5 * 1024 * 1024
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
-    knowledge = Knowledge(settings.knowledge_dir, settings.site_codes)
+    knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
     store = FeedbackStore(settings.database_url, settings.hash_key)
-    engine = Engine(knowledge, settings, card_log=store.card_log)
-    discovery_body = discovery(knowledge)
+    engine = Engine(knowledge, settings, card_log=store.card_log, site=site)
+    discovery_body = discovery(knowledge, site.active_hooks())
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
     verifier = JwtVerifier(settings.trusted_issuers)
     if not verifier.enabled:
