@@ -38,7 +38,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .card_log import IssuedCard
-from .knowledge import Knowledge, KnowledgeError
+from .knowledge import Knowledge, KnowledgeError, ResultKind
 from .settings import Settings
 from .trace import Trace
 
@@ -72,7 +72,7 @@ class SiteConfig(BaseModel):
     hooks: dict[Literal["order-select", "order-sign", "medication-prescribe"], Mode] = Field(
         default_factory=dict
     )
-    codes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    codes: dict[str, ResultKind] = Field(default_factory=dict)
     # pre-test card ids the file switches off (derived from the knowledge by ``load``)
     _pretest_off: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
@@ -182,7 +182,8 @@ def load(settings: Settings) -> tuple[Knowledge, SiteConfig]:
     """The knowledge (with the site's codes) and the site policy, both validated; raises
     ``KnowledgeError`` (``SiteConfigError`` for the site file) naming every problem."""
     site = read(settings.site_config) if settings.site_config else SiteConfig()
-    knowledge = Knowledge(settings.knowledge_dir, settings.site_codes, extra_codes=site.codes)
+    codes = {key: kind.model_dump(exclude_none=True) for key, kind in site.codes.items()}
+    knowledge = Knowledge(settings.knowledge_dir, settings.site_codes, extra_codes=codes)
     problems = site.problems(knowledge)
     if problems:
         raise SiteConfigError(
