@@ -176,7 +176,8 @@ class FeedbackStore:
             conn.execute(select(1))
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """A stored time in UTC (SQLite gives it back without an offset)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -185,7 +186,7 @@ def _new_items(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, A
     so a repeated item (a client's retry, or twice in one request) is acknowledged, not
     stored again."""
     stored = {
-        (card, outcome, _utc(when))
+        (card, outcome, as_utc(when))
         for card, outcome, when in conn.execute(
             select(
                 feedback_table.c.card_uuid,
@@ -196,7 +197,7 @@ def _new_items(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, A
     }
     out = []
     for row in rows:
-        key = (row["card_uuid"], row["outcome"], _utc(row["outcome_timestamp"]))
+        key = (row["card_uuid"], row["outcome"], as_utc(row["outcome_timestamp"]))
         if key not in stored:
             stored.add(key)
             out.append(row)

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .card_log import card_log_table, purge
 from .cards import OVERRIDE_REASONS
-from .feedback import FeedbackStore, feedback_table
+from .feedback import FeedbackStore, as_utc, feedback_table
 from .settings import Settings
 
 Z95 = 1.959963984540054
@@ -125,10 +125,6 @@ class Report:
         return self.reason_names.get(code) or _REASON_TEXT.get(code) or code
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def build(engine: Engine, since: date, until: date) -> Report:
     """Count the cards issued from ``since`` to ``until`` (both days included, UTC)."""
     start = datetime(since.year, since.month, since.day, tzinfo=UTC)
@@ -169,9 +165,9 @@ def build(engine: Engine, since: date, until: date) -> Report:
         cards.setdefault(row["card_uuid"], row)
         if row["feedback_id"] is None:
             continue
-        key = (_utc(row["outcome_timestamp"]), row["feedback_id"])
+        key = (as_utc(row["outcome_timestamp"]), row["feedback_id"])
         mine = latest.get(row["card_uuid"])
-        if mine is None or key > (_utc(mine["outcome_timestamp"]), mine["feedback_id"]):
+        if mine is None or key > (as_utc(mine["outcome_timestamp"]), mine["feedback_id"]):
             latest[row["card_uuid"]] = row
         if row["override_reason_code"] and row["override_reason_display"]:
             names.setdefault(row["override_reason_code"], row["override_reason_display"])
@@ -189,7 +185,7 @@ def build(engine: Engine, since: date, until: date) -> Report:
         level = levels.setdefault(card["indicator"], Group(indicator=card["indicator"]))
         for group in (pair, level, total):
             group.add(card, outcome)
-        day = _utc(card["issued_at"]).date()
+        day = as_utc(card["issued_at"]).date()
         weekly.setdefault(day - timedelta(days=day.weekday()), Counter())[card["drug"]] += 1
         versions.add(card["knowledge_version"])
     order = {name: i for i, name in enumerate(_INDICATORS)}
@@ -491,7 +487,8 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     try:
         if args.command == "purge":
-            return _purge(engine, args.days or settings.retention_days)
+            days = args.days if args.days is not None else settings.retention_days
+            return _purge(engine, days)
         until = args.until or datetime.now(UTC).date()
         since = args.since or until - timedelta(days=29)
         if since > until:
