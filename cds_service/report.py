@@ -238,7 +238,7 @@ def text(report: Report) -> str:
         "Override rate: overridden / (accepted + overridden), Wilson 95% CI.",
         "",
     ]
-    head = f"{'':<34}" + "".join(f"{c:>11}" for c in COLUMNS) + "  override rate (95% CI)"
+    head = f"{'':<34}" + "".join(f"{c:>12}" for c in COLUMNS) + "  override rate (95% CI)"
     for title, groups in (
         ("drug / gene(s)", report.by_pair),
         ("indicator", report.by_indicator),
@@ -247,7 +247,7 @@ def text(report: Report) -> str:
         for g in [*groups, report.total]:
             label = g.label if g is not report.total else "all cards"
             lines.append(
-                f"{label[:33]:<34}" + "".join(f"{n:>11}" for n in _counts(g)) + f"  {rate_text(g)}"
+                f"{label[:33]:<34}" + "".join(f"{n:>12}" for n in _counts(g)) + f"  {rate_text(g)}"
             )
         lines.append("")
     lines.append("top override reasons")
@@ -325,6 +325,7 @@ def plots(report: Report) -> dict[str, str]:
     """The three plots as PNG data URIs (matplotlib's Agg canvas; no display needed)."""
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError as exc:
         raise RuntimeError(
             "the HTML report needs matplotlib: pip install 'pgx-pain-cds[report]'"
@@ -342,12 +343,13 @@ def plots(report: Report) -> dict[str, str]:
         ax.bar([w.isoformat() for w in weeks], heights, bottom=bottom, label=drug)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     if drugs:
-        ax.legend(fontsize=8, ncols=2, frameon=False)
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     else:
         ax.text(0.5, 0.5, "no cards in this period", ha="center", transform=ax.transAxes)
     ax.set_title("Cards issued per week (shown and silent), by drug")
     ax.set_xlabel("week starting (Monday)")
     ax.set_ylabel("cards")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     out["weekly"] = _png(fig)
 
@@ -384,33 +386,41 @@ def plots(report: Report) -> dict[str, str]:
         ax.text(0.5, 0.5, "no overrides in this period", ha="center", transform=ax.transAxes)
         ax.set_yticks([])
     ax.set_xlabel("overridden cards")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Override reasons")
     out["reasons"] = _png(fig)
     return out
 
 
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222;padding:0 1em}
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:80em;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}
+th:first-child,td:first-child,td.reasons,th.reasons{text-align:left}
+td:first-child,td.rate{white-space:nowrap}
+td.reasons{min-width:14em}
 tr.total td{font-weight:bold;background:#f4f4f4}
 img{max-width:100%;display:block;margin:1em 0}
 .note{color:#555;font-size:.9em}
 """
 
 
-def _table(groups: list[Group], total: Group, first: str) -> str:
+def _table(report: Report, groups: list[Group], first: str) -> str:
+    total = report.total
     head = "".join(f"<th>{html.escape(c)}</th>" for c in (first, *COLUMNS))
-    head += "<th>override rate (95% CI)</th><th>comments</th>"
+    head += '<th>override rate (95% CI)</th><th>comments</th><th class="reasons">top reasons</th>'
     body = []
     for g in [*groups, total]:
         cls = ' class="total"' if g is total else ""
         label = "all cards" if g is total else g.label
         cells = "".join(f"<td>{n}</td>" for n in _counts(g))
+        reasons = "; ".join(
+            f"{report.reason_label(code)} ({n})" for code, n in g.reasons.most_common(3)
+        )
         body.append(
             f"<tr{cls}><td>{html.escape(label)}</td>{cells}"
-            f"<td>{html.escape(rate_text(g))}</td><td>{g.comments}</td></tr>"
+            f'<td class="rate">{html.escape(rate_text(g))}</td><td>{g.comments}</td>'
+            f'<td class="reasons">{html.escape(reasons)}</td></tr>'
         )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -437,9 +447,9 @@ they show how often a card would fire. <b>Accepted</b>: the clinician took a sug
 interval; cards with no feedback are counted beside it, not in it. <b>Patients</b>: distinct
 patients (counted by a keyed hash; the log holds no patient identifiers).</p>
 <h2>By drug and gene</h2>
-{_table(report.by_pair, report.total, "drug / gene(s)")}
+{_table(report, report.by_pair, "drug / gene(s)")}
 <h2>By indicator</h2>
-{_table(report.by_indicator, report.total, "indicator")}
+{_table(report, report.by_indicator, "indicator")}
 <h2>Cards per week</h2>
 <img alt="Cards issued per week by drug" src="{images["weekly"]}">
 <h2>Override rates</h2>
