@@ -153,24 +153,16 @@ class Engine:
                     )
             built = [c for c in built if c["uuid"] in keep]
             issued = [i for i in issued if i.uuid in keep]
-        self.card_log.record(
-            issued,
-            hook=request.hook,
-            service_id=service_id or request.hook,
-            patient_id=request.patient_id,
-            knowledge_version=self.knowledge.version,
-            shown=True,
-            trace=trace,
-        )
-        self.card_log.record(
-            silent,
-            hook=request.hook,
-            service_id=service_id or request.hook,
-            patient_id=request.patient_id,
-            knowledge_version=self.knowledge.version,
-            shown=False,
-            trace=trace,
-        )
+        for records, shown in ((issued, True), (silent, False)):
+            self.card_log.record(
+                records,
+                hook=request.hook,
+                service_id=service_id or request.hook,
+                patient_id=request.patient_id,
+                knowledge_version=self.knowledge.version,
+                shown=shown,
+                trace=trace,
+            )
         return built
 
     def _depends_on_cyp2d6(self, drugs: list[medications.IdentifiedDrug]) -> bool:

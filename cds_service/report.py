@@ -91,6 +91,18 @@ class Group:
     def label(self) -> str:
         return f"{self.drug} / {self.genes}" if self.drug else self.indicator or "all cards"
 
+    def counts(self) -> list[int]:
+        """In the order of ``COLUMNS``."""
+        return [
+            self.issued,
+            self.shown,
+            self.silent,
+            self.accepted,
+            self.overridden,
+            self.no_feedback,
+            len(self.patients),
+        ]
+
     def add(self, card: dict[str, Any], outcome: dict[str, Any] | None) -> None:
         self.issued += 1
         self.patients.add(card["patient_hash"])
@@ -219,18 +231,6 @@ def rate_text(group: Group) -> str:
 COLUMNS = ("issued", "shown", "silent", "accepted", "overridden", "no feedback", "patients")
 
 
-def _counts(group: Group) -> list[int]:
-    return [
-        group.issued,
-        group.shown,
-        group.silent,
-        group.accepted,
-        group.overridden,
-        group.no_feedback,
-        len(group.patients),
-    ]
-
-
 def text(report: Report) -> str:
     lines = [
         f"Cards issued {report.since} to {report.until} (UTC), knowledge "
@@ -247,7 +247,7 @@ def text(report: Report) -> str:
         for g in [*groups, report.total]:
             label = g.label if g is not report.total else "all cards"
             lines.append(
-                f"{label[:33]:<34}" + "".join(f"{n:>12}" for n in _counts(g)) + f"  {rate_text(g)}"
+                f"{label[:33]:<34}" + "".join(f"{n:>12}" for n in g.counts()) + f"  {rate_text(g)}"
             )
         lines.append("")
     lines.append("top override reasons")
@@ -301,7 +301,7 @@ def write_csv(report: Report, path: Path) -> None:
                         g.drug,
                         g.genes,
                         g.indicator,
-                        *_counts(g)[:6],
+                        *g.counts()[:6],
                         len(g.patients),
                         "" if rate is None else f"{rate:.4f}",
                         "" if ci is None else f"{ci[0]:.4f}",
@@ -413,7 +413,7 @@ def _table(report: Report, groups: list[Group], first: str) -> str:
     for g in [*groups, total]:
         cls = ' class="total"' if g is total else ""
         label = "all cards" if g is total else g.label
-        cells = "".join(f"<td>{n}</td>" for n in _counts(g))
+        cells = "".join(f"<td>{n}</td>" for n in g.counts())
         reasons = "; ".join(
             f"{report.reason_label(code)} ({n})" for code, n in g.reasons.most_common(3)
         )
