@@ -238,6 +238,8 @@ def text(report: Report) -> str:
         "Override rate: overridden / (accepted + overridden), Wilson 95% CI.",
         "",
     ]
+    if not report.total.issued:
+        lines.append("No cards were issued in this period.\n")
     head = f"{'':<34}" + "".join(f"{c:>12}" for c in COLUMNS) + "  override rate (95% CI)"
     for title, groups in (
         ("drug / gene(s)", report.by_pair),

@@ -171,6 +171,8 @@ def test_report_command_writes_csv_and_html(store, settings, tmp_path, monkeypat
     assert "Cards issued 2026-10-01 to 2026-10-31" in printed
     assert out_csv.read_text().startswith("by,drug,genes,indicator,issued")
     assert out_html.read_text().count("data:image/png;base64,") == 3
+    assert main(["report", "--since", "2025-01-01", "--until", "2025-01-31"]) == 0
+    assert "No cards were issued in this period." in capsys.readouterr().out
     assert main(["report", "--since", "2026-11-02", "--until", "2026-11-01"]) == 2
     with pytest.raises(SystemExit):
         main(["report", "--since", "October"])
