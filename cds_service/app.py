@@ -13,12 +13,12 @@ from . import metrics, schema
 from .auth import JwtVerifier
 from .errors import ClientError
 from .feedback import FeedbackStore
-from .knowledge import Knowledge
 from .logs import configure_logging, request_id_from
 from .pipeline import Engine
 from .request import parse_hook_request, parse_json
 from .services import SERVICES, discovery
 from .settings import Settings, get_settings
+from .site_config import load
 
 log = logging.getLogger("cds_service")
 
@@ -39,17 +39,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
-    knowledge = Knowledge(settings.knowledge_dir, settings.site_codes)
+    knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
     store = FeedbackStore(settings.database_url, settings.hash_key)
     if settings.migrate_on_start:
         schema.upgrade(store.engine)
     else:
         schema.require_current(store.engine)
-    engine = Engine(knowledge, settings, card_log=store.card_log)
+    engine = Engine(knowledge, settings, card_log=store.card_log, site=site)
     metrics.meter_session(engine.session)
     metrics.KNOWLEDGE.labels(knowledge.version).set(1)
     recommendation_by_id = {r.id: r for r in knowledge.recommendations}
-    discovery_body = discovery(knowledge)
+    discovery_body = discovery(knowledge, site.active_hooks())
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
     verifier = JwtVerifier(settings.trusted_issuers)
     if not verifier.enabled:

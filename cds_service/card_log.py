@@ -37,6 +37,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    delete,
     func,
     insert,
     select,
@@ -45,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .feedback import metadata
+from .feedback import feedback_table, metadata
 from .trace import Trace
 
 log = logging.getLogger("cds_service.card_log")
@@ -282,3 +283,15 @@ class CardLog:
                 dict(r._mapping)
                 for r in conn.execute(select(card_log_table).order_by(card_log_table.c.id))
             ]
+
+
+def purge(engine: Engine, days: int, now: datetime | None = None) -> tuple[int, int]:
+    """Delete card log rows issued, and feedback received, more than ``days`` days ago
+    (``PGX_CDS_RETENTION_DAYS``); returns (cards, feedback items) deleted."""
+    if days < 1:
+        raise ValueError("the retention must be at least one day")
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    with engine.begin() as conn:
+        cards = conn.execute(delete(card_log_table).where(card_log_table.c.issued_at < cutoff))
+        items = conn.execute(delete(feedback_table).where(feedback_table.c.received_at < cutoff))
+    return cards.rowcount, items.rowcount

@@ -1,4 +1,4 @@
-"""The ``pgx-cds`` command: serve, knowledge check/list, explain, sandbox load."""
+"""The ``pgx-cds`` command: serve, knowledge check/list, explain, sandbox load, report, purge."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", type=Path, help="folder of patient bundles (default: sandbox/patients)"
     )
 
+    from .report import add_commands
+
+    add_commands(sub)
+
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -66,9 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         return _db(settings, args.action)
     if args.command == "knowledge":
+        if args.action == "check" and settings.site_config and not args.dir:
+            from .site_config import load  # the site file is checked with the knowledge
+
+            try:
+                load(settings)
+            except KnowledgeError as exc:
+                print(f"knowledge check FAILED\n{exc}", file=sys.stderr)
+                return 1
+            print(f"site configuration {settings.site_config}: OK")
         return _knowledge(args.dir or settings.knowledge_dir, settings.site_codes, args.action)
     if args.command == "explain":
         return _explain(settings, args.request, args.fhir, args.token)
+    if args.command in ("report", "purge"):
+        from .report import run_command
+
+        return run_command(settings, args)
     return _sandbox_load(args.fhir, args.token, args.dir)
 
 
@@ -262,9 +279,10 @@ def _pairs(knowledge: Knowledge) -> dict[tuple[str, str], tuple[int, Any]]:
 def _explain(settings: Settings, path: Path, fhir: str | None, token: str | None) -> int:
     from .pipeline import Engine
     from .request import parse_hook_request, parse_json
+    from .site_config import load
 
     try:
-        knowledge = Knowledge(settings.knowledge_dir, settings.site_codes)
+        knowledge, site = load(settings)
     except KnowledgeError as exc:
         print(f"pgx-cds: {exc}", file=sys.stderr)
         return 1
@@ -288,7 +306,7 @@ def _explain(settings: Settings, path: Path, fhir: str | None, token: str | None
             body["fhirServer"] = fhir
         if token:
             body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer"}
-    engine = Engine(knowledge, settings)
+    engine = Engine(knowledge, settings, site=site)
     try:
         hook = body.get("hook", "") if isinstance(body, dict) else ""
         request = parse_hook_request(body, hook)

@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from .errors import ClientError
 from .request import validation_details
@@ -131,7 +131,8 @@ class FeedbackStore:
                     "override_comment": item.overrideReason.userComment
                     if item.overrideReason
                     else None,
-                    "outcome_timestamp": timestamp
+                    # in UTC: SQLite keeps no offset, and duplicates are found by equality
+                    "outcome_timestamp": timestamp.astimezone(UTC)
                     if timestamp.tzinfo
                     else timestamp.replace(tzinfo=UTC),
                     "received_at": now,
@@ -150,7 +151,9 @@ class FeedbackStore:
             }
             for row in rows:
                 row["card_known"] = row["card_uuid"] in known
-            conn.execute(insert(feedback_table), rows)
+            rows = _new_items(conn, rows)  # a client's retry stores nothing twice
+            if rows:
+                conn.execute(insert(feedback_table), rows)
             for row in rows:
                 # an override with a reason: not shown again for this order in this session
                 if (
@@ -176,3 +179,31 @@ class FeedbackStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time in UTC (SQLite gives it back without an offset)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _new_items(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows not stored before: feedback is one item per (card, outcome, outcomeTimestamp),
+    so a repeated item (a client's retry, or twice in one request) is acknowledged, not
+    stored again."""
+    stored = {
+        (card, outcome, as_utc(when))
+        for card, outcome, when in conn.execute(
+            select(
+                feedback_table.c.card_uuid,
+                feedback_table.c.outcome,
+                feedback_table.c.outcome_timestamp,
+            ).where(feedback_table.c.card_uuid.in_({r["card_uuid"] for r in rows}))
+        )
+    }
+    out = []
+    for row in rows:
+        key = (row["card_uuid"], row["outcome"], as_utc(row["outcome_timestamp"]))
+        if key not in stored:
+            stored.add(key)
+            out.append(row)
+    return out

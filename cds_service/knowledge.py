@@ -11,7 +11,7 @@ import json
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -306,7 +306,12 @@ class KnowledgeError(Exception):
 class Knowledge:
     """All knowledge files, loaded and cross-checked once."""
 
-    def __init__(self, directory: Path, site_codes: Path | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        site_codes: Path | None = None,
+        extra_codes: dict[str, Any] | None = None,
+    ) -> None:
         self.directory = directory
         try:
             manifest = _read(directory / "manifest.json")
@@ -328,6 +333,8 @@ class Knowledge:
             if site_codes is not None:
                 # A site's local codes: {"codes": {"system|code": {"kind": ..., "gene": ...}}}
                 codes["codes"] = {**codes["codes"], **_read(site_codes)["codes"]}
+            if extra_codes:  # the same mapping, from the site configuration file
+                codes["codes"] = {**codes["codes"], **extra_codes}
             self.result_codes = ResultCodes.model_validate(codes)
             self.genes: dict[str, GeneTable] = {
                 p.stem: GeneTable.model_validate(_read(p))

@@ -31,6 +31,7 @@ from .knowledge import Knowledge
 from .request import HookRequest
 from .services import genomic_query
 from .settings import Settings
+from .site_config import SiteConfig, apply
 from .trace import Trace
 
 
@@ -42,6 +43,7 @@ class Engine:
     settings: Settings
     session: requests.Session = field(default_factory=requests.Session)
     card_log: CardLog | None = None
+    site: SiteConfig = field(default_factory=SiteConfig)
 
     def evaluate(
         self, request: HookRequest, *, read_results: bool = False, service_id: str | None = None
@@ -52,6 +54,9 @@ class Engine:
         ``read_results`` (``pgx-cds explain`` shows them in any case).
         """
         trace = Trace()
+        if self.site.hook_mode(request.hook) == "off":
+            trace.add("site", f"hook {request.hook} is off by site configuration: no cards")
+            return {"cards": []}, trace
         orders = hook_context.draft_orders(request.hook, request.context)
         trace.add("context", f"{len(orders)} order(s) to judge")
         client = self._client(request)
@@ -66,6 +71,9 @@ class Engine:
             found, how = medications.identify(order, self.knowledge)
             trace.add("medications", f"{name}: {how}")
             drugs.extend(d for d in found if d.drug in self.knowledge.covered_drugs)
+        if any(self.site.drug_mode(d.drug) == "off" for d in drugs):
+            trace.add("site", "drugs switched off by site configuration are not evaluated")
+            drugs = [d for d in drugs if self.site.drug_mode(d.drug) != "off"]
         if not drugs:
             trace.add("medications", "no drug with a pharmacogenomic recommendation: no cards")
             if not read_results:
@@ -101,7 +109,11 @@ class Engine:
             person = next((r for r in found or [] if r.get("resourceType") == "Patient"), None)
             notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
         notices += label_rules.pretest(
-            drugs, genetic_facts, self.knowledge, self.settings.pretest_drug_set, trace
+            drugs,
+            genetic_facts,
+            self.knowledge,
+            self.settings.pretest_drug_set | self.site.pretest_on,
+            trace,
         )
         built = cards.build_cards(matched, self.knowledge, notices)
         return {"cards": self._logged(built, request, service_id, trace)}, trace
@@ -113,8 +125,11 @@ class Engine:
         service_id: str | None,
         trace: Trace,
     ) -> list[dict[str, Any]]:
-        """Drop advice already overridden for the same order in this session; log the rest."""
-        issued = cards.take_issued(built)
+        """Apply the site policy (silent cards are logged, not returned); drop advice already
+        overridden for the same order in this session; log the rest."""
+        built, issued, silent = apply(
+            built, cards.take_issued(built), request.hook, self.site, trace
+        )
         if self.card_log is None:
             return built
         overridden = self.card_log.overridden(issued, request.patient_id, trace)
@@ -131,21 +146,26 @@ class Engine:
                     )
             built = [c for c in built if c["uuid"] in keep]
             issued = [i for i in issued if i.uuid in keep]
-        self.card_log.record(
-            issued,
-            hook=request.hook,
-            service_id=service_id or request.hook,
-            patient_id=request.patient_id,
-            knowledge_version=self.knowledge.version,
-            shown=True,
-            trace=trace,
-        )
+        for records, shown in ((issued, True), (silent, False)):
+            self.card_log.record(
+                records,
+                hook=request.hook,
+                service_id=service_id or request.hook,
+                patient_id=request.patient_id,
+                knowledge_version=self.knowledge.version,
+                shown=shown,
+                trace=trace,
+            )
         return built
 
     def patient_view(self, request: HookRequest) -> tuple[dict[str, Any], Trace]:
         """The ``patient-view`` hook (no orders): the patient's PGx profile for pain care,
         from the same results, phenoconversion and rows as ``evaluate`` (``patient_view.py``)."""
         trace = Trace()
+        mode = self.site.hook_mode(request.hook)
+        if mode != "on":
+            trace.add("site", f"hook {request.hook} is {mode} by site configuration: no cards")
+            return {"cards": []}, trace
         client = self._client(request)
         patient = quote(request.patient_id, safe="")
         facts = self._facts(request, client, trace, patient)

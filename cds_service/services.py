@@ -69,7 +69,8 @@ def prefetch_templates(knowledge: Knowledge) -> dict[str, str]:
     }
 
 
-def discovery(knowledge: Knowledge) -> dict[str, Any]:
+def discovery(knowledge: Knowledge, hooks: frozenset[str] | None = None) -> dict[str, Any]:
+    """The discovery document; ``hooks``: only the services of these hooks (the site's)."""
     prefetch = prefetch_templates(knowledge)
     return {
         "services": [
@@ -81,5 +82,6 @@ def discovery(knowledge: Knowledge) -> dict[str, Any]:
                 "prefetch": prefetch,
             }
             for s in SERVICES.values()
+            if hooks is None or s.hook in hooks
         ]
     }

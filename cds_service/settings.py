@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         default=None,
         description="JSON file mapping the site's local result codes to gene and result kind.",
     )
+    site_config: Path | None = Field(
+        default=None,
+        description="JSON file with the site's alerting policy: per drug or drug-gene on, off "
+        "or silent; global silent mode; indicator overrides; pre-test cards; active hooks; "
+        "local result codes (see knowledge/site-config.example.json).",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Days to keep card log and feedback rows; `pgx-cds purge` deletes older "
+        "ones. Unset: kept until purged with --days.",
+    )
     trusted_issuers: dict[str, str] = Field(
         default_factory=dict,
         description='CDS clients allowed to call, as JSON {"iss": "JWKS URL"}; when set, every '

@@ -66,3 +66,22 @@ def test_feedback_for_an_unknown_card_is_stored_and_flagged(call, client, app):
         (card["uuid"], True),
         ("not-a-card-we-issued", False),
     ]
+
+
+def test_repeated_feedback_is_acknowledged_and_stored_once(call, client, app):
+    [card] = codeine(call, "order-select")
+    item = {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": "s-1"}],
+        "outcomeTimestamp": "2026-11-29T10:00:00+01:00",
+    }
+    same_instant = {**item, "outcomeTimestamp": "2026-11-29T09:00:00Z"}
+    url = "/cds-services/pgx-order-select/feedback"
+    first = client.post(url, json={"feedback": [item, item]})  # twice in one request
+    retry = client.post(url, json={"feedback": [same_instant]})  # the client's retry
+    assert (first.status_code, first.get_json()) == (200, {"stored": 1})
+    assert (retry.status_code, retry.get_json()) == (200, {"stored": 0})
+    later = client.post(url, json={"feedback": [{**item, "outcomeTimestamp": "2026-11-29T11:00Z"}]})
+    assert later.get_json() == {"stored": 1}  # a new outcome time is a new item
+    assert len(app.extensions["pgx"]["store"].all()) == 2
