@@ -69,9 +69,9 @@ class SiteConfig(BaseModel):
     drugs: dict[str, Mode | DrugRule] = Field(default_factory=dict)
     indicators: dict[str, Indicator] = Field(default_factory=dict)
     pretest: dict[str, bool] = Field(default_factory=dict)
-    hooks: dict[Literal["order-select", "order-sign", "medication-prescribe"], Mode] = Field(
-        default_factory=dict
-    )
+    hooks: dict[
+        Literal["order-select", "order-sign", "medication-prescribe", "patient-view"], Mode
+    ] = Field(default_factory=dict)
     codes: dict[str, ResultKind] = Field(default_factory=dict)
     # pre-test card ids the file switches off (derived from the knowledge by ``load``)
     _pretest_off: frozenset[str] = PrivateAttr(default_factory=frozenset)
