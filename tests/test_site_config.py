@@ -197,7 +197,7 @@ def test_example_site_config_is_valid(tmp_path, settings):
         ('["codeine"]', "expected a JSON object"),
         ('{"drugs": {"codeine": "loud"}}', "drugs.codeine"),
         ('{"silnet": true}', "silnet: Extra inputs are not permitted"),
-        ('{"hooks": {"patient-view": "on"}}', "hooks.patient-view"),
+        ('{"hooks": {"encounter-start": "on"}}', "hooks.encounter-start"),
         ('{"drugs": {"aspirin-x": "on"}}', "'aspirin-x' is not a drug the knowledge covers"),
         (
             '{"drugs": {"codeine": {"genes": {"CYP2C9": "off"}}}}',
