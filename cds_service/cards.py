@@ -55,20 +55,34 @@ def indicator(rec: Recommendation) -> str | None:
 
 
 def build_cards(matches: list[Match], knowledge: Knowledge) -> list[dict[str, Any]]:
-    cards = []
-    seen: set[tuple[str, str | None]] = set()
+    """One card per drug–gene–advice (recommendation row), however many orders it concerns:
+    the card lists them (50,000 codeine orders must not make 50,000 cards)."""
+    groups: dict[str, list[Match]] = {}
     for m in matches:
-        level = indicator(m.recommendation)
-        key = (m.recommendation.id, m.drug.order.reference)
-        if level is None or key in seen:
-            continue
-        seen.add(key)
-        cards.append(build_card(m, level, knowledge))
+        if indicator(m.recommendation) is not None:
+            groups.setdefault(m.recommendation.id, []).append(m)
+    cards = []
+    for group in groups.values():
+        first = group[0]
+        orders: list[DraftOrder] = []
+        seen: set[str | int] = set()
+        for m in group:
+            key = m.drug.order.reference or id(m.drug.order)
+            if key not in seen:
+                seen.add(key)
+                orders.append(m.drug.order)
+        level = indicator(first.recommendation)
+        assert level is not None
+        cards.append(build_card(first, level, knowledge, orders=orders))
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(cards, key=lambda c: order[c["indicator"]])
 
 
-def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
+def build_card(
+    m: Match, level: str, knowledge: Knowledge, orders: list[DraftOrder] | None = None
+) -> dict[str, Any]:
+    """The card for ``m``; ``orders`` (default: ``m``'s own) are all the orders it concerns."""
+    orders = orders or [m.drug.order]
     rec = m.recommendation
     guideline = rec.guideline
     assert guideline is not None
@@ -77,7 +91,7 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
         "uuid": str(uuid.uuid4()),
         "summary": summary(rec, m.results),
         "indicator": level,
-        "detail": detail(m, knowledge),
+        "detail": detail(m, knowledge, orders),
         "source": {
             "label": f"{guideline.organization} {guideline.year}: {rec.drug} and "
             f"{genes} ({SOURCE_LABEL})",
@@ -106,12 +120,11 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
         ],
     }
     suggestions = [
-        replacement(m.drug.order, rec, knowledge.alternative_products[alt])
+        replacement(m.drug.order, rec, knowledge.alternative_products[alt], orders)
         for alt in rec.alternatives
-        # Replace only an order we can name: a create without a delete would leave both.
+        # Replace only orders we can name: a create without a delete would leave both.
         if rec.action in ("avoid", "alternative")
-        and m.drug.order.is_medication_order
-        and m.drug.order.reference
+        and all(o.is_medication_order and o.reference for o in orders)
     ]
     if suggestions:
         card["suggestions"] = suggestions
@@ -131,7 +144,7 @@ def summary(rec: Recommendation, results: tuple[GeneResult, ...]) -> str:
     return text if len(text) < 140 else text[:136] + "…"
 
 
-def detail(m: Match, knowledge: Knowledge) -> str:
+def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = None) -> str:
     rec = m.recommendation
     guideline = rec.guideline
     assert guideline is not None
@@ -160,6 +173,11 @@ def detail(m: Match, knowledge: Knowledge) -> str:
         "",
         f"**Order:** {ordered} (identified by {_plain(m.drug.matched_by)})",
         "",
+    ]
+    if orders and len(orders) > 1:
+        named = ", ".join(_plain(o.reference or "an order without id") for o in orders)
+        lines += [f"**Applies to {len(orders)} draft orders:** {named}", ""]
+    lines += [
         f"**Source:** {guideline.citation}, {rec.table}. PMID {guideline.pmid}. "
         f"[Guideline]({guideline.url}). Knowledge version {knowledge.version}.",
     ]
@@ -167,15 +185,22 @@ def detail(m: Match, knowledge: Knowledge) -> str:
 
 
 def replacement(
-    order: DraftOrder, rec: Recommendation, product: AlternativeProduct
+    order: DraftOrder,
+    rec: Recommendation,
+    product: AlternativeProduct,
+    orders: list[DraftOrder] | None = None,
 ) -> dict[str, Any]:
-    """Delete the draft and create one for ``product`` (``order`` has an id: see build_card)."""
-    actions = [
+    """Delete the drafts (``orders``, default ``order``; each has an id: see build_card) and
+    create one for ``product``."""
+    actions: list[dict[str, Any]] = [
         {
             "type": "delete",
             "description": f"Remove the draft {rec.drug} order",
-            "resourceId": order.reference,
-        },
+            "resourceId": o.reference,
+        }
+        for o in (orders or [order])
+    ]
+    actions += [
         {
             "type": "create",
             "description": f"Add a draft order for {product.display}; set its dose (do not "

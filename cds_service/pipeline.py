@@ -39,6 +39,11 @@ class Engine:
         """
         trace = Trace()
         orders = hook_context.draft_orders(request.hook, request.context)
+        if len(orders) > MAX_ORDERS:  # bounded work per call (no real order session nears it)
+            raise ClientError(
+                f"too many draft orders: this service judges at most {MAX_ORDERS} per call",
+                details=[{"field": "context", "problem": f"more than {MAX_ORDERS} draft orders"}],
+            )
         trace.add("context", f"{len(orders)} order(s) to judge")
         client = self._client(request)
         with_medication = self._medication_reader(client, trace)
@@ -121,6 +126,7 @@ class Engine:
 
 
 MAX_REFERENCE_READS = 5
+MAX_ORDERS = 100
 
 
 def _resolver(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -52,15 +54,123 @@ class HookRequest(BaseModel):
         return self.fhirAuthorization.access_token if self.fhirAuthorization else None
 
 
+# Bounds on what one request may hold. Longer values are refused (400 naming the field), not
+# truncated: a cut value could change meaning. No FHIR element a CDS service reads comes near.
+MAX_STRING = 65_536  # characters in any one JSON string
+MAX_INT_DIGITS = 4_300  # digits in a JSON integer literal: Python's own conversion limit
+# A JSON escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class _HugeInt(str):
+    """Stands in for an integer literal too long to convert, so its field can be named."""
+
+
 def parse_json(raw: bytes) -> Any:
+    """The JSON body; a 400 naming the field for values no part of the service should see:
+    integers too long to convert, lone UTF-16 surrogates, strings over ``MAX_STRING``."""
     if not raw.strip():
         raise ClientError("the request body is empty; expected a JSON object")
+    huge: list[str] = []
+
+    def parse_int(text: str) -> int | _HugeInt:
+        if len(text) - (text[0] == "-") > MAX_INT_DIGITS:
+            huge.append(text)
+            return _HugeInt(text)
+        return int(text)
+
     try:
-        return json.loads(raw)
+        body = json.loads(raw, parse_int=parse_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClientError(f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ClientError("the request body is nested too deeply") from None
+    except ValueError:  # e.g. a float literal too long to convert
+        raise ClientError("the request body holds a number that cannot be read") from None
+    # The walks below are skipped for the common small, clean body.
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
+    if (surrogates or huge or len(raw) > MAX_STRING) and not _all_acceptable(body):
+        for path, value in _walk(body):  # slower, names the field
+            _check_value(path, value)
+    return body
+
+
+def _acceptable(value: Any) -> bool:
+    if isinstance(value, str):
+        if isinstance(value, _HugeInt) or len(value) > MAX_STRING:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def _all_acceptable(body: Any) -> bool:
+    """Fast pass over every value and key (no paths built)."""
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if not _acceptable(key):
+                    return False
+                if isinstance(item, dict | list):
+                    stack.append(item)
+                elif not _acceptable(item):
+                    return False
+        elif isinstance(node, list):
+            for item in node:
+                if isinstance(item, dict | list):
+                    stack.append(item)
+                elif not _acceptable(item):
+                    return False
+        elif not _acceptable(node):
+            return False
+    return True
+
+
+def _check_value(path: str, value: Any) -> None:
+    if isinstance(value, _HugeInt):
+        _reject(path, f"an integer of more than {MAX_INT_DIGITS} digits")
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            _reject(path, f"longer than {MAX_STRING} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            _reject(path, "contains an unpaired UTF-16 surrogate (not valid Unicode)")
+
+
+def _reject(path: str, problem: str) -> None:
+    raise ClientError(
+        "the request body holds a value this service does not accept",
+        details=[{"field": path or "(body)", "problem": problem}],
+    )
+
+
+def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every value (and object key) of a parsed JSON document with its dotted path.
+
+    Iterative: a deeply nested body cannot exhaust the stack here.
+    """
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, node = stack.pop()
+        yield where, node
+        if isinstance(node, dict):
+            for key, item in node.items():
+                child = f"{where}.{key}" if where else str(key)
+                yield _field(child), key
+                stack.append((_field(child), item))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(node))
+
+
+def _field(path: str) -> str:
+    """A path fit to echo in an answer (a field name may itself be hostile)."""
+    printable = path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable if len(printable) <= 200 else printable[:200] + "…"
 
 
 def parse_hook_request(body: Any, expected_hook: str) -> HookRequest:
