@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -12,9 +13,12 @@ from werkzeug.exceptions import HTTPException
 from .auth import JwtVerifier
 from .errors import ClientError
 from .feedback import FeedbackStore
+from .http_guard import forbidden_host, guarded_session
 from .knowledge import Knowledge
+from .logsafe import clean, quiet_http_libraries
 from .pipeline import Engine
-from .request import parse_hook_request, parse_json
+from .replay import ReplayCache
+from .request import HookRequest, parse_hook_request, parse_json
 from .services import SERVICES, discovery
 from .settings import Settings, get_settings
 
@@ -26,13 +30,17 @@ MAX_BODY = 5 * 1024 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
+    settings.check_fhir_allowlist()  # also for settings built in code (model_copy skips it)
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
     knowledge = Knowledge(settings.knowledge_dir, settings.site_codes)
-    engine = Engine(knowledge, settings)
+    quiet_http_libraries()  # urllib3 at DEBUG logs FHIR URLs, and so patient ids
+    # FHIR reads go through a session that never connects to link-local/metadata addresses.
+    engine = Engine(knowledge, settings, session=guarded_session())
     store = FeedbackStore(settings.database_url)
     discovery_body = discovery(knowledge)
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
-    verifier = JwtVerifier(settings.trusted_issuers)
+    # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
+    verifier = JwtVerifier(settings.trusted_issuers, replay=ReplayCache(store.engine))
     if not verifier.enabled:
         log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")
 
@@ -56,7 +64,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             # The audience is the public URL (required with trusted issuers), never the Host
             # header, which the caller chooses.
             public = (settings.public_url or "").rstrip("/")
-            verifier.verify(request.headers.get("Authorization"), public + request.path)
+            claims = verifier.verify(request.headers.get("Authorization"), public + request.path)
+            g.client_issuer = claims["iss"]
         return None
 
     @app.after_request
@@ -71,11 +80,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
         response.headers["Access-Control-Max-Age"] = "86400"
         elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        # Method, route and status only: never bodies, identifiers or tokens.
+        # Method, route and status only: never bodies, identifiers or tokens; and escaped
+        # (a %0A in the path must not forge a log line).
         log.info(
             "%s %s -> %s in %.1f ms",
-            request.method,
-            request.url_rule or request.path.split("/")[1],
+            clean(request.method, 10),
+            clean(request.url_rule or request.path.split("/")[1], 80),
             response.status_code,
             elapsed,
         )
@@ -85,8 +95,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(ClientError)
     def _client_error(exc: ClientError) -> tuple[Response, int]:
-        log.info("client error %s: %s", exc.status, exc.message)
-        return jsonify(exc.body()), exc.status
+        log.info("client error %s: %s", exc.status, clean(exc.message))
+        response = jsonify(exc.body())
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response, exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -102,8 +115,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         log.error(
             "unexpected error handling %s %s: %s",
-            request.method,
-            request.url_rule,
+            clean(request.method, 10),
+            clean(request.url_rule, 80),
             type(exc).__name__,
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
@@ -119,9 +132,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(request.get_data()), service.hook)
+        _check_fhir_server(hook_request, settings, g.get("client_issuer"))
         body, trace = engine.evaluate(hook_request)
         trace.log(log)
-        log.info("%s: %d card(s)", service.id, len(body["cards"]))
+        log.info("%s: %d card(s)", service.id, len(body["cards"]))  # service ids are ours
         return jsonify(body)
 
     @app.post("/cds-services/<service_id>/feedback")
@@ -139,16 +153,34 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/readyz")
     def _ready() -> tuple[Response, int]:
+        # The database holds feedback and seen client JWTs; hook calls work without it (see
+        # README, Security and hardening). So a database outage is "degraded", still 200: it
+        # must not take every replica out of the load balancer. Knowledge is loaded at start.
         checks: dict[str, Any] = {"knowledge": knowledge.version}
         try:
             store.ping()
             checks["database"] = "ok"
         except Exception as exc:  # report, don't crash: the load balancer asks often
-            checks["database"] = f"unavailable ({type(exc).__name__})"
-            return jsonify({"status": "unavailable", **checks}), 503
+            log.warning("readiness: database unavailable (%s)", type(exc).__name__)
+            checks["database"] = "unavailable"
+            return jsonify({"status": "degraded", **checks}), 200
         return jsonify({"status": "ok", **checks}), 200
 
     return app
+
+
+def _check_fhir_server(hook_request: HookRequest, settings: Settings, issuer: str | None) -> None:
+    """The request's fhirServer is one we may send the EHR's token to (403 otherwise)."""
+    url = hook_request.fhirServer
+    if not url:
+        return
+    host = urlsplit(url).hostname or ""
+    if forbidden_host(host) or not settings.fhir_server_allowed(url, issuer):
+        log.info("refused fhirServer host %s", clean(host, 100))
+        raise ClientError(
+            "the request's fhirServer is not one this service may query (PGX_CDS_FHIR_SERVERS)",
+            status=403,
+        )
 
 
 def _service(service_id: str) -> Any:

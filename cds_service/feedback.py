@@ -6,6 +6,8 @@ and nothing from it is written.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -25,10 +27,12 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
-from .errors import ClientError
+from .errors import ClientError, ServiceUnavailable
 from .request import validation_details
 
+log = logging.getLogger("cds_service.feedback")
 metadata = MetaData()
 
 feedback_table = Table(
@@ -86,17 +90,58 @@ class FeedbackRequest(BaseModel):
     feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)
 
 
+DB_RETRY_AFTER = 30  # seconds, in the 503 answer while the database is down
+DB_CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not hold a call
+
+
+def _without_nul(value: Any) -> Any:
+    """NUL cannot be stored in PostgreSQL text: dropped from every string of the feedback."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 class FeedbackStore:
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql":
+            connect_args["connect_timeout"] = DB_CONNECT_TIMEOUT
+        self.engine: Engine = create_engine(
+            url, pool_pre_ping=True, pool_timeout=DB_CONNECT_TIMEOUT, connect_args=connect_args
+        )
+        self._tables_ready = False
+        # start anyway: hook calls do not need the database; the tables are retried on use
+        with contextlib.suppress(ServiceUnavailable):
+            self._ensure_tables()
+
+    def _ensure_tables(self) -> None:
+        if self._tables_ready:
+            return
+        try:
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        self._tables_ready = True
+
+    @staticmethod
+    def _unavailable(exc: Exception) -> ServiceUnavailable:
+        log.warning("feedback database unavailable (%s)", type(exc).__name__)
+        return ServiceUnavailable(
+            "the feedback database is unavailable; nothing was stored, please retry",
+            retry_after=DB_RETRY_AFTER,
+        )
 
     def store(self, service_id: str, body: Any) -> int:
         if not isinstance(body, dict):
             raise ClientError("the feedback body must be a JSON object with a 'feedback' array")
+        body = _without_nul(body)
         try:
             request = FeedbackRequest.model_validate(body)
         except ValidationError as exc:
@@ -126,8 +171,14 @@ class FeedbackStore:
                     "received_at": now,
                 }
             )
-        with self.engine.begin() as conn:  # one transaction: all items or none
-            conn.execute(insert(feedback_table), rows)
+        self._ensure_tables()
+        try:
+            with self.engine.begin() as conn:  # one transaction: all items or none
+                conn.execute(insert(feedback_table), rows)
+        except DataError:
+            raise ClientError("the feedback holds a value the database cannot store") from None
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
         return len(rows)
 
     def all(self) -> list[dict[str, Any]]:

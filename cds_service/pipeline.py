@@ -89,6 +89,8 @@ class Engine:
             timeout=self.settings.fhir_timeout,
             max_pages=self.settings.fhir_max_pages,
             session=self.session,
+            budget=self.settings.fhir_budget,
+            max_bytes=self.settings.fhir_max_bytes,
         )
 
     @staticmethod

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -41,9 +42,20 @@ class HookRequest(BaseModel):
     @field_validator("fhirServer")
     @classmethod
     def _server(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
-        return value.rstrip("/") if value else value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("must be an http(s) URL") from None
+        if not parts.hostname or "@" in parts.netloc or parts.query or parts.fragment:
+            raise ValueError("must be a FHIR base URL: a host, no user info, query or fragment")
+        if "\\" in value or any(seg in (".", "..") for seg in unquote(parts.path).split("/")):
+            raise ValueError("must be a FHIR base URL without '.' or '..' path segments")
+        return value.rstrip("/")
 
     @property
     def patient_id(self) -> str:
