@@ -15,7 +15,7 @@ from .errors import ClientError
 from .feedback import FeedbackStore
 from .http_guard import forbidden_host, guarded_session
 from .knowledge import Knowledge
-from .logsafe import clean, quiet_http_libraries
+from .logsafe import clean, patient_ref, quiet_http_libraries
 from .pipeline import Engine
 from .replay import ReplayCache
 from .request import HookRequest, parse_hook_request, parse_json
@@ -135,7 +135,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         _check_fhir_server(hook_request, settings, g.get("client_issuer"))
         body, trace = engine.evaluate(hook_request)
         trace.log(log)
-        log.info("%s: %d card(s)", service.id, len(body["cards"]))  # service ids are ours
+        log.info(
+            "%s: %d card(s) for %s",
+            service.id,  # ours, not the caller's
+            len(body["cards"]),
+            patient_ref(hook_request.patient_id),  # opaque: correlates without naming
+        )
         return jsonify(body)
 
     @app.post("/cds-services/<service_id>/feedback")
