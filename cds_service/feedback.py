@@ -94,14 +94,17 @@ DB_RETRY_AFTER = 30  # seconds, in the 503 answer while the database is down
 DB_CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not hold a call
 
 
-def _without_nul(value: Any) -> Any:
-    """NUL cannot be stored in PostgreSQL text: dropped from every string of the feedback."""
+def _without_nul(value: Any, depth: int = 0) -> Any:
+    """NUL cannot be stored in PostgreSQL text: dropped from every string of the feedback
+    (below the depth of what is stored; deeper parts are never stored)."""
     if isinstance(value, str):
         return value.replace("\x00", "")
+    if depth > 8:
+        return value
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_without_nul(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_without_nul(k, depth + 1): _without_nul(v, depth + 1) for k, v in value.items()}
     return value
 
 
@@ -110,12 +113,14 @@ class FeedbackStore:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        connect_args: dict[str, Any] = {}
+        options: dict[str, Any] = {}
         if parsed.get_backend_name() == "postgresql":
-            connect_args["connect_timeout"] = DB_CONNECT_TIMEOUT
-        self.engine: Engine = create_engine(
-            url, pool_pre_ping=True, pool_timeout=DB_CONNECT_TIMEOUT, connect_args=connect_args
-        )
+            # a database that does not answer must not hold calls (or threads) for long
+            options = {
+                "connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT},
+                "pool_timeout": DB_CONNECT_TIMEOUT,
+            }
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, **options)
         self._tables_ready = False
         # start anyway: hook calls do not need the database; the tables are retried on use
         with contextlib.suppress(ServiceUnavailable):

@@ -83,61 +83,73 @@ def parse_json(raw: bytes) -> Any:
     integers too long to convert, lone UTF-16 surrogates, strings over ``MAX_STRING``."""
     if not raw.strip():
         raise ClientError("the request body is empty; expected a JSON object")
-    huge: list[str] = []
-
-    def parse_int(text: str) -> int | _HugeInt:
-        if len(text) - (text[0] == "-") > MAX_INT_DIGITS:
-            huge.append(text)
-            return _HugeInt(text)
-        return int(text)
-
     try:
-        body = json.loads(raw, parse_int=parse_int)
+        body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClientError(f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ClientError("the request body is nested too deeply") from None
-    except ValueError:  # e.g. a float literal too long to convert
-        raise ClientError("the request body holds a number that cannot be read") from None
+    except ValueError:  # an integer literal past Python's limit: parse again to name it
+        body = _parse_naming_huge_ints(raw)
     # The walks below are skipped for the common small, clean body.
-    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
-    if (surrogates or huge or len(raw) > MAX_STRING) and not _all_acceptable(body):
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None  # (pairs are fine: checked below)
+    if (surrogates or len(raw) > MAX_STRING) and not _strings_acceptable(body, surrogates):
         for path, value in _walk(body):  # slower, names the field
             _check_value(path, value)
     return body
 
 
-def _acceptable(value: Any) -> bool:
-    if isinstance(value, str):
-        if isinstance(value, _HugeInt) or len(value) > MAX_STRING:
-            return False
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-    return True
+def _parse_naming_huge_ints(raw: bytes) -> Any:
+    def parse_int(text: str) -> int | _HugeInt:
+        if len(text) - (text[0] == "-") > MAX_INT_DIGITS:
+            return _HugeInt(text)
+        return int(text)
+
+    try:
+        body = json.loads(raw, parse_int=parse_int)
+    except RecursionError:
+        raise ClientError("the request body is nested too deeply") from None
+    except ValueError:
+        raise ClientError("the request body holds a number that cannot be read") from None
+    for path, value in _walk(body):
+        _check_value(path, value)
+    return body
 
 
-def _all_acceptable(body: Any) -> bool:
-    """Fast pass over every value and key (no paths built)."""
+def _strings_acceptable(body: Any, unicode: bool) -> bool:
+    """Fast pass (no paths built): no string or key longer than MAX_STRING, and (if
+    ``unicode``) none with a lone surrogate."""
+
+    def bad(text: str) -> bool:
+        if len(text) > MAX_STRING:
+            return True
+        if unicode:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        return False
+
     stack = [body]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             for key, item in node.items():
-                if not _acceptable(key):
+                if bad(key):
                     return False
-                if isinstance(item, dict | list):
+                if type(item) is str:
+                    if bad(item):
+                        return False
+                elif isinstance(item, dict | list):
                     stack.append(item)
-                elif not _acceptable(item):
-                    return False
         elif isinstance(node, list):
             for item in node:
-                if isinstance(item, dict | list):
+                if type(item) is str:
+                    if bad(item):
+                        return False
+                elif isinstance(item, dict | list):
                     stack.append(item)
-                elif not _acceptable(item):
-                    return False
-        elif not _acceptable(node):
+        elif type(node) is str and bad(node):
             return False
     return True
 
