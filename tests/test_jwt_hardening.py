@@ -209,3 +209,33 @@ def test_a_hostile_key_set_is_a_401_not_a_500(settings, body):
 )
 def test_garbage_tokens_are_401(settings, authorization):
     assert post(make_client(settings), authorization).status_code == 401
+
+
+@responses.activate
+def test_an_authenticated_caller_may_name_only_its_own_fhir_servers(settings):
+    responses.get(JKU, json=rsa_jwks())
+    own = "https://fhir.ehr.example.org/r4"
+    app = create_app(
+        settings.model_copy(
+            update={
+                "trusted_issuers": {ISSUER: JKU},
+                "public_url": BASE,
+                "issuer_fhir_servers": {ISSUER: [own]},
+            }
+        )
+    )
+    client = app.test_client()
+    for server, expected in [("https://other.example.org/fhir", 403), (own, 200)]:
+        body = hook_request(
+            "order-select",
+            [med_order(APAP_CODEINE)],
+            prefetch=with_results(phenotype_obs("Poor Metabolizer")),
+            fhir_server=server,
+            token="t",
+        )
+        response = client.post(
+            "/cds-services/pgx-order-select",
+            json=body,
+            headers={"Authorization": f"Bearer {token()}"},
+        )
+        assert response.status_code == expected, response.get_json()
