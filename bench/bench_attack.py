@@ -56,10 +56,10 @@ def _bodies() -> tuple[bytes, list[bytes]]:
         prefetch=with_results(PM),
     )
     # trim to the 5 MB limit, as the attack did
-    many["context"]["draftOrders"]["entry"] = many["context"]["draftOrders"]["entry"][:16_000]
+    many["context"]["draftOrders"]["entry"] = many["context"]["draftOrders"]["entry"][:8_500]
     text = hook_request("order-sign", [med_order(APAP_CODEINE)], prefetch=with_results(PM))
     order = text["context"]["draftOrders"]["entry"][0]["resource"]
-    order["medicationCodeableConcept"] = {"text": "tramadol " * 530_000}
+    order["medicationCodeableConcept"] = {"text": "tramadol " * 500_000}
     return normal, [json.dumps(many).encode(), json.dumps(text).encode()]
 
 

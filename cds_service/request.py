@@ -118,38 +118,35 @@ def _parse_naming_huge_ints(raw: bytes) -> Any:
 
 def _strings_acceptable(body: Any, unicode: bool) -> bool:
     """Fast pass (no paths built): no string or key longer than MAX_STRING, and (if
-    ``unicode``) none with a lone surrogate."""
-
-    def bad(text: str) -> bool:
-        if len(text) > MAX_STRING:
-            return True
-        if unicode:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        return False
-
+    ``unicode``) none with a lone surrogate. Big bodies pass here: kept tight."""
+    limit = MAX_STRING
     stack = [body]
+    strings: list[str] = []
     while stack:
         node = stack.pop()
-        if isinstance(node, dict):
-            for key, item in node.items():
-                if bad(key):
+        if type(node) is dict:
+            strings.extend(node)  # the keys
+            values = node.values()
+        elif type(node) is list:
+            values = node
+        else:
+            continue
+        for item in values:
+            kind = type(item)
+            if kind is str:
+                if len(item) > limit:
                     return False
-                if type(item) is str:
-                    if bad(item):
-                        return False
-                elif isinstance(item, dict | list):
-                    stack.append(item)
-        elif isinstance(node, list):
-            for item in node:
-                if type(item) is str:
-                    if bad(item):
-                        return False
-                elif isinstance(item, dict | list):
-                    stack.append(item)
-        elif type(node) is str and bad(node):
+                if unicode:
+                    strings.append(item)
+            elif kind is dict or kind is list:
+                stack.append(item)
+    if any(len(key) > limit for key in strings):
+        return False
+    if unicode:
+        try:
+            for text in strings:
+                text.encode("utf-8")
+        except UnicodeEncodeError:
             return False
     return True
 
