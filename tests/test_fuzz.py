@@ -16,8 +16,10 @@ import json
 import os
 import re
 import time
+import uuid
 from typing import Any
 
+import jwt
 import pytest
 import responses
 from builders import (
@@ -29,6 +31,7 @@ from builders import (
     phenotype_obs,
     with_results,
 )
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -277,3 +280,85 @@ def test_every_top_level_field_of_every_type(fuzz_client, data, name):
     body = copy.deepcopy(HOOK_BODIES[0])
     body[name] = data.draw(VALUES, label="value")
     _check(*_post(fuzz_client, "/cds-services/pgx-order-select", body))
+
+
+def _b64(value: Any) -> str:
+    import base64
+
+    raw = value if isinstance(value, bytes) else _encode(value)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+JWT_KEY = ec.generate_private_key(ec.SECP384R1())
+JWT_ALGORITHM = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA384)
+JWT_KEYSET = {
+    "keys": [{**json.loads(JWT_ALGORITHM.to_jwk(JWT_KEY.public_key())), "kid": "k", "alg": "ES384"}]
+}
+JWT_ISSUER = "https://ehr.example.org"
+JWT_JKU = "https://ehr.example.org/jwks.json"
+VALID_HEADER = {"alg": "ES384", "kid": "k", "typ": "JWT"}
+VALID_CLAIMS = {
+    "iss": JWT_ISSUER,
+    "aud": "http://localhost/cds-services/pgx-order-select",
+    "exp": 4_000_000_000,
+    "iat": 1_700_000_000,
+    "jti": "j",
+}
+
+
+@pytest.fixture(scope="module")
+def secured_client(tmp_path_factory):
+    from cds_service.settings import Settings
+
+    db = tmp_path_factory.mktemp("fuzz-jwt") / "f.db"
+    settings = Settings(
+        database_url=f"sqlite:///{db}",
+        trusted_issuers={JWT_ISSUER: JWT_JKU},
+        public_url="http://localhost",
+        fhir_servers="https://ehr.example.org/fhir",
+    )
+    return create_app(settings).test_client()
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_client_jwts_are_refused_without_failing(secured_client, data):
+    header = copy.deepcopy(VALID_HEADER)
+    now = int(time.time())
+    claims = {**VALID_CLAIMS, "jti": str(uuid.uuid4()), "iat": now, "exp": now + 300}
+    header = _mutate(data, header) if data.draw(st.booleans(), label="header") else header
+    claims = _mutate(data, claims) if data.draw(st.booleans(), label="claims") else claims
+    signing_input = f"{_b64(header)}.{_b64(claims)}"
+    signature = data.draw(
+        st.sampled_from([b"", b"x" * 96, b"\x00" * 5, b"signed", b"signed"]), label="signature"
+    )
+    if signature == b"signed":  # a valid signature over hostile header and claims
+        signature = JWT_ALGORITHM.sign(signing_input.encode(), JWT_KEY)
+    scheme = data.draw(st.sampled_from(["Bearer", "bearer", "Basic", ""]), label="scheme")
+    token = f"{signing_input}.{_b64(signature)}"
+    verifier = secured_client.application.extensions["pgx"]["verifier"]
+    verifier._keys.clear()  # fetch the drawn key set for this example
+    verifier._failed.clear()
+    keyset = data.draw(
+        st.sampled_from(
+            [JWT_KEYSET, JWT_KEYSET, {"keys": []}, {"keys": [{"kid": "k", "kty": "EC"}]}, []]
+        )
+    )
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.get(JWT_JKU, json=keyset)
+        response, took = _post_with(
+            secured_client,
+            "/cds-services/pgx-order-select",
+            HOOK_BODIES[0],
+            {"Authorization": f"{scheme} {token}"},
+        )
+    _check(response, took)
+    assert response.status_code in (200, 400, 401)
+
+
+def _post_with(client, path: str, body: Any, headers: dict[str, str]):
+    started = time.perf_counter()
+    response = client.post(
+        path, data=_encode(body), content_type="application/json", headers=headers
+    )
+    return response, time.perf_counter() - started
