@@ -37,6 +37,7 @@ replay_table = Table(
 )
 
 PURGE_EVERY = 60.0
+DOWN_PAUSE = 15.0  # after a database failure, seconds before hook calls try it again
 MEMORY_LIMIT = 200_000  # tokens remembered per process while the database is down
 
 
@@ -46,6 +47,7 @@ class ReplayCache:
         self._lock = threading.Lock()
         self._table_ready = False
         self._last_purge = 0.0
+        self._down_until = 0.0  # monotonic: a failing database is not waited on by every call
         # fallback while the database is down: key -> expiry, and a heap to purge cheaply
         self._memory: dict[str, float] = {}
         self._expiries: list[tuple[float, str]] = []
@@ -57,6 +59,8 @@ class ReplayCache:
         down: then in this process)."""
         key = hashlib.sha256(f"{issuer}|{jti}".encode("utf-8", "surrogatepass")).hexdigest()
         now = time.time()
+        if time.monotonic() < self._down_until:
+            return self._memory_first_use(key, expires_at, now)
         try:
             self._ensure_table()
             self._purge(now)
@@ -77,9 +81,12 @@ class ReplayCache:
                     conn.execute(insert(replay_table).values(jti_hash=key, expires_at=expires_at))
                 return True
         except SQLAlchemyError as exc:
+            self._down_until = time.monotonic() + DOWN_PAUSE
             log.warning(
-                "replay cache database unavailable (%s): checking replays in this process only",
+                "replay cache database unavailable (%s): checking replays in this process only "
+                "for %g s",
                 type(exc).__name__,
+                DOWN_PAUSE,
             )
             return self._memory_first_use(key, expires_at, now)
 

@@ -92,3 +92,17 @@ def test_checking_is_not_a_scan_of_every_entry(n):
     for i in range(1000):
         cache._memory_first_use(f"new-{i}", expires, time.time())
     assert time.perf_counter() - started < 0.1
+
+
+def test_a_failing_database_is_not_waited_on_by_every_call(monkeypatch):
+    engine = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
+    )
+    cache = ReplayCache(engine)
+    attempts = []
+    real_connect = engine.connect
+    monkeypatch.setattr(engine, "connect", lambda: attempts.append(1) or real_connect())
+    expires = int(time.time()) + 100
+    for i in range(20):
+        assert cache.first_use("iss", f"t{i}", expires)
+    assert len(attempts) <= 1
