@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, jsonify, request
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from . import metrics, schema
 from .auth import JwtVerifier
 from .errors import ClientError
 from .feedback import FeedbackStore
+from .http_guard import forbidden_host, guarded_session
 from .logs import configure_logging, request_id_from
+from .logsafe import clean, patient_ref, quiet_http_libraries
 from .pipeline import Engine
-from .request import parse_hook_request, parse_json
+from .replay import ReplayCache
+from .request import HookRequest, parse_hook_request, parse_json
 from .services import SERVICES, discovery
 from .settings import Settings, get_settings
 from .site_config import load
@@ -37,21 +43,34 @@ ENDPOINTS = {
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
+    settings.check_fhir_allowlist()  # also for settings built in code (model_copy skips it)
     configure_logging(settings.log_level, settings.log_format)
+    quiet_http_libraries()  # urllib3 at DEBUG logs FHIR URLs, and so patient ids
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
     knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
     store = FeedbackStore(settings.database_url, settings.hash_key)
-    if settings.migrate_on_start:
-        schema.upgrade(store.engine)
-    else:
-        schema.require_current(store.engine)
-    engine = Engine(knowledge, settings, card_log=store.card_log, site=site)
+    try:
+        _bring_schema_up_to_date(store, settings)
+    except OperationalError as exc:
+        # The database is down: hook calls do not need it. Feedback answers 503 (and brings
+        # the schema up to date first) until it is back; readiness says "degraded".
+        log.warning(
+            "database %s unreachable at start (%s): serving hooks; feedback waits for it",
+            make_url(settings.database_url).render_as_string(hide_password=True),
+            type(exc).__name__,
+        )
+        store.prepare = lambda: _bring_schema_up_to_date(store, settings)
+    # FHIR reads go through a session that never connects to link-local/metadata addresses.
+    engine = Engine(
+        knowledge, settings, session=guarded_session(), card_log=store.card_log, site=site
+    )
     metrics.meter_session(engine.session)
     metrics.KNOWLEDGE.labels(knowledge.version).set(1)
     recommendation_by_id = {r.id: r for r in knowledge.recommendations}
     discovery_body = discovery(knowledge, site.active_hooks())
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
-    verifier = JwtVerifier(settings.trusted_issuers)
+    # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
+    verifier = JwtVerifier(settings.trusted_issuers, replay=ReplayCache(store.engine))
     if not verifier.enabled:
         log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")
 
@@ -76,7 +95,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             # The audience is the public URL (required with trusted issuers), never the Host
             # header, which the caller chooses.
             public = (settings.public_url or "").rstrip("/")
-            verifier.verify(request.headers.get("Authorization"), public + request.path)
+            claims = verifier.verify(request.headers.get("Authorization"), public + request.path)
+            g.client_issuer = claims["iss"]
         return None
 
     @app.after_request
@@ -99,11 +119,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         metrics.record_request(
             endpoint, service_id if service_id in SERVICES else "", response.status_code, seconds
         )
-        # Method, route and status only: never bodies, identifiers or tokens.
+        # Method, route and status only: never bodies, identifiers or tokens; and escaped
+        # (a %0A in the path must not forge a log line).
         log.info(
             "%s %s -> %s in %.1f ms",
-            request.method,
-            request.url_rule or request.path.split("/")[1],
+            clean(request.method, 10),
+            clean(request.url_rule or request.path.split("/")[1], 80),
             response.status_code,
             elapsed,
         )
@@ -113,8 +134,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(ClientError)
     def _client_error(exc: ClientError) -> tuple[Response, int]:
-        log.info("client error %s: %s", exc.status, exc.message)
-        return jsonify(exc.body()), exc.status
+        log.info("client error %s: %s", exc.status, clean(exc.message))
+        response = jsonify(exc.body())
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response, exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -130,8 +154,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         log.error(
             "unexpected error handling %s %s: %s",
-            request.method,
-            request.url_rule,
+            clean(request.method, 10),
+            clean(request.url_rule, 80),
             type(exc).__name__,
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
@@ -147,12 +171,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(_body()), service.hook)
+        _check_fhir_server(hook_request, settings, g.get("client_issuer"))
         if service.hook == "patient-view":
             body, trace = engine.patient_view(hook_request)
         else:
             body, trace = engine.evaluate(hook_request, service_id=service.id)
         trace.log(log)
-        log.info("%s: %d card(s)", service.id, len(body["cards"]))
+        log.info(
+            "%s: %d card(s) for %s",
+            service.id,  # ours, not the caller's
+            len(body["cards"]),
+            patient_ref(hook_request.patient_id),  # opaque: correlates without naming
+        )
         metrics.record_cards(body["cards"], recommendation_by_id)
         return jsonify(body)
 
@@ -173,8 +203,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/readyz")
     def _ready() -> tuple[Response, int]:
+        # The database holds feedback and seen client JWTs; hook calls work without it (see
+        # README, Security and hardening). So a database outage is "degraded", still 200: it
+        # must not take every replica out of the load balancer. Knowledge is loaded at start.
         checks: dict[str, Any] = {"knowledge": knowledge.version}
-        degraded = [] if verifier.enabled else ["client authentication is off"]
+        # testing mode is a setting, not a fault: reported, not "degraded"
+        checks["client_authentication"] = "on" if verifier.enabled else "off"
+        degraded: list[str] = []
         try:
             store.ping()
             checks["database"] = "ok"
@@ -182,7 +217,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             # The exception's name goes to the log, not to whoever asks.
             log.warning("readiness: database unavailable (%s)", type(exc).__name__)
             checks["database"] = "unavailable"
-            return jsonify({"status": "unavailable", **checks, "degraded": degraded}), 503
+            degraded.append("database unavailable: feedback answers 503, hook calls work")
         status = "degraded" if degraded else "ok"
         return jsonify({"status": status, **checks, "degraded": degraded}), 200
 
@@ -202,6 +237,27 @@ def _body() -> bytes:
     if request.content_length is None and len(data) >= MAX_BODY:
         request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
     return data
+
+
+def _bring_schema_up_to_date(store: FeedbackStore, settings: Settings) -> None:
+    if settings.migrate_on_start:
+        schema.upgrade(store.engine)
+    else:
+        schema.require_current(store.engine)
+
+
+def _check_fhir_server(hook_request: HookRequest, settings: Settings, issuer: str | None) -> None:
+    """The request's fhirServer is one we may send the EHR's token to (403 otherwise)."""
+    url = hook_request.fhirServer
+    if not url:
+        return
+    host = urlsplit(url).hostname or ""
+    if forbidden_host(host) or not settings.fhir_server_allowed(url, issuer):
+        log.info("refused fhirServer host %s", clean(host, 100))
+        raise ClientError(
+            "the request's fhirServer is not one this service may query (PGX_CDS_FHIR_SERVERS)",
+            status=403,
+        )
 
 
 def _service(service_id: str) -> Any:

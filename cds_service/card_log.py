@@ -53,6 +53,7 @@ log = logging.getLogger("cds_service.card_log")
 
 SESSION_HOURS = 12
 OVERRIDE_CHECK_SECONDS = 1.0
+DOWN_SECONDS = 15.0
 
 card_log_table = Table(
     "card_log",
@@ -104,6 +105,15 @@ class CardLog:
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
         self.background = background
+        self._down_until = 0.0  # after a database fault, hook calls skip it for a while
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _fault(self, exc: Exception, what: str, trace: Trace) -> None:
+        self._down_until = time.monotonic() + DOWN_SECONDS
+        log.warning("card log unavailable (%s): %s", type(exc).__name__, what)
+        trace.add("card log", f"the database is unavailable: {what}")
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         try:
@@ -185,6 +195,24 @@ class CardLog:
     ) -> None:
         if not issued:
             return
+        if not self._available():
+            trace.add("card log", "the database was unavailable moments ago: cards not logged")
+            return
+        try:
+            self._record(issued, hook, service_id, patient_id, knowledge_version, shown)
+            trace.add("card log", f"{len(issued)} card(s) logged")
+        except SQLAlchemyError as exc:
+            self._fault(exc, "cards returned, not logged", trace)
+
+    def _record(
+        self,
+        issued: list[IssuedCard],
+        hook: str,
+        service_id: str,
+        patient_id: str,
+        knowledge_version: str,
+        shown: bool,
+    ) -> None:
         now = datetime.now(UTC)
         rows = [
             {
@@ -208,27 +236,26 @@ class CardLog:
             self._enqueue(rows)
         else:
             self._write(rows)
-        trace.add("card log", f"{len(rows)} card(s) logged")
 
     def overridden(
         self, issued: list[IssuedCard], patient_id: str, trace: Trace
     ) -> set[tuple[str, str | None]]:
         """(recommendation id, order reference) pairs overridden with a reason for this order
         in this ordering session."""
-        if not issued:
-            return set()
-        wanted = {
-            self.digest("order", patient_id, c.order_reference or ""): c
-            for c in issued
-            if c.order_reference
-        }
-        if not wanted:
+        if not issued or not self._available():
             return set()
         since = datetime.now(UTC) - timedelta(hours=SESSION_HOURS)
         try:
             latest = self._latest_override_at()
             if latest is None or latest < since:
                 return set()  # no card was overridden recently: nothing to suppress
+            wanted = {
+                self.digest("order", patient_id, c.order_reference or ""): c
+                for c in issued
+                if c.order_reference
+            }
+            if not wanted:
+                return set()
             with self.engine.connect() as conn:
                 rows = conn.execute(
                     select(card_log_table.c.order_hash, card_log_table.c.recommendation_id).where(
@@ -238,8 +265,7 @@ class CardLog:
                     )
                 ).all()
         except SQLAlchemyError as exc:
-            log.warning("card log unavailable (%s): no suppression", type(exc).__name__)
-            trace.add("card log", "the database is unavailable: earlier overrides not checked")
+            self._fault(exc, "earlier overrides not checked", trace)
             return set()
         return {(rec, wanted[h].order_reference) for h, rec in rows}
 

@@ -127,20 +127,35 @@ def match_indicator(m: Match, knowledge: Knowledge | None = None) -> str | None:
 def build_cards(
     matches: list[Match], knowledge: Knowledge, notices: list[Notice] | None = None
 ) -> list[dict[str, Any]]:
+    """One card per drug–gene–advice, however many orders it concerns: the card lists them
+    (50,000 codeine orders must not make 50,000 cards). Orders whose dose changes the advice
+    (a low tricyclic dose, a computed dose) get cards of their own."""
     cards = [notice_card(n) for n in notices or []]
-    seen: set[tuple[str, str | None]] = set()
+    groups: dict[tuple[Any, ...], list[Match]] = {}
     for m in matches:
         level = match_indicator(m, knowledge)
-        key = (m.recommendation.id, m.drug.order.reference)
-        if level is None or key in seen:
+        if level is None:
             continue
-        seen.add(key)
-        cards.append(build_card(m, level, knowledge))
+        key = (m.recommendation.id, level, m.low_dose, m.dose_text, len(m.possible))
+        groups.setdefault(key, []).append(m)
+    for (_, level, *_rest), group in groups.items():
+        orders: list[DraftOrder] = []
+        seen: set[str | int] = set()
+        for m in group:
+            key = m.drug.order.reference or id(m.drug.order)
+            if key not in seen:
+                seen.add(key)
+                orders.append(m.drug.order)
+        cards.append(build_card(group[0], level, knowledge, orders=orders))
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(cards, key=lambda c: order[c["indicator"]])
 
 
-def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
+def build_card(
+    m: Match, level: str, knowledge: Knowledge, orders: list[DraftOrder] | None = None
+) -> dict[str, Any]:
+    """The card for ``m``; ``orders`` (default: ``m``'s own) are all the orders it concerns."""
+    orders = orders or [m.drug.order]
     rec = m.recommendation
     guideline = rec.guideline
     assert guideline is not None
@@ -151,7 +166,7 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
         if not m.low_dose
         else _short(f"{rec.drug.capitalize()} at a low dose: use with caution ({_who_all(m)})"),
         "indicator": level,
-        "detail": detail(m, knowledge),
+        "detail": detail(m, knowledge, orders),
         "source": {
             "label": f"{guideline.name}: {rec.drug} and {genes} ({SOURCE_LABEL})",
             "url": guideline.url,
@@ -184,18 +199,17 @@ def build_card(m: Match, level: str, knowledge: Knowledge) -> dict[str, Any]:
             for code, display in OVERRIDE_REASONS
         ],
     }
-    if rec.action == "adjust-dose" and m.dose_target and m.drug.order.reference:
+    if rec.action == "adjust-dose" and m.dose_target and len(orders) == 1 and orders[0].reference:
         found = _dose_suggestion(m, knowledge)
         if found:
             card["suggestions"] = [found]
     suggestions = (
-        _suggestions(m, knowledge)
-        # Replace only an order we can name: a create without a delete would leave both.
+        _suggestions(m, knowledge, orders)
+        # Replace only orders we can name: a create without a delete would leave both.
         if rec.action in ("avoid", "alternative")
         and not m.possible
         and not m.low_dose
-        and m.drug.order.is_medication_order
-        and m.drug.order.reference
+        and all(o.is_medication_order and o.reference for o in orders)
         else []
     )
     if suggestions:
@@ -242,7 +256,7 @@ def summary(rec: Recommendation, results: tuple[GeneResult, ...], spans: bool = 
     return text if len(text) < 140 else text[:136] + "…"
 
 
-def detail(m: Match, knowledge: Knowledge) -> str:
+def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = None) -> str:
     rec = m.recommendation
     guideline = rec.guideline
     assert guideline is not None
@@ -301,6 +315,11 @@ def detail(m: Match, knowledge: Knowledge) -> str:
         "",
         f"**Order:** {ordered} (identified by {_plain(m.drug.matched_by)})",
         "",
+    ]
+    if orders and len(orders) > 1:
+        named = ", ".join(_plain(o.reference or "an order without id") for o in orders)
+        lines += [f"**Applies to {len(orders)} draft orders:** {named}", ""]
+    lines += [
         f"**Source:** {guideline.citation}, {rec.table}.{pmid} "
         f"[Guideline]({guideline.url}). Knowledge version {knowledge.version}.",
     ]
@@ -310,7 +329,7 @@ def detail(m: Match, knowledge: Knowledge) -> str:
 NON_OPIOID = "acetaminophen"
 
 
-def _suggestions(m: Match, knowledge: Knowledge) -> list[dict[str, Any]]:
+def _suggestions(m: Match, knowledge: Knowledge, orders: list[DraftOrder]) -> list[dict[str, Any]]:
     """Replacements for the order: the guideline's alternatives, keeping the non-opioid part
     of a combination product; for an opioid, never a stronger one per dose (CDC MME), and
     always a non-opioid option."""
@@ -343,13 +362,17 @@ def _suggestions(m: Match, knowledge: Knowledge) -> list[dict[str, Any]]:
                 f"{fmt(alt_mme)} MME per tablet vs {fmt(ordered_mme)} MME per ordered dose "
                 "(CDC 2022 factors)"
             )
-        out.append(replacement(drug.order, rec, [*kept, product], note))
+        out.append(replacement(drug.order, rec, [*kept, product], note, orders=orders))
     if is_opioid:
         non_opioid = kept or [knowledge.alternative_products[NON_OPIOID]]
         if not any(
             s["label"].startswith(f"Replace with {non_opioid[0].display} alone") for s in out
         ):
-            out.append(replacement(drug.order, rec, non_opioid, "a non-opioid option", alone=True))
+            out.append(
+                replacement(
+                    drug.order, rec, non_opioid, "a non-opioid option", alone=True, orders=orders
+                )
+            )
     return out
 
 
@@ -421,15 +444,17 @@ def replacement(
     note: str = "",
     *,
     alone: bool = False,
+    orders: list[DraftOrder] | None = None,
 ) -> dict[str, Any]:
-    """Delete the draft and create one for each of ``products`` (``order`` has an id: see
-    build_card)."""
+    """Delete the drafts (``orders``, default ``order``; each has an id: see build_card) and
+    create one for each of ``products``."""
     actions: list[dict[str, Any]] = [
         {
             "type": "delete",
             "description": f"Remove the draft {rec.drug} order",
-            "resourceId": order.reference,
+            "resourceId": o.reference,
         }
+        for o in (orders or [order])
     ]
     actions += [
         {

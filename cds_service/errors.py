@@ -13,6 +13,7 @@ class ClientError(Exception):
     """
 
     status = 400
+    retry_after: int | None = None  # seconds, sent as Retry-After (503)
 
     def __init__(
         self,
@@ -45,3 +46,13 @@ class PreconditionFailed(ClientError):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.message, "missingPrefetch": self.missing}
+
+
+class ServiceUnavailable(ClientError):
+    """503: a component the answer needs (the database) is down; try again later."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -6,6 +6,8 @@ and nothing from it is written.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +29,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
-from .errors import ClientError
+from .errors import ClientError, ServiceUnavailable
 from .request import validation_details
 
+log = logging.getLogger("cds_service.feedback")
 metadata = MetaData()
 
 feedback_table = Table(
@@ -90,13 +94,38 @@ class FeedbackRequest(BaseModel):
     feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)
 
 
+DB_RETRY_AFTER = 30  # seconds, in the 503 answer while the database is down
+DB_CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not hold a call
+
+
+def _without_nul(value: Any, depth: int = 0) -> Any:
+    """NUL cannot be stored in PostgreSQL text: dropped from every string of the feedback
+    (below the depth of what is stored; deeper parts are never stored)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if depth > 8:
+        return value
+    if isinstance(value, list):
+        return [_without_nul(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k, depth + 1): _without_nul(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 class FeedbackStore:
     def __init__(self, url: str, hash_key: str | None = None) -> None:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql":
+            # a database that does not answer must not hold calls (or threads) for long
+            options = {
+                "connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT},
+                "pool_timeout": DB_CONNECT_TIMEOUT,
+            }
         # The schema is made by migrations (cds_service.schema), not here.
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, **options)
         from .card_log import CardLog, card_log_table  # the tables share one metadata
 
         in_memory = parsed.get_backend_name() == "sqlite" and not parsed.database
@@ -104,10 +133,21 @@ class FeedbackStore:
         # an in-memory SQLite database is one per thread: write it from the caller's thread
         self.card_log = CardLog(self.engine, hash_key, background=not in_memory)
         self._card_log_table = card_log_table
+        #: set when the database was unreachable at start: run before the next store
+        self.prepare: Callable[[], None] | None = None
+
+    @staticmethod
+    def _unavailable(exc: Exception) -> ServiceUnavailable:
+        log.warning("feedback database unavailable (%s)", type(exc).__name__)
+        return ServiceUnavailable(
+            "the feedback database is unavailable; nothing was stored, please retry",
+            retry_after=DB_RETRY_AFTER,
+        )
 
     def store(self, service_id: str, body: Any) -> int:
         if not isinstance(body, dict):
             raise ClientError("the feedback body must be a JSON object with a 'feedback' array")
+        body = _without_nul(body)
         try:
             request = FeedbackRequest.model_validate(body)
         except ValidationError as exc:
@@ -138,8 +178,21 @@ class FeedbackStore:
                     "received_at": now,
                 }
             )
-        table = self._card_log_table
         self.card_log.flush()  # cards issued a moment ago are known before their feedback
+        try:
+            if self.prepare is not None:
+                self.prepare()
+                self.prepare = None
+            stored = self._insert(rows)
+        except DataError:
+            raise ClientError("the feedback holds a value the database cannot store") from None
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        self.card_log.forget_cache()
+        return stored
+
+    def _insert(self, rows: list[dict[str, Any]]) -> int:
+        table = self._card_log_table
         with self.engine.begin() as conn:  # one transaction: all items or none
             known = {
                 r[0]
@@ -166,7 +219,6 @@ class FeedbackStore:
                         .where(table.c.card_uuid == row["card_uuid"])
                         .values(overridden_at=row["received_at"])
                     )
-        self.card_log.forget_cache()
         return len(rows)
 
     def all(self) -> list[dict[str, Any]]:

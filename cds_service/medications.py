@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from .errors import ClientError
 from .hook_context import DraftOrder
 from .knowledge import Knowledge
 
@@ -56,6 +57,16 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
     text = medication_text(order)
     codings = _codings(concept)
     for coding in codings:
+        if not isinstance(coding.get("system"), str | None):  # a list is unhashable, too
+            raise ClientError(
+                "the hook context is invalid",
+                details=[
+                    {
+                        "field": f"{order.reference or 'order'}: medication coding.system",
+                        "problem": "must be a string (a URI)",
+                    }
+                ],
+            )
         if (
             coding.get("system") in RXNORM_SYSTEMS
             and str(coding.get("code", "")) in knowledge.products
@@ -84,8 +95,13 @@ def _name_index(knowledge: Knowledge) -> tuple[tuple[re.Pattern[str], str], ...]
     return tuple(index)
 
 
+# A drug name or brand sits at the start of a medication's text; reading further would only
+# cost time (a 4.8 MB text took seconds of CPU against every name pattern).
+MAX_TEXT_READ = 500
+
+
 def _drugs_named(text: str, index: tuple[tuple[re.Pattern[str], str], ...]) -> list[str]:
-    lowered = text.lower()
+    lowered = text[:MAX_TEXT_READ].lower()
     if not lowered:
         return []
     return sorted({name for pattern, name in index if pattern.search(lowered)})

@@ -136,6 +136,10 @@ class MeteredAdapter(HTTPAdapter):
 
 
 def meter_session(session: requests.Session) -> None:
-    adapter = MeteredAdapter()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    """Time the session's reads, keeping whatever adapter it has (the SSRF guard)."""
+    for prefix in ("http://", "https://"):
+        current = type(session.get_adapter(prefix))
+        if issubclass(current, MeteredAdapter):
+            continue
+        metered = type(f"Metered{current.__name__}", (MeteredAdapter, current), {})
+        session.mount(prefix, metered())

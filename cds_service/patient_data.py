@@ -8,24 +8,65 @@ can be neither read nor fetched, the answer is 412 with a body naming what is mi
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+import time
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urlsplit
 
 import requests
 
 from .errors import PreconditionFailed
+from .http_guard import FetchFailed, bounded_get
 from .request import HookRequest
 from .trace import Trace
 
 GENOMIC_RESULTS = "genomicResults"
+UNREADABLE = "the FHIR server could not be read"
+DEFAULT_BUDGET = 2.0
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# A relative FHIR reference: resource type, then an id of FHIR id characters.
+REFERENCE = re.compile(r"^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}$")
+
+log = logging.getLogger("cds_service.fhir")
 
 
 class FhirUnavailable(Exception):
-    """The FHIR server could not be reached or refused the query."""
+    """The FHIR server could not be read; the message is fit for the caller (it never holds
+    the remote status or connection error: those go to the log)."""
+
+
+def under_base(url: str, base: str) -> bool:
+    """``url`` is on the server of ``base`` and, path segments resolved, under its path."""
+    try:
+        u, b = urlsplit(url), urlsplit(base)
+        u_port, b_port = u.port, b.port
+    except ValueError:
+        return False
+    defaults = {"http": 80, "https": 443}
+    if (
+        u.scheme.lower() != b.scheme.lower()
+        or u.username is not None
+        or u.password is not None
+        or (u.hostname or "") != (b.hostname or "")
+        or (u_port or defaults.get(u.scheme.lower())) != (b_port or defaults.get(b.scheme.lower()))
+    ):
+        return False
+    path = unquote(u.path)
+    if "\\" in path or any(seg in (".", "..") for seg in path.split("/")):
+        return False
+    return u.path.startswith(b.path.rstrip("/") + "/")
+
+
+def valid_reference(reference: str) -> bool:
+    """``Type/id`` with FHIR id characters (``..`` is no id)."""
+    return bool(REFERENCE.match(reference)) and reference.split("/")[1] not in (".", "..")
 
 
 class FhirClient:
-    """Minimal read-only FHIR search client with a bearer token and a page bound."""
+    """Minimal read-only FHIR client: bearer token, page bound, and one time budget and a
+    size cap for all its reads (one client serves one hook call)."""
 
     def __init__(
         self,
@@ -35,23 +76,30 @@ class FhirClient:
         timeout: float,
         max_pages: int,
         session: requests.Session | None = None,
+        budget: float = DEFAULT_BUDGET,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self._token = token
         self.timeout = timeout
         self.max_pages = max_pages
         self.session = session or requests.Session()
+        self.deadline = time.monotonic() + budget
+        self.budget = budget
+        self.max_bytes = max_bytes
 
     def __repr__(self) -> str:
         return f"FhirClient({self.base_url!r})"
 
     def search(self, query: str, trace: Trace) -> list[dict[str, Any]]:
         """All resources of a search (``Type?params``), following ``next`` within the bound."""
-        return self.follow(urljoin(self.base_url, query), trace)
+        return self.follow(self.base_url + query, trace)
 
     def read(self, reference: str) -> dict[str, Any]:
         """One resource by relative reference (``Observation/123``)."""
-        return self._get(urljoin(self.base_url, reference), expect=reference.split("/")[0])
+        if not valid_reference(reference):
+            raise FhirUnavailable("the reference is not a valid 'Type/id'")
+        return self._get(self.base_url + reference, expect=reference.split("/")[0])
 
     def follow(self, url: str, trace: Trace, pages: int = 0) -> list[dict[str, Any]]:
         resources: list[dict[str, Any]] = []
@@ -60,9 +108,6 @@ class FhirClient:
             if pages >= self.max_pages:
                 trace.add("fetch", f"stopped after {self.max_pages} pages (PGX_CDS_FHIR_MAX_PAGES)")
                 raise FhirUnavailable(f"more than {self.max_pages} pages of results")
-            if not next_url.startswith(self.base_url):
-                # Never send the token to another host.
-                raise FhirUnavailable("a next link points outside the FHIR server")
             bundle = self._get(next_url)
             pages += 1
             resources.extend(bundle_resources(bundle))
@@ -71,30 +116,37 @@ class FhirClient:
         return resources
 
     def _get(self, url: str, expect: str = "Bundle") -> dict[str, Any]:
+        if not under_base(url, self.base_url):
+            # Never send the token anywhere but under the request's fhirServer.
+            log.warning("refused a FHIR URL outside the fhirServer base (%s)", expect)
+            raise FhirUnavailable("a link or reference points outside the FHIR server")
         headers = {"Accept": "application/fhir+json, application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
             # No redirects: the token goes to the FHIR server the request names, nowhere else.
-            response = self.session.get(
-                url, headers=headers, timeout=self.timeout, allow_redirects=False
+            status, raw = bounded_get(
+                self.session,
+                url,
+                headers=headers,
+                deadline=self.deadline,
+                max_bytes=self.max_bytes,
+                timeout=self.timeout,
             )
-        except requests.Timeout:
-            raise FhirUnavailable(
-                f"the FHIR server did not answer within {self.timeout:g} s"
-            ) from None
-        except requests.RequestException as exc:
-            raise FhirUnavailable(
-                f"the FHIR server could not be reached ({type(exc).__name__})"
-            ) from None
-        if response.status_code != 200:
-            raise FhirUnavailable(f"the FHIR server answered HTTP {response.status_code}")
+        except FetchFailed as exc:
+            log.warning("FHIR read of %s failed: %s", expect, exc)
+            raise FhirUnavailable(UNREADABLE) from None
+        if status != 200:
+            log.warning("FHIR read of %s: HTTP %s", expect, status)
+            raise FhirUnavailable(UNREADABLE)
         try:
-            body = response.json()
-        except ValueError:
-            raise FhirUnavailable("the FHIR server did not answer with JSON") from None
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            log.warning("FHIR read of %s: the answer is not JSON", expect)
+            raise FhirUnavailable(UNREADABLE) from None
         if not isinstance(body, dict) or body.get("resourceType") != expect:
-            raise FhirUnavailable(f"the FHIR server did not answer with a {expect}")
+            log.warning("FHIR read of %s: the answer is not a %s", expect, expect)
+            raise FhirUnavailable(UNREADABLE)
         return body
 
 

@@ -58,6 +58,11 @@ class Engine:
             trace.add("site", f"hook {request.hook} is off by site configuration: no cards")
             return {"cards": []}, trace
         orders = hook_context.draft_orders(request.hook, request.context)
+        if len(orders) > MAX_ORDERS:  # bounded work per call (no real order session nears it)
+            raise ClientError(
+                f"too many draft orders: this service judges at most {MAX_ORDERS} per call",
+                details=[{"field": "context", "problem": f"more than {MAX_ORDERS} draft orders"}],
+            )
         trace.add("context", f"{len(orders)} order(s) to judge")
         client = self._client(request)
         with_medication = self._medication_reader(client, trace)
@@ -265,6 +270,8 @@ class Engine:
             timeout=self.settings.fhir_timeout,
             max_pages=self.settings.fhir_max_pages,
             session=self.session,
+            budget=self.settings.fhir_budget,
+            max_bytes=self.settings.fhir_max_bytes,
         )
 
     @staticmethod
@@ -302,6 +309,7 @@ class Engine:
 
 
 MAX_REFERENCE_READS = 5
+MAX_ORDERS = 100
 
 
 def _resolver(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,9 +42,20 @@ class HookRequest(BaseModel):
     @field_validator("fhirServer")
     @classmethod
     def _server(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
-        return value.rstrip("/") if value else value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("must be an http(s) URL") from None
+        if not parts.hostname or "@" in parts.netloc or parts.query or parts.fragment:
+            raise ValueError("must be a FHIR base URL: a host, no user info, query or fragment")
+        if "\\" in value or any(seg in (".", "..") for seg in unquote(parts.path).split("/")):
+            raise ValueError("must be a FHIR base URL without '.' or '..' path segments")
+        return value.rstrip("/")
 
     @property
     def patient_id(self) -> str:
@@ -52,15 +66,132 @@ class HookRequest(BaseModel):
         return self.fhirAuthorization.access_token if self.fhirAuthorization else None
 
 
+# Bounds on what one request may hold. Longer values are refused (400 naming the field), not
+# truncated: a cut value could change meaning. No FHIR element a CDS service reads comes near.
+MAX_STRING = 65_536  # characters in any one JSON string
+MAX_INT_DIGITS = 4_300  # digits in a JSON integer literal: Python's own conversion limit
+# A JSON escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class _HugeInt(str):
+    """Stands in for an integer literal too long to convert, so its field can be named."""
+
+
 def parse_json(raw: bytes) -> Any:
+    """The JSON body; a 400 naming the field for values no part of the service should see:
+    integers too long to convert, lone UTF-16 surrogates, strings over ``MAX_STRING``."""
     if not raw.strip():
         raise ClientError("the request body is empty; expected a JSON object")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClientError(f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ClientError("the request body is nested too deeply") from None
+    except ValueError:  # an integer literal past Python's limit: parse again to name it
+        body = _parse_naming_huge_ints(raw)
+    # The walks below are skipped for the common small, clean body.
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None  # (pairs are fine: checked below)
+    if (surrogates or len(raw) > MAX_STRING) and not _strings_acceptable(body, surrogates):
+        for path, value in _walk(body):  # slower, names the field
+            _check_value(path, value)
+    return body
+
+
+def _parse_naming_huge_ints(raw: bytes) -> Any:
+    def parse_int(text: str) -> int | _HugeInt:
+        if len(text) - (text[0] == "-") > MAX_INT_DIGITS:
+            return _HugeInt(text)
+        return int(text)
+
+    try:
+        body = json.loads(raw, parse_int=parse_int)
+    except RecursionError:
+        raise ClientError("the request body is nested too deeply") from None
+    except ValueError:
+        raise ClientError("the request body holds a number that cannot be read") from None
+    for path, value in _walk(body):
+        _check_value(path, value)
+    return body
+
+
+def _strings_acceptable(body: Any, unicode: bool) -> bool:
+    """Fast pass (no paths built): no string or key longer than MAX_STRING, and (if
+    ``unicode``) none with a lone surrogate. Big bodies pass here: kept tight."""
+    limit = MAX_STRING
+    stack = [body]
+    strings: list[str] = []
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            strings.extend(node)  # the keys
+            values = node.values()
+        elif type(node) is list:
+            values = node
+        else:
+            continue
+        for item in values:
+            kind = type(item)
+            if kind is str:
+                if len(item) > limit:
+                    return False
+                if unicode:
+                    strings.append(item)
+            elif kind is dict or kind is list:
+                stack.append(item)
+    if any(len(key) > limit for key in strings):
+        return False
+    if unicode:
+        try:
+            for text in strings:
+                text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def _check_value(path: str, value: Any) -> None:
+    if isinstance(value, _HugeInt):
+        _reject(path, f"an integer of more than {MAX_INT_DIGITS} digits")
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            _reject(path, f"longer than {MAX_STRING} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            _reject(path, "contains an unpaired UTF-16 surrogate (not valid Unicode)")
+
+
+def _reject(path: str, problem: str) -> None:
+    raise ClientError(
+        "the request body holds a value this service does not accept",
+        details=[{"field": path or "(body)", "problem": problem}],
+    )
+
+
+def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every value (and object key) of a parsed JSON document with its dotted path.
+
+    Iterative: a deeply nested body cannot exhaust the stack here.
+    """
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, node = stack.pop()
+        yield where, node
+        if isinstance(node, dict):
+            for key, item in node.items():
+                child = f"{where}.{key}" if where else str(key)
+                yield _field(child), key
+                stack.append((_field(child), item))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(node))
+
+
+def _field(path: str) -> str:
+    """A path fit to echo in an answer (a field name may itself be hostile)."""
+    printable = path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable if len(printable) <= 200 else printable[:200] + "…"
 
 
 def parse_hook_request(body: Any, expected_hook: str) -> HookRequest:

@@ -89,13 +89,33 @@ class Settings(BaseSettings):
     fhir_servers: str = Field(
         default="",
         description="FHIR server base URLs the service may query, comma-separated "
-        "(a request naming another gets 403); empty allows any.",
+        "(a request naming another gets 403). Required with PGX_CDS_TRUSTED_ISSUERS (unless "
+        "every issuer has its own list); empty without them allows any server except "
+        "link-local and cloud-metadata addresses (sandbox and testing only).",
+    )
+    issuer_fhir_servers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='FHIR server base URLs per trusted issuer, as JSON {"iss": ["URL", ...]}; '
+        "a call authenticated as that issuer may query only these (instead of "
+        "PGX_CDS_FHIR_SERVERS).",
     )
     fhir_timeout: float = Field(
         default=2.0,
         gt=0,
         le=30,
-        description="Seconds to wait for the EHR's FHIR server per request.",
+        description="Seconds to wait for the EHR's FHIR server per socket read.",
+    )
+    fhir_budget: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        description="Seconds in total for all FHIR reads of one hook call; past it the data "
+        "counts as unavailable (412, or the cards that can be given without it).",
+    )
+    fhir_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="Largest FHIR response read (bytes); a larger one counts as unavailable.",
     )
     fhir_max_pages: int = Field(
         default=5,
@@ -152,7 +172,18 @@ class Settings(BaseSettings):
                 "PGX_CDS_PUBLIC_URL is required with PGX_CDS_TRUSTED_ISSUERS: JWT audiences are "
                 "checked against the service's public URL, never the request's Host header"
             )
+        self.check_fhir_allowlist()
         return self
+
+    def check_fhir_allowlist(self) -> None:
+        """With client authentication, the FHIR servers must be listed (ValueError if not)."""
+        unlisted = [i for i in self.trusted_issuers if not self.issuer_fhir_servers.get(i)]
+        if unlisted and not self.fhir_server_list():
+            raise ValueError(
+                "PGX_CDS_FHIR_SERVERS (or PGX_CDS_ISSUER_FHIR_SERVERS for every trusted issuer) "
+                "is required with PGX_CDS_TRUSTED_ISSUERS: an authenticated service must not "
+                "send requests (with the EHR's token) to any server a caller names"
+            )
 
     @field_validator("log_level")
     @classmethod
@@ -166,9 +197,22 @@ class Settings(BaseSettings):
     def pretest_drug_set(self) -> frozenset[str]:
         return frozenset(d.strip().lower() for d in self.pretest_drugs.split(",") if d.strip())
 
-    def fhir_server_allowed(self, url: str) -> bool:
-        allowed = [u.strip().rstrip("/") for u in self.fhir_servers.split(",") if u.strip()]
-        return not allowed or url.rstrip("/") in allowed
+    def fhir_server_list(self) -> list[str]:
+        return [u.strip().rstrip("/") for u in self.fhir_servers.split(",") if u.strip()]
+
+    def fhir_server_allowed(self, url: str, issuer: str | None = None) -> bool:
+        """May a call have us query ``url``? With ``issuer`` (the authenticated caller):
+        its own list if it has one, else the global one. Without: any configured list."""
+        url = url.rstrip("/")
+        own = self.issuer_fhir_servers.get(issuer) if issuer else None
+        if own:
+            return url in [u.rstrip("/") for u in own]
+        allowed = self.fhir_server_list()
+        if issuer is None:
+            allowed += [u.rstrip("/") for urls in self.issuer_fhir_servers.values() for u in urls]
+        if not allowed:
+            return not self.trusted_issuers  # no lists: any server, in unauthenticated mode only
+        return url in allowed
 
 
 @lru_cache(maxsize=1)

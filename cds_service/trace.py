@@ -1,14 +1,23 @@
 """The decision trace: what was found, used or ignored, and why.
 
 Every stage adds lines; ``pgx-cds explain`` prints them and the service logs them at
-DEBUG. Lines never hold patient identifiers, names or tokens: resources are named by
-type and id only.
+DEBUG. Lines never hold patient identifiers or tokens: resources are named by type and id
+only. Free text quoted in a line (a medication's text) is shown by ``explain`` but
+redacted from logs.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
+
+from .logsafe import clean
+
+# Quoted text in a trace line is from the request or a result (a medication's free text can
+# hold a patient's name): kept for ``pgx-cds explain``, never logged. Greedy: everything
+# between the first and the last quote, whatever quotes the text itself holds.
+_QUOTED = re.compile(r"'.*'")
 
 
 @dataclass
@@ -22,6 +31,7 @@ class Trace:
         return "\n".join(f"[{stage}] {message}" for stage, message in self.lines)
 
     def log(self, logger: logging.Logger) -> None:
+        """At DEBUG, the lines without quoted free text, escaped and capped."""
         if logger.isEnabledFor(logging.DEBUG):
             for stage, message in self.lines:
-                logger.debug("trace %s: %s", stage, message)
+                logger.debug("trace %s: %s", stage, clean(_QUOTED.sub("'…'", message), 300))

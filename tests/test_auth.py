@@ -58,7 +58,13 @@ def token(
 @pytest.fixture
 def secured(settings):
     app = create_app(
-        settings.model_copy(update={"trusted_issuers": {ISSUER: JKU}, "public_url": BASE})
+        settings.model_copy(
+            update={
+                "trusted_issuers": {ISSUER: JKU},
+                "public_url": BASE,
+                "fhir_servers": "https://ehr.example.org/fhir",
+            }
+        )
     )
     return app.test_client()
 
@@ -163,7 +169,11 @@ def test_rotated_key_is_fetched_again(secured):
 def test_public_url_sets_the_expected_audience(settings):
     app = create_app(
         settings.model_copy(
-            update={"trusted_issuers": {ISSUER: JKU}, "public_url": "https://cds.example.org/"}
+            update={
+                "trusted_issuers": {ISSUER: JKU},
+                "public_url": "https://cds.example.org/",
+                "fhir_servers": "https://ehr.example.org/fhir",
+            }
         )
     )
     with responses.RequestsMock() as mocked:

@@ -285,7 +285,8 @@ def test_medication_reads_are_cached_and_bounded(call):
         orders.append(order)
     prefetch = {**with_results(GOOD), "patient": None, "activeMedications": None}
     body = hook_request("order-sign", orders, prefetch=prefetch, fhir_server=FHIR, token="t")
-    assert len(call(body)[1]["cards"]) == 20
+    [card] = call(body)[1]["cards"]  # one card per advice, naming all 20 orders (issue 10)
+    assert "Applies to 20 draft orders" in card["detail"]
     assert len(responses.calls) == 1
 
 

@@ -68,6 +68,8 @@ def replicas(postgres_url: str, jwks_url: str) -> Iterator[tuple[Service, Servic
         PGX_CDS_DATABASE_URL=postgres_url,
         PGX_CDS_PUBLIC_URL=PUBLIC_URL,
         PGX_CDS_TRUSTED_ISSUERS=json.dumps({issuer: jwks_url}),
+        # authenticated: the FHIR servers the EHR's token may go to must be listed (issue 10)
+        PGX_CDS_FHIR_SERVERS="https://ehr.example.org/fhir",
     )
     # both at once: the second must wait for the first's migration, not fail on it
     pair = (start_service(env, "--workers", "1", wait=False), start_service(env, "--workers", "1"))
@@ -125,11 +127,6 @@ def test_two_replicas_answer_identically_and_share_feedback(replicas, postgres_u
         assert ready["status"] == "ok" and ready["database"] == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the jti replay cache is per process until issue 10's SQL replay table is merged; "
-    "remove this marker then",
-)
 def test_a_jwt_used_at_one_replica_is_refused_at_the_other(replicas):
     a, b = replicas
     request = json.loads((SANDBOX / "order-select-pgx-cyp2d6-pm-codeine.json").read_text())

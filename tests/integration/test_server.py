@@ -204,9 +204,34 @@ def test_data_folder_that_cannot_be_written(tmp_path: Path):
     assert "not writable by uid" in line and "chown" in line
 
 
-def test_unreachable_database_names_it_without_the_password():
+NOW = "2026-11-29T10:00:00Z"
+
+
+def test_unreachable_database_at_start_serves_hooks_and_says_so_without_the_password():
+    """Hook calls do not need the database (issue 10): the service starts, logs one line naming
+    the database (password hidden), and feedback answers 503 until the database is back."""
     port = free_port()  # nothing listens there
     env = clean_env(PGX_CDS_DATABASE_URL=f"postgresql+psycopg://pgx:s3cret@127.0.0.1:{port}/pgx")
-    line = _serve_fails(env, "--port", str(free_port()))
-    assert "PGX_CDS_DATABASE_URL" in line and f"127.0.0.1:{port}" in line
-    assert "s3cret" not in line
+    service = start(env, "--workers", "1")
+    try:
+        ready = requests.get(f"{service.url}/readyz", timeout=10).json()
+        assert ready["status"] == "degraded" and ready["database"] == "unavailable"
+        feedback = requests.post(
+            f"{service.url}/cds-services/pgx-order-select/feedback",
+            json={
+                "feedback": [
+                    {
+                        "card": "c",
+                        "outcome": "overridden",
+                        "outcomeTimestamp": "2026-11-29T10:00:00Z",
+                    }
+                ]
+            },
+            timeout=15,
+        )
+        assert feedback.status_code == 503 and feedback.headers["Retry-After"]
+    finally:
+        service.stop()
+    log = service.log()
+    assert f"127.0.0.1:{port}" in log and "unreachable" in log
+    assert "s3cret" not in log

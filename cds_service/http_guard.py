@@ -1,0 +1,208 @@
+"""Outbound HTTP with a total deadline, a size cap, and no requests to forbidden addresses.
+
+``bounded_get`` reads one response within a deadline shared by all reads of a hook call
+(socket timeouts apply per read: a server dripping one byte a second would otherwise hold
+the call for ever) and stops at a size cap (an endless stream must not fill memory).
+
+``guarded_session`` returns a ``requests.Session`` whose connections refuse link-local and
+cloud-metadata addresses, both as resolved and as actually connected (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
+
+log = logging.getLogger("cds_service.http")
+
+# Cloud instance-metadata endpoints outside the link-local ranges, and the names they go by.
+METADATA_NETWORKS = [
+    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud
+    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS (IPv6)
+]
+METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog"})
+
+
+class FetchFailed(Exception):
+    """The response could not be had within the deadline and size cap (detail: for logs)."""
+
+
+def forbidden_address(address: str) -> bool:
+    """Link-local (169.254/16, fe80::/10: where cloud metadata lives), a known metadata
+    address, multicast or unspecified."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_link_local
+        or ip.is_multicast
+        or ip.is_unspecified
+        or any(ip in net for net in METADATA_NETWORKS)
+    )
+
+
+def forbidden_host(host: str) -> bool:
+    """A host name or literal address the service never contacts."""
+    host = host.strip("[]").rstrip(".").lower()
+    return host in METADATA_HOSTS or forbidden_address(host)
+
+
+@dataclass
+class _Watch:
+    """The connection a request in this thread is using, for the deadline watchdog."""
+
+    connection: HTTPConnection | None = None
+
+
+_current = threading.local()
+
+
+class _GuardedMixin:
+    """Refuses forbidden addresses before connecting and checks the peer after."""
+
+    host: str
+    port: int
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            infos = socket.getaddrinfo(self._dns_host, self.port, type=socket.SOCK_STREAM)  # type: ignore[attr-defined]
+        except OSError:
+            infos = []  # let the real connect report it
+        if any(forbidden_address(str(info[4][0])) for info in infos):
+            raise NewConnectionError(self, "refused: a link-local or metadata address")  # type: ignore[arg-type]
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        try:
+            peer = str(sock.getpeername()[0])
+        except OSError:
+            peer = ""
+        if forbidden_address(peer):
+            sock.close()
+            raise NewConnectionError(self, "refused: a link-local or metadata address")  # type: ignore[arg-type]
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.connection = self
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class GuardedHTTPConnection(_GuardedMixin, HTTPConnection):
+    pass
+
+
+class GuardedHTTPSConnection(_GuardedMixin, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _GuardedHTTPPool,
+            "https": _GuardedHTTPSPool,
+        }
+
+
+def guarded_session() -> requests.Session:
+    session = requests.Session()
+    adapter = GuardedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _abort(watch: _Watch) -> None:
+    """Deadline passed: cut the connection so a blocked read returns now."""
+    connection = watch.connection
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def bounded_get(
+    session: requests.Session,
+    url: str,
+    *,
+    deadline: float,
+    max_bytes: int,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """(status, body) of a GET that ends by ``deadline`` (``time.monotonic``) and reads at
+    most ``max_bytes``; otherwise ``FetchFailed``. No redirects are followed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise FetchFailed("no time left in the budget")
+    watch = _Watch()
+    _current.watch = watch
+    timer = threading.Timer(remaining, _abort, args=(watch,))
+    timer.daemon = True
+    timer.start()
+    try:
+        per_read = min(timeout, remaining)
+        with session.get(
+            url,
+            headers=headers,
+            timeout=(per_read, per_read),
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            if response.status_code != 200:
+                return response.status_code, b""
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                # read1: one socket read at most, so the deadline is checked as data drips
+                chunk = response.raw.read1(65_536, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchFailed(f"answer larger than {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchFailed("deadline passed while reading")
+                chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise FetchFailed("deadline passed while reading")
+            return 200, b"".join(chunks)
+    except (
+        requests.RequestException,
+        urllib3.exceptions.HTTPError,  # raised by read1
+        http.client.HTTPException,
+        OSError,
+        ValueError,
+    ) as exc:
+        if time.monotonic() >= deadline:
+            raise FetchFailed("deadline passed") from None
+        # the type only: messages of requests' errors quote the URL (and so the patient id)
+        raise FetchFailed(type(exc).__name__) from None
+    finally:
+        timer.cancel()
+        _current.watch = None

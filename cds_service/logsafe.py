@@ -1,0 +1,50 @@
+"""Log hygiene: values from callers or remote servers reach a log line only through here.
+
+* ``clean`` escapes control characters (a ``%0A`` in a path must not forge a log line) and
+  caps the length;
+* ``patient_ref`` turns a patient id into an opaque, stable hash (correlate log lines
+  without naming the patient);
+* ``quiet_http_libraries`` keeps urllib3 from logging full URLs (with ``patient=<id>`` in
+  the query) at DEBUG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+MAX_LOGGED = 200
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F]} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+    0x85: "\\x85",
+}
+
+
+def clean(value: Any, limit: int = MAX_LOGGED) -> str:
+    """``value`` as one printable line of at most ``limit`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    # lone surrogates would make the log handler itself fail
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(_CONTROL)
+
+
+def patient_ref(patient_id: str) -> str:
+    """An opaque stand-in for a patient id in logs (same id, same hash)."""
+    digest = hashlib.sha256(patient_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"patient#{digest[:12]}"
+
+
+def quiet_http_libraries() -> None:
+    """urllib3 logs every request line (path and query: FHIR searches name the patient) at
+    DEBUG; keep it at INFO and above whatever the service's level."""
+    for name in ("urllib3", "urllib3.connectionpool"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)

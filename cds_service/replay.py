@@ -1,0 +1,122 @@
+"""JWT replay protection shared by every process and replica, surviving restarts.
+
+Each accepted client JWT's ``iss|jti`` is written (as a SHA-256, so the table holds no
+token material) to the table ``jwt_replay`` of the service's SQL database, with the time
+after which the token could no longer be accepted anyway. The primary key makes a second
+use fail wherever it arrives. Expired rows are purged at most once a minute per process.
+
+While the database cannot be reached, hook calls keep working: each process then
+remembers the tokens it saw in memory (bounded, expiring) and logs a warning; readiness
+reports the service as degraded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import heapq
+import logging
+import threading
+import time
+
+from sqlalchemy import BigInteger, Column, String, Table, delete, insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .feedback import metadata
+
+log = logging.getLogger("cds_service.replay")
+
+replay_table = Table(
+    "jwt_replay",
+    metadata,
+    # sha256 hex of "iss|jti"
+    Column("jti_hash", String(64), primary_key=True),
+    # unix seconds after which the token is refused as expired (exp + leeway)
+    Column("expires_at", BigInteger, nullable=False, index=True),
+)
+
+PURGE_EVERY = 60.0
+DOWN_PAUSE = 15.0  # after a database failure, seconds before hook calls try it again
+MEMORY_LIMIT = 200_000  # tokens remembered per process while the database is down
+
+
+class ReplayCache:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._table_ready = False
+        self._last_purge = 0.0
+        self._down_until = 0.0  # monotonic: a failing database is not waited on by every call
+        # fallback while the database is down: key -> expiry, and a heap to purge cheaply
+        self._memory: dict[str, float] = {}
+        self._expiries: list[tuple[float, str]] = []
+        with contextlib.suppress(SQLAlchemyError):  # the database is down: tried again on use
+            self._ensure_table()
+
+    def first_use(self, issuer: str, jti: str, expires_at: int) -> bool:
+        """Record the token; False if it was used before (anywhere, unless the database is
+        down: then in this process)."""
+        key = hashlib.sha256(f"{issuer}|{jti}".encode("utf-8", "surrogatepass")).hexdigest()
+        now = time.time()
+        if time.monotonic() < self._down_until:
+            return self._memory_first_use(key, expires_at, now)
+        try:
+            self._ensure_table()
+            self._purge(now)
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(replay_table).values(jti_hash=key, expires_at=expires_at))
+                return True
+            except IntegrityError:
+                # seen before; unless that row has expired and was not purged yet
+                with self.engine.begin() as conn:
+                    gone = conn.execute(
+                        delete(replay_table).where(
+                            replay_table.c.jti_hash == key, replay_table.c.expires_at < now
+                        )
+                    ).rowcount
+                    if not gone:
+                        return False
+                    conn.execute(insert(replay_table).values(jti_hash=key, expires_at=expires_at))
+                return True
+        except SQLAlchemyError as exc:
+            self._down_until = time.monotonic() + DOWN_PAUSE
+            log.warning(
+                "replay cache database unavailable (%s): checking replays in this process only "
+                "for %g s",
+                type(exc).__name__,
+                DOWN_PAUSE,
+            )
+            return self._memory_first_use(key, expires_at, now)
+
+    def _memory_first_use(self, key: str, expires_at: float, now: float) -> bool:
+        with self._lock:
+            while self._expiries and self._expiries[0][0] < now:
+                _, old = heapq.heappop(self._expiries)
+                if self._memory.get(old, now + 1) < now:
+                    del self._memory[old]
+            if key in self._memory:
+                return False
+            if len(self._memory) >= MEMORY_LIMIT:
+                return True  # cannot remember more; the database is the real record
+            self._memory[key] = expires_at
+            heapq.heappush(self._expiries, (expires_at, key))
+            return True
+
+    def _ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        try:
+            metadata.create_all(self.engine, tables=[replay_table])
+            self._table_ready = True
+        except SQLAlchemyError as exc:
+            log.warning("replay cache table not created yet (%s)", type(exc).__name__)
+            raise
+
+    def _purge(self, now: float) -> None:
+        if now - self._last_purge < PURGE_EVERY:
+            return
+        self._last_purge = now
+        with self.engine.begin() as conn:
+            conn.execute(delete(replay_table).where(replay_table.c.expires_at < now))

@@ -1,0 +1,92 @@
+"""Issue 10, item 7: logs at DEBUG hold no patient identifiers or free text, and no value
+from a caller can forge a log line."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from builders import APAP_CODEINE, bundle, hook_request, med_order, phenotype_obs, with_results
+from hostile_server import hostile_server, json_answer
+
+from cds_service.app import create_app
+from cds_service.logsafe import clean, patient_ref
+
+PATIENT = "patient-4711-secret"
+NAME = "Jane Q. Doe"
+
+
+@pytest.fixture
+def debug_logs(caplog):
+    caplog.set_level(logging.DEBUG)  # the root logger: what an operator's DEBUG setting does
+    caplog.set_level(logging.DEBUG, logger="cds_service")  # and PGX_CDS_LOG_LEVEL=DEBUG
+    return caplog
+
+
+def all_text(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_debug_logs_of_a_fhir_read_hold_no_patient_id(settings, debug_logs):
+    with hostile_server() as server:
+        server.routes["/fhir"] = json_answer(
+            bundle(phenotype_obs("Poor Metabolizer", patient=PATIENT))
+        )
+        client = create_app(settings).test_client()
+        body = hook_request(
+            "order-select",
+            [med_order(APAP_CODEINE, patient=PATIENT)],
+            fhir_server=f"{server.base}/fhir",
+            token="ehr-token",
+            patient=PATIENT,
+        )
+        response = client.post("/cds-services/pgx-order-select", json=body)
+        assert server.requests, "the service read the FHIR server"
+    assert response.status_code == 200 and response.get_json()["cards"]
+    logged = all_text(debug_logs)
+    assert PATIENT not in logged
+    assert "ehr-token" not in logged
+    assert patient_ref(PATIENT) in logged  # an opaque id still correlates the lines
+
+
+def test_free_medication_text_is_not_logged(client, debug_logs):
+    order = med_order(None)
+    order["medicationCodeableConcept"] = {"text": f"codeine 30 mg for {NAME}"}
+    body = hook_request(
+        "order-select", [order], prefetch=with_results(phenotype_obs("Poor Metabolizer"))
+    )
+    response = client.post("/cds-services/pgx-order-select", json=body)
+    assert response.status_code == 200 and response.get_json()["cards"]
+    assert any(r.getMessage().startswith("trace medications") for r in debug_logs.records)
+    assert NAME not in all_text(debug_logs)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/cds-services%0AINFO%20forged%20line",
+        "/x%0D%0AINFO forged",
+        "/cds-services/pgx%E2%80%A8forged",
+    ],
+)
+def test_a_path_cannot_forge_a_log_line(client, debug_logs, path):
+    client.get(path)
+    client.post(path, json={})
+    for record in debug_logs.records:
+        message = record.getMessage()
+        assert "\n" not in message and "\r" not in message and "\u2028" not in message
+
+
+def test_a_hook_name_cannot_forge_a_log_line(client, debug_logs):
+    body = hook_request("order-select", [med_order(APAP_CODEINE)])
+    body["hook"] = "x\nCRITICAL forged " + "y" * 5000
+    response = client.post("/cds-services/pgx-order-select", json=body)
+    assert response.status_code == 400
+    for record in debug_logs.records:
+        assert "\n" not in record.getMessage() and len(record.getMessage()) < 1000
+
+
+def test_clean_escapes_and_caps():
+    assert clean("a\nb\rc\x1b[31m\u2028") == "a\\nb\\rc\\x1b[31m\\u2028"
+    assert len(clean("x" * 10_000)) <= 201
+    assert clean("\ud800") == "\\ud800"
