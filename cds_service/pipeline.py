@@ -7,6 +7,7 @@ context -> medications -> genomic facts -> interactions (phenoconversion) -> rec
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +44,10 @@ class Engine:
     settings: Settings
     session: requests.Session = field(default_factory=requests.Session)
     card_log: CardLog | None = None
+    #: threads for the FHIR reads of a call that run side by side
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir")
+    )
     site: SiteConfig = field(default_factory=SiteConfig)
 
     def evaluate(
@@ -86,11 +91,13 @@ class Engine:
 
         patient = quote(request.patient_id, safe="")
         needed = None if read_results else self._genes_for(drugs)
+        # What the FHIR server must give beside the results, read at the same time (one round)
+        ahead = self._read_ahead(request, client, drugs, patient)
         facts = self._facts(request, client, trace, patient, needed)
         genetic_facts = facts
         cyp2d6 = facts.get(interactions.GENE)
         if cyp2d6 is not None and cyp2d6.actionable and self._depends_on_cyp2d6(drugs):
-            inhibitors = self._inhibitors(request, client, trace, patient)
+            inhibitors = self._inhibitors(request, client, trace, patient, ahead)
             facts = {
                 **facts,
                 interactions.GENE: interactions.phenoconvert(
@@ -108,8 +115,8 @@ class Engine:
         matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
         notices: list[label_rules.Notice] = []
         if any(rule.drug in {d.drug for d in drugs} for rule in self.knowledge.label_rules):
-            found = patient_data.optional_resources(
-                request, patient_data.PATIENT, f"Patient/{patient}", client, trace
+            found = self._optional(
+                request, patient_data.PATIENT, f"Patient/{patient}", client, trace, ahead
             )
             person = next((r for r in found or [] if r.get("resourceType") == "Patient"), None)
             notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
@@ -210,6 +217,51 @@ class Engine:
             needed=needed,
         )
 
+    def _read_ahead(
+        self,
+        request: HookRequest,
+        client: patient_data.FhirClient | None,
+        drugs: list[medications.IdentifiedDrug],
+        patient: str,
+    ) -> dict[str, Future[tuple[list[dict[str, Any]] | None, Trace]]]:
+        """Start the reads the call may need besides the genomic results (the active
+        medications for phenoconversion, the patient for age rules) when they were not
+        prefetched, so that they run while the results are read: one round, one deadline."""
+        prefetched = request.prefetch or {}
+        if client is None:
+            return {}
+        wanted: dict[str, str] = {}
+        if patient_data.ACTIVE_MEDICATIONS not in prefetched and self._depends_on_cyp2d6(drugs):
+            wanted[patient_data.ACTIVE_MEDICATIONS] = _active_medications_query(patient)
+        ordered = {d.drug for d in drugs}
+        if patient_data.PATIENT not in prefetched and any(
+            rule.drug in ordered for rule in self.knowledge.label_rules
+        ):
+            wanted[patient_data.PATIENT] = f"Patient/{patient}"
+
+        def read(key: str, query: str) -> tuple[list[dict[str, Any]] | None, Trace]:
+            own = Trace()
+            return patient_data.optional_resources(request, key, query, client, own), own
+
+        return {key: self.pool.submit(read, key, query) for key, query in wanted.items()}
+
+    @staticmethod
+    def _optional(
+        request: HookRequest,
+        key: str,
+        query: str,
+        client: patient_data.FhirClient | None,
+        trace: Trace,
+        ahead: dict[str, Future[tuple[list[dict[str, Any]] | None, Trace]]],
+    ) -> list[dict[str, Any]] | None:
+        """A prefetch key's resources: read ahead, else from prefetch or the FHIR server."""
+        future = ahead.get(key)
+        if future is None:
+            return patient_data.optional_resources(request, key, query, client, trace)
+        found, own = future.result()
+        trace.lines.extend(own.lines)
+        return found
+
     def _genes_for(self, drugs: list[medications.IdentifiedDrug]) -> frozenset[str]:
         """The genes and HLA alleles the ordered drugs' rows and pre-test cards depend on."""
         genes = {
@@ -235,15 +287,17 @@ class Engine:
         client: patient_data.FhirClient | None,
         trace: Trace,
         patient: str,
+        ahead: dict[str, Future[tuple[list[dict[str, Any]] | None, Trace]]] | None = None,
     ) -> list[interactions.InhibitorUse]:
         """CYP2D6 inhibitors the patient takes: active orders on file (prefetch, else the FHIR
         server) and the other draft orders of this ordering session."""
-        active = patient_data.optional_resources(
+        active = self._optional(
             request,
             patient_data.ACTIVE_MEDICATIONS,
-            f"MedicationRequest?patient={patient}&status=active",
+            _active_medications_query(patient),
             client,
             trace,
+            ahead or {},
         )
         candidates = [
             (r, "active medication")
@@ -309,6 +363,12 @@ class Engine:
 
 
 MAX_REFERENCE_READS = 5
+
+
+def _active_medications_query(patient: str) -> str:
+    return f"MedicationRequest?patient={patient}&status=active"
+
+
 MAX_ORDERS = 100
 
 

@@ -262,3 +262,25 @@ def test_metering_keeps_the_ssrf_guard():
         adapter = session.get_adapter(prefix)
         assert isinstance(adapter, http_guard.GuardedAdapter)
         assert isinstance(adapter, metrics.MeteredAdapter)
+
+
+def test_the_reads_of_a_call_run_side_by_side(server, settings):
+    """Results, active medications and the patient, each 0.4 s slow, cost one round trip."""
+    from builders import genotype_obs
+
+    from cds_service.app import create_app as make
+
+    server.routes["/fhir/Observation"] = json_answer(bundle(genotype_obs("*1/*1")), delay=0.4)
+    server.routes["/fhir/MedicationRequest"] = json_answer(bundle(), delay=0.4)
+    server.routes["/fhir/Patient"] = json_answer(
+        {"resourceType": "Patient", "id": "pat-1", "birthDate": "1970-01-01"}, delay=0.4
+    )
+    client = make(settings.model_copy(update={"fhir_budget": 3.0})).test_client()
+    status, answer, took = fetch_call(client, f"{server.base}/fhir")
+    assert status == 200 and answer["cards"] == []
+    assert {p.split("?")[0] for p, _ in server.requests} == {
+        "/fhir/Observation",
+        "/fhir/MedicationRequest",
+        "/fhir/Patient/pat-1",
+    }
+    assert took < 1.0  # one round (0.4 s), not three (1.2 s)
