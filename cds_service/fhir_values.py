@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 
@@ -77,8 +78,10 @@ def effective_date(obs: dict[str, Any]) -> tuple[datetime | None, str | None]:
     return None, None
 
 
+@lru_cache(maxsize=4096)
 def parse_date(value: str) -> datetime | None:
-    """A FHIR date or dateTime (year, year-month, date, or full) as an aware datetime."""
+    """A FHIR date or dateTime (year, year-month, date, or full) as an aware datetime
+    (cached: the same dates come back call after call)."""
     text = value.strip()[:64].replace("Z", "+00:00")
     if re.fullmatch(r"\d{4}", text):
         text += "-01-01"

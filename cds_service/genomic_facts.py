@@ -12,8 +12,12 @@ Every step says in the trace what it used or ignored and why; ``pgx-cds explain`
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from .gene_decision import GeneResult, combine_haplotypes, decide
 from .knowledge import Knowledge
@@ -23,6 +27,37 @@ from .trace import Trace
 __all__ = ["GeneResult", "Resolver", "summarise"]
 
 Resolver = Callable[[str], dict[str, Any] | None]
+
+#: How many Observations' readings are remembered (the same patient's results come back on
+#: every order-select while the prescriber picks drugs, and again at order-sign).
+READ_CACHE_SIZE = 8192
+
+
+class _ReadCache:
+    """Readings of Observations by their exact content (and patient, server, genes needed):
+    reading the same JSON again gives the same findings and the same trace lines."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], tuple[tuple[Finding, ...], tuple[Any, ...]]]
+        self._items = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> tuple[tuple[Finding, ...], tuple[Any, ...]] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], value: tuple[tuple[Finding, ...], tuple[Any, ...]]) -> None:
+        with self._lock:
+            self._items[key] = value
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+_READ_CACHE = _ReadCache(READ_CACHE_SIZE)
 
 
 def summarise(
@@ -64,7 +99,20 @@ def summarise(
     reader = ResultReader(patient_id, knowledge, trace, lookup, fhir_base, needed)
     findings: list[Finding] = []
     haplotypes: list[Finding] = []
+    context = (patient_id, fhir_base, needed, id(knowledge), knowledge.version)
     for obs in unique.values():
+        try:
+            key = (*context, orjson.dumps(obs))
+        except (TypeError, ValueError, orjson.JSONEncodeError):  # e.g. a huge int: not kept
+            key = None
+        hit = _READ_CACHE.get(key) if key is not None else None
+        if hit is not None:
+            trace.lines.extend(hit[1])
+            for finding in hit[0]:
+                (haplotypes if finding.kind == "haplotype" else findings).append(finding)
+            continue
+        mark = len(trace.lines)
+        reader.looked_up = False
         try:
             interpreted = reader.interpret(obs)
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
@@ -74,6 +122,8 @@ def summarise(
                 f"Observation/{obs.get('id', '?')} ignored: malformed ({type(exc).__name__})",
             )
             continue
+        if key is not None and not reader.looked_up:  # a reading that used others is not kept
+            _READ_CACHE.put(key, (tuple(interpreted), tuple(trace.lines[mark:])))
         for finding in interpreted:
             (haplotypes if finding.kind == "haplotype" else findings).append(finding)
     findings.extend(combine_haplotypes(haplotypes, findings, knowledge, trace))

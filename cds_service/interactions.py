@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from .fhir_values import as_dict, as_str, objects, parse_date, texts
@@ -110,13 +111,18 @@ def _inhibitor_named(resource: dict[str, Any], knowledge: Knowledge) -> str | No
             if code in ingredients:
                 return ingredients[code]
     display = as_str(as_dict(resource.get("medicationReference")).get("display"))
-    words = [*texts(concept), display]
-    for text in words:
-        lowered = text[:_MAX_TEXT].lower()
-        for name in table.inhibitors:
-            if re.search(rf"\b{name}\b", lowered):
-                return name
+    pattern = _names(tuple(table.inhibitors))
+    for text in [*texts(concept), display]:
+        found = pattern.search(text[:_MAX_TEXT].lower())
+        if found:
+            return found.group(0)
     return None
+
+
+@lru_cache(maxsize=4)
+def _names(names: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern for every inhibitor's name (one pass over a medication's text)."""
+    return re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b")
 
 
 def phenoconvert(

@@ -87,12 +87,15 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
 
 
 @lru_cache(maxsize=8)
-def _name_index(knowledge: Knowledge) -> tuple[tuple[re.Pattern[str], str], ...]:
-    index = []
+def _name_index(knowledge: Knowledge) -> tuple[re.Pattern[str], dict[str, str]]:
+    """One pattern for every drug name and brand (one pass over the text), and which drug
+    each word names. Longer words first, so 'dihydrocodeine' is never read as 'codeine'."""
+    words: dict[str, str] = {}
     for name, drug in knowledge.drugs.items():
         for word in [name, *drug.brands]:
-            index.append((re.compile(rf"\b{re.escape(word.lower())}\b"), name))
-    return tuple(index)
+            words.setdefault(word.lower(), name)
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"\b(?:{alternatives})\b"), words
 
 
 # A drug name or brand sits at the start of a medication's text; reading further would only
@@ -100,8 +103,9 @@ def _name_index(knowledge: Knowledge) -> tuple[tuple[re.Pattern[str], str], ...]
 MAX_TEXT_READ = 500
 
 
-def _drugs_named(text: str, index: tuple[tuple[re.Pattern[str], str], ...]) -> list[str]:
+def _drugs_named(text: str, index: tuple[re.Pattern[str], dict[str, str]]) -> list[str]:
     lowered = text[:MAX_TEXT_READ].lower()
     if not lowered:
         return []
-    return sorted({name for pattern, name in index if pattern.search(lowered)})
+    pattern, words = index
+    return sorted({words[m.group(0)] for m in pattern.finditer(lowered)})

@@ -74,6 +74,7 @@ class ResultReader:
         needed: frozenset[str] | None = None,
     ) -> None:
         self.needed = needed
+        self.looked_up = False  # did a reading use another resource (derivedFrom)?
         self.fhir_base = fhir_base
         self.patient_id = patient_id
         self.knowledge = knowledge
@@ -100,6 +101,17 @@ class ResultReader:
         if kind is None:
             self.trace.add("results", f"{ref} ignored: not a genomic result code the service reads")
             return []
+        # Which gene first: a result for a gene no ordered drug depends on is not read further.
+        gene = None
+        if kind.kind == "presence":
+            if kind.marker and not self._wanted(kind.marker):
+                self.trace.add("results", f"{ref} not read: no ordered drug depends on it")
+                return []
+        else:
+            gene = kind.gene or gene_of(obs, self.knowledge)
+            if gene is not None and not self._wanted(gene):
+                self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
+                return []
         status = obs.get("status")
         if status not in USABLE_STATUSES:
             self.trace.add(
@@ -111,15 +123,11 @@ class ResultReader:
             self.trace.add("results", f"{ref} ignored: its subject is not the patient in context")
             return []
         date, date_text = effective_date(obs)
-        base = Finding("?", kind.kind, INDETERMINATE, ref, date, date_text)
 
         if kind.kind == "presence":
-            if kind.marker and not self._wanted(kind.marker):
-                self.trace.add("results", f"{ref} not read: no ordered drug depends on it")
-                return []
+            base = Finding("?", kind.kind, INDETERMINATE, ref, date, date_text)
             findings = self._presence(obs, kind.marker, base)
         else:
-            gene = kind.gene or gene_of(obs, self.knowledge)
             if gene is None and kind.kind == "therapeutic-implication":
                 gene = self._gene_via_derived_from(obs)
             if gene is None:
@@ -130,7 +138,7 @@ class ResultReader:
             if not self._wanted(gene):
                 self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
                 return []
-            base = replace(base, gene=gene)
+            base = Finding(gene, kind.kind, INDETERMINATE, ref, date, date_text)
             if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
                 findings = self._hla_typing(obs, gene, base)
             elif kind.kind == "genotype":
@@ -170,6 +178,7 @@ class ResultReader:
         genes = set()
         for ref in objects(obs.get("derivedFrom")):
             reference = as_str(ref.get("reference"))
+            self.looked_up = True
             target = self.lookup(reference) if reference else None
             if target is not None and is_about(target, self.patient_id, self.fhir_base):
                 gene = gene_of(target, self.knowledge)

@@ -19,3 +19,20 @@ def test_bench_runs():
     )
     assert result.returncode == 0, result.stderr
     assert "HTTP POST through Flask, card returned" in result.stdout
+
+
+def test_load_bench_runs_and_reports():
+    """bench/bench_load.py --quick: both servers, the FHIR path and the growth table (it
+    checks that the benchmark runs and reports; the figures of a quick run mean nothing)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_load.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "pgx-cds serve" in out and "trivial Flask app" in out and "ratio" in out
+    assert "memory per worker" in out
+    assert "1000 results" in out and "100 draft order(s)" in out

@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""Throughput and latency under load: the service on its production server against a trivial
+Flask app on the same server, with the same body and the same load generator, in one run.
+
+Measures, and prints as a table:
+
+* **prefetch path**: an ``order-select`` for acetaminophen/codeine whose prefetch carries 31
+  genomic results (a realistic patient), against ``pgx-cds serve`` (gunicorn, one worker per
+  core by default) and ``bench/trivial_app.py`` under the same gunicorn settings: requests/s,
+  p50, p99 and their ratios (wrk when it is installed, else a Python load generator);
+* **FHIR path**: the same order without prefetch against the integration FHIR server
+  (``tests/integration/fhir_server``, started here), p50 of one caller, and what the service
+  adds to the FHIR server's own latency for the same search;
+* memory (RSS) per worker;
+* how the cost of one call grows with the number of genomic results (10, 100, 1,000) and of
+  draft orders (1, 10, 100), in-process.
+
+Usage: ``.venv/bin/python bench/bench_load.py [--duration 8] [--connections 16] [--quick]``.
+``--quick`` runs everything briefly (the CI smoke test); figures from it mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.client import HTTPConnection
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+BIN = Path(sys.executable).parent
+
+from builders import (  # noqa: E402
+    APAP_CODEINE,
+    bundle,
+    gene_component,
+    genotype_obs,
+    hook_request,
+    implication_obs,
+    med_order,
+    phenotype_obs,
+)
+
+HOOK = "/cds-services/pgx-order-select"
+
+
+def realistic_results(count: int = 31) -> dict:
+    """A patient's genomic results as a lab panel stores them: genotypes, phenotypes and
+    therapeutic implications for several genes, repeated retests, HLA typing."""
+    genes = [
+        ("CYP2D6", "*1/*2", "Normal Metabolizer"),
+        ("CYP2C9", "*1/*1", "Normal Metabolizer"),
+        ("CYP2C19", "*1/*17", "Rapid Metabolizer"),
+    ]
+    obs: list[dict] = []
+    i = 0
+    while len(obs) < count - 2:
+        gene, diplotype, phenotype = genes[i % len(genes)]
+        year = 2015 + i // len(genes)
+        obs.append(genotype_obs(diplotype, gene, obs_id=f"g{i}", date=f"{year}-03-01"))
+        obs.append(phenotype_obs(phenotype, gene, obs_id=f"p{i}", date=f"{year}-03-01"))
+        obs.append(implication_obs(phenotype, gene, obs_id=f"t{i}"))
+        i += 1
+    obs = obs[: count - 2]
+    hla = genotype_obs("HLA-B*07:02:01+HLA-B*44:03:01", gene="HLA-B", obs_id="hla-b")
+    hla_a = genotype_obs("HLA-A*02:01+HLA-A*24:02", gene="HLA-A", obs_id="hla-a")
+    hla["component"] = [gene_component("HLA-B")]
+    return bundle(*obs, hla, hla_a)
+
+
+def prefetch_body(results: int = 31, orders: int = 1) -> dict:
+    drafts = [med_order(APAP_CODEINE, order_id=f"order-{n}") for n in range(orders)]
+    return hook_request(
+        "order-select",
+        drafts,
+        prefetch={
+            "genomicResults": realistic_results(results),
+            "patient": {"resourceType": "Patient", "id": "pat-1", "birthDate": "1970-01-01"},
+            "activeMedications": bundle(),
+        },
+    )
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def workers_rss_mb(self) -> list[float]:
+        out = []
+        for child in Path("/proc").glob("[0-9]*"):
+            try:
+                status = (child / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if fields.get("PPid", "").strip() == str(self.proc.pid):
+                out.append(int(fields.get("VmRSS", "0 kB").split()[0]) / 1024)
+        return sorted(out)
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP error: it answers
+                return
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {seconds} s")
+
+
+@contextmanager
+def serving(cmd: list[str], port: int, env: dict[str, str], probe: str) -> Iterator[Server]:
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}{probe}", proc)
+        yield Server(proc, port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def service(tmp: Path, workers: int, **extra: str) -> Iterator[Server]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PGX_CDS_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
+        "PGX_CDS_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    cmd = [str(BIN / "pgx-cds"), "serve", "--port", str(port), "--workers", str(workers)]
+    return serving(cmd, port, env, "/healthz")
+
+
+def trivial(workers: int, threads: int) -> Iterator[Server]:
+    port = free_port()
+    cmd = [
+        str(BIN / "gunicorn"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--log-level",
+        "warning",
+        "bench.trivial_app:app",
+    ]
+    return serving(cmd, port, dict(os.environ), "/cds-services/x")
+
+
+# -- load -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    rps: float
+    p50: float
+    p99: float
+    tool: str
+
+
+def load(url: str, body: bytes, seconds: float, connections: int) -> Load:
+    if shutil.which("wrk"):
+        return _wrk(url, body, seconds, connections)
+    return _python_load(url, body, seconds, connections)
+
+
+def _wrk(url: str, body: bytes, seconds: float, connections: int) -> Load:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "body.json").write_bytes(body)
+        script = Path(tmp) / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'local f = io.open("{tmp}/body.json", "rb"); wrk.body = f:read("*a"); f:close()\n'
+        )
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                str(script),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    rps = float(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("Requests/sec")))
+    lat = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "99%"):
+            lat[parts[0]] = _ms(parts[1])
+    return Load(rps, lat["50%"], lat["99%"], "wrk")
+
+
+def _ms(text: str) -> float:
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
+def _python_load(url: str, body: bytes, seconds: float, connections: int) -> Load:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    path = "/" + url.split("//")[1].split("/", 1)[1]
+    samples: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker() -> None:
+        conn = HTTPConnection(host, int(port), timeout=10)
+        mine = []
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            conn.getresponse().read()
+            mine.append((time.perf_counter() - started) * 1000)
+        conn.close()
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    samples.sort()
+    return Load(
+        len(samples) / elapsed,
+        statistics.median(samples),
+        samples[int(0.99 * (len(samples) - 1))],
+        "python",
+    )
+
+
+def _median(loads: list[Load]) -> Load:
+    return Load(
+        statistics.median(x.rps for x in loads),
+        statistics.median(x.p50 for x in loads),
+        statistics.median(x.p99 for x in loads),
+        loads[0].tool,
+    )
+
+
+def sequential_ms(fn: Callable[[], object], runs: int) -> float:
+    for _ in range(min(10, runs)):
+        fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+# -- FHIR path --------------------------------------------------------------------------------
+
+
+@contextmanager
+def fhir_server() -> Iterator[str | None]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    folder = ROOT / "tests" / "integration" / "fhir_server"
+    if not node or not npm:
+        yield None
+        return
+    if not (folder / "node_modules").exists():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=folder, check=True)
+    env = {**os.environ, "FHIR_TOKEN": "bench-token"}
+    proc = subprocess.Popen(
+        [node, "server.mjs", "0"], cwd=folder, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("LISTENING "):
+                yield f"http://127.0.0.1:{line.split()[1]}/fhir"
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float]:
+    """p50 of the FHIR server's own search, and of a hook call that needs it (one caller)."""
+    subprocess.run(
+        [str(BIN / "pgx-cds"), "sandbox", "load", "--fhir", base, "--token", "bench-token"],
+        check=True,
+        capture_output=True,
+    )
+    from cds_service.knowledge import Knowledge
+    from cds_service.services import genomic_query
+    from cds_service.settings import get_settings
+
+    query = genomic_query(Knowledge(get_settings().knowledge_dir), "pgx-cyp2d6-um")
+    auth = {"Authorization": "Bearer bench-token"}
+    # the reads the hook call needs (results, active medications, the patient), made side by
+    # side as the service makes them: the FHIR server's own latency for this call
+    reads = [
+        urllib.request.Request(f"{base}/{path}", headers=auth)
+        for path in (
+            query,
+            "MedicationRequest?patient=pgx-cyp2d6-um&status=active",
+            "Patient/pgx-cyp2d6-um",
+        )
+    ]
+
+    def search() -> None:
+        threads = [
+            threading.Thread(target=lambda r=r: urllib.request.urlopen(r).read()) for r in reads
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    body = json.dumps(
+        hook_request(
+            "order-select",
+            [med_order(APAP_CODEINE)],
+            fhir_server=base,
+            token="bench-token",
+            patient="pgx-cyp2d6-um",
+        )
+    ).encode()
+    call = urllib.request.Request(
+        svc.url + HOOK, data=body, headers={"Content-Type": "application/json"}
+    )
+
+    def hook() -> None:
+        urllib.request.urlopen(call).read()
+
+    direct: list[float] = []
+    through: list[float] = []
+    for i in range(runs + 10):  # alternating, so that the FHIR server's own drift hits both
+        for run, into in ((search, direct), (hook, through)):
+            started = time.perf_counter()
+            run()
+            if i >= 10:  # warm-up
+                into.append((time.perf_counter() - started) * 1000)
+    return statistics.median(direct), statistics.median(through)
+
+
+# -- scaling ----------------------------------------------------------------------------------
+
+
+def scaling(runs: int) -> list[tuple[str, float]]:
+    from cds_service.app import create_app
+    from cds_service.request import parse_hook_request
+    from cds_service.settings import Settings
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(database_url=f"sqlite:///{tmp}/s.sqlite3", log_level="ERROR"))
+        engine = app.extensions["pgx"]["engine"]
+        for results, orders in ((10, 1), (100, 1), (1000, 1), (31, 10), (31, 100)):
+            body = prefetch_body(results, orders)
+            request = parse_hook_request(body, "order-select")
+            ms = sequential_ms(lambda r=request: engine.evaluate(r), max(3, runs // (1 + orders)))
+            rows.append((f"{results} results, {orders} draft order(s)", ms))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each")
+    parser.add_argument("--quick", action="store_true", help="brief run (smoke test)")
+    args = parser.parse_args()
+    seconds = 1.0 if args.quick else args.duration
+    runs = 10 if args.quick else 200
+    rounds = 1 if args.quick else args.rounds
+    body = json.dumps(prefetch_body()).encode()
+
+    print(
+        f"load: {args.connections} connections, {seconds:g} s per run, {args.workers} worker(s), "
+        f"{rounds} alternating round(s) per server (medians shown)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        with service(Path(tmp), args.workers) as svc, trivial(args.workers, 4) as bare:
+            both: dict[str, list[Load]] = {"ours": [], "theirs": []}
+            for _ in range(rounds):  # alternate, so that a noisy moment hits both alike
+                both["theirs"].append(load(bare.url + HOOK, body, seconds, args.connections))
+                both["ours"].append(load(svc.url + HOOK, body, seconds, args.connections))
+            ours, theirs = (_median(both[k]) for k in ("ours", "theirs"))
+            rss = svc.workers_rss_mb()
+        with service(Path(tmp), args.workers) as svc, fhir_server() as base:
+            fhir = fhir_path(base, svc, runs) if base else None
+
+    print(f"\nprefetch path ({ours.tool}; body {len(body) // 1024} KB, 31 genomic results)")
+    print(f"{'server':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'pgx-cds serve':<44} {ours.rps:>8.0f} {ours.p50:>8.2f} {ours.p99:>8.2f}")
+    print(
+        f"{'trivial Flask app, same gunicorn settings':<44} "
+        f"{theirs.rps:>8.0f} {theirs.p50:>8.2f} {theirs.p99:>8.2f}"
+    )
+    print(
+        f"{'ratio (service / trivial)':<44} {ours.rps / theirs.rps:>8.2f} "
+        f"{ours.p50 / theirs.p50:>8.2f} {ours.p99 / theirs.p99:>8.2f}"
+    )
+    print(f"\nmemory per worker (RSS): {', '.join(f'{m:.0f} MB' for m in rss) or 'n/a'}")
+    if fhir:
+        print(
+            f"\nFHIR path (one caller, p50): the call's FHIR reads alone {fhir[0]:.2f} ms, hook "
+            f"call without prefetch {fhir[1]:.2f} ms, the service adds {fhir[1] - fhir[0]:.2f} ms"
+        )
+    else:
+        print("\nFHIR path: skipped (Node.js not found for the integration FHIR server)")
+    print("\nin-process cost of one call as it grows (Engine.evaluate, p50):")
+    for name, ms in scaling(runs):
+        print(f"  {name:<36} {ms:>8.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
