@@ -150,6 +150,10 @@ def main() -> None:
             )
         )
 
+        store = app.extensions["pgx"]["store"]
+        store.card_log.flush()  # the card log's writer is done before the folder goes
+        store.engine.dispose()
+
     print(f"{'what':<52} {'median ms':>10} {'p95 ms':>8}")
     for name, (median, p95) in rows:
         print(f"{name:<52} {median:>10.3f} {p95:>8.3f}")
