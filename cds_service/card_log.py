@@ -199,43 +199,32 @@ class CardLog:
             trace.add("card log", "the database was unavailable moments ago: cards not logged")
             return
         try:
-            self._record(issued, hook, service_id, patient_id, knowledge_version, shown)
+            now = datetime.now(UTC)
+            rows = [
+                {
+                    "card_uuid": c.uuid,
+                    "issued_at": now,
+                    "hook": hook[:50],
+                    "service_id": service_id[:100],
+                    "drug": c.drug[:100],
+                    "genes": c.genes[:200],
+                    "phenotype": c.phenotype[:300],
+                    "recommendation_id": c.recommendation_id[:200],
+                    "indicator": c.indicator,
+                    "knowledge_version": knowledge_version[:40],
+                    "shown": shown,
+                    "patient_hash": self.digest("patient", patient_id),
+                    "order_hash": self.digest("order", patient_id, c.order_reference or ""),
+                }
+                for c in issued
+            ]
+            if self.background:
+                self._enqueue(rows)
+            else:
+                self._write(rows)
             trace.add("card log", f"{len(issued)} card(s) logged")
         except SQLAlchemyError as exc:
             self._fault(exc, "cards returned, not logged", trace)
-
-    def _record(
-        self,
-        issued: list[IssuedCard],
-        hook: str,
-        service_id: str,
-        patient_id: str,
-        knowledge_version: str,
-        shown: bool,
-    ) -> None:
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "card_uuid": c.uuid,
-                "issued_at": now,
-                "hook": hook[:50],
-                "service_id": service_id[:100],
-                "drug": c.drug[:100],
-                "genes": c.genes[:200],
-                "phenotype": c.phenotype[:300],
-                "recommendation_id": c.recommendation_id[:200],
-                "indicator": c.indicator,
-                "knowledge_version": knowledge_version[:40],
-                "shown": shown,
-                "patient_hash": self.digest("patient", patient_id),
-                "order_hash": self.digest("order", patient_id, c.order_reference or ""),
-            }
-            for c in issued
-        ]
-        if self.background:
-            self._enqueue(rows)
-        else:
-            self._write(rows)
 
     def overridden(
         self, issued: list[IssuedCard], patient_id: str, trace: Trace

@@ -268,3 +268,29 @@ def hook_request(
 
 def with_results(*observations: dict[str, Any]) -> dict[str, Any]:
     return {"genomicResults": bundle(*observations)}
+
+
+def feedback_body(comment: str | None = None) -> dict[str, Any]:
+    """Feedback on two cards, as an EHR sends it: one suggestion taken, one card overridden
+    with a coded reason (and ``comment``, if given)."""
+    reason: dict[str, Any] = {
+        "reason": {"code": "no-alternative", "system": "urn:pgx-pain-cds:override-reason"}
+    }
+    if comment is not None:
+        reason["userComment"] = comment
+    return {
+        "feedback": [
+            {
+                "card": "7f5c0ed6-0000-4000-8000-000000000001",
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": "s-1"}],
+                "outcomeTimestamp": "2026-11-28T10:00:00Z",
+            },
+            {
+                "card": "7f5c0ed6-0000-4000-8000-000000000002",
+                "outcome": "overridden",
+                "overrideReason": reason,
+                "outcomeTimestamp": "2026-11-28T10:01:00+01:00",
+            },
+        ]
+    }

@@ -25,6 +25,7 @@ import responses
 from builders import (
     APAP_CODEINE,
     bundle,
+    feedback_body,
     genotype_obs,
     hook_request,
     med_order,
@@ -77,25 +78,7 @@ def _hook_bodies() -> list[dict[str, Any]]:
 
 
 HOOK_BODIES = _hook_bodies()
-FEEDBACK_BODY = {
-    "feedback": [
-        {
-            "card": "7f5c0ed6-0000-4000-8000-000000000001",
-            "outcome": "accepted",
-            "acceptedSuggestions": [{"id": "s-1"}],
-            "outcomeTimestamp": "2026-11-28T10:00:00Z",
-        },
-        {
-            "card": "7f5c0ed6-0000-4000-8000-000000000002",
-            "outcome": "overridden",
-            "overrideReason": {
-                "reason": {"code": "no-alternative", "system": "urn:pgx-pain-cds:override-reason"},
-                "userComment": "patient tolerated it",
-            },
-            "outcomeTimestamp": "2026-11-28T10:01:00+01:00",
-        },
-    ]
-}
+FEEDBACK_BODY = feedback_body(comment="patient tolerated it")
 SERVICE_FOR = {
     "order-select": "pgx-order-select",
     "order-sign": "pgx-order-sign",

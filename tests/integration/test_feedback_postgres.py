@@ -7,6 +7,8 @@ no PostgreSQL server is installed.
 
 from __future__ import annotations
 
+from builders import feedback_body
+
 from cds_service.app import create_app
 from cds_service.settings import Settings
 
@@ -14,27 +16,7 @@ from cds_service.settings import Settings
 def test_feedback_is_stored_in_postgresql(postgres_url):
     settings = Settings(database_url=postgres_url)
     client = create_app(settings).test_client()
-    body = {
-        "feedback": [
-            {
-                "card": "7f5c0ed6-0000-4000-8000-000000000001",
-                "outcome": "accepted",
-                "acceptedSuggestions": [{"id": "s-1"}],
-                "outcomeTimestamp": "2026-11-28T10:00:00Z",
-            },
-            {
-                "card": "7f5c0ed6-0000-4000-8000-000000000002",
-                "outcome": "overridden",
-                "overrideReason": {
-                    "reason": {
-                        "code": "no-alternative",
-                        "system": "urn:pgx-pain-cds:override-reason",
-                    }
-                },
-                "outcomeTimestamp": "2026-11-28T10:01:00+01:00",
-            },
-        ]
-    }
+    body = feedback_body()
     assert client.post("/cds-services/pgx-order-sign/feedback", json=body).status_code == 200
     # a new app on the same database sees what the first stored
     rows = create_app(settings).extensions["pgx"]["store"].all()
