@@ -34,8 +34,8 @@ _PER_DAY_WORDS = [
     (r"\b(three times (a|per) day|tid|t\.i\.d\.)\b", 3.0),
     (r"\b(twice (a |per )?day|twice daily|bid|b\.i\.d\.)\b", 2.0),
     (
-        r"\b(once (a |per )?day|once daily|daily|qd|q\.d\.|at night|at bedtime|nightly|qhs|"
-        r"every (morning|evening|night))\b",
+        r"\b(once (a |per )?day|once daily|daily|qd|q\.d\.|at night|at bedtime|bedtime|nightly|"
+        r"qhs|hs|every (morning|evening|night))\b",
         1.0,
     ),
     (r"\bevery 4 hours\b|\bq4h\b", 6.0),
@@ -103,6 +103,10 @@ def order_dose(resource: dict[str, Any], medication_text: str, drug: str) -> Ord
     if mg is None:
         m = re.search(r"(\d+(?:\.\d+)?)\s*mg\b", free)
         mg = float(m.group(1)) if m else None
+    if mg is None:  # "1 tablet at bedtime": units of the product's strength
+        m = re.search(r"(\d+(?:\.\d+)?)\s*(?:tablet|tab|capsule|cap|pill)s?\b", free)
+        strength = strength_mg(medication_text, drug) if m else None
+        mg = float(m.group(1)) * strength if m and strength is not None else None
     return OrderDose(mg, _doses_per_day(as_dict(dosage.get("timing")), free))
 
 

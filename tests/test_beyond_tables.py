@@ -246,3 +246,21 @@ def test_fda_label_statement_shown_on_the_cpic_card(call):
         genotype_obs("*3/*3", gene="CYP2C9"),
     )
     assert "FDA label (Celebrex)" in card["detail"] and "CPIC" in card["source"]["label"]
+
+
+@pytest.mark.parametrize(
+    "dosage",
+    [
+        {"text": "10 mg at night"},
+        {"text": "1 tablet at bedtime", "timing": {"code": {"text": "HS"}}},
+        {
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 10, "unit": "mg"}}],
+        },
+    ],
+)
+def test_low_dose_read_from_every_way_an_order_states_it(call, dosage):
+    order = med_order(AMITRIPTYLINE_10)
+    order["dosageInstruction"] = [dosage]
+    [card] = ask(call, order, genotype_obs("*4/*4"))
+    assert card["indicator"] == "info" and "low dose" in card["summary"]
