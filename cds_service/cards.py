@@ -30,8 +30,10 @@ from .hook_context import DraftOrder
 from .knowledge import AlternativeProduct, Knowledge, Recommendation
 from .label_rules import Notice
 from .medications import IdentifiedDrug
-from .order_details import fmt, order_dose, strength_mg
+from .order_details import order_dose, strength_mg
 from .recommendations import Match
+from .wording import number
+from .wording import summary as short_summary
 
 OVERRIDE_SYSTEM = "urn:pgx-pain-cds:override-reason"
 ISSUED = "_issued"  # private key: what the card log keeps, removed before the answer
@@ -164,7 +166,9 @@ def build_card(
         "uuid": str(uuid.uuid4()),
         "summary": summary(rec, m.results, bool(m.possible))
         if not m.low_dose
-        else _short(f"{rec.drug.capitalize()} at a low dose: use with caution ({_who_all(m)})"),
+        else short_summary(
+            f"{rec.drug.capitalize()} at a low dose: use with caution ({_who_all(m)})"
+        ),
         "indicator": level,
         "detail": detail(m, knowledge, orders),
         "source": {
@@ -243,7 +247,7 @@ def summary(rec: Recommendation, results: tuple[GeneResult, ...], spans: bool = 
     who = " and ".join(_who(r) for r in results)
     if spans:
         text = f"{rec.drug.capitalize()}: advice depends on the activity score ({who}, no score)"
-        return text if len(text) < 140 else text[:136] + "…"
+        return short_summary(text)
     verb = {
         "avoid": "Avoid {drug}",
         "alternative": "Consider an alternative to {drug}",
@@ -253,7 +257,7 @@ def summary(rec: Recommendation, results: tuple[GeneResult, ...], spans: bool = 
     if rec.summary:
         verb = rec.summary
     text = verb.format(drug=rec.drug, Drug=rec.drug.capitalize()) + f": {who}"
-    return text if len(text) < 140 else text[:136] + "…"
+    return short_summary(text)
 
 
 def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = None) -> str:
@@ -359,7 +363,7 @@ def _suggestions(m: Match, knowledge: Knowledge, orders: list[DraftOrder]) -> li
             if ordered_mme is None or not product.strength_mg or alt_mme > ordered_mme + 1e-9:
                 continue  # never suggest an opioid stronger than the order
             note = (
-                f"{fmt(alt_mme)} MME per tablet vs {fmt(ordered_mme)} MME per ordered dose "
+                f"{number(alt_mme)} MME per tablet vs {number(ordered_mme)} MME per ordered dose "
                 "(CDC 2022 factors)"
             )
         out.append(replacement(drug.order, rec, [*kept, product], note, orders=orders))
@@ -406,13 +410,13 @@ def _dose_suggestion(m: Match, knowledge: Knowledge) -> dict[str, Any] | None:
     times = {1: "once", 2: "twice", 3: "three times", 4: "four times"}[per_day]
     draft["dosageInstruction"] = [
         {
-            "text": f"1 {name.split()[-1].lower()} {times} daily ({fmt(total)} mg/day, the "
+            "text": f"1 {name.split()[-1].lower()} {times} daily ({number(total)} mg/day, the "
             "guideline's genotype-adjusted starting dose; review before signing)",
             "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
         }
     ]
     return {
-        "label": f"Replace with {name} {times} daily ({fmt(total)} mg/day)",
+        "label": f"Replace with {name} {times} daily ({number(total)} mg/day)",
         "uuid": str(uuid.uuid4()),
         "actions": [
             {
@@ -496,10 +500,6 @@ def _new_draft(order: DraftOrder, product: AlternativeProduct) -> dict[str, Any]
     return new
 
 
-def _short(text: str) -> str:
-    return text if len(text) < 140 else text[:136] + "…"
-
-
 def _who_all(m: Match) -> str:
     return " and ".join(_who(r) for r in m.results)
 
@@ -509,7 +509,7 @@ def notice_card(n: Notice) -> dict[str, Any]:
     ordered = _plain(n.drug.medication_text or n.drug.drug)
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "summary": _short(n.summary),
+        "summary": short_summary(n.summary),
         "indicator": n.indicator,
         "detail": f"{n.text}\n\n**Order:** {ordered}\n\n**Source:** {n.source.title}. "
         f"[Source]({n.source.url}).",

@@ -25,6 +25,7 @@ from .knowledge import Knowledge
 from .result_reading import Finding, scored
 from .star_alleles import INDETERMINATE, score_diplotype
 from .trace import Trace
+from .wording import with_article
 
 _OLDEST = datetime.min.replace(tzinfo=UTC)
 
@@ -87,7 +88,7 @@ def decide(findings: list[Finding]) -> GeneResult:
                 wording = " (pre-2019 wording)" if reported.legacy else ""
                 notes.append(
                     f"reported by the lab as '{label}'{wording}{when}; under current CPIC "
-                    f"rules {top.diplotype} is {_a(phenotype.lower())}"
+                    f"rules {top.diplotype} is {with_article(phenotype.lower())}"
                 )
                 reinterpreted_from = reinterpreted_from or label
     elif top.legacy:
@@ -111,10 +112,6 @@ def decide(findings: list[Finding]) -> GeneResult:
         for f in newer_unclear[:2]
     )
     return _result(top, phenotype, notes=notes, reinterpreted_from=reinterpreted_from)
-
-
-def _a(words: str) -> str:
-    return ("an " if words[:1] in "aeiou" else "a ") + words
 
 
 def _label(f: Finding) -> str:

@@ -25,8 +25,9 @@ from .fhir_values import as_dict, as_str, objects, parse_date, texts
 from .gene_decision import GeneResult
 from .knowledge import Knowledge
 from .medications import RXNORM_SYSTEMS
-from .star_alleles import INDETERMINATE, format_score
+from .star_alleles import INDETERMINATE
 from .trace import Trace
+from .wording import number, with_article
 
 GENE = "CYP2D6"
 IN_FORCE = frozenset({"active", "draft"})
@@ -148,7 +149,7 @@ def phenoconvert(
         trace.add(
             "interactions",
             f"{GENE}: with {use.name} ({use.strength}) the activity score would be "
-            f"{format_score(low)}–{format_score(high) if high is not None else 'higher'}: "
+            f"{number(low)}–{number(high) if high is not None else 'higher'}: "
             "more than one phenotype, so the genetic result is used",
         )
         return replace(
@@ -165,7 +166,7 @@ def phenoconvert(
             f"{GENE}: {use.name} ({use.strength}) leaves the phenotype {phenotype.lower()}",
         )
         return fact
-    score_text = format_score(exact) if exact is not None else None
+    score_text = number(exact) if exact is not None else None
     trace.add(
         "interactions",
         f"{GENE}: {fact.phenotype.lower()} by genotype, functionally {phenotype.lower()} while "
@@ -184,14 +185,10 @@ def phenoconvert(
         notes=(
             *fact.notes,
             f"{GENE} {fact.phenotype.lower()} by {fact.kind}, functionally "
-            f"{_a(phenotype.lower())} while taking {use.name} ({use.strength} CYP2D6 inhibitor, "
-            f"{use.where}; activity score x{factor:g}, Borges et al. 2010)",
+            f"{with_article(phenotype.lower())} while taking {use.name} ({use.strength} CYP2D6 "
+            f"inhibitor, {use.where}; activity score x{factor:g}, Borges et al. 2010)",
         ),
     )
-
-
-def _a(words: str) -> str:
-    return ("an " if words[:1] in "aeiou" else "a ") + words
 
 
 __all__ = ["INDETERMINATE", "InhibitorUse", "find_inhibitors", "in_force", "phenoconvert"]

@@ -19,9 +19,10 @@ from typing import Any
 from .gene_decision import GeneResult
 from .knowledge import Knowledge, RuleSource
 from .medications import IdentifiedDrug
-from .order_details import age_years, fmt, order_dose, reason_texts
+from .order_details import age_years, order_dose, reason_texts
 from .recommendations import Match
 from .trace import Trace
+from .wording import number
 
 
 @dataclass(frozen=True)
@@ -59,16 +60,16 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
     ):
         trace.add(
             "dose",
-            f"{drug}: {fmt(per_day)} mg/day is a low (pain) dose "
-            f"(≤{fmt(dosing.low_dose_max_mg_per_day)} mg/day): caution, not the "
+            f"{drug}: {number(per_day)} mg/day is a low (pain) dose "
+            f"(≤{number(dosing.low_dose_max_mg_per_day)} mg/day): caution, not the "
             "depression-dose advice",
         )
         return replace(
             m,
             low_dose=True,
             dose_text=f"{ordered}. This is a low dose, as used for neuropathic pain "
-            f"(≤{fmt(dosing.low_dose_max_mg_per_day)} mg/day): CPIC's dose advice is written for "
-            "the higher starting doses used for depression, so it does not apply as such. Use "
+            f"(≤{number(dosing.low_dose_max_mg_per_day)} mg/day): CPIC's dose advice is written "
+            "for the higher starting doses used for depression, so it does not apply as such. Use "
             "with caution and watch for side effects (reduced metabolism) or a poor response "
             "(increased metabolism).",
         )
@@ -78,12 +79,12 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
         base, what = per_day, "the ordered daily dose"
     else:
         base, what = dosing.lowest_start_mg_per_day, "the lowest starting dose"
-        what += f" ({fmt(base)} mg/day)" if base is not None else ""
+        what += f" ({number(base)} mg/day)" if base is not None else ""
     if base is None:
         trace.add("dose", f"{drug}: ordered dose not stated in mg and frequency: not computed")
         return replace(m, dose_text=f"{ordered}.")
     low, high = base * change.low, base * change.high
-    target = f"{fmt(low)} mg/day" if low == high else f"{fmt(low)}–{fmt(high)} mg/day"
+    target = f"{number(low)} mg/day" if low == high else f"{number(low)}–{number(high)} mg/day"
     pct = (
         f"{round(change.low * 100)}%"
         if change.low == change.high

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from .fhir_values import as_dict, as_str, objects, texts
+from .wording import number
 
 _UNITS_MG = {"mg", "milligram", "milligrams"}
 _UNITS_UNIT = {
@@ -60,14 +61,10 @@ class OrderDose:
     def describe(self) -> str:
         parts = []
         if self.mg_per_dose is not None:
-            parts.append(f"{fmt(self.mg_per_dose)} mg per dose")
+            parts.append(f"{number(self.mg_per_dose)} mg per dose")
         if self.mg_per_day is not None:
-            parts.append(f"{fmt(self.mg_per_day)} mg/day")
+            parts.append(f"{number(self.mg_per_day)} mg/day")
         return ", ".join(parts) or "dose not stated"
-
-
-def fmt(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def strength_mg(medication_text: str, drug: str) -> float | None:

@@ -29,9 +29,9 @@ from .gene_decision import GeneResult
 from .hook_context import DraftOrder
 from .knowledge import Guideline, Knowledge
 from .medications import IdentifiedDrug
-from .order_details import fmt
 from .recommendations import Match
 from .trace import Trace
+from .wording import number
 
 SUMMARY_TOPIC = "patient-view-summary"
 NO_RESULTS_TOPIC = "patient-view-no-results"
@@ -359,7 +359,7 @@ def _advice_cell(a: DrugAdvice, knowledge: Knowledge) -> str:
     low = dosing.low_dose_max_mg_per_day if dosing else None
     if low is not None and rec.action in ("avoid", "alternative", "adjust-dose"):
         # as label_rules.with_dose: the dose advice is for depression doses
-        text += f" At ≤{fmt(low)} mg/day (neuropathic-pain doses): use with caution."
+        text += f" At ≤{number(low)} mg/day (neuropathic-pain doses): use with caution."
     if a.by_genotype is not None:
         text += f" By genotype alone: {a.by_genotype.lower()}."
     return text

@@ -91,12 +91,15 @@ class Engine:
 
         patient = quote(request.patient_id, safe="")
         needed = None if read_results else self._genes_for(drugs)
+        ordered = {d.drug for d in drugs}
+        uses_cyp2d6 = self._depends_on_cyp2d6(drugs)
+        uses_age = any(rule.drug in ordered for rule in self.knowledge.label_rules)
         # What the FHIR server must give beside the results, read at the same time (one round)
-        ahead = self._read_ahead(request, client, drugs, patient)
+        ahead = self._read_ahead(request, client, patient, uses_cyp2d6, uses_age)
         facts = self._facts(request, client, trace, patient, needed)
         genetic_facts = facts
         cyp2d6 = facts.get(interactions.GENE)
-        if cyp2d6 is not None and cyp2d6.actionable and self._depends_on_cyp2d6(drugs):
+        if cyp2d6 is not None and cyp2d6.actionable and uses_cyp2d6:
             inhibitors = self._inhibitors(request, client, trace, patient, ahead)
             facts = {
                 **facts,
@@ -114,7 +117,7 @@ class Engine:
             ]
         matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
         notices: list[label_rules.Notice] = []
-        if any(rule.drug in {d.drug for d in drugs} for rule in self.knowledge.label_rules):
+        if uses_age:
             found = self._optional(
                 request, patient_data.PATIENT, f"Patient/{patient}", client, trace, ahead
             )
@@ -221,8 +224,9 @@ class Engine:
         self,
         request: HookRequest,
         client: patient_data.FhirClient | None,
-        drugs: list[medications.IdentifiedDrug],
         patient: str,
+        medications_needed: bool,
+        patient_needed: bool,
     ) -> dict[str, Future[tuple[list[dict[str, Any]] | None, Trace]]]:
         """Start the reads the call may need besides the genomic results (the active
         medications for phenoconversion, the patient for age rules) when they were not
@@ -231,12 +235,9 @@ class Engine:
         if client is None:
             return {}
         wanted: dict[str, str] = {}
-        if patient_data.ACTIVE_MEDICATIONS not in prefetched and self._depends_on_cyp2d6(drugs):
+        if patient_data.ACTIVE_MEDICATIONS not in prefetched and medications_needed:
             wanted[patient_data.ACTIVE_MEDICATIONS] = _active_medications_query(patient)
-        ordered = {d.drug for d in drugs}
-        if patient_data.PATIENT not in prefetched and any(
-            rule.drug in ordered for rule in self.knowledge.label_rules
-        ):
+        if patient_data.PATIENT not in prefetched and patient_needed:
             wanted[patient_data.PATIENT] = f"Patient/{patient}"
 
         def read(key: str, query: str) -> tuple[list[dict[str, Any]] | None, Trace]:

@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass
 
 from .knowledge import Allele, GeneTable
+from .wording import number
 
 INDETERMINATE = "Indeterminate"
 
@@ -50,15 +51,11 @@ class Scored:
     def activity_score_text(self) -> str | None:
         if self.activity_score is None:
             return None
-        text = format_score(self.activity_score)
+        text = number(self.activity_score)
         if self.score_range is not None and self.score_range[1] != self.score_range[0]:
             high = self.score_range[1]
-            return f"{text}–{format_score(high)}" if high is not None else f"≥{text}"
+            return f"{text}–{number(high)}" if high is not None else f"≥{text}"
         return ("≥" if self.activity_score_at_least else "") + text
-
-
-def format_score(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _clean(raw: str, gene: str) -> str:
@@ -128,8 +125,7 @@ def score_diplotype(raw: str, table: GeneTable) -> Scored:
     if len(phenotypes) == 1 and INDETERMINATE not in phenotypes:
         return Scored(diplotype, phenotypes.pop(), low, low_at_least, score_range)
     readings_text = " or ".join(
-        f"{'≥' if at_least else ''}{format_score(total)} "
-        f"({_phenotype(total, at_least, table).lower()})"
+        f"{'≥' if at_least else ''}{number(total)} ({_phenotype(total, at_least, table).lower()})"
         for total, at_least in totals
     )
     return Scored(
