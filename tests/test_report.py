@@ -197,6 +197,7 @@ def test_silent_go_live_as_a_committee_tries_it(tmp_path, settings, monkeypatch,
             patient=patient,
         )
         assert client.post("/cds-services/pgx-order-select", json=body).get_json() == {"cards": []}
+    client.application.extensions["pgx"]["store"].card_log.flush()  # written in the background
     monkeypatch.setenv("PGX_CDS_DATABASE_URL", settings.database_url)
     assert main(["report"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("codeine / CYP2D6"))
