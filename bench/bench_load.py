@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
 BIN = Path(sys.executable).parent
 
 from builders import (  # noqa: E402
@@ -53,6 +53,7 @@ from builders import (  # noqa: E402
     med_order,
     phenotype_obs,
 )
+from serving import free_port, node_and_npm, run_fhir_server  # noqa: E402
 
 HOOK = "/cds-services/pgx-order-select"
 
@@ -95,12 +96,6 @@ def prefetch_body(results: int = 31, orders: int = 1) -> dict:
 
 
 # -- servers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -304,26 +299,12 @@ def sequential_ms(fn: Callable[[], object], runs: int) -> float:
 
 @contextmanager
 def fhir_server() -> Iterator[str | None]:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    folder = ROOT / "tests" / "integration" / "fhir_server"
-    if not node or not npm:
+    """The integration tests' FHIR server (None without Node.js)."""
+    if node_and_npm() is None:
         yield None
         return
-    if not (folder / "node_modules").exists():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=folder, check=True)
-    env = {**os.environ, "FHIR_TOKEN": "bench-token"}
-    proc = subprocess.Popen(
-        [node, "server.mjs", "0"], cwd=folder, env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("LISTENING "):
-                yield f"http://127.0.0.1:{line.split()[1]}/fhir"
-                break
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with run_fhir_server("bench-token") as (base, _log):
+        yield base
 
 
 def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float]:

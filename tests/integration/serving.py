@@ -1,15 +1,23 @@
-"""Start ``pgx-cds serve`` as a real process on a free port (for the integration tests)."""
+"""Start real processes for the integration tests and the benchmarks: ``pgx-cds serve`` on a
+free port, and the test FHIR R4 server (``fhir_server/server.mjs``: Medplum's FHIR router over
+an in-memory repository; Node.js >= 20 and npm, the pinned packages installed with ``npm ci``
+on first use)."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +29,104 @@ PGX_CDS = str(Path(sys.executable).parent / "pgx-cds")
 NO_PREFETCH = (
     ROOT / "sandbox" / "requests" / "no-prefetch" / "order-select-pgx-cyp2d6-um-codeine.json"
 )
+
+
+FHIR_SERVER_DIR = Path(__file__).parent / "fhir_server"
+FHIR_STARTUP_TIMEOUT_S = 60
+NPM_INSTALL_TIMEOUT_S = 600
+
+
+class HarnessError(Exception):
+    """A test server could not be started; the message says why (with its log)."""
+
+
+def node_and_npm() -> tuple[str, str] | None:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    return (node, npm) if node and npm else None
+
+
+def _npm_install_needed() -> bool:
+    marker = FHIR_SERVER_DIR / "node_modules" / ".package-lock.json"
+    lock = FHIR_SERVER_DIR / "package-lock.json"
+    return not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime
+
+
+def _npm_install(npm: str) -> None:
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=FHIR_SERVER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=NPM_INSTALL_TIMEOUT_S,
+    )
+    if result.returncode != 0:
+        raise HarnessError(
+            f"`npm ci` failed in {FHIR_SERVER_DIR} (exit {result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+
+
+def _wait_for_port(proc: subprocess.Popen[str], log_path: Path) -> int:
+    """Read the server's stdout until its ``LISTENING <port>`` line, then keep draining it."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, name="fhir-server-stdout", daemon=True).start()
+    try:
+        while True:
+            line = lines.get(timeout=FHIR_STARTUP_TIMEOUT_S)
+            if line is None:
+                raise RuntimeError(f"exited with code {proc.wait()}")
+            if line.startswith("LISTENING "):
+                return int(line.split()[1])
+    except (queue.Empty, RuntimeError, ValueError) as exc:
+        proc.kill()
+        reason = "timed out" if isinstance(exc, queue.Empty) else str(exc)
+        raise HarnessError(
+            f"FHIR test server did not start ({reason}). Its stderr:\n"
+            f"{log_path.read_text(errors='replace')}"
+        ) from None
+
+
+@contextmanager
+def run_fhir_server(token: str) -> Iterator[tuple[str, Path]]:
+    """The test FHIR server, running: its base URL (``http://127.0.0.1:<port>/fhir``; every
+    request needs ``Authorization: Bearer <token>``) and its stderr log."""
+    tools = node_and_npm()
+    if tools is None:
+        raise HarnessError("Node.js and npm are needed for the FHIR test server")
+    node, npm = tools
+    if _npm_install_needed():
+        _npm_install(npm)
+    env = {**os.environ, "FHIR_TOKEN": token, "PORT": "0"}
+    log_dir = Path(tempfile.mkdtemp(prefix="fhir-server-"))
+    log_path = log_dir / "stderr.log"
+    with open(log_path, "w") as stderr:
+        proc = subprocess.Popen(
+            [node, "server.mjs", "0"],
+            cwd=FHIR_SERVER_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        port = _wait_for_port(proc, log_path)
+        yield f"http://127.0.0.1:{port}/fhir", log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def free_port() -> int:

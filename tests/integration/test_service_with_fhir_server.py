@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ from typing import Any
 
 import pytest
 import requests
+from serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 INDEX = json.loads((ROOT / "sandbox" / "patients" / "index.json").read_text())
 PGX_CDS = str(Path(sys.executable).parent / "pgx-cds")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SCENARIOS = [(p["id"], t) for p in INDEX for t in p["try"]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _load(fhir_server) -> subprocess.CompletedProcess[str]:
@@ -57,7 +51,7 @@ def loaded(fhir_server) -> str:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PGX_CDS_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'feedback.sqlite3'}",
