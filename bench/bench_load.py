@@ -53,7 +53,7 @@ from builders import (  # noqa: E402
     med_order,
     phenotype_obs,
 )
-from serving import free_port, node_and_npm, run_fhir_server  # noqa: E402
+from serving import free_port, node_and_npm, run_fhir_server, stop_process  # noqa: E402
 
 HOOK = "/cds-services/pgx-order-select"
 
@@ -144,11 +144,7 @@ def serving(cmd: list[str], port: int, env: dict[str, str], probe: str) -> Itera
         wait_for(f"http://127.0.0.1:{port}{probe}", proc)
         yield Server(proc, port)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def service(tmp: Path, workers: int, **extra: str) -> Iterator[Server]:

@@ -120,13 +120,21 @@ def run_fhir_server(token: str) -> Iterator[tuple[str, Path]]:
         port = _wait_for_port(proc, log_path)
         yield f"http://127.0.0.1:{port}/fhir", log_path
     finally:
-        proc.terminate()
+        stop_process(proc)
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> float:
+    """SIGTERM, then SIGKILL after ``timeout``; returns how long the process took to exit."""
+    started = time.monotonic()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        shutil.rmtree(log_dir, ignore_errors=True)
+    return time.monotonic() - started
 
 
 def free_port() -> int:
@@ -157,15 +165,7 @@ class Service:
 
     def stop(self, timeout: float = 10) -> float:
         """SIGTERM; returns how long the process took to exit."""
-        started = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return time.monotonic() - started
+        return stop_process(self.proc, timeout)
 
 
 def start_service(env: dict[str, str], *args: str, wait: bool = True) -> Service:
