@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ClientError
@@ -84,19 +85,48 @@ def parse_json(raw: bytes) -> Any:
     if not raw.strip():
         raise ClientError("the request body is empty; expected a JSON object")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ClientError(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ClientError("the request body is nested too deeply") from None
-    except ValueError:  # an integer literal past Python's limit: parse again to name it
-        body = _parse_naming_huge_ints(raw)
+        body = _fast_loads(raw)
+    except _NotFast:
+        body = _loads(raw)
     # The walks below are skipped for the common small, clean body.
     surrogates = _SURROGATE_ESCAPE.search(raw) is not None  # (pairs are fine: checked below)
     if (surrogates or len(raw) > MAX_STRING) and not _strings_acceptable(body, surrogates):
         for path, value in _walk(body):  # slower, names the field
             _check_value(path, value)
     return body
+
+
+class _NotFast(Exception):
+    """The body needs the standard library's parser (it reads it exactly, or says why not)."""
+
+
+# Every digit as "9": then 19 nines in a row are 19 digits in a row, perhaps an integer beyond
+# 64 bits, which orjson would read as a float (ten times faster than a regular expression).
+_DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9" * 10)
+_LONG_NUMBER = b"9" * 19
+
+
+def _fast_loads(raw: bytes) -> Any:
+    """orjson (about twice as fast on a typical body) where it reads exactly what ``json``
+    reads; anything else (invalid JSON, NaN, lone surrogates, very long numbers, deep
+    nesting) goes to ``_loads`` for the same result and the same error messages as before."""
+    if _LONG_NUMBER in raw.translate(_DIGITS_AS_NINES):
+        raise _NotFast
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _NotFast from None
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClientError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ClientError("the request body is nested too deeply") from None
+    except ValueError:  # an integer literal past Python's limit: parse again to name it
+        return _parse_naming_huge_ints(raw)
 
 
 def _parse_naming_huge_ints(raw: bytes) -> Any:
