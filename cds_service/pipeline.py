@@ -101,12 +101,9 @@ class Engine:
         cyp2d6 = facts.get(interactions.GENE)
         if cyp2d6 is not None and cyp2d6.actionable and uses_cyp2d6:
             inhibitors = self._inhibitors(request, client, trace, patient, ahead)
-            facts = {
-                **facts,
-                interactions.GENE: interactions.phenoconvert(
-                    cyp2d6, inhibitors, self.knowledge, trace
-                ),
-            }
+            converted = interactions.phenoconvert(cyp2d6, inhibitors, self.knowledge, trace)
+            if converted is not cyp2d6:  # (then the rows are matched on both, below)
+                facts = {**facts, interactions.GENE: converted}
         matched = recommendations.match(drugs, facts, self.knowledge, trace)
         if facts is not genetic_facts:
             by_genotype = recommendations.match(drugs, genetic_facts, self.knowledge, Trace())
