@@ -85,10 +85,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # -- CORS and request logging ------------------------------------------------------
 
+    app.wsgi_app = ResponseHeaders(app.wsgi_app, allowed_origins)  # type: ignore[method-assign]
+
     @app.before_request
     def _start() -> Response | None:
         g.started = time.perf_counter()
-        g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+        g.request_id = request.environ[REQUEST_ID_KEY]
         if request.method == "OPTIONS":
             return Response(status=204)
         if verifier.enabled and request.path.startswith("/cds-services"):
@@ -101,33 +103,25 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        origin = request.headers.get("Origin")
-        if "*" in allowed_origins:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        elif origin and origin in allowed_origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
-        response.headers["Access-Control-Max-Age"] = "86400"
-        response.headers["X-Request-ID"] = g.get("request_id", "")
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        elapsed = seconds * 1000
         rule = request.url_rule
         endpoint = ENDPOINTS.get(rule.endpoint, "other") if rule else "other"
         service_id = (request.view_args or {}).get("service_id", "")
         metrics.record_request(
             endpoint, service_id if service_id in SERVICES else "", response.status_code, seconds
         )
-        # Method, route and status only: never bodies, identifiers or tokens; and escaped
-        # (a %0A in the path must not forge a log line).
-        log.info(
-            "%s %s -> %s in %.1f ms",
-            clean(request.method, 10),
-            clean(request.url_rule or request.path.split("/")[1], 80),
-            response.status_code,
-            elapsed,
-        )
+        if log.isEnabledFor(logging.INFO):
+            # One line a request. Method, route and status, and for a hook call what it
+            # answered: never bodies, identifiers or tokens; and escaped (a %0A in the path
+            # must not forge a log line).
+            log.info(
+                "%s %s -> %s in %.1f ms%s",
+                clean(request.method, 10),
+                clean(rule or request.path.split("/")[1], 80),
+                response.status_code,
+                seconds * 1000,
+                g.get("answered", ""),
+            )
         return response
 
     # -- errors: always JSON, never a stack trace ---------------------------------------
@@ -177,11 +171,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         else:
             body, trace = engine.evaluate(hook_request, service_id=service.id)
         trace.log(log)
-        log.info(
-            "%s: %d card(s) for %s",
-            service.id,  # ours, not the caller's
-            len(body["cards"]),
-            patient_ref(hook_request.patient_id),  # opaque: correlates without naming
+        # for the request's log line: the service is ours, not the caller's text; the patient
+        # reference is opaque (it correlates lines without naming anyone)
+        g.answered = (
+            f": {service.id}, {len(body['cards'])} card(s) for "
+            f"{patient_ref(hook_request.patient_id)}"
         )
         metrics.record_cards(body["cards"], recommendation_by_id)
         return jsonify(body)
@@ -227,6 +221,42 @@ def create_app(settings: Settings | None = None) -> Flask:
         return Response(text, content_type=content_type)
 
     return app
+
+
+REQUEST_ID_KEY = "pgx.request_id"
+
+
+class ResponseHeaders:
+    """WSGI middleware: the headers every answer carries, CORS and the request id (the
+    caller's ``X-Request-ID`` when sane, else a new one; ``before_request`` logs with it),
+    added as plain tuples: a tenth of the cost of setting them one by one on Flask's
+    response."""
+
+    def __init__(self, wsgi_app: Any, allowed_origins: set[str]) -> None:
+        self.wsgi_app = wsgi_app
+        self.allowed_origins = allowed_origins
+        self.static = [
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Allow-Headers", CORS_HEADERS),
+            ("Access-Control-Max-Age", "86400"),
+        ]
+        if "*" in allowed_origins:
+            self.static.append(("Access-Control-Allow-Origin", "*"))
+        elif allowed_origins:
+            self.static.append(("Vary", "Origin"))  # the answer depends on the Origin
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        environ[REQUEST_ID_KEY] = request_id
+        added = [*self.static, ("X-Request-ID", request_id)]
+        origin = environ.get("HTTP_ORIGIN")
+        if "*" not in self.allowed_origins and origin and origin in self.allowed_origins:
+            added.append(("Access-Control-Allow-Origin", origin))
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, headers + added, exc_info)
+
+        return self.wsgi_app(environ, start)
 
 
 def _body() -> bytes:
