@@ -254,6 +254,8 @@ class ResponseHeaders:
             added.append(("Access-Control-Allow-Origin", origin))
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if exc_info is None:
+                return start_response(status, headers + added)
             return start_response(status, headers + added, exc_info)
 
         return self.wsgi_app(environ, start)

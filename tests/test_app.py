@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
 
@@ -164,6 +167,39 @@ def test_cors_restricted_origins(tmp_path):
     assert ok.headers["Access-Control-Allow-Origin"] == "https://sandbox.cds-hooks.org"
     other = c.get("/cds-services", headers={"Origin": "https://evil.example.com"})
     assert "Access-Control-Allow-Origin" not in other.headers
+    assert ok.headers["Vary"] == other.headers["Vary"] == "Origin"  # for caches in between
+
+
+def test_errors_carry_cors_and_the_request_id_once(client):
+    for response in (
+        client.get("/no-such-endpoint", headers={"X-Request-ID": "rid-404"}),
+        client.post(SERVICE, data=b"{not json", headers={"X-Request-ID": "rid-400"}),
+    ):
+        assert response.status_code in (400, 404)
+        assert response.headers.getlist("Access-Control-Allow-Origin") == ["*"]
+        assert response.headers.getlist("X-Request-ID") == [f"rid-{response.status_code}"]
+
+
+def test_the_app_speaks_to_a_wsgi_server_that_passes_two_arguments(app):
+    """PEP 3333: ``exc_info`` is optional; a server's start_response may not take it."""
+    seen = []
+
+    def start_response(status, headers):  # no exc_info parameter
+        seen.append((status, dict(headers)))
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/healthz",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+    }
+    assert b"".join(app(environ, start_response)) == b'{"status":"ok"}\n'
+    [(status, headers)] = seen
+    assert status == "200 OK" and headers["X-Request-ID"]
 
 
 def test_health_and_readiness(client):
