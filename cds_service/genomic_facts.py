@@ -12,10 +12,11 @@ Every step says in the trace what it used or ignored and why; ``pgx-cds explain`
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -33,31 +34,41 @@ Resolver = Callable[[str], dict[str, Any] | None]
 READ_CACHE_SIZE = 8192
 
 
-class _ReadCache:
-    """Readings of Observations by their exact content (and patient, server, genes needed):
-    reading the same JSON again gives the same findings and the same trace lines."""
+#: How many whole sets of results are remembered with what they summarise to.
+SUMMARY_CACHE_SIZE = 1024
+
+V = TypeVar("V")
+
+
+class _Cache(Generic[V]):
+    """Least recently used, by exact content (see the keys below), shared by a worker's
+    threads: the same JSON read again gives the same findings and the same trace lines."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[Any, ...], tuple[tuple[Finding, ...], tuple[Any, ...]]]
-        self._items = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> tuple[tuple[Finding, ...], tuple[Any, ...]] | None:
+    def get(self, key: tuple[Any, ...]) -> V | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[Any, ...], value: tuple[tuple[Finding, ...], tuple[Any, ...]]) -> None:
+    def put(self, key: tuple[Any, ...], value: V) -> None:
         with self._lock:
             self._items[key] = value
             if len(self._items) > self.size:
                 self._items.popitem(last=False)
 
 
-_READ_CACHE = _ReadCache(READ_CACHE_SIZE)
+Lines = tuple[Any, ...]
+#: one Observation's reading, by (context, its JSON)
+_READ_CACHE: _Cache[tuple[tuple[Finding, ...], Lines]] = _Cache(READ_CACHE_SIZE)
+#: a whole set of results' summary, by (context, SHA-256 of their JSON): an ordering session
+#: sends the same set with every order-select and again at order-sign
+_SUMMARY_CACHE: _Cache[tuple[dict[str, GeneResult], Lines]] = _Cache(SUMMARY_CACHE_SIZE)
 
 
 def summarise(
@@ -78,6 +89,32 @@ def summarise(
     the genes (and HLA alleles) the ordered drugs depend on; results for others are not read
     (None: all, as for the patient view and ``explain``).
     """
+    context = (patient_id, fhir_base, needed, id(knowledge), knowledge.version)
+    try:
+        key = (*context, hashlib.sha256(orjson.dumps(observations)).digest())
+    except (TypeError, ValueError, orjson.JSONEncodeError):  # e.g. a huge int: not kept
+        key = None
+    hit = _SUMMARY_CACHE.get(key) if key is not None else None
+    if hit is not None:
+        trace.lines.extend(hit[1])
+        return dict(hit[0])
+    mark = len(trace.lines)
+    results, looked_up = _summarise(observations, context, knowledge, trace, resolve, fhir_base)
+    if key is not None and not looked_up:  # a summary that read other resources is not kept
+        _SUMMARY_CACHE.put(key, (dict(results), tuple(trace.lines[mark:])))
+    return results
+
+
+def _summarise(
+    observations: list[dict[str, Any]],
+    context: tuple[Any, ...],
+    knowledge: Knowledge,
+    trace: Trace,
+    resolve: Resolver | None,
+    fhir_base: str | None,
+) -> tuple[dict[str, GeneResult], bool]:
+    """``summarise`` without its cache; and whether any reading looked up another resource."""
+    patient_id, needed = context[0], context[2]
     # The same result twice (prefetch and a paged search overlapping) is one result.
     unique: dict[str, dict[str, Any]] = {}
     for o in observations:
@@ -99,7 +136,7 @@ def summarise(
     reader = ResultReader(patient_id, knowledge, trace, lookup, fhir_base, needed)
     findings: list[Finding] = []
     haplotypes: list[Finding] = []
-    context = (patient_id, fhir_base, needed, id(knowledge), knowledge.version)
+    looked_up = False
     for obs in unique.values():
         try:
             key = (*context, orjson.dumps(obs))
@@ -122,6 +159,7 @@ def summarise(
                 f"Observation/{obs.get('id', '?')} ignored: malformed ({type(exc).__name__})",
             )
             continue
+        looked_up = looked_up or reader.looked_up
         if key is not None and not reader.looked_up:  # a reading that used others is not kept
             _READ_CACHE.put(key, (tuple(interpreted), tuple(trace.lines[mark:])))
         for finding in interpreted:
@@ -137,4 +175,4 @@ def summarise(
             f"{gene}: {result.phenotype} (from {result.kind} {result.observation})"
             + "".join(f"; {n}" for n in result.notes),
         )
-    return results
+    return results, looked_up

@@ -183,3 +183,51 @@ def test_trace_says_why_results_were_ignored(knowledge):
     assert "*999 has no CPIC activity value" in text
     assert facts["CYP2D6"].phenotype == "Indeterminate"
     assert "pat-1" not in text and "other" not in text  # no patient identifiers
+
+
+# -- the caches: the same results read again give the same facts, never stale ones ------------
+
+
+def _facts(knowledge, observations, patient="pat-1", resolve=None, needed=None):
+    trace = Trace()
+    facts = summarise(observations, patient, knowledge, trace, resolve, needed=needed)
+    return facts, trace.lines
+
+
+def test_the_same_results_again_give_the_same_facts_and_trace(knowledge):
+    results = [genotype_obs("*1/*1xN", obs_id="g1"), phenotype_obs("Ultrarapid Metabolizer")]
+    first = _facts(knowledge, results)
+    again = _facts(knowledge, [dict(r) for r in results])
+    assert again == first
+    assert first[0]["CYP2D6"].phenotype == "Ultrarapid Metabolizer"
+
+
+def test_a_changed_value_is_read_again_not_taken_from_the_cache(knowledge):
+    before = _facts(knowledge, [phenotype_obs("Ultrarapid Metabolizer", obs_id="p1")])
+    after = _facts(knowledge, [phenotype_obs("Poor Metabolizer", obs_id="p1")])
+    assert before[0]["CYP2D6"].phenotype == "Ultrarapid Metabolizer"
+    assert after[0]["CYP2D6"].phenotype == "Poor Metabolizer"
+
+
+def test_the_same_results_for_another_patient_are_not_theirs(knowledge):
+    results = [phenotype_obs("Ultrarapid Metabolizer", patient="pat-1")]
+    assert _facts(knowledge, results, patient="pat-1")[0]["CYP2D6"].actionable
+    assert "CYP2D6" not in _facts(knowledge, results, patient="pat-2")[0]
+
+
+def test_results_that_needed_another_read_are_read_again_each_time(knowledge):
+    """A 3.0 implication names its gene through the genotype it derives from, read from the
+    FHIR server: that read's answer can change, so the summary is not kept."""
+    implication = implication_obs("Poor Metabolizer", obs_id="t1")
+    implication["component"] = implication["component"][:-1]  # no gene: only derivedFrom
+    implication["derivedFrom"] = [{"reference": "Observation/g-remote"}]
+    reads = []
+
+    def resolve(reference):
+        reads.append(reference)
+        return genotype_obs("*4/*4", obs_id="g-remote")
+
+    first = _facts(knowledge, [implication], resolve=resolve)
+    _facts(knowledge, [implication], resolve=resolve)
+    assert reads == ["Observation/g-remote", "Observation/g-remote"]
+    assert first[0]["CYP2D6"].phenotype == "Poor Metabolizer"
