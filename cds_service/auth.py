@@ -30,7 +30,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from .errors import ClientError
-from .http_guard import FetchFailed, bounded_get
+from .http_guard import FetchFailed, bounded_get, guarded_session
 from .replay import ReplayCache
 
 ALLOWED_ALGORITHMS = [
@@ -77,7 +77,7 @@ class JwtVerifier:
 
     issuers: dict[str, str]
     timeout: float = 3.0
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session = field(default_factory=guarded_session)
     replay: ReplayCache = field(default_factory=_memory_replay_cache)
     _keys: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _refreshed: dict[str, float] = field(default_factory=dict)

@@ -203,6 +203,29 @@ def guarded_session() -> requests.Session:
     return session
 
 
+def _send_get(
+    session: requests.Session, url: str, headers: dict[str, str], timeout: tuple[float, float]
+) -> requests.Response:
+    """A GET sent straight to the session's adapter (the SSRF guard and the metrics; the
+    ``responses`` mock in tests), streamed, never redirected. Session.get would add what the
+    shared session must not have (cookies, hooks, redirects, the environment merged on every
+    read) and cost about 0.3 ms more a read, on the FHIR path's critical path."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_method("GET")
+    prepared.prepare_url(url, None)
+    prepared.prepare_headers({**session.headers, **headers})
+    prepared.prepare_body(None, None)
+    adapter = session.get_adapter(prepared.url or url)
+    return adapter.send(  # type: ignore[no-any-return]
+        prepared,
+        stream=True,
+        timeout=timeout,
+        verify=session.verify,
+        cert=session.cert,
+        proxies=proxies_for(url),
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def _proxies_for_origin(origin: str) -> dict[str, str]:
     return requests.utils.get_environ_proxies(origin)  # type: ignore[no-untyped-call]
@@ -243,14 +266,7 @@ def bounded_get(
     _WATCHDOG.arm(deadline, watch)
     try:
         per_read = min(timeout, remaining)
-        with session.get(
-            url,
-            headers=headers,
-            timeout=(per_read, per_read),
-            proxies=proxies_for(url),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
+        with _send_get(session, url, headers or {}, (per_read, per_read)) as response:
             if response.status_code != 200:
                 return response.status_code, b""
             chunks: list[bytes] = []

@@ -89,3 +89,20 @@ def test_the_ca_bundle_named_in_the_environment_is_used(monkeypatch, tmp_path):
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     assert http_guard.guarded_session().verify is True
+
+
+@responses.activate
+def test_a_compressed_answer_is_asked_for_and_read(call):
+    import gzip
+    import json
+
+    responses.get(
+        SEARCH,
+        body=gzip.compress(json.dumps(bundle(UM)).encode()),
+        headers={"Content-Encoding": "gzip"},
+        content_type="application/fhir+json",
+    )
+    status, answer = call(fetching("ehr-token"))
+    assert status == 200 and len(answer["cards"]) == 1
+    [read] = observation_reads()
+    assert "gzip" in read.request.headers["Accept-Encoding"]
