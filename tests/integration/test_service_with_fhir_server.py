@@ -10,10 +10,8 @@ service queries the FHIR server with the bearer token.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from serving import free_port
+from serving import clean_env, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 INDEX = json.loads((ROOT / "sandbox" / "patients" / "index.json").read_text())
@@ -51,38 +49,15 @@ def loaded(fhir_server) -> str:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PGX_CDS_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'feedback.sqlite3'}",
-        "PGX_CDS_LOG_LEVEL": "INFO",
-    }
-    log = tmp_path_factory.mktemp("log") / "service.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [PGX_CDS, "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    base = f"http://127.0.0.1:{port}"
+    database = tmp_path_factory.mktemp("db") / "feedback.sqlite3"
+    running = start_service(
+        clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{database}", PGX_CDS_LOG_LEVEL="INFO")
+    )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"pgx-cds serve did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield base
+        yield running.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        assert "Bearer" not in log.read_text()  # no tokens in the service's log
+        running.stop()
+        assert "Bearer" not in running.log()  # no tokens in the service's log
 
 
 def _order(patient: str, rxcui: str, display: str, version: str = "R4") -> dict[str, Any]:
