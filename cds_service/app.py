@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     discovery_body = discovery(knowledge, site.active_hooks())
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
     # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
-    verifier = JwtVerifier(settings.trusted_issuers, replay=ReplayCache(store.engine))
+    replay = ReplayCache(store.engine, prepare=lambda: _bring_schema_up_to_date(store, settings))
+    verifier = JwtVerifier(settings.trusted_issuers, replay=replay)
     if not verifier.enabled:
         log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")
 

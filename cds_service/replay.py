@@ -18,11 +18,13 @@ import heapq
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import BigInteger, Column, String, Table, delete, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from . import schema
 from .feedback import metadata
 
 log = logging.getLogger("cds_service.replay")
@@ -36,14 +38,24 @@ replay_table = Table(
     Column("expires_at", BigInteger, nullable=False, index=True),
 )
 
+
+def _upgrade(engine: Engine) -> None:
+    schema.upgrade(engine)
+
+
 PURGE_EVERY = 60.0
 DOWN_PAUSE = 15.0  # after a database failure, seconds before hook calls try it again
 MEMORY_LIMIT = 200_000  # tokens remembered per process while the database is down
 
 
 class ReplayCache:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, prepare: Callable[[], None] | None = None) -> None:
+        """``prepare`` brings the database schema up to date (the service passes what the
+        feedback store uses: migrations, or a check when the site migrates separately);
+        by default the migrations. The table is never made any other way: a table made
+        outside the migrations would make them fail later."""
         self.engine = engine
+        self._prepare = prepare or (lambda: _upgrade(engine))
         self._lock = threading.Lock()
         self._table_ready = False
         self._last_purge = 0.0
@@ -51,7 +63,7 @@ class ReplayCache:
         # fallback while the database is down: key -> expiry, and a heap to purge cheaply
         self._memory: dict[str, float] = {}
         self._expiries: list[tuple[float, str]] = []
-        with contextlib.suppress(SQLAlchemyError):  # the database is down: tried again on use
+        with contextlib.suppress(SQLAlchemyError, schema.SchemaError):  # tried again on use
             self._ensure_table()
 
     def first_use(self, issuer: str, jti: str, expires_at: int) -> bool:
@@ -80,7 +92,7 @@ class ReplayCache:
                         return False
                     conn.execute(insert(replay_table).values(jti_hash=key, expires_at=expires_at))
                 return True
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, schema.SchemaError) as exc:
             self._down_until = time.monotonic() + DOWN_PAUSE
             log.warning(
                 "replay cache database unavailable (%s): checking replays in this process only "
@@ -108,9 +120,9 @@ class ReplayCache:
         if self._table_ready:
             return
         try:
-            metadata.create_all(self.engine, tables=[replay_table])
+            self._prepare()
             self._table_ready = True
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, schema.SchemaError) as exc:
             log.warning("replay cache table not created yet (%s)", type(exc).__name__)
             raise
 

@@ -106,3 +106,16 @@ def test_a_failing_database_is_not_waited_on_by_every_call(monkeypatch):
     for i in range(20):
         assert cache.first_use("iss", f"t{i}", expires)
     assert len(attempts) <= 1
+
+
+def test_the_replay_table_comes_from_the_migrations_only(tmp_path):
+    """The database was down at start and is back: an authenticated hook call reaches the
+    replay cache before feedback brings the schema up to date. The later upgrade must still
+    work (a table made outside the migrations made it fail, and feedback answered 503)."""
+    from cds_service import schema
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    cache = ReplayCache(engine)
+    assert cache.first_use("iss", "a", int(time.time()) + 100)
+    assert schema.upgrade(engine) == schema.head()
+    assert schema.current(engine) == schema.head()
