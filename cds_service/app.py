@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -9,7 +10,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from . import metrics, schema
@@ -18,7 +19,7 @@ from .errors import ClientError
 from .feedback import FeedbackStore
 from .http_guard import forbidden_host, guarded_session
 from .logs import configure_logging, request_id_from
-from .logsafe import clean, patient_ref, quiet_http_libraries
+from .logsafe import clean, patient_ref, quiet_http_libraries, set_ref_key
 from .pipeline import Engine
 from .replay import ReplayCache
 from .request import HookRequest, parse_hook_request, parse_json
@@ -60,6 +61,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             type(exc).__name__,
         )
         store.prepare = lambda: _bring_schema_up_to_date(store, settings)
+    else:
+        # Read once here (before workers fork), not by the first hook call that logs a card;
+        # the patient references in logs are keyed from it too.
+        with contextlib.suppress(SQLAlchemyError):
+            set_ref_key(store.card_log.key())
     # FHIR reads go through a session that never connects to link-local/metadata addresses.
     engine = Engine(
         knowledge, settings, session=guarded_session(), card_log=store.card_log, site=site

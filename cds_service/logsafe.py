@@ -2,8 +2,9 @@
 
 * ``clean`` escapes control characters (a ``%0A`` in a path must not forge a log line) and
   caps the length;
-* ``patient_ref`` turns a patient id into an opaque, stable hash (correlate log lines
-  without naming the patient);
+* ``patient_ref`` turns a patient id into an opaque, stable keyed hash (correlate log lines
+  without naming the patient; keyed, because patient ids and record numbers are few enough
+  to hash them all and look the logged value up);
 * ``quiet_http_libraries`` keeps urllib3 from logging full URLs (with ``patient=<id>`` in
   the query) at DEBUG.
 """
@@ -11,7 +12,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import secrets
 from typing import Any
 
 MAX_LOGGED = 200
@@ -35,10 +38,20 @@ def clean(value: Any, limit: int = MAX_LOGGED) -> str:
     return text.translate(_CONTROL)
 
 
+_ref_key = secrets.token_bytes(32)  # until the service's own key is known (set_ref_key)
+
+
+def set_ref_key(service_key: bytes) -> None:
+    """Derive the key of ``patient_ref`` from the service's key (the card log's, kept in the
+    database): every replica then logs the same patient alike."""
+    global _ref_key
+    _ref_key = hmac.new(service_key, b"patient_ref for logs", hashlib.sha256).digest()
+
+
 def patient_ref(patient_id: str) -> str:
-    """An opaque stand-in for a patient id in logs (same id, same hash)."""
-    digest = hashlib.sha256(patient_id.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"patient#{digest[:12]}"
+    """An opaque stand-in for a patient id in logs (same id, same reference)."""
+    message = patient_id.encode("utf-8", "surrogatepass")
+    return f"patient#{hmac.new(_ref_key, message, hashlib.sha256).hexdigest()[:12]}"
 
 
 def quiet_http_libraries() -> None:

@@ -90,3 +90,18 @@ def test_clean_escapes_and_caps():
     assert clean("a\nb\rc\x1b[31m\u2028") == "a\\nb\\rc\\x1b[31m\\u2028"
     assert len(clean("x" * 10_000)) <= 201
     assert clean("\ud800") == "\\ud800"
+
+
+def test_the_patient_reference_is_keyed_and_alike_at_every_replica(settings):
+    """An unkeyed hash of a patient id can be looked up by hashing every id; the reference
+    is keyed from the service's key in the database, which replicas share."""
+    import hashlib
+
+    from cds_service.app import create_app
+
+    create_app(settings)
+    first = patient_ref(PATIENT)
+    create_app(settings)  # another replica on the same database
+    assert patient_ref(PATIENT) == first
+    assert first != f"patient#{hashlib.sha256(PATIENT.encode()).hexdigest()[:12]}"
+    assert patient_ref("another-patient") != first
