@@ -6,7 +6,6 @@ import contextlib
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.engine import make_url
@@ -17,12 +16,12 @@ from . import metrics, schema
 from .auth import JwtVerifier
 from .errors import ClientError
 from .feedback import FeedbackStore
-from .http_guard import forbidden_host, guarded_session
+from .http_guard import guarded_session
 from .logs import configure_logging, request_id_from
 from .logsafe import clean, patient_ref, quiet_http_libraries, set_ref_key
 from .pipeline import Engine
 from .replay import ReplayCache
-from .request import HookRequest, parse_hook_request, parse_json
+from .request import parse_hook_request, parse_json
 from .services import SERVICES, discovery
 from .settings import Settings, get_settings
 from .site_config import load
@@ -172,7 +171,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(_body()), service.hook)
-        _check_fhir_server(hook_request, settings, g.get("client_issuer"))
+        engine.check_fhir_server(hook_request, g.get("client_issuer"))
         if service.hook == "patient-view":
             body, trace = engine.patient_view(hook_request)
         else:
@@ -283,20 +282,6 @@ def _bring_schema_up_to_date(store: FeedbackStore, settings: Settings) -> None:
         schema.upgrade(store.engine)
     else:
         schema.require_current(store.engine)
-
-
-def _check_fhir_server(hook_request: HookRequest, settings: Settings, issuer: str | None) -> None:
-    """The request's fhirServer is one we may send the EHR's token to (403 otherwise)."""
-    url = hook_request.fhirServer
-    if not url:
-        return
-    host = urlsplit(url).hostname or ""
-    if forbidden_host(host) or not settings.fhir_server_allowed(url, issuer):
-        log.info("refused fhirServer host %s", clean(host, 100))
-        raise ClientError(
-            "the request's fhirServer is not one this service may query (PGX_CDS_FHIR_SERVERS)",
-            status=403,
-        )
 
 
 def _service(service_id: str) -> Any:

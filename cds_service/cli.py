@@ -310,6 +310,7 @@ def _explain(settings: Settings, path: Path, fhir: str | None, token: str | None
     try:
         hook = body.get("hook", "") if isinstance(body, dict) else ""
         request = parse_hook_request(body, hook)
+        engine.check_fhir_server(request)
         if request.hook == "patient-view":
             answer, trace = engine.patient_view(request)
         else:

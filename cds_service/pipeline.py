@@ -6,11 +6,12 @@ context -> medications -> genomic facts -> interactions (phenoconversion) -> rec
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -28,12 +29,16 @@ from . import (
 from .card_log import CardLog
 from .errors import ClientError
 from .fhir_values import is_about
+from .http_guard import forbidden_host
 from .knowledge import Knowledge
+from .logsafe import clean
 from .request import HookRequest
 from .services import genomic_query
 from .settings import Settings
 from .site_config import SiteConfig, apply
 from .trace import Trace
+
+log = logging.getLogger("cds_service")
 
 
 @dataclass
@@ -308,14 +313,24 @@ class Engine:
         ]
         return interactions.find_inhibitors(candidates, self.knowledge, trace)
 
-    def _client(self, request: HookRequest) -> patient_data.FhirClient | None:
-        if not request.fhirServer:
-            return None
-        if not self.settings.fhir_server_allowed(request.fhirServer):
+    def check_fhir_server(self, request: HookRequest, issuer: str | None = None) -> None:
+        """The request's fhirServer is one we may send the EHR's token to (403 otherwise):
+        never a link-local or metadata host, and on the allow-list (the authenticated
+        ``issuer``'s own, when it has one). Callers check before ``evaluate``."""
+        url = request.fhirServer
+        if not url:
+            return
+        host = urlsplit(url).hostname or ""
+        if forbidden_host(host) or not self.settings.fhir_server_allowed(url, issuer):
+            log.info("refused fhirServer host %s", clean(host, 100))
             raise ClientError(
                 "the request's fhirServer is not one this service may query (PGX_CDS_FHIR_SERVERS)",
                 status=403,
             )
+
+    def _client(self, request: HookRequest) -> patient_data.FhirClient | None:
+        if not request.fhirServer:
+            return None
         return patient_data.FhirClient(
             request.fhirServer,
             request.access_token,
