@@ -92,13 +92,11 @@ class DraftOrder:
 
 def draft_orders(hook: str, context: dict[str, Any]) -> list[DraftOrder]:
     """The orders this call asks us to judge (at order-select, the selected ones)."""
-    return session_orders(hook, context, selected_only=True)
+    return selected(hook, context, session_orders(hook, context))
 
 
-def session_orders(
-    hook: str, context: dict[str, Any], *, selected_only: bool = False
-) -> list[DraftOrder]:
-    """The draft orders of this ordering session; ``selected_only``: those to judge."""
+def session_orders(hook: str, context: dict[str, Any]) -> list[DraftOrder]:
+    """The draft orders of this ordering session."""
     field_name = "medications" if hook == "medication-prescribe" else "draftOrders"
     raw = context.get(field_name)
     if raw is None:
@@ -110,27 +108,28 @@ def session_orders(
         for r in resources
         if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
     }
-    orders = [
-        DraftOrder(r, medications) for r in resources if r.get("resourceType") != "Medication"
-    ]
+    return [DraftOrder(r, medications) for r in resources if r.get("resourceType") != "Medication"]
 
-    if selected_only and hook == "order-select" and "selections" in context:
-        selections = context["selections"]
-        if isinstance(selections, str):
-            selections = [selections]
-        if not isinstance(selections, list) or not all(isinstance(s, str) for s in selections):
-            raise ClientError(
-                "the hook context is invalid",
-                details=[
-                    {
-                        "field": "context.selections",
-                        "problem": "must be an array of 'Type/id' strings",
-                    }
-                ],
-            )
-        wanted = {s.strip() for s in selections}
-        orders = [o for o in orders if o.reference in wanted]
-    return orders
+
+def selected(hook: str, context: dict[str, Any], orders: list[DraftOrder]) -> list[DraftOrder]:
+    """Of the session's ``orders``, those to judge: at order-select, the selected ones."""
+    if hook != "order-select" or "selections" not in context:
+        return orders
+    selections = context["selections"]
+    if isinstance(selections, str):
+        selections = [selections]
+    if not isinstance(selections, list) or not all(isinstance(s, str) for s in selections):
+        raise ClientError(
+            "the hook context is invalid",
+            details=[
+                {
+                    "field": "context.selections",
+                    "problem": "must be an array of 'Type/id' strings",
+                }
+            ],
+        )
+    wanted = {s.strip() for s in selections}
+    return [o for o in orders if o.reference in wanted]
 
 
 def _resources(raw: Any, field: str) -> list[dict[str, Any]]:

@@ -67,7 +67,8 @@ class Engine:
         if self.site.hook_mode(request.hook) == "off":
             trace.add("site", f"hook {request.hook} is off by site configuration: no cards")
             return {"cards": []}, trace
-        orders = hook_context.draft_orders(request.hook, request.context)
+        session = hook_context.session_orders(request.hook, request.context)
+        orders = hook_context.selected(request.hook, request.context, session)
         if len(orders) > MAX_ORDERS:  # bounded work per call (no real order session nears it)
             raise ClientError(
                 f"too many draft orders: this service judges at most {MAX_ORDERS} per call",
@@ -105,7 +106,7 @@ class Engine:
         genetic_facts = facts
         cyp2d6 = facts.get(interactions.GENE)
         if cyp2d6 is not None and cyp2d6.actionable and uses_cyp2d6:
-            inhibitors = self._inhibitors(request, client, trace, patient, ahead)
+            inhibitors = self._inhibitors(request, client, trace, patient, session, ahead)
             converted = interactions.phenoconvert(cyp2d6, inhibitors, self.knowledge, trace)
             if converted is not cyp2d6:  # (then the rows are matched on both, below)
                 facts = {**facts, interactions.GENE: converted}
@@ -188,7 +189,13 @@ class Engine:
         facts = self._facts(request, client, trace, patient)
         cyp2d6 = facts.get(interactions.GENE)
         inhibitors = (
-            self._inhibitors(request, client, trace, patient)
+            self._inhibitors(
+                request,
+                client,
+                trace,
+                patient,
+                hook_context.session_orders(request.hook, request.context),
+            )
             if cyp2d6 is not None and cyp2d6.actionable
             else []
         )
@@ -290,10 +297,11 @@ class Engine:
         client: patient_data.FhirClient | None,
         trace: Trace,
         patient: str,
+        session: list[hook_context.DraftOrder],
         ahead: dict[str, Future[tuple[list[dict[str, Any]] | None, Trace]]] | None = None,
     ) -> list[interactions.InhibitorUse]:
         """CYP2D6 inhibitors the patient takes: active orders on file (prefetch, else the FHIR
-        server) and the other draft orders of this ordering session."""
+        server) and the other draft orders of this ordering ``session``."""
         active = self._optional(
             request,
             patient_data.ACTIVE_MEDICATIONS,
@@ -307,10 +315,7 @@ class Engine:
             for r in active or []
             if is_about(r, request.patient_id, request.fhirServer)
         ]
-        candidates += [
-            (o.resource, "ordered in this session")
-            for o in hook_context.session_orders(request.hook, request.context)
-        ]
+        candidates += [(o.resource, "ordered in this session") for o in session]
         return interactions.find_inhibitors(candidates, self.knowledge, trace)
 
     def check_fhir_server(self, request: HookRequest, issuer: str | None = None) -> None:
