@@ -15,23 +15,21 @@ drug-interaction checker handles the interaction.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from .fhir_values import as_dict, as_str, objects, parse_date, texts
 from .gene_decision import GeneResult
 from .knowledge import Knowledge
-from .medications import RXNORM_SYSTEMS
+from .medications import MAX_TEXT_READ, RXNORM_SYSTEMS
+from .recommendations import score_span
 from .star_alleles import INDETERMINATE
 from .trace import Trace
 from .wording import number, with_article
 
 GENE = "CYP2D6"
 IN_FORCE = frozenset({"active", "draft"})
-_MAX_TEXT = 500
 
 
 @dataclass(frozen=True)
@@ -99,31 +97,21 @@ def find_inhibitors(
 
 
 def _inhibitor_named(resource: dict[str, Any], knowledge: Knowledge) -> str | None:
-    table = knowledge.inhibitors
     concept = as_dict(resource.get("medicationCodeableConcept")) or as_dict(
         as_dict(resource.get("medication")).get("concept")
     )
-    ingredients = {v.rxcui: k for k, v in table.inhibitors.items() if v.rxcui}
+    by_code = knowledge.inhibitor_by_rxcui
     for coding in objects(concept.get("coding")):
         if as_str(coding.get("system")) in RXNORM_SYSTEMS:
             code = as_str(coding.get("code"))
-            if code in table.products:
-                return table.products[code]
-            if code in ingredients:
-                return ingredients[code]
+            if code in by_code:
+                return by_code[code]
     display = as_str(as_dict(resource.get("medicationReference")).get("display"))
-    pattern = _names(tuple(table.inhibitors))
     for text in [*texts(concept), display]:
-        found = pattern.search(text[:_MAX_TEXT].lower())
+        found = knowledge.inhibitor_names.search(text[:MAX_TEXT_READ].lower())
         if found:
             return found.group(0)
     return None
-
-
-@lru_cache(maxsize=4)
-def _names(names: tuple[str, ...]) -> re.Pattern[str]:
-    """One pattern for every inhibitor's name (one pass over a medication's text)."""
-    return re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b")
 
 
 def phenoconvert(
@@ -134,11 +122,11 @@ def phenoconvert(
         return fact
     use = inhibitors[0]  # the strongest
     factor = knowledge.inhibitors.multipliers[use.strength]
-    if fact.activity_score is not None and fact.score_range is None:
-        low, high = fact.activity_score * factor, fact.activity_score * factor
+    score, span = score_span(fact, knowledge)
+    if score is not None:
+        low, high = score * factor, score * factor
         exact: float | None = low
     else:
-        span = fact.score_range or knowledge.band(GENE, fact.phenotype)
         if span is None:
             return fact
         low = span[0] * factor

@@ -399,6 +399,19 @@ class Knowledge:
         return out
 
     @cached_property
+    def inhibitor_by_rxcui(self) -> dict[str, str]:
+        """RxNorm codes (products and ingredients) of CYP2D6 inhibitors -> ingredient."""
+        table = self.inhibitors
+        ingredients = {v.rxcui: k for k, v in table.inhibitors.items() if v.rxcui}
+        return {**ingredients, **table.products}  # a product code decides first
+
+    @cached_property
+    def inhibitor_names(self) -> re.Pattern[str]:
+        """One pattern for every inhibitor's name (one pass over a medication's text)."""
+        names = "|".join(re.escape(n) for n in self.inhibitors.inhibitors)
+        return re.compile(r"\b(?:" + names + r")\b")
+
+    @cached_property
     def markers(self) -> frozenset[str]:
         """Allele markers (``HLA-B*15:02``) that recommendations depend on."""
         return frozenset(g for g in self.covered_genes if "*" in g)
