@@ -41,12 +41,11 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .feedback import feedback_table, metadata
+from .feedback import as_utc, feedback_table, metadata
 from .trace import Trace
 
 log = logging.getLogger("cds_service.card_log")
@@ -200,6 +199,7 @@ class CardLog:
             return
         try:
             now = datetime.now(UTC)
+            patient_hash = self.digest("patient", patient_id)
             rows = [
                 {
                     "card_uuid": c.uuid,
@@ -213,7 +213,7 @@ class CardLog:
                     "indicator": c.indicator,
                     "knowledge_version": knowledge_version[:40],
                     "shown": shown,
-                    "patient_hash": self.digest("patient", patient_id),
+                    "patient_hash": patient_hash,
                     "order_hash": self.digest("order", patient_id, c.order_reference or ""),
                 }
                 for c in issued
@@ -266,30 +266,13 @@ class CardLog:
             return latest
         with self.engine.connect() as conn:
             latest = conn.execute(select(func.max(card_log_table.c.overridden_at))).scalar()
-        if latest is not None and latest.tzinfo is None:
-            latest = latest.replace(tzinfo=UTC)
+        if latest is not None:
+            latest = as_utc(latest)
         self._latest_override = (now, latest)
         return latest
 
     def forget_cache(self) -> None:
         self._latest_override = (0.0, None)
-
-    def mark_overridden(self, card_uuid: str, when: datetime) -> bool:
-        """Mark a logged card overridden; False when the service never issued it."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(card_log_table)
-                .where(card_log_table.c.card_uuid == card_uuid)
-                .values(overridden_at=when)
-            )
-        return bool(result.rowcount)
-
-    def known(self, card_uuids: list[str]) -> set[str]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(card_log_table.c.card_uuid).where(card_log_table.c.card_uuid.in_(card_uuids))
-            ).all()
-        return {r[0] for r in rows}
 
     def all(self) -> list[dict[str, Any]]:
         self.flush()

@@ -172,9 +172,7 @@ class FeedbackStore:
                     if item.overrideReason
                     else None,
                     # in UTC: SQLite keeps no offset, and duplicates are found by equality
-                    "outcome_timestamp": timestamp.astimezone(UTC)
-                    if timestamp.tzinfo
-                    else timestamp.replace(tzinfo=UTC),
+                    "outcome_timestamp": as_utc(timestamp),
                     "received_at": now,
                 }
             )
