@@ -43,6 +43,13 @@ def texts(concept: Any) -> list[str]:
     return [t for t in out if t]
 
 
+def value_texts(obs: dict[str, Any]) -> list[str]:
+    """The non-empty texts of an Observation's value: its CodeableConcept's (``texts``),
+    then its string."""
+    found = [*texts(obs.get("valueCodeableConcept")), as_str(obs.get("valueString"))]
+    return [t for t in found if t]
+
+
 def describe(value: Any) -> str:
     if isinstance(value, str):
         return value

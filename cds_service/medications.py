@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from .errors import ClientError
+from .fhir_values import objects
 from .hook_context import DraftOrder
 from .knowledge import Knowledge
 
@@ -36,17 +36,10 @@ def medication_text(order: DraftOrder) -> str:
     concept = order.medication or {}
     if isinstance(concept.get("text"), str) and concept["text"]:
         return concept["text"]
-    for coding in _codings(concept):
+    for coding in objects(concept.get("coding")):
         if isinstance(coding.get("display"), str) and coding["display"]:
             return coding["display"]
     return ""
-
-
-def _codings(concept: dict[str, Any]) -> list[dict[str, Any]]:
-    codings = concept.get("coding")
-    if isinstance(codings, dict):
-        codings = [codings]
-    return [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
 
 
 def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDrug], str]:
@@ -55,7 +48,7 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
     if not concept:
         return [], "the order names no medication"
     text = medication_text(order)
-    codings = _codings(concept)
+    codings = objects(concept.get("coding"))
     for coding in codings:
         if not isinstance(coding.get("system"), str | None):  # a list is unhashable, too
             raise ClientError(

@@ -30,6 +30,7 @@ from .fhir_values import (
     is_about,
     objects,
     texts,
+    value_texts,
 )
 from .knowledge import Knowledge, ResultKind
 from .phenotype import legacy_wording, phenotype_from_text
@@ -192,11 +193,7 @@ class ResultReader:
         """Marker status from an HLA genotype, or from one haplotype (one copy: pooled with
         its partner when the gene's results are decided)."""
         markers = sorted(m for m in self.knowledge.markers if m.startswith(f"{gene}*"))
-        values = [
-            t
-            for t in [*texts(obs.get("valueCodeableConcept")), as_str(obs.get("valueString"))]
-            if t
-        ]
+        values = value_texts(obs)
         if not markers:
             return [replace(base, reason=f"no recommendation depends on {gene} alleles")]
         if not values:
@@ -288,8 +285,7 @@ class ResultReader:
 
     def _genotype(self, obs: dict[str, Any], gene: str, base: Finding) -> Finding:
         table = self.knowledge.genes.get(gene)
-        candidates = [*texts(obs.get("valueCodeableConcept")), as_str(obs.get("valueString"))]
-        candidates = [c for c in candidates if c]
+        candidates = value_texts(obs)
         if not candidates:
             return replace(base, reason="the genotype has no value")
         if table is None:
@@ -330,7 +326,7 @@ def scored(base: Finding, result: Scored) -> Finding:
 
 
 def _haplotype(obs: dict[str, Any], gene: str, base: Finding) -> Finding:
-    for text in [*texts(obs.get("valueCodeableConcept")), as_str(obs.get("valueString"))]:
+    for text in value_texts(obs):
         allele = normalise_allele(text, gene)
         if allele is None:  # a PharmVar display such as 'CYP2D6*4.001 (PV00123)'
             m = re.search(r"\*[0-9]+[A-Za-z]?(?:\.[0-9]+)?(?:[xX×](?:[0-9]+|[Nn]|≥3))?", text)
@@ -360,11 +356,7 @@ def gene_of(obs: dict[str, Any], knowledge: Knowledge) -> str | None:
                 if gene:
                     found.add(gene)
     if not found:
-        for text in (
-            texts(obs.get("code"))
-            + texts(obs.get("valueCodeableConcept"))
-            + [as_str(obs.get("valueString"))]
-        ):
+        for text in texts(obs.get("code")) + value_texts(obs):
             gene = gene_in_text(text, knowledge)
             if gene:
                 found.add(gene)
