@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from .fhir_values import as_dict, as_str, objects, texts
+from .medications import MAX_TEXT_READ
 from .wording import number
 
 _UNITS_MG = {"mg", "milligram", "milligrams"}
@@ -44,7 +45,6 @@ _PER_DAY_WORDS = [
     (r"\bevery 8 hours\b|\bq8h\b", 3.0),
     (r"\bevery 12 hours\b|\bq12h\b", 2.0),
 ]
-_MAX_TEXT = 500
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class OrderDose:
 
 def strength_mg(medication_text: str, drug: str) -> float | None:
     """The strength of ``drug`` in a product name ('Acetaminophen 300 MG / Codeine 30 MG')."""
-    text = medication_text[:_MAX_TEXT].lower()
+    text = medication_text[:MAX_TEXT_READ].lower()
     for part in text.split("/"):
         if drug in part:
             m = re.search(r"(\d+(?:\.\d+)?)\s*mg\b(?!\s*/\s*(ml|hr))", part)
@@ -88,7 +88,7 @@ def order_dose(resource: dict[str, Any], medication_text: str, drug: str) -> Ord
     unit = (as_str(quantity.get("unit")) or as_str(quantity.get("code"))).strip().lower()
     free = " ".join(
         [as_str(dosage.get("text")), *texts(as_dict(dosage.get("timing")).get("code"))]
-    )[:_MAX_TEXT].lower()
+    )[:MAX_TEXT_READ].lower()
 
     mg: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e6:
@@ -134,7 +134,7 @@ def reason_texts(resource: dict[str, Any]) -> list[str]:
             out.extend(texts(concept.get("concept", concept)))
     for ref in objects(resource.get("reasonReference")):
         out.append(as_str(ref.get("display")))
-    return [t[:_MAX_TEXT] for t in out if t]
+    return [t[:MAX_TEXT_READ] for t in out if t]
 
 
 def age_years(patient: dict[str, Any] | None, today: date | None = None) -> float | None:

@@ -31,12 +31,12 @@ from .knowledge import Guideline, Knowledge
 from .medications import IdentifiedDrug
 from .recommendations import Match
 from .trace import Trace
-from .wording import number
+from .wording import SUMMARY_LIMIT, number
 
 SUMMARY_TOPIC = "patient-view-summary"
 NO_RESULTS_TOPIC = "patient-view-no-results"
 VIRTUAL = "patient view (every covered drug, as if ordered)"
-MAX_SUMMARY = 139
+MAX_SUMMARY = SUMMARY_LIMIT - 1  # under 140 characters
 ADVICE_CHARS = 160
 
 _LEVELS = {None: 0, "info": 1, "warning": 2, "critical": 3}

@@ -138,10 +138,6 @@ def score_diplotype(raw: str, table: GeneTable) -> Scored:
     )
 
 
-def phenotype_for_score(score: float, table: GeneTable) -> str:
-    return _band(score, table)
-
-
 def _function_pair(pair: tuple[str, str], diplotype: str, table: GeneTable) -> Scored:
     functions = []
     for allele in pair:
