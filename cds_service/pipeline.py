@@ -352,29 +352,15 @@ class Engine:
     ) -> Callable[[hook_context.DraftOrder], hook_context.DraftOrder]:
         """Reads the Medication an order references when the client did not send it: on the
         request's FHIR server only, each at most once, a few per call."""
-        read: dict[str, dict[str, Any] | None] = {}
+        read = _reference_reader(client, trace, "medications", "Medication")
 
         def with_medication(order: hook_context.DraftOrder) -> hook_context.DraftOrder:
             ref = order.medication_reference or ""
             if client is not None and ref.startswith(client.base_url):
                 ref = ref[len(client.base_url) :]  # absolute reference on this server
-            if (
-                client is None
-                or not order.is_medication_order
-                or order.coded_medication is not None
-                or not ref.startswith("Medication/")
-            ):
+            if read is None or not order.is_medication_order or order.coded_medication is not None:
                 return order
-            if ref not in read and len(read) < MAX_REFERENCE_READS:
-                try:
-                    read[ref] = client.read(ref)
-                    trace.add(
-                        "medications", f"read {ref} (referenced by {order.reference or 'an order'})"
-                    )
-                except patient_data.FhirUnavailable as exc:
-                    trace.add("medications", f"could not read {ref}: {exc}")
-                    read[ref] = None
-            found = read.get(ref)
+            found = read(ref, order.reference or "an order")
             return order.with_medication(found, ref) if found else order
 
         return with_medication
@@ -394,21 +380,32 @@ def _resolver(
     client: patient_data.FhirClient | None, trace: Trace
 ) -> Callable[[str], dict[str, Any] | None] | None:
     """Reads referenced Observations (``derivedFrom``) the search did not return, a few at most."""
+    read = _reference_reader(client, trace, "fetch", "Observation")
+    if read is None:
+        return None
+    return lambda reference: read(reference, "a result")
+
+
+def _reference_reader(
+    client: patient_data.FhirClient | None, trace: Trace, stage: str, resource_type: str
+) -> Callable[[str, str], dict[str, Any] | None] | None:
+    """Reads resources of ``resource_type`` by relative reference on the request's FHIR server:
+    each at most once, at most ``MAX_REFERENCE_READS`` a call; None without a server."""
     if client is None:
         return None
     reads: dict[str, dict[str, Any] | None] = {}
 
-    def resolve(reference: str) -> dict[str, Any] | None:
+    def read(reference: str, referenced_by: str) -> dict[str, Any] | None:
         if reference in reads:
             return reads[reference]
-        if len(reads) >= MAX_REFERENCE_READS or not reference.startswith("Observation/"):
+        if len(reads) >= MAX_REFERENCE_READS or not reference.startswith(f"{resource_type}/"):
             return None
         try:
             reads[reference] = client.read(reference)
-            trace.add("fetch", f"read {reference} (referenced by a result)")
+            trace.add(stage, f"read {reference} (referenced by {referenced_by})")
         except patient_data.FhirUnavailable as exc:
-            trace.add("fetch", f"could not read {reference}: {exc}")
+            trace.add(stage, f"could not read {reference}: {exc}")
             reads[reference] = None
         return reads[reference]
 
-    return resolve
+    return read
