@@ -311,10 +311,10 @@ def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float]:
         capture_output=True,
     )
     from cds_service.knowledge import Knowledge
-    from cds_service.services import genomic_query
+    from cds_service.services import prefetch_templates
     from cds_service.settings import get_settings
 
-    query = genomic_query(Knowledge(get_settings().knowledge_dir), "pgx-cyp2d6-um")
+    templates = prefetch_templates(Knowledge(get_settings().knowledge_dir))
     # the same headers as the service's FHIR client (requests asks for gzip, too)
     auth = {
         "Authorization": "Bearer bench-token",
@@ -324,12 +324,10 @@ def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float]:
     # the reads the hook call needs (results, active medications, the patient), made side by
     # side as the service makes them: the FHIR server's own latency for this call
     reads = [
-        urllib.request.Request(f"{base}/{path}", headers=auth)
-        for path in (
-            query,
-            "MedicationRequest?patient=pgx-cyp2d6-um&status=active",
-            "Patient/pgx-cyp2d6-um",
+        urllib.request.Request(
+            f"{base}/" + template.replace("{{context.patientId}}", "pgx-cyp2d6-um"), headers=auth
         )
+        for template in templates.values()
     ]
 
     def search() -> None:

@@ -33,7 +33,7 @@ from .http_guard import forbidden_host
 from .knowledge import Knowledge
 from .logsafe import clean
 from .request import HookRequest
-from .services import genomic_query
+from .services import active_medications_query, genomic_query, patient_query
 from .settings import Settings
 from .site_config import SiteConfig, apply
 from .trace import Trace
@@ -122,7 +122,7 @@ class Engine:
         notices: list[label_rules.Notice] = []
         if uses_age:
             found = self._optional(
-                request, patient_data.PATIENT, f"Patient/{patient}", client, trace, ahead
+                request, patient_data.PATIENT, patient_query(patient), client, trace, ahead
             )
             person = next((r for r in found or [] if r.get("resourceType") == "Patient"), None)
             notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
@@ -245,9 +245,9 @@ class Engine:
             return {}
         wanted: dict[str, str] = {}
         if patient_data.ACTIVE_MEDICATIONS not in prefetched and medications_needed:
-            wanted[patient_data.ACTIVE_MEDICATIONS] = _active_medications_query(patient)
+            wanted[patient_data.ACTIVE_MEDICATIONS] = active_medications_query(patient)
         if patient_data.PATIENT not in prefetched and patient_needed:
-            wanted[patient_data.PATIENT] = f"Patient/{patient}"
+            wanted[patient_data.PATIENT] = patient_query(patient)
 
         def read(key: str, query: str) -> tuple[list[dict[str, Any]] | None, Trace]:
             own = Trace()
@@ -305,7 +305,7 @@ class Engine:
         active = self._optional(
             request,
             patient_data.ACTIVE_MEDICATIONS,
-            _active_medications_query(patient),
+            active_medications_query(patient),
             client,
             trace,
             ahead or {},
@@ -367,10 +367,6 @@ class Engine:
 
 
 MAX_REFERENCE_READS = 5
-
-
-def _active_medications_query(patient: str) -> str:
-    return f"MedicationRequest?patient={patient}&status=active"
 
 
 MAX_ORDERS = 100

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .knowledge import Knowledge
-from .patient_data import GENOMIC_RESULTS
+from .patient_data import ACTIVE_MEDICATIONS, GENOMIC_RESULTS, PATIENT
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,23 @@ def genomic_query(knowledge: Knowledge, patient: str) -> str:
     return f"Observation?patient={patient}&code={codes}&_count=100"
 
 
+def patient_query(patient: str) -> str:
+    """The read of the patient (for the age rules); prefetch and fetch share it."""
+    return f"Patient/{patient}"
+
+
+def active_medications_query(patient: str) -> str:
+    """The search for the patient's active orders (CYP2D6 inhibitors); prefetch and fetch
+    share it."""
+    return f"MedicationRequest?patient={patient}&status=active"
+
+
 def prefetch_templates(knowledge: Knowledge) -> dict[str, str]:
+    patient = "{{context.patientId}}"
     return {
-        "patient": "Patient/{{context.patientId}}",
-        GENOMIC_RESULTS: genomic_query(knowledge, "{{context.patientId}}"),
-        "activeMedications": "MedicationRequest?patient={{context.patientId}}&status=active",
+        PATIENT: patient_query(patient),
+        GENOMIC_RESULTS: genomic_query(knowledge, patient),
+        ACTIVE_MEDICATIONS: active_medications_query(patient),
     }
 
 
