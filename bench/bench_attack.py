@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +25,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from builders import (  # noqa: E402
     APAP_CODEINE,
@@ -36,14 +34,9 @@ from builders import (  # noqa: E402
     phenotype_obs,
     with_results,
 )
+from serving import clean_env, start_service  # noqa: E402
 
 PM = phenotype_obs("Poor Metabolizer")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bodies() -> tuple[bytes, list[bytes]]:
@@ -75,24 +68,15 @@ def main() -> int:
     parser.add_argument("--attackers", type=int, default=4)
     args = parser.parse_args()
 
-    port = _free_port()
     data = tempfile.mkdtemp(prefix="pgx-bench-")
-    env = {**os.environ, "PGX_CDS_DATABASE_URL": f"sqlite:///{data}/f.db"}
-    exe = Path(sys.executable).parent / "pgx-cds"
-    server = subprocess.Popen(
-        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = start_service(
+        clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{data}/f.db"),
+        "--host",
+        "127.0.0.1",
+        keep_log=False,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = server.url
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{url}/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
         normal, attacks = _bodies()
         headers = {"Content-Type": "application/json"}
         session = requests.Session()
@@ -138,8 +122,7 @@ def main() -> int:
             t.join()
         print("attackers got:", dict(outcomes), "in", _percentiles(attack_ms))
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
     return 0
 
 

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -53,7 +54,14 @@ from builders import (  # noqa: E402
     med_order,
     phenotype_obs,
 )
-from serving import free_port, node_and_npm, run_fhir_server, stop_process  # noqa: E402
+from serving import (  # noqa: E402
+    clean_env,
+    free_port,
+    node_and_npm,
+    run_fhir_server,
+    start_service,
+    stop_process,
+)
 
 HOOK = "/cds-services/pgx-order-select"
 
@@ -100,7 +108,7 @@ def prefetch_body(results: int = 31, orders: int = 1) -> dict:
 
 @dataclass
 class Server:
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[Any]
     port: int
 
     @property
@@ -147,16 +155,20 @@ def serving(cmd: list[str], port: int, env: dict[str, str], probe: str) -> Itera
         stop_process(proc)
 
 
+@contextmanager
 def service(tmp: Path, workers: int, **extra: str) -> Iterator[Server]:
-    port = free_port()
-    # the defaults a hospital runs with (INFO: one log line a request), a database of its own
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PGX_CDS_")},
-        "PGX_CDS_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
-        **extra,
-    }
-    cmd = [str(BIN / "pgx-cds"), "serve", "--port", str(port), "--workers", str(workers)]
-    return serving(cmd, port, env, "/healthz")
+    """``pgx-cds serve`` at the defaults a hospital runs with (INFO: one log line a request),
+    with a database of its own."""
+    running = start_service(
+        clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3", **extra),
+        "--workers",
+        str(workers),
+        keep_log=False,
+    )
+    try:
+        yield Server(running.proc, running.port)
+    finally:
+        running.stop()
 
 
 def trivial(workers: int, threads: int) -> Iterator[Server]:

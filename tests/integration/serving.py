@@ -152,13 +152,15 @@ def clean_env(**settings: str) -> dict[str, str]:
 class Service:
     proc: subprocess.Popen[str]
     port: int
-    stderr: IO[str] = field(repr=False)
+    stderr: IO[str] | None = field(repr=False)  # None: not kept (benchmarks)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
+        if self.stderr is None:
+            return "(the log was not kept)"
         self.stderr.flush()
         self.stderr.seek(0)
         return self.stderr.read()
@@ -168,15 +170,19 @@ class Service:
         return stop_process(self.proc, timeout)
 
 
-def start_service(env: dict[str, str], *args: str, wait: bool = True) -> Service:
+def start_service(
+    env: dict[str, str], *args: str, wait: bool = True, keep_log: bool = True
+) -> Service:
+    """``pgx-cds serve`` on a free port; ``keep_log=False`` (benchmarks): its log is dropped
+    rather than written to a file."""
     port = free_port()
-    stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the service)
+    stderr = tempfile.TemporaryFile("w+") if keep_log else None  # noqa: SIM115 (lives as long as the service)
     proc = subprocess.Popen(
         [PGX_CDS, "serve", "--port", str(port), *args],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=stderr,
+        stderr=stderr if stderr is not None else subprocess.DEVNULL,
         text=True,
     )
     service = Service(proc, port, stderr)
