@@ -73,25 +73,24 @@ def normalise_diplotype(raw: str, gene: str) -> tuple[str, str] | None:
     parts = _clean(raw, gene).split("/")
     if len(parts) != 2:
         return None
-    haplotypes = []
-    for part in parts:
-        if not _HAPLOTYPE.fullmatch(part):
-            return None
-        alleles = []
-        for m in _PART.finditer(part):
-            copies = m.group(3)
-            alleles.append(f"*{m.group(1)}{m.group(2)}" + (f"x{copies}" if copies else ""))
-        haplotypes.append("+".join(alleles))
-    return haplotypes[0], haplotypes[1]
+    first, second = (_haplotype(part) for part in parts)
+    return (first, second) if first is not None and second is not None else None
 
 
 def normalise_allele(raw: str, gene: str) -> str | None:
     """One haplotype ('CYP2D6*4.001', '*36+*10') in normal form, or None."""
-    text = _clean(raw, gene)
+    return _haplotype(_clean(raw, gene))
+
+
+def _haplotype(text: str) -> str | None:
+    """A cleaned haplotype ('*36+*10', '*2X2', '*4.001') in normal form, or None."""
     if not _HAPLOTYPE.fullmatch(text):
         return None
-    pair = normalise_diplotype(f"{text}/*1", "")
-    return pair[0] if pair else None
+    alleles = []
+    for m in _PART.finditer(text):
+        copies = m.group(3)
+        alleles.append(f"*{m.group(1)}{m.group(2)}" + (f"x{copies}" if copies else ""))
+    return "+".join(alleles)
 
 
 def score_diplotype(raw: str, table: GeneTable) -> Scored:
