@@ -341,19 +341,20 @@ def _suggestions(m: Match, knowledge: Knowledge, orders: list[DraftOrder]) -> li
     factors = knowledge.mme.factors
     is_opioid = drug.drug in factors
     text = drug.medication_text
-    keeps = [
-        ingredient
-        for ingredient in sorted(_ingredients(drug, knowledge))
-        if ingredient != drug.drug and ingredient == NON_OPIOID
-    ]
-    kept = [knowledge.alternative_products[k] for k in keeps if k in knowledge.alternative_products]
+    keeps_non_opioid = drug.drug != NON_OPIOID and NON_OPIOID in _ingredients(drug, knowledge)
+    kept = (
+        [knowledge.alternative_products[NON_OPIOID]]
+        if keeps_non_opioid and NON_OPIOID in knowledge.alternative_products
+        else []
+    )
     ordered_mme = None
     if is_opioid:
         dose = order_dose(drug.order.resource, text, drug.drug)
-        if dose.mg_per_dose is not None:
-            ordered_mme = dose.mg_per_dose * factors[drug.drug]
-        elif strength_mg(text, drug.drug) is not None:
-            ordered_mme = (strength_mg(text, drug.drug) or 0) * factors[drug.drug]
+        per_dose = dose.mg_per_dose
+        if per_dose is None:
+            per_dose = strength_mg(text, drug.drug)
+        if per_dose is not None:
+            ordered_mme = per_dose * factors[drug.drug]
     out = []
     for alt in rec.alternatives:
         product = knowledge.alternative_products[alt]
@@ -436,8 +437,9 @@ def _dose_suggestion(m: Match, knowledge: Knowledge) -> dict[str, Any] | None:
 def _ingredients(drug: IdentifiedDrug, knowledge: Knowledge) -> set[str]:
     code = drug.matched_by.removeprefix("RxNorm ")
     found = set(knowledge.products.get(code, frozenset()))
-    if "acetaminophen" in drug.medication_text.lower() or "apap" in drug.medication_text.lower():
-        found.add("acetaminophen")
+    text = drug.medication_text.lower()
+    if NON_OPIOID in text or "apap" in text:
+        found.add(NON_OPIOID)
     return found
 
 
