@@ -131,10 +131,12 @@ def pretest(
     switched_on: frozenset[str],
     trace: Trace,
 ) -> list[Notice]:
+    """Pre-test cards for the ordered drugs ``switched_on`` (``SiteConfig.pretest_drugs``)
+    that have no result on file for their test."""
     out = []
     for d in drugs:
         pre = knowledge.pretest.drugs.get(d.drug)
-        if pre is None or not (pre.default or d.drug in switched_on):
+        if pre is None or d.drug not in switched_on:
             continue
         if pre.test in facts:
             continue  # a result is on file (even an unclear one: no pre-test card)

@@ -55,6 +55,10 @@ class Engine:
     )
     site: SiteConfig = field(default_factory=SiteConfig)
 
+    def __post_init__(self) -> None:
+        #: drugs that get a pre-test card when untested (settings and site file, once)
+        self.pretest_drugs = self.site.pretest_drugs(self.knowledge, self.settings.pretest_drug_set)
+
     def evaluate(
         self, request: HookRequest, *, read_results: bool = False, service_id: str | None = None
     ) -> tuple[dict[str, Any], Trace]:
@@ -130,7 +134,7 @@ class Engine:
             drugs,
             genetic_facts,
             self.knowledge,
-            self.settings.pretest_drug_set | self.site.pretest_on,
+            self.pretest_drugs,
             trace,
         )
         built = cards.build_cards(matched, self.knowledge, notices)

@@ -35,7 +35,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .card_log import IssuedCard
 from .knowledge import Knowledge, KnowledgeError, ResultKind
@@ -73,8 +73,6 @@ class SiteConfig(BaseModel):
         Literal["order-select", "order-sign", "medication-prescribe", "patient-view"], Mode
     ] = Field(default_factory=dict)
     codes: dict[str, ResultKind] = Field(default_factory=dict)
-    # pre-test card ids the file switches off (derived from the knowledge by ``load``)
-    _pretest_off: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     # -- the policy -----------------------------------------------------------------
 
@@ -96,8 +94,6 @@ class SiteConfig(BaseModel):
         modes = [rule.mode if isinstance(rule, DrugRule) else rule, self.hook_mode(hook)]
         if isinstance(rule, DrugRule):
             modes += [rule.genes[g] for g in issued.genes.split("/") if g in rule.genes]
-        if issued.recommendation_id in self._pretest_off:
-            modes.append("off")
         mode = max(modes, key=_RANK.__getitem__)
         return "silent" if self.silent and mode == "on" else mode
 
@@ -106,9 +102,15 @@ class SiteConfig(BaseModel):
             issued.recommendation_id, self.indicators.get(issued.drug, issued.indicator)
         )
 
-    @property
-    def pretest_on(self) -> frozenset[str]:
-        return frozenset(d for d, on in self.pretest.items() if on)
+    def pretest_drugs(self, knowledge: Knowledge, switched_on: frozenset[str]) -> frozenset[str]:
+        """Drugs that get a pre-test card when untested: the knowledge's defaults and those
+        ``switched_on`` (PGX_CDS_PRETEST_DRUGS) or on in the file, less those the file
+        switches off."""
+        return frozenset(
+            d
+            for d, p in knowledge.pretest.drugs.items()
+            if (p.default or d in switched_on or self.pretest.get(d)) and self.pretest.get(d, True)
+        )
 
     # -- validation against the knowledge ---------------------------------------------
 
@@ -146,16 +148,6 @@ class SiteConfig(BaseModel):
         return out
 
 
-def _with_pretest_ids(site: SiteConfig, knowledge: Knowledge) -> SiteConfig:
-    off = frozenset(
-        f"{d}-pretest-{knowledge.pretest.drugs[d].test}"
-        for d, on in site.pretest.items()
-        if not on and d in knowledge.pretest.drugs
-    )
-    site._pretest_off = off
-    return site
-
-
 def read(path: Path) -> SiteConfig:
     """Parse and validate the file's shape (not yet against the knowledge)."""
     try:
@@ -190,7 +182,7 @@ def load(settings: Settings) -> tuple[Knowledge, SiteConfig]:
             f"site configuration {settings.site_config} does not fit the knowledge:\n  "
             + "\n  ".join(problems)
         )
-    return knowledge, _with_pretest_ids(site, knowledge)
+    return knowledge, site
 
 
 def apply(
