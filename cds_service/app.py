@@ -49,8 +49,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
     knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
     store = FeedbackStore(settings.database_url, settings.hash_key)
+
+    def bring_schema_up_to_date() -> None:
+        schema.prepare(store.engine, settings.migrate_on_start)
+
     try:
-        _bring_schema_up_to_date(store, settings)
+        bring_schema_up_to_date()
     except OperationalError as exc:
         # The database is down: hook calls do not need it. Feedback answers 503 (and brings
         # the schema up to date first) until it is back; readiness says "degraded".
@@ -59,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             make_url(settings.database_url).render_as_string(hide_password=True),
             type(exc).__name__,
         )
-        store.prepare = lambda: _bring_schema_up_to_date(store, settings)
+        store.prepare = bring_schema_up_to_date
     else:
         # Read once here (before workers fork), not by the first hook call that logs a card;
         # the patient references in logs are keyed from it too.
@@ -75,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     discovery_body = discovery(knowledge, site.active_hooks())
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
     # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
-    replay = ReplayCache(store.engine, prepare=lambda: _bring_schema_up_to_date(store, settings))
+    replay = ReplayCache(store.engine, prepare=bring_schema_up_to_date)
     verifier = JwtVerifier(settings.trusted_issuers, replay=replay)
     if not verifier.enabled:
         log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")
@@ -275,13 +279,6 @@ def _body() -> bytes:
     if request.content_length is None and len(data) >= MAX_BODY:
         request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
     return data
-
-
-def _bring_schema_up_to_date(store: FeedbackStore, settings: Settings) -> None:
-    if settings.migrate_on_start:
-        schema.upgrade(store.engine)
-    else:
-        schema.require_current(store.engine)
 
 
 def _service(service_id: str) -> Any:

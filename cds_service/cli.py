@@ -153,14 +153,13 @@ def _check_site_codes(path: Path | None) -> None:
 
 def _check_database_dir(url: str) -> None:
     """A SQLite file needs a writable folder: say which, and which user must own it."""
-    from sqlalchemy.engine import make_url
-
+    from .schema import sqlite_file
     from .server import StartupError
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    database = sqlite_file(url)
+    if database is None:
         return
-    folder = Path(parsed.database).expanduser().parent
+    folder = database.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         writable = os.access(folder, os.W_OK | os.X_OK)

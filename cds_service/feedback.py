@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -33,6 +32,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from .errors import ClientError, ServiceUnavailable
 from .request import validation_details
+from .schema import sqlite_file
 
 log = logging.getLogger("cds_service.feedback")
 metadata = MetaData()
@@ -115,8 +115,9 @@ def _without_nul(value: Any, depth: int = 0) -> Any:
 class FeedbackStore:
     def __init__(self, url: str, hash_key: str | None = None) -> None:
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        database = sqlite_file(parsed)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {}
         if parsed.get_backend_name() == "postgresql":
             # a database that does not answer must not hold calls (or threads) for long
@@ -128,8 +129,7 @@ class FeedbackStore:
         self.engine: Engine = create_engine(url, pool_pre_ping=True, **options)
         from .card_log import CardLog, card_log_table  # the tables share one metadata
 
-        in_memory = parsed.get_backend_name() == "sqlite" and not parsed.database
-        in_memory = in_memory or parsed.database == ":memory:"
+        in_memory = parsed.get_backend_name() == "sqlite" and database is None
         # an in-memory SQLite database is one per thread: write it from the caller's thread
         self.card_log = CardLog(self.engine, hash_key, background=not in_memory)
         self._card_log_table = card_log_table

@@ -495,10 +495,7 @@ def add_commands(sub: Any) -> None:
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         engine = FeedbackStore(settings.database_url).engine
-        if settings.migrate_on_start:
-            schema.upgrade(engine)  # as the service does at start
-        else:
-            schema.require_current(engine)
+        schema.prepare(engine, settings.migrate_on_start)  # as the service does at start
     except (SQLAlchemyError, schema.SchemaError) as exc:
         print(f"pgx-cds: cannot open the database: {type(exc).__name__}", file=sys.stderr)
         return 1

@@ -21,7 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine, make_url
 
 log = logging.getLogger("cds_service.schema")
 
@@ -77,6 +77,23 @@ def upgrade(engine: Engine) -> str:
     return target
 
 
+def prepare(engine: Engine, migrate: bool) -> None:
+    """What the service does before using the database: bring the schema up to date
+    (``PGX_CDS_MIGRATE_ON_START``), or refuse an older one when the site migrates itself."""
+    if migrate:
+        upgrade(engine)
+    else:
+        require_current(engine)
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite database URL; None for another database or an in-memory one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
 def require_current(engine: Engine) -> None:
     """For sites that migrate as a separate step: refuse to run on an older schema."""
     found, needed = current(engine), head()
@@ -90,13 +107,13 @@ def require_current(engine: Engine) -> None:
 @contextlib.contextmanager
 def _file_lock(engine: Engine) -> Iterator[None]:
     """SQLite has no advisory locks: an exclusive lock on a file beside the database."""
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:":
+    database = sqlite_file(engine.url)
+    if database is None:
         yield
         return
     import fcntl  # POSIX only, like the production server
 
-    lock_path = Path(database).expanduser().with_name(Path(database).name + ".migrate-lock")
+    lock_path = database.with_name(database.name + ".migrate-lock")
     with lock_path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
