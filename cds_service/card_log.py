@@ -71,8 +71,12 @@ card_log_table = Table(
     Column("shown", Boolean, nullable=False),
     Column("patient_hash", String(64), nullable=False, index=True),
     Column("order_hash", String(64), nullable=False, index=True),
-    Column("overridden_at", DateTime(timezone=True)),
+    # indexed: the hook path asks for its maximum (``_latest_override_at``)
+    Column("overridden_at", DateTime(timezone=True), index=True),
 )
+
+#: When a card was last overridden: asked on the hook path, answered from the index above.
+LATEST_OVERRIDE = select(func.max(card_log_table.c.overridden_at))
 
 service_key_table = Table(
     "service_key",
@@ -265,7 +269,7 @@ class CardLog:
         if now - checked < OVERRIDE_CHECK_SECONDS:
             return latest
         with self.engine.connect() as conn:
-            latest = conn.execute(select(func.max(card_log_table.c.overridden_at))).scalar()
+            latest = conn.execute(LATEST_OVERRIDE).scalar()
         if latest is not None:
             latest = as_utc(latest)
         self._latest_override = (now, latest)

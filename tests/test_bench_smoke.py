@@ -36,3 +36,23 @@ def test_load_bench_runs_and_reports():
     assert "pgx-cds serve" in out and "trivial Flask app" in out and "ratio" in out
     assert "memory per worker" in out
     assert "1000 results" in out and "100 draft order(s)" in out
+
+
+def test_card_log_bench_runs_and_reports():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_card_log.py"),
+            "--rows",
+            "2000",
+            "--seconds",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2,000 cards in the log" in result.stdout
+    assert "with the index" in result.stdout and "without (before 0004)" in result.stdout

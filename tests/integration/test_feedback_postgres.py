@@ -26,3 +26,30 @@ def test_feedback_is_stored_in_postgresql(postgres_url):
     ]
     assert rows[-1]["outcome_timestamp"].utcoffset() is not None
     assert client.get("/readyz").get_json()["database"] == "ok"
+
+
+def test_postgresql_reads_the_latest_override_from_its_index(postgres_url):
+    from sqlalchemy import create_engine, text
+
+    from cds_service import schema
+    from cds_service.card_log import LATEST_OVERRIDE
+
+    engine = create_engine(postgres_url)
+    schema.upgrade(engine)
+    with engine.begin() as conn:
+        # a log of many cards, a few overridden, so the planner has a choice to make
+        conn.execute(
+            text(
+                "INSERT INTO card_log (card_uuid, issued_at, hook, service_id, drug, genes, "
+                "phenotype, recommendation_id, indicator, knowledge_version, shown, "
+                "patient_hash, order_hash, overridden_at) "
+                "SELECT 'c' || i, now(), 'order-sign', 's', 'codeine', 'CYP2D6', 'UM', 'r', "
+                "'critical', 'v', true, 'p', 'o' || i, "
+                "CASE WHEN i % 100 = 0 THEN now() END FROM generate_series(1, 20000) AS i"
+            )
+        )
+        conn.execute(text("ANALYZE card_log"))
+        sql = str(LATEST_OVERRIDE.compile(engine))
+        plan = " ".join(row[0] for row in conn.execute(text(f"EXPLAIN {sql}")))
+    engine.dispose()
+    assert "ix_card_log_overridden_at" in plan, plan
