@@ -4,10 +4,11 @@
 Each process asks the database, at most once a second and only on calls that return cards,
 when a card was last overridden (``card_log.LATEST_OVERRIDE``). Without an index that question
 reads the whole card log, so one call a second waits for it: invisible at p50, a spike at the
-tail that grows with the log (kept until purged: months or years of cards). The benchmark fills a SQLite
-card log with N cards (1 in 100 overridden), then calls ``order-select`` for codeine in a
-CYP2D6 ultrarapid metabolizer in-process for a few seconds, and prints p50, p99.9 and the
-slowest call, with the index (as migrated) and after dropping it (as before migration 0004).
+tail that grows with the log (kept until purged: months or years of cards). The benchmark
+fills a SQLite card log with N cards (1 in 100 overridden), then calls ``order-select`` for
+codeine in a CYP2D6 ultrarapid metabolizer in-process for a few seconds, and prints p50,
+p99.9 and the slowest call, with the index (as migrated) and after dropping it (as before
+migration 0004).
 
 Usage: ``python bench/bench_card_log.py [--rows 10000 100000 1000000] [--seconds 4]``.
 """

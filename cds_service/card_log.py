@@ -14,6 +14,9 @@ Logging a card never fails a hook call and never delays it: rows are written by 
 writer (flushed at exit); a database fault is logged and the cards are still returned. The
 check for earlier overrides asks the database only when some card was overridden recently
 (known to every replica within ``OVERRIDE_CHECK_SECONDS``).
+
+Feedback may reach a replica before the card it is about has been written by another
+replica's writer; ``link_feedback`` joins the two whichever is stored second.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -53,6 +57,8 @@ log = logging.getLogger("cds_service.card_log")
 SESSION_HOURS = 12
 OVERRIDE_CHECK_SECONDS = 1.0
 DOWN_SECONDS = 15.0
+#: At most this many calls' cards in one write.
+WRITE_BATCH = 100
 
 card_log_table = Table(
     "card_log",
@@ -126,6 +132,59 @@ class CardLog:
             log.warning(
                 "card log unavailable (%s): %d card(s) not logged", type(exc).__name__, len(rows)
             )
+            return
+        # feedback about these cards may have reached another replica while they were queued
+        if self.link_feedback([r["card_uuid"] for r in rows]):
+            self.forget_cache()
+
+    def link_feedback(self, card_uuids: list[str]) -> bool:
+        """Join feedback that was stored before its card to the card.
+
+        A card is written in the background. Feedback about it can reach another replica in
+        that moment, find no card and be stored as about an unknown card. This links it: the
+        feedback counts as about a known card, and an override with a reason marks the card
+        overridden. The card writer runs it after each write, and the feedback store for each
+        item it could not link; each runs after its own commit, so whichever of the two is
+        stored second sees the other. True when a card was marked overridden.
+        """
+        if not card_uuids:
+            return False
+        f, c = feedback_table.c, card_log_table.c
+        try:
+            with self.engine.begin() as conn:
+                early = conn.execute(
+                    select(f.card_uuid, f.outcome, f.override_reason_code, f.received_at).where(
+                        f.card_uuid.in_(card_uuids), f.card_known.is_(False)
+                    )
+                ).all()
+                if not early:
+                    return False
+                known = set(
+                    conn.execute(
+                        select(c.card_uuid).where(c.card_uuid.in_({r[0] for r in early}))
+                    ).scalars()
+                )
+                if not known:
+                    return False
+                conn.execute(
+                    update(feedback_table)
+                    .where(f.card_uuid.in_(known), f.card_known.is_(False))
+                    .values(card_known=True)
+                )
+                overridden: dict[str, datetime] = {}
+                for uuid, outcome, reason, received in early:
+                    if uuid in known and outcome == "overridden" and reason:
+                        overridden[uuid] = min(received, overridden.get(uuid, received))
+                for uuid, received in overridden.items():
+                    conn.execute(
+                        update(card_log_table)
+                        .where(c.card_uuid == uuid, c.overridden_at.is_(None))
+                        .values(overridden_at=received)
+                    )
+        except SQLAlchemyError as exc:
+            log.warning("card log unavailable (%s): feedback not linked", type(exc).__name__)
+            return False
+        return bool(overridden)
 
     def _enqueue(self, rows: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -143,14 +202,23 @@ class CardLog:
             log.warning("card log queue full: %d card(s) not logged", len(rows))
 
     def _drain(self) -> None:
+        """Write what is queued, in one transaction for all the calls queued meanwhile (under
+        load, one commit and one feedback check for many calls rather than one per call)."""
         assert self._queue is not None
         while True:
-            rows = self._queue.get()
-            if rows is None:
+            batch = [self._queue.get()]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [row for item in batch if item is not None for row in item]
+            if rows:
+                self._write(rows)
+            for _ in batch:
                 self._queue.task_done()
+            if None in batch:
                 return
-            self._write(rows)
-            self._queue.task_done()
 
     def flush(self) -> None:
         """Wait until every queued row is written (tests, shutdown)."""

@@ -186,6 +186,8 @@ class FeedbackStore:
             raise ClientError("the feedback holds a value the database cannot store") from None
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
+        # a card another replica was writing in this moment: linked now, or by its writer
+        self.card_log.link_feedback([r["card_uuid"] for r in rows if not r["card_known"]])
         self.card_log.forget_cache()
         return stored
 

@@ -4,6 +4,8 @@ same ordering session."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from builders import APAP_CODEINE, PATIENT, hook_request, med_order, phenotype_obs, with_results
 
 UM = phenotype_obs("Ultrarapid Metabolizer")
@@ -101,3 +103,118 @@ def test_the_latest_override_is_read_from_an_index_not_a_scan_of_the_log(tmp_pat
     with engine.connect() as conn:
         plan = " ".join(str(row[-1]) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
     assert "INDEX ix_card_log_overridden_at" in plan, plan
+
+
+def _replica_b(settings):
+    """A second replica on the same database (its own processes, caches and card writer)."""
+    from cds_service.app import create_app
+
+    return create_app(settings).test_client()
+
+
+def test_an_override_sent_to_another_replica_before_the_card_was_written_still_counts(
+    call, app, settings, monkeypatch
+):
+    """Replica A returns a card and queues it for its background writer; the clinician's
+    override reaches replica B before A has written the card. When A's writer catches up,
+    the override is linked: the advice is not shown again for that order, and the feedback
+    is not counted as about an unknown card."""
+    card_log = app.extensions["pgx"]["store"].card_log
+    queued: list[list[dict]] = []
+    monkeypatch.setattr(card_log, "_enqueue", queued.append)  # A's writer has not run yet
+    [card] = codeine(call, "order-select")
+    replica_b = _replica_b(settings)
+    override(replica_b, "pgx-order-select", card["uuid"])
+    [stored] = app.extensions["pgx"]["store"].all()
+    assert stored["card_known"] is False  # B could not know the card yet
+
+    for rows in queued:  # A's writer catches up
+        card_log._write(rows)
+    monkeypatch.undo()
+
+    [row] = card_log.all()
+    assert row["card_uuid"] == card["uuid"] and row["overridden_at"] is not None
+    assert app.extensions["pgx"]["store"].all()[0]["card_known"] is True
+    assert codeine(call, "order-sign") == []  # same order: not shown again on A
+    b_sign = replica_b.post(
+        "/cds-services/pgx-order-sign",
+        json=hook_request(
+            "order-sign", [med_order(APAP_CODEINE, order_id="rx-1")], prefetch=with_results(UM)
+        ),
+    )
+    assert b_sign.get_json()["cards"] == []  # nor on B
+
+
+def test_an_override_stored_after_its_card_is_linked_by_the_feedback_itself(call, app, settings):
+    """The other order of events across replicas: the card is written, then the override
+    arrives; the feedback store links it in its own transaction (no writer involved)."""
+    [card] = codeine(call, "order-select")
+    app.extensions["pgx"]["store"].card_log.flush()
+    override(_replica_b(settings), "pgx-order-select", card["uuid"])
+    [row] = app.extensions["pgx"]["store"].card_log.all()
+    assert row["overridden_at"] is not None
+    assert app.extensions["pgx"]["store"].all()[0]["card_known"] is True
+
+
+def test_the_card_writer_writes_everything_queued_in_order_and_links_early_feedback(app, settings):
+    """Under load the writer takes every call queued meanwhile in one transaction."""
+    from cds_service.card_log import CardLog
+
+    store = app.extensions["pgx"]["store"]
+    log = CardLog(store.engine, "k" * 32)
+    rows = [
+        {
+            "card_uuid": f"card-{i}",
+            "issued_at": datetime.now(UTC),
+            "hook": "order-select",
+            "service_id": "pgx-order-select",
+            "drug": "codeine",
+            "genes": "CYP2D6",
+            "phenotype": "Ultrarapid Metabolizer",
+            "recommendation_id": "codeine-cyp2d6-um",
+            "indicator": "critical",
+            "knowledge_version": "v",
+            "shown": True,
+            "patient_hash": "p" * 64,
+            "order_hash": f"{i:064d}",
+        }
+        for i in range(250)
+    ]
+    override(_replica_b(settings), "pgx-order-select", "card-7")  # before its card exists
+    for i in range(0, 250, 2):
+        log._enqueue(rows[i : i + 2])
+    log.flush()
+    written = log.all()
+    assert [r["card_uuid"] for r in written] == [f"card-{i}" for i in range(250)]
+    assert [r["card_uuid"] for r in written if r["overridden_at"]] == ["card-7"]
+
+
+def test_a_card_written_while_its_override_was_being_stored_is_linked_by_the_feedback(
+    call, app, settings, monkeypatch
+):
+    """The race's narrow middle: the feedback's transaction looked for the card before the
+    card was committed, and the card's writer looked for feedback before the feedback was
+    committed. The feedback store looks again after its commit."""
+    from sqlalchemy import insert
+
+    from cds_service.card_log import card_log_table
+
+    card_log = app.extensions["pgx"]["store"].card_log
+    queued: list[list[dict]] = []
+    monkeypatch.setattr(card_log, "_enqueue", queued.append)
+    [card] = codeine(call, "order-select")
+    replica_b = _replica_b(settings)
+    store_b = replica_b.application.extensions["pgx"]["store"]
+    real_insert = store_b._insert
+
+    def insert_then_card_committed(rows):
+        stored = real_insert(rows)  # found no card
+        with card_log.engine.begin() as conn:  # A's writer commits, its own check already done
+            conn.execute(insert(card_log_table), [r for batch in queued for r in batch])
+        return stored
+
+    monkeypatch.setattr(store_b, "_insert", insert_then_card_committed)
+    override(replica_b, "pgx-order-select", card["uuid"])
+    [row] = card_log.all()
+    assert row["overridden_at"] is not None
+    assert app.extensions["pgx"]["store"].all()[0]["card_known"] is True
