@@ -42,8 +42,15 @@ _GL_PREFIX = re.compile(r"^#?[A-Za-z][A-Za-z0-9_-]*#[^#]*#")
 #: Expression suffixes of alleles that are not expressed or whose expression is doubtful.
 _NOT_EXPRESSED = frozenset({"N", "Q", "A", "C"})
 
-#: LOINC answers for presence results.
-PRESENT_CODES = {"LA9633-4": POSITIVE, "LA9634-2": NEGATIVE}
+#: LOINC answers for presence results: Present/Absent, Positive/Negative, Detected/Not detected.
+PRESENT_CODES = {
+    "LA9633-4": POSITIVE,
+    "LA9634-2": NEGATIVE,
+    "LA6576-8": POSITIVE,
+    "LA6577-6": NEGATIVE,
+    "LA11882-0": POSITIVE,
+    "LA11883-8": NEGATIVE,
+}
 _NEGATIVE_TEXT = re.compile(r"\b(absent|negative|not detected|not present|non-?carrier)\b", re.I)
 _PROSE_NEGATION = re.compile(r"\b(not|no|negative|absent|without|excluded)\b", re.I)
 _POSITIVE_TEXT = re.compile(r"\b(present|positive|detected|carrier)\b", re.I)

@@ -100,6 +100,9 @@ class ResultReader:
             return []
         kind = kind or self.kind(obs)
         if kind is None:
+            parts = self._presence_parts(obs)
+            if parts:  # a panel whose components are presence results (HLA-B*15:02: Present)
+                return [f for part, part_kind in parts for f in self.interpret(part, part_kind)]
             self.trace.add("results", f"{ref} ignored: not a genomic result code the service reads")
             return []
         # Which gene first: a result for a gene no ordered drug depends on is not read further.
@@ -151,6 +154,21 @@ class ResultReader:
         for f in findings:
             self._note(f)
         return findings
+
+    def _presence_parts(self, obs: dict[str, Any]) -> list[tuple[dict[str, Any], ResultKind]]:
+        """The components of an Observation that are presence results by their code, each as
+        an Observation of its own (the parent's status, subject and dates; its code and value)."""
+        known = self.knowledge.result_codes.codes
+        parts = []
+        for component in objects(obs.get("component")):
+            kind = next((known[c] for c in codes(component.get("code")) if c in known), None)
+            if kind is None or kind.kind != "presence":
+                continue
+            part = {k: v for k, v in obs.items() if k != "component" and not k.startswith("value")}
+            part.update({k: v for k, v in component.items() if k.startswith("value")})
+            part["code"] = component.get("code")
+            parts.append((part, kind))
+        return parts
 
     def _wanted(self, gene: str) -> bool:
         """Does an ordered drug depend on this gene (or one of its HLA alleles)?"""
@@ -225,6 +243,8 @@ class ResultReader:
             for c in objects(as_dict(value).get("coding"))
             if as_str(c.get("code")) in hla.PRESENT_CODES
         }
+        if not statuses and isinstance(obs.get("valueBoolean"), bool):
+            statuses = {hla.POSITIVE if obs["valueBoolean"] else hla.NEGATIVE}
         if not statuses:
             values = [*texts(value), as_str(obs.get("valueString"))]
             statuses = {s for s in (hla.presence_from_text(t) for t in values if t) if s}

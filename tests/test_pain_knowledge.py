@@ -274,6 +274,66 @@ def test_negative_or_ambiguous_hla_gives_no_card(call, observations):
     assert cards(call, CARBAMAZEPINE, *observations) == []
 
 
+def loinc_presence(**value):
+    """HLA-B*15:02 [Presence] as labs code it: LOINC 57979-7, no display text."""
+    obs = phenotype_obs(NM, obs_id="b1502")
+    obs.pop("valueCodeableConcept", None)
+    obs.pop("component", None)
+    obs["code"] = {"coding": [{"system": LOINC, "code": "57979-7"}]}
+    return {**obs, **value}
+
+
+def answer(code: str) -> dict:
+    return {"valueCodeableConcept": {"coding": [{"system": LOINC, "code": code}]}}
+
+
+def in_a_component(**value):
+    """A panel Observation with the presence result in a component."""
+    obs = loinc_presence()
+    obs["code"] = {"text": "Pharmacogenomic HLA panel"}
+    obs["component"] = [{"code": {"coding": [{"system": LOINC, "code": "57979-7"}]}, **value}]
+    return obs
+
+
+POSITIVE_B1502 = {
+    "Present": loinc_presence(**answer("LA9633-4")),
+    "Positive": loinc_presence(**answer("LA6576-8")),
+    "Detected": loinc_presence(**answer("LA11882-0")),
+    "text Positive": loinc_presence(valueString="Positive"),
+    "text Detected": loinc_presence(valueString="Detected"),
+    "codeable text": loinc_presence(valueCodeableConcept={"text": "Positive"}),
+    "boolean": loinc_presence(valueBoolean=True),
+    "component": in_a_component(**answer("LA9633-4")),
+}
+NEGATIVE_B1502 = {
+    "Absent": loinc_presence(**answer("LA9634-2")),
+    "Negative": loinc_presence(**answer("LA6577-6")),
+    "Not detected": loinc_presence(**answer("LA11883-8")),
+    "text Not detected": loinc_presence(valueString="Not detected"),
+    "boolean": loinc_presence(valueBoolean=False),
+    "component": in_a_component(valueString="Negative"),
+}
+
+
+@pytest.mark.parametrize("observation", POSITIVE_B1502.values(), ids=POSITIVE_B1502.keys())
+@pytest.mark.parametrize("product", [CARBAMAZEPINE, OXCARBAZEPINE])
+def test_a_loinc_coded_b1502_positive_result_gets_the_critical_card(call, product, observation):
+    """LOINC 57979-7 is the code the service itself suggests ordering: its results count."""
+    [card] = cards(call, product, observation)
+    assert card["indicator"] == "critical" and "HLA-B*15:02" in card["summary"]
+
+
+@pytest.mark.parametrize("observation", NEGATIVE_B1502.values(), ids=NEGATIVE_B1502.keys())
+def test_a_loinc_coded_b1502_negative_result_needs_no_test_and_no_card(call, observation):
+    assert cards(call, CARBAMAZEPINE, observation) == []
+
+
+def test_the_genomic_results_query_asks_for_b1502_presence_results(knowledge):
+    from cds_service.services import prefetch_templates
+
+    assert "http://loinc.org|57979-7" in prefetch_templates(knowledge)["genomicResults"]
+
+
 @pytest.mark.parametrize("product", [CARBAMAZEPINE, OXCARBAZEPINE])
 def test_untested_patient_gets_a_pretest_card_suggesting_the_hla_test(call, product):
     [card] = cards(call, product)
