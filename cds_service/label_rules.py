@@ -19,7 +19,7 @@ from typing import Any
 from .gene_decision import GeneResult
 from .knowledge import Knowledge, RuleSource
 from .medications import IdentifiedDrug
-from .order_details import age_years, order_dose, reason_texts
+from .order_details import age_range, order_dose, reason_texts
 from .recommendations import Match
 from .trace import Trace
 from .wording import number
@@ -100,24 +100,47 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
     )
 
 
+def patient_in_context(
+    resources: list[dict[str, Any]] | None, patient_id: str, trace: Trace
+) -> dict[str, Any] | None:
+    """The Patient resource of the patient in context; another patient's is never used (its
+    birth date would raise or silence a child's contraindication)."""
+    for resource in resources or []:
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
+            continue
+        if "id" in resource and str(resource["id"]) != patient_id:
+            trace.add("age", "the Patient resource is another patient's: age rules not applied")
+            return None
+        return resource
+    return None
+
+
 def age_rules(
     drugs: list[IdentifiedDrug],
     patient: dict[str, Any] | None,
     knowledge: Knowledge,
     trace: Trace,
 ) -> list[Notice]:
-    age = age_years(patient)
-    if patient is not None and age is None:
-        trace.add("age", "the patient's birth date is missing or partial: age rules not applied")
-    if age is None:
+    ages = age_range(patient)
+    if patient is not None and ages is None:
+        trace.add("age", "the patient's birth date is missing or unreadable: age rules not applied")
+    if ages is None:
         return []
+    youngest, oldest = ages
     out = []
     for d in drugs:
         reasons = " ".join(reason_texts(d.order.resource)).lower()
         for rule in knowledge.label_rules:
-            if rule.drug != d.drug or age >= rule.max_age_years:
+            if rule.drug != d.drug or youngest >= rule.max_age_years:
                 continue
             if rule.reason_words and not any(w.lower() in reasons for w in rule.reason_words):
+                continue
+            if oldest >= rule.max_age_years:  # a partial birth date on both sides of the limit
+                trace.add(
+                    "age",
+                    f"{d.drug}: {rule.id} not applied: the birth date is partial and the patient "
+                    f"may be {youngest} or {oldest} years old (limit {rule.max_age_years:g})",
+                )
                 continue
             trace.add("age", f"{d.drug}: {rule.id} applies (age under {rule.max_age_years:g})")
             out.append(Notice(rule.id, d, rule.indicator, rule.summary, rule.text, rule.source))

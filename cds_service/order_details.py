@@ -9,6 +9,7 @@ own numbers.
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -137,21 +138,32 @@ def reason_texts(resource: dict[str, Any]) -> list[str]:
     return [t[:MAX_TEXT_READ] for t in out if t]
 
 
-def age_years(patient: dict[str, Any] | None, today: date | None = None) -> float | None:
-    """The patient's age in whole years from ``birthDate``, or None."""
+def age_range(patient: dict[str, Any] | None, today: date | None = None) -> tuple[int, int] | None:
+    """The youngest and oldest whole-year age the patient's ``birthDate`` allows, or None.
+
+    A full date gives one age. FHIR allows a year or a year and month alone: then every day of
+    that period could be the birthday ('2020' is 5 or 6 years old on 2026-06-01)."""
     birth = as_str((patient or {}).get("birthDate"))
     m = re.fullmatch(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", birth.strip())
     if not m:
         return None
     today = today or date.today()
-    year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
+    year = int(m.group(1))
     try:
-        born = date(year, month, day)
+        if m.group(3):
+            earliest = latest = date(year, int(m.group(2)), int(m.group(3)))
+        elif m.group(2):
+            month = int(m.group(2))
+            earliest = date(year, month, 1)
+            latest = date(year, month, calendar.monthrange(year, month)[1])
+        else:
+            earliest, latest = date(year, 1, 1), date(year, 12, 31)
     except ValueError:
         return None
-    if born > today:
-        return None
-    years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-    if m.group(2) is None:
-        return None if years < 19 else float(years)  # a year alone cannot settle a child's age
-    return float(years)
+    if earliest > today:
+        return None  # born in the future: not a date to reason with
+    return _whole_years(min(latest, today), today), _whole_years(earliest, today)
+
+
+def _whole_years(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))

@@ -128,7 +128,7 @@ class Engine:
             found = self._optional(
                 request, patient_data.PATIENT, patient_query(patient), client, trace, ahead
             )
-            person = next((r for r in found or [] if r.get("resourceType") == "Patient"), None)
+            person = label_rules.patient_in_context(found, request.patient_id, trace)
             notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
         notices += label_rules.pretest(
             drugs,

@@ -170,6 +170,75 @@ def test_codeine_after_tonsillectomy_under_18(call):
     assert ask(call, med_order(APAP_CODEINE), patient=child(15)) == []  # no such reason
 
 
+def born(birth_date: str, patient_id: str = PATIENT) -> dict:
+    return {"resourceType": "Patient", "id": patient_id, "birthDate": birth_date}
+
+
+def years_ago(years: int, rest: str = "") -> str:
+    from datetime import date
+
+    return f"{date.today().year - years}{rest}"
+
+
+@pytest.mark.parametrize("birth_date", [years_ago(6), years_ago(6, "-06"), years_ago(10, "-12")])
+def test_a_child_whose_birth_date_is_a_year_or_a_month_still_gets_the_age_card(call, birth_date):
+    """FHIR allows a birth date of a year, or a year and month: a child born in a year six
+    years ago is under 12 whichever day it was."""
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), patient=born(birth_date))
+    assert card["indicator"] == "critical" and "under 12" in card["summary"]
+
+
+@pytest.mark.parametrize("birth_date", ["1970", "1970-05", years_ago(13)])
+def test_an_adult_whose_birth_date_is_partial_gets_no_age_card(call, birth_date):
+    assert ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), patient=born(birth_date)) == []
+
+
+def test_another_patients_record_never_drives_the_age_rules(call):
+    """The prefetched Patient is someone else (a child): its birth date is not this
+    patient's, so no age card."""
+    other = born(years_ago(6, "-01-01"), patient_id="someone-else")
+    assert ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), patient=other) == []
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "ages"),
+    [
+        ("2014-06-15", (12, 12)),
+        ("2014-06", (11, 12)),  # born 2014-06-01..15: 12; 16..30: 11 on 2026-06-15
+        ("2014", (11, 12)),
+        ("2020", (5, 6)),
+        ("2026-06", (0, 0)),  # born this month, by today
+        ("2026-07", None),  # the future
+        ("2014-13", None),
+        ("14-06-15", None),
+    ],
+)
+def test_age_range_from_full_and_partial_birth_dates(birth_date, ages):
+    from datetime import date
+
+    from cds_service.order_details import age_range
+
+    assert age_range({"birthDate": birth_date}, today=date(2026, 6, 15)) == ages
+
+
+def test_a_partial_birth_date_across_the_limit_gives_no_age_card_and_says_why(knowledge):
+    from datetime import date
+    from unittest import mock
+
+    from cds_service.label_rules import age_rules
+    from cds_service.trace import Trace
+
+    trace = Trace()
+    drug = mock.Mock(drug="codeine")  # an identified codeine order without a reason
+    drug.order.resource = {}
+    with mock.patch("cds_service.order_details.date") as fake:
+        fake.today.return_value = date(2026, 6, 15)
+        fake.side_effect = date
+        notices = age_rules([drug], {"birthDate": "2014"}, knowledge, trace)
+    assert notices == []
+    assert any("may be 11 or 12 years old" in message for _, message in trace.lines)
+
+
 # -- the order's dose -----------------------------------------------------------------------
 
 
