@@ -52,15 +52,16 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
     dose = order_dose(m.drug.order.resource, m.drug.medication_text, drug)
     per_day = dose.mg_per_day
     ordered = f"ordered {drug} {dose.describe()}"
+    most = dose.max_mg_per_day  # a low dose only if the order never allows more
     if (
         dosing.low_dose_max_mg_per_day is not None
-        and per_day is not None
-        and per_day <= dosing.low_dose_max_mg_per_day
+        and most is not None
+        and most <= dosing.low_dose_max_mg_per_day
         and m.recommendation.action in ("avoid", "alternative", "adjust-dose")
     ):
         trace.add(
             "dose",
-            f"{drug}: {number(per_day)} mg/day is a low (pain) dose "
+            f"{drug}: at most {number(most)} mg/day is a low (pain) dose "
             f"(≤{number(dosing.low_dose_max_mg_per_day)} mg/day): caution, not the "
             "depression-dose advice",
         )

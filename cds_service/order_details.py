@@ -52,6 +52,9 @@ _PER_DAY_WORDS = [
 class OrderDose:
     mg_per_dose: float | None
     doses_per_day: float | None
+    #: The most the order allows in a day: a dose range's upper end, ``frequencyMax``, every
+    #: dosage line taken together. None unless every line says it.
+    max_mg_per_day: float | None = None
 
     @property
     def mg_per_day(self) -> float | None:
@@ -65,6 +68,9 @@ class OrderDose:
             parts.append(f"{number(self.mg_per_dose)} mg per dose")
         if self.mg_per_day is not None:
             parts.append(f"{number(self.mg_per_day)} mg/day")
+        top = self.max_mg_per_day
+        if top is not None and (self.mg_per_day is None or top > self.mg_per_day + 1e-9):
+            parts.append(f"up to {number(top)} mg/day")
         return ", ".join(parts) or "dose not stated"
 
 
@@ -80,37 +86,88 @@ def strength_mg(medication_text: str, drug: str) -> float | None:
 
 
 def order_dose(resource: dict[str, Any], medication_text: str, drug: str) -> OrderDose:
-    """The ordered dose of ``drug`` in mg, and how many doses a day, as far as stated."""
-    dosage = next(iter(objects(resource.get("dosageInstruction"))), {})
+    """The ordered dose of ``drug`` in mg, how many doses a day, and the most a day, as far
+    as stated. Several dosage lines are taken together (the same ``sequence``, or none: at the
+    same time; different ones: one after the other): the most a day is then known, but not
+    one dose and frequency to compute with."""
+    lines = objects(resource.get("dosageInstruction"))[:MAX_DOSAGE_LINES]
+    if not lines:
+        return OrderDose(None, None)
+    read = [_dosage_line(d, medication_text, drug) for d in lines]
+    groups: dict[object, list[float | None]] = {}
+    for dosage, line in zip(lines, read, strict=True):
+        sequence = dosage.get("sequence")
+        groups.setdefault(sequence if isinstance(sequence, int) else None, []).append(line[2])
+    tops = [_total(g) for g in groups.values()]
+    top = None if None in tops else max(t for t in tops if t is not None)
+    if len(read) == 1:
+        return OrderDose(read[0][0], read[0][1], top)
+    same_dose = {line[0] for line in read}
+    return OrderDose(same_dose.pop() if len(same_dose) == 1 else None, None, top)
+
+
+def _total(values: list[float | None]) -> float | None:
+    return None if None in values else sum(v for v in values if v is not None)
+
+
+#: Dosage lines read per order (a real order has a handful).
+MAX_DOSAGE_LINES = 20
+
+
+def _dosage_line(
+    dosage: dict[str, Any], medication_text: str, drug: str
+) -> tuple[float | None, float | None, float | None]:
+    """(mg per dose, doses per day, the most mg a day) of one dosage line."""
     quantity = as_dict(dosage.get("doseQuantity"))
+    dose_range = as_dict(dosage.get("doseRange"))
     for rate in objects(dosage.get("doseAndRate")):
         quantity = as_dict(rate.get("doseQuantity")) or quantity
-    value = quantity.get("value")
-    unit = (as_str(quantity.get("unit")) or as_str(quantity.get("code"))).strip().lower()
+        dose_range = as_dict(rate.get("doseRange")) or dose_range
     free = " ".join(
         [as_str(dosage.get("text")), *texts(as_dict(dosage.get("timing")).get("code"))]
     )[:MAX_TEXT_READ].lower()
+    if dose_range:  # "1 to 2 tablets": no one dose to compute with; the most is the upper end
+        mg, top_mg = None, _quantity_mg(as_dict(dose_range.get("high")), medication_text, drug)
+    else:
+        mg = _quantity_mg(quantity, medication_text, drug)
+        if mg is None:
+            mg = _free_text_mg(free, medication_text, drug)
+        top_mg = mg
+    timing = as_dict(dosage.get("timing"))
+    per_day = _doses_per_day(timing, free)
+    top_per_day = _doses_per_day(timing, free, most=True)
+    top = top_mg * top_per_day if top_mg is not None and top_per_day is not None else None
+    return mg, per_day, top
 
-    mg: float | None = None
+
+def _quantity_mg(quantity: dict[str, Any], medication_text: str, drug: str) -> float | None:
+    value = quantity.get("value")
+    unit = (as_str(quantity.get("unit")) or as_str(quantity.get("code"))).strip().lower()
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e6:
         if unit in _UNITS_MG:
-            mg = float(value)
-        elif unit in _UNITS_UNIT or not unit:
+            return float(value)
+        if unit in _UNITS_UNIT or not unit:
             strength = strength_mg(medication_text, drug)
-            mg = float(value) * strength if strength is not None else None
-    if mg is None:
-        m = re.search(r"(\d+(?:\.\d+)?)\s*mg\b", free)
-        mg = float(m.group(1)) if m else None
-    if mg is None:  # "1 tablet at bedtime": units of the product's strength
-        m = re.search(r"(\d+(?:\.\d+)?)\s*(?:tablet|tab|capsule|cap|pill)s?\b", free)
-        strength = strength_mg(medication_text, drug) if m else None
-        mg = float(m.group(1)) * strength if m and strength is not None else None
-    return OrderDose(mg, _doses_per_day(as_dict(dosage.get("timing")), free))
+            return float(value) * strength if strength is not None else None
+    return None
 
 
-def _doses_per_day(timing: dict[str, Any], free: str) -> float | None:
+def _free_text_mg(free: str, medication_text: str, drug: str) -> float | None:
+    m = re.search(r"(\d+(?:\.\d+)?)\s*mg\b", free)
+    if m:
+        return float(m.group(1))
+    # "1 tablet at bedtime": units of the product's strength
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(?:tablet|tab|capsule|cap|pill)s?\b", free)
+    strength = strength_mg(medication_text, drug) if m else None
+    return float(m.group(1)) * strength if m and strength is not None else None
+
+
+def _doses_per_day(timing: dict[str, Any], free: str, *, most: bool = False) -> float | None:
+    """Doses a day; ``most``: the most a day (``frequencyMax`` where given)."""
     repeat = as_dict(timing.get("repeat"))
     frequency = repeat.get("frequency", 1)
+    if most and "frequencyMax" in repeat:
+        frequency = repeat.get("frequencyMax")
     period = repeat.get("period")
     unit = as_str(repeat.get("periodUnit"))
     numbers = all(

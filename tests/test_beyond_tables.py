@@ -260,6 +260,59 @@ def test_low_tricyclic_dose_for_a_poor_metabolizer_is_a_caution(call):
     assert "suggestions" not in card
 
 
+def line(tablets: float, per_day: int, **repeat) -> dict:
+    return {
+        "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d", **repeat}},
+        "doseAndRate": [{"doseQuantity": {"value": tablets, "unit": "tablet"}}],
+    }
+
+
+def test_a_low_first_dosage_line_does_not_hide_a_high_second_one(call):
+    """10 mg a day plus 40 mg a day at the same time is 50 mg/day: not a low dose."""
+    order = amitriptyline(AMITRIPTYLINE_10, 1, 1)
+    order["dosageInstruction"].append(line(4, 1))
+    [card] = ask(call, order, genotype_obs("*4/*4"))
+    assert card["indicator"] != "info" and "low dose" not in card["summary"]
+    assert "up to 50 mg/day" in card["detail"]
+
+
+def test_frequency_max_counts_for_the_low_dose_check(call):
+    """Once a day, up to six times: up to 60 mg/day."""
+    order = amitriptyline(AMITRIPTYLINE_10, 1, 1)
+    order["dosageInstruction"][0]["timing"]["repeat"]["frequencyMax"] = 6
+    [card] = ask(call, order, genotype_obs("*4/*4"))
+    assert card["indicator"] != "info" and "up to 60 mg/day" in card["detail"]
+
+
+def test_low_doses_stay_low_whatever_their_shape(call):
+    """A range of 1 to 2 tablets once a day, and a taper of 1 then 2 tablets: at most 20 mg
+    a day, a low dose either way."""
+    ranged = amitriptyline(AMITRIPTYLINE_10, 1, 1)
+    ranged["dosageInstruction"][0]["doseAndRate"] = [
+        {
+            "doseRange": {
+                "low": {"value": 1, "unit": "tablet"},
+                "high": {"value": 2, "unit": "tablet"},
+            }
+        }
+    ]
+    taper = amitriptyline(AMITRIPTYLINE_10, 1, 1)
+    taper["dosageInstruction"] = [
+        {**line(1, 1), "sequence": 1},
+        {**line(2, 1), "sequence": 2},
+    ]
+    for order in (ranged, taper):
+        [card] = ask(call, order, genotype_obs("*4/*4"))
+        assert card["indicator"] == "info" and "low dose" in card["summary"]
+
+
+def test_an_unreadable_second_dosage_line_is_never_taken_for_a_low_dose(call):
+    order = amitriptyline(AMITRIPTYLINE_10, 1, 1)
+    order["dosageInstruction"].append({"text": "as directed"})
+    [card] = ask(call, order, genotype_obs("*4/*4"))
+    assert card["indicator"] != "info"
+
+
 def test_depression_dose_keeps_the_guideline_card_with_the_reduced_dose(call):
     [card] = ask(call, amitriptyline(AMITRIPTYLINE_25, 1, 3), genotype_obs("*1/*4"))  # 75 mg/day
     assert card["indicator"] == "warning"
