@@ -21,6 +21,7 @@ from typing import Any
 
 from .fhir_values import as_dict, as_str, objects, parse_date, texts
 from .gene_decision import GeneResult
+from .hook_context import DraftOrder
 from .knowledge import Knowledge
 from .medications import MAX_TEXT_READ, RXNORM_SYSTEMS
 from .recommendations import score_span
@@ -71,15 +72,18 @@ def in_force(resource: dict[str, Any], now: datetime | None = None) -> bool:
 
 
 def find_inhibitors(
-    resources: list[tuple[dict[str, Any], str]], knowledge: Knowledge, trace: Trace
+    orders: list[tuple[DraftOrder, str]], knowledge: Knowledge, trace: Trace
 ) -> list[InhibitorUse]:
-    """CYP2D6 inhibitors among medication orders in force (each with where it came from)."""
+    """CYP2D6 inhibitors among medication orders in force (each with where it came from),
+    whatever shape names the medication (as ``DraftOrder.medication`` reads it: inline, a
+    contained or a sent Medication, a reference's display)."""
     table = knowledge.inhibitors
     found: dict[str, InhibitorUse] = {}
-    for resource, where in resources:
-        if as_str(resource.get("resourceType")) not in ("MedicationRequest", "MedicationOrder"):
+    for order, where in orders:
+        resource = order.resource
+        if not order.is_medication_order:
             continue
-        name = _inhibitor_named(resource, knowledge)
+        name = _inhibitor_named(order, knowledge)
         if name is None:
             continue
         ref = f"{resource.get('resourceType')}/{as_str(resource.get('id')) or '?'}"
@@ -96,17 +100,15 @@ def find_inhibitors(
     return sorted(found.values(), key=lambda u: (table.multipliers[u.strength], u.name))
 
 
-def _inhibitor_named(resource: dict[str, Any], knowledge: Knowledge) -> str | None:
-    concept = as_dict(resource.get("medicationCodeableConcept")) or as_dict(
-        as_dict(resource.get("medication")).get("concept")
-    )
+def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
+    concept = as_dict(order.coded_medication)
     by_code = knowledge.inhibitor_by_rxcui
     for coding in objects(concept.get("coding")):
         if as_str(coding.get("system")) in RXNORM_SYSTEMS:
             code = as_str(coding.get("code"))
             if code in by_code:
                 return by_code[code]
-    display = as_str(as_dict(resource.get("medicationReference")).get("display"))
+    display = as_str(as_dict(order.resource.get("medicationReference")).get("display"))
     for text in [*texts(concept), display]:
         found = knowledge.inhibitor_names.search(text[:MAX_TEXT_READ].lower())
         if found:

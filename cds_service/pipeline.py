@@ -314,12 +314,18 @@ class Engine:
             trace,
             ahead or {},
         )
+        # Medication resources sent beside the active orders (a search with _include)
+        sent = {
+            f"Medication/{r['id']}": r
+            for r in active or []
+            if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+        }
         candidates = [
-            (r, "active medication")
+            (hook_context.DraftOrder(r, sent), "active medication")
             for r in active or []
             if is_about(r, request.patient_id, request.fhirServer)
         ]
-        candidates += [(o.resource, "ordered in this session") for o in session]
+        candidates += [(o, "ordered in this session") for o in session]
         return interactions.find_inhibitors(candidates, self.knowledge, trace)
 
     def check_fhir_server(self, request: HookRequest, issuer: str | None = None) -> None:

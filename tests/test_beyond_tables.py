@@ -59,6 +59,33 @@ def test_strong_inhibitor_makes_a_normal_metabolizer_act_as_a_poor_one(call):
     assert "By genotype alone this order would not alert" in card["detail"]
 
 
+FLUOXETINE_MED = {
+    "resourceType": "Medication",
+    "id": "flx",
+    "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "4493"}]},
+}
+
+
+def by_reference(reference: str) -> dict:
+    order = active(PAROXETINE, order_id="flx-order")
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": reference}
+    return order
+
+
+def test_an_inhibitor_in_a_contained_medication_counts(call):
+    order = by_reference("#flx")
+    order["contained"] = [FLUOXETINE_MED]
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), meds=[order])
+    assert card["indicator"] == "critical" and "fluoxetine" in card["summary"]
+
+
+def test_an_inhibitor_in_a_medication_sent_beside_the_active_orders_counts(call):
+    meds = [by_reference("Medication/flx"), FLUOXETINE_MED]
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), meds=meds)
+    assert "fluoxetine" in card["summary"]
+
+
 @pytest.mark.parametrize(
     "status", ["stopped", "completed", "cancelled", "entered-in-error", "on-hold"]
 )
