@@ -49,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from .db_guard import Bounded
 from .feedback import as_utc, feedback_table, metadata
 from .trace import Trace
 
@@ -57,6 +58,9 @@ log = logging.getLogger("cds_service.card_log")
 SESSION_HOURS = 12
 OVERRIDE_CHECK_SECONDS = 1.0
 DOWN_SECONDS = 15.0
+#: The longest a hook call waits for the card log's database (it answers in milliseconds):
+#: then it goes on without the check, as when the database is down.
+HOOK_DB_SECONDS = 0.5
 #: At most this many calls' cards in one write.
 WRITE_BATCH = 100
 
@@ -115,6 +119,7 @@ class CardLog:
         self._lock = threading.Lock()
         self.background = background
         self._down_until = 0.0  # after a database fault, hook calls skip it for a while
+        self._bounded = Bounded(engine, "card-log")
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -220,14 +225,24 @@ class CardLog:
             if None in batch:
                 return
 
-    def flush(self) -> None:
-        """Wait until every queued row is written (tests, shutdown)."""
-        if self._queue is not None and self._writer is not None and self._writer.is_alive():
-            self._queue.join()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued row is written (tests, shutdown, before feedback is
+        stored), at most ``timeout`` seconds; False if rows are still waiting then."""
+        q = self._queue
+        if q is None or self._writer is None or not self._writer.is_alive():
+            return True
+        end = None if timeout is None else time.monotonic() + timeout
+        with q.all_tasks_done:
+            while q.unfinished_tasks:
+                remaining = None if end is None else end - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                q.all_tasks_done.wait(remaining)
+        return True
 
     def key(self) -> bytes:
-        if self._key is None:
-            self._key = self._stored_key()
+        if self._key is None:  # read at start; asked again only if the database was down
+            self._key = self._bounded.run(self._stored_key, HOOK_DB_SECONDS)
         return self._key
 
     def _stored_key(self) -> bytes:
@@ -307,28 +322,47 @@ class CardLog:
             return set()
         since = datetime.now(UTC) - timedelta(hours=SESSION_HOURS)
         try:
-            latest = self._latest_override_at()
-            if latest is None or latest < since:
-                return set()  # no card was overridden recently: nothing to suppress
             wanted = {
                 self.digest("order", patient_id, c.order_reference or ""): c
                 for c in issued
                 if c.order_reference
             }
-            if not wanted:
-                return set()
+        except SQLAlchemyError as exc:
+            self._fault(exc, "earlier overrides not checked", trace)
+            return set()
+        if not wanted:
+            return set()
+
+        def ask() -> list[Any]:
+            latest = self._latest_override_at()
+            if latest is None or latest < since:
+                return []  # no card was overridden recently: nothing to suppress
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(card_log_table.c.order_hash, card_log_table.c.recommendation_id).where(
-                        card_log_table.c.order_hash.in_(list(wanted)),
-                        card_log_table.c.overridden_at.is_not(None),
-                        card_log_table.c.issued_at >= since,
-                    )
-                ).all()
+                return list(
+                    conn.execute(
+                        select(
+                            card_log_table.c.order_hash, card_log_table.c.recommendation_id
+                        ).where(
+                            card_log_table.c.order_hash.in_(list(wanted)),
+                            card_log_table.c.overridden_at.is_not(None),
+                            card_log_table.c.issued_at >= since,
+                        )
+                    ).all()
+                )
+
+        try:
+            # asked at most once a second unless an override is recent: bounded all the same
+            rows = ask() if self._latest_is_fresh() else self._bounded.run(ask, HOOK_DB_SECONDS)
         except SQLAlchemyError as exc:
             self._fault(exc, "earlier overrides not checked", trace)
             return set()
         return {(rec, wanted[h].order_reference) for h, rec in rows}
+
+    def _latest_is_fresh(self) -> bool:
+        """Is the latest override known without asking the database (and none recent)?"""
+        checked, latest = self._latest_override
+        recent = latest is not None and latest >= datetime.now(UTC) - timedelta(hours=SESSION_HOURS)
+        return time.monotonic() - checked < OVERRIDE_CHECK_SECONDS and not recent
 
     def _latest_override_at(self) -> datetime | None:
         """When a card was last overridden (any replica), asked at most once a second."""

@@ -6,6 +6,7 @@ and nothing from it is written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
+from .db_guard import Bounded
 from .errors import ClientError, ServiceUnavailable
 from .request import validation_details
 from .schema import sqlite_file
@@ -96,6 +98,11 @@ class FeedbackRequest(BaseModel):
 
 DB_RETRY_AFTER = 30  # seconds, in the 503 answer while the database is down
 DB_CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not hold a call
+#: Seconds to wait for the database: to store feedback (then 503, and a retry is never stored
+#: twice), for the card writer before that, and for readiness.
+STORE_SECONDS = 5.0
+FLUSH_SECONDS = 2.0
+PING_SECONDS = 1.0
 
 
 def _without_nul(value: Any, depth: int = 0) -> Any:
@@ -133,6 +140,7 @@ class FeedbackStore:
         # an in-memory SQLite database is one per thread: write it from the caller's thread
         self.card_log = CardLog(self.engine, hash_key, background=not in_memory)
         self._card_log_table = card_log_table
+        self._bounded = Bounded(self.engine, "feedback")
         #: set when the database was unreachable at start: run before the next store
         self.prepare: Callable[[], None] | None = None
 
@@ -176,18 +184,26 @@ class FeedbackStore:
                     "received_at": now,
                 }
             )
-        self.card_log.flush()  # cards issued a moment ago are known before their feedback
-        try:
+        # cards issued a moment ago are known before their feedback (else linked later)
+        self.card_log.flush(timeout=FLUSH_SECONDS)
+
+        def insert_rows() -> int:
             if self.prepare is not None:
                 self.prepare()
                 self.prepare = None
-            stored = self._insert(rows)
+            return self._insert(rows)
+
+        try:
+            stored = self._bounded.run(insert_rows, STORE_SECONDS)
         except DataError:
             raise ClientError("the feedback holds a value the database cannot store") from None
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
         # a card another replica was writing in this moment: linked now, or by its writer
-        self.card_log.link_feedback([r["card_uuid"] for r in rows if not r["card_known"]])
+        unknown = [r["card_uuid"] for r in rows if not r["card_known"]]
+        if unknown:
+            with contextlib.suppress(SQLAlchemyError):  # stored: the answer is 200 anyway
+                self._bounded.run(lambda: self.card_log.link_feedback(unknown), STORE_SECONDS)
         self.card_log.forget_cache()
         return stored
 
@@ -229,8 +245,14 @@ class FeedbackStore:
             ]
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
-            conn.execute(select(1))
+        """Raises unless the database answers within ``PING_SECONDS`` (readiness probes give
+        up after 2 s)."""
+
+        def ping() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+
+        self._bounded.run(ping, PING_SECONDS)
 
 
 def as_utc(value: datetime) -> datetime:

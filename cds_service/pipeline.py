@@ -6,6 +6,7 @@ context -> medications -> genomic facts -> interactions (phenoconversion) -> rec
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -257,7 +258,11 @@ class Engine:
             own = Trace()
             return patient_data.optional_resources(request, key, query, client, own), own
 
-        return {key: self.pool.submit(read, key, query) for key, query in wanted.items()}
+        # each read in a copy of this context: its log lines carry the call's request id
+        return {
+            key: self.pool.submit(contextvars.copy_context().run, read, key, query)
+            for key, query in wanted.items()
+        }
 
     @staticmethod
     def _optional(

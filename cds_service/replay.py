@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import schema
+from .db_guard import Bounded
 from .feedback import metadata
 
 log = logging.getLogger("cds_service.replay")
@@ -45,6 +46,7 @@ def _upgrade(engine: Engine) -> None:
 
 PURGE_EVERY = 60.0
 DOWN_PAUSE = 15.0  # after a database failure, seconds before hook calls try it again
+HOOK_DB_SECONDS = 0.5  # the longest a hook call waits for the database (then: memory)
 MEMORY_LIMIT = 200_000  # tokens remembered per process while the database is down
 
 
@@ -63,6 +65,7 @@ class ReplayCache:
         # fallback while the database is down: key -> expiry, and a heap to purge cheaply
         self._memory: dict[str, float] = {}
         self._expiries: list[tuple[float, str]] = []
+        self._bounded = Bounded(engine, "replay")
         with contextlib.suppress(SQLAlchemyError, schema.SchemaError):  # tried again on use
             self._ensure_table()
 
@@ -73,7 +76,8 @@ class ReplayCache:
         now = time.time()
         if time.monotonic() < self._down_until:
             return self._memory_first_use(key, expires_at, now)
-        try:
+
+        def record() -> bool:
             self._ensure_table()
             self._purge(now)
             try:
@@ -92,6 +96,10 @@ class ReplayCache:
                         return False
                     conn.execute(insert(replay_table).values(jti_hash=key, expires_at=expires_at))
                 return True
+
+        try:
+            # a database that stops answering must not hold the hook call (see db_guard)
+            return self._bounded.run(record, HOOK_DB_SECONDS)
         except (SQLAlchemyError, schema.SchemaError) as exc:
             self._down_until = time.monotonic() + DOWN_PAUSE
             log.warning(

@@ -133,6 +133,29 @@ def test_json_log_lines_carry_the_request_id(tmp_path, capsys):
     assert any(line.get("request_id") == "rid-7" for line in lines)
 
 
+@responses.activate
+def test_log_lines_of_the_fhir_reads_made_side_by_side_carry_the_request_id(tmp_path, capsys):
+    """The reads of the patient and the active medications run on threads of their own:
+    their warnings (here the FHIR server refusing the token) still name the call."""
+
+    fhir = "https://ehr.example.org/fhir"
+    for what in ("Observation", "MedicationRequest", "Patient/pat-1"):
+        responses.get(re.compile(re.escape(f"{fhir}/{what}") + ".*"), status=401)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'f.sqlite3'}", log_format="json", log_level="INFO"
+    )
+    client = create_app(settings).test_client()
+    body = hook_request("order-select", [med_order(APAP_CODEINE)], fhir_server=fhir, token="t")
+    client.post("/cds-services/pgx-order-select", json=body, headers={"X-Request-ID": "rid-9"})
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    reads = [line for line in lines if "HTTP 401" in line["message"]]
+    assert {line["message"] for line in reads} >= {
+        "FHIR read of Bundle: HTTP 401",
+        "FHIR read of Patient: HTTP 401",
+    }
+    assert all(line.get("request_id") == "rid-9" for line in reads), reads
+
+
 # -- schema migrations -------------------------------------------------------------------------
 
 

@@ -110,3 +110,58 @@ def test_a_database_that_goes_away_gives_503_and_hooks_keep_working(postgres_url
     )
     hook = client.post("/cds-services/pgx-order-select", json=body)
     assert hook.status_code == 200 and hook.get_json()["cards"]
+
+
+def _within(seconds: float, fn):
+    """fn's result, or a failure if it has not returned after ``seconds`` (it would hang)."""
+    import threading
+
+    box: list = []
+    worker = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(seconds)
+    assert box, f"no answer within {seconds} s"
+    return box[0], time.monotonic() - started
+
+
+@responses.activate
+def test_a_database_that_stops_answering_holds_no_call(postgres_url):
+    """PostgreSQL keeps the connections open and never answers (a paused server, a lost
+    network path): hook calls still answer with their cards, readiness says degraded within
+    a probe's timeout, feedback answers 503; when it answers again, feedback is stored."""
+    from blackhole import BlackHoleProxy
+    from sqlalchemy.engine import make_url
+
+    responses.get(JKU, json=_jwks())
+    url = make_url(postgres_url)
+    proxy = BlackHoleProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        client = _secured(url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
+        body = hook_request(
+            "order-select",
+            [med_order(APAP_CODEINE)],
+            prefetch=with_results(phenotype_obs("Poor Metabolizer")),
+        )
+        path = "/cds-services/pgx-order-select"
+
+        def hook():
+            return client.post(path, json=body, headers={"Authorization": f"Bearer {_token(path)}"})
+
+        assert hook().status_code == 200
+        proxy.pause()
+        client.application.extensions["pgx"]["store"].card_log.forget_cache()
+        answer, _ = _within(5, hook)  # the replay check and the override check both wait
+        assert answer.status_code == 200 and answer.get_json()["cards"]
+        ready, took = _within(5, lambda: client.get("/readyz"))
+        assert ready.get_json()["status"] == "degraded" and took < 2  # the probe's timeout
+        token = {"Authorization": f"Bearer {_token(FEEDBACK_PATH)}"}
+        item = _feedback()
+        refused, _ = _within(15, lambda: client.post(FEEDBACK_PATH, json=item, headers=token))
+        assert refused.status_code == 503
+        proxy.resume()
+        token = {"Authorization": f"Bearer {_token(FEEDBACK_PATH)}"}
+        stored, _ = _within(15, lambda: client.post(FEEDBACK_PATH, json=item, headers=token))
+        assert stored.status_code == 200
+    finally:
+        proxy.close()
