@@ -15,7 +15,9 @@ standard, no-rec.  -                           no card
 
 Where the guideline says avoid or choose an alternative and names alternatives, the card
 offers suggestions that replace the draft order (delete it, create a new draft in the same
-FHIR version), ``selectionBehavior: at-most-one``.
+FHIR version); where it gives a dose, one at that dose; a pre-test card offers the test.
+Every card with suggestions says ``selectionBehavior: at-most-one`` (CDS Hooks 2.0.1 requires
+it with suggestions); a card without suggestions has neither.
 """
 
 from __future__ import annotations
@@ -206,7 +208,7 @@ def build_card(
     if rec.action == "adjust-dose" and m.dose_target and len(orders) == 1 and orders[0].reference:
         found = _dose_suggestion(m, knowledge)
         if found:
-            card["suggestions"] = [found]
+            _offer(card, [found])
     suggestions = (
         _suggestions(m, knowledge, orders)
         # Replace only orders we can name: a create without a delete would leave both.
@@ -217,8 +219,7 @@ def build_card(
         else []
     )
     if suggestions:
-        card["suggestions"] = suggestions
-        card["selectionBehavior"] = "at-most-one"
+        _offer(card, suggestions)
     card[ISSUED] = IssuedCard(
         uuid=card["uuid"],
         drug=rec.drug,
@@ -229,6 +230,14 @@ def build_card(
         order_reference=m.drug.order.reference,
     )
     return card
+
+
+def _offer(card: dict[str, Any], suggestions: list[dict[str, Any]]) -> None:
+    """Put ``suggestions`` on ``card``. CDS Hooks 2.0.1: "If suggestions are present,
+    selectionBehavior MUST also be provided"; ours are alternatives to one another (replace
+    the order with this drug, or that one, or at this dose), so at most one is taken."""
+    card["suggestions"] = suggestions
+    card["selectionBehavior"] = "at-most-one"
 
 
 def take_issued(cards: list[dict[str, Any]]) -> list[IssuedCard]:
@@ -541,15 +550,18 @@ def notice_card(n: Notice) -> dict[str, Any]:
         subject = n.drug.order.resource.get("subject") or n.drug.order.resource.get("patient")
         if isinstance(subject, dict):
             request["subject"] = subject
-        card["suggestions"] = [
-            {
-                "label": f"Order {display}",
-                "uuid": str(uuid.uuid4()),
-                "actions": [
-                    {"type": "create", "description": f"Order {display}", "resource": request}
-                ],
-            }
-        ]
+        _offer(
+            card,
+            [
+                {
+                    "label": f"Order {display}",
+                    "uuid": str(uuid.uuid4()),
+                    "actions": [
+                        {"type": "create", "description": f"Order {display}", "resource": request}
+                    ],
+                }
+            ],
+        )
     card[ISSUED] = IssuedCard(
         uuid=card["uuid"],
         drug=n.drug.drug,

@@ -4,16 +4,29 @@ Handles ``order-select`` / ``order-sign`` (``draftOrders``, ``selections``) and 
 ``medication-prescribe`` (``medications``); R4 and STU3 ``MedicationRequest``, DSTU2
 ``MedicationOrder``; a Bundle, an array of resources, or a lone resource (the public
 sandbox sends some arrays as single objects).
+
+A medication order whose status says it is over or was never real (entered-in-error,
+cancelled, stopped, completed, R5's ended), or whose subject (DSTU2: patient) is another
+patient than ``context.patientId``, is not judged (``judged``). Orders without a status or
+a subject are judged: the sandbox sends some.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ClientError
+from .trace import Trace
 
 MEDICATION_ORDER_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})
+
+#: Statuses of an order that is over or was never real: R4 and STU3 MedicationRequest
+#: (cancelled, completed, entered-in-error, stopped), DSTU2 MedicationOrder (completed,
+#: entered-in-error, stopped), R5 (also ended). Not here, and judged: draft, active, on-hold
+#: (to be resumed) and unknown.
+NOT_JUDGED_STATUSES = frozenset({"cancelled", "completed", "entered-in-error", "stopped", "ended"})
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,47 @@ def selected(hook: str, context: dict[str, Any], orders: list[DraftOrder]) -> li
         )
     wanted = {s.strip() for s in selections}
     return [o for o in orders if o.reference in wanted]
+
+
+def judged(orders: list[DraftOrder], patient_id: str, trace: Trace) -> list[DraftOrder]:
+    """Of the session's ``orders``, those that may be judged (and read for interactions) for
+    the patient in context; the trace says why each other medication order is left out."""
+    out = []
+    for order in orders:
+        why = not_judged(order, patient_id)
+        if why is None:
+            out.append(order)
+        else:
+            name = order.reference or order.resource_type
+            trace.add("context", f"{name} not judged: {why}")
+    return out
+
+
+def not_judged(order: DraftOrder, patient_id: str) -> str | None:
+    """Why a medication order must not be judged for patient ``patient_id``, or None."""
+    if not order.is_medication_order:
+        return None
+    status = order.resource.get("status")
+    if isinstance(status, str) and status.strip().lower() in NOT_JUDGED_STATUSES:
+        return f"status '{status.strip().lower()}': not an order to be signed"
+    for key in ("subject", "patient"):  # R4/STU3 subject, DSTU2 patient
+        holder = order.resource.get(key)
+        ref = holder.get("reference") if isinstance(holder, dict) else None
+        named = referenced_patient(ref) if isinstance(ref, str) else None
+        if named is not None and named != patient_id.strip():
+            return f"its {key} is not the patient in context"
+    return None
+
+
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([^/?#]+)$")
+
+
+def referenced_patient(reference: str) -> str | None:
+    """The patient id a reference names, relative ('Patient/p1') or absolute
+    ('https://ehr/fhir/Patient/p1', with or without '/_history/2'); None for any other
+    reference (a Group, a contained or urn:uuid one), which says nothing either way."""
+    found = _PATIENT_REFERENCE.search(reference.strip().split("/_history/")[0])
+    return found.group(1) if found else None
 
 
 def _resources(raw: Any, field: str) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Which covered drugs a draft order contains.
 
 RxNorm codes first (ingredient, clinical or branded product, combination products);
-the coding display or text only where no RxNorm code is known to us.
+the coding display or text only where no RxNorm code is known to us. In text, a negated
+mention ("non-codeine analgesic", "oxycodone (not codeine)", "codeine-free cough syrup")
+names no drug: a drug named only so in the order's texts is not identified.
 """
 
 from __future__ import annotations
@@ -70,12 +72,24 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
                 f"RxNorm {code} contains {', '.join(drugs)}"
             )
     candidates = [text] + [c["display"] for c in codings if isinstance(c.get("display"), str)]
-    for candidate in candidates:
-        drugs = _drugs_named(candidate, _name_index(knowledge))
+    index = _name_index(knowledge)
+    mentions = [(candidate, *_drugs_named(candidate, index)) for candidate in candidates]
+    # A negated mention does not count; a drug a text names only so ("non-codeine analgesic")
+    # is not taken from another text of the order either ("codeine 30 mg"): they disagree, and
+    # when in doubt, no drug.
+    negated = {d for _, named, neg in mentions for d in neg - named}
+    also = f" ({', '.join(sorted(negated))} only negated: not counted)" if negated else ""
+    for candidate, named, _ in mentions:
+        drugs = sorted(named - negated)
         if drugs:
             return [IdentifiedDrug(d, order, f"text '{candidate}'", text) for d in drugs], (
-                f"no known RxNorm code; the text '{candidate}' names {', '.join(drugs)}"
+                f"no known RxNorm code; the text '{candidate}' names {', '.join(drugs)}{also}"
             )
+    if negated:
+        return [], (
+            f"no known RxNorm code; the text names {', '.join(sorted(negated))} only in negated "
+            "form ('non-', 'not', 'no', 'without', '-free'): no drug identified"
+        )
     return [], "no covered drug in the order's codes or text"
 
 
@@ -96,9 +110,27 @@ def _name_index(knowledge: Knowledge) -> tuple[re.Pattern[str], dict[str, str]]:
 MAX_TEXT_READ = 500
 
 
-def _drugs_named(text: str, index: tuple[re.Pattern[str], dict[str, str]]) -> list[str]:
+# A name directly preceded by one of these words, or followed by "-free" / " free", is negated.
+_HYPHEN = "-\u2010\u2011"  # hyphen-minus, hyphen, non-breaking hyphen (first: literal in [])
+_NEGATED_BEFORE = re.compile(rf"(?<![{_HYPHEN}\w])(?:non[{_HYPHEN}\s]|(?:not|no|without)\s+)$")
+_NEGATED_AFTER = re.compile(rf"[{_HYPHEN}\s]free\b")
+_BEFORE_CHARS = 16  # enough for "without" and a few spaces
+
+
+def _drugs_named(
+    text: str, index: tuple[re.Pattern[str], dict[str, str]]
+) -> tuple[set[str], set[str]]:
+    """The drugs ``text`` names plainly, and those it names in negated form ("non-codeine",
+    "codeine-free"); a drug named both ways is in both."""
     lowered = text[:MAX_TEXT_READ].lower()
+    named: set[str] = set()
+    negated: set[str] = set()
     if not lowered:
-        return []
+        return named, negated
     pattern, words = index
-    return sorted({words[m.group(0)] for m in pattern.finditer(lowered)})
+    for m in pattern.finditer(lowered):
+        # (search with pos/endpos: the lookbehind still sees the text before ``pos``)
+        before = _NEGATED_BEFORE.search(lowered, max(0, m.start() - _BEFORE_CHARS), m.start())
+        is_negated = bool(before or _NEGATED_AFTER.match(lowered, m.end()))
+        (negated if is_negated else named).add(words[m.group(0)])
+    return named, negated

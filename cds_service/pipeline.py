@@ -73,6 +73,7 @@ class Engine:
             trace.add("site", f"hook {request.hook} is off by site configuration: no cards")
             return {"cards": []}, trace
         session = hook_context.session_orders(request.hook, request.context)
+        session = hook_context.judged(session, request.patient_id, trace)
         orders = hook_context.selected(request.hook, request.context, session)
         if len(orders) > MAX_ORDERS:  # bounded work per call (no real order session nears it)
             raise ClientError(

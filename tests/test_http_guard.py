@@ -21,7 +21,7 @@ def fetching(token: str, patient: str = "pat-1") -> dict:
     prefetch = {"patient": None, "activeMedications": None}
     return hook_request(
         "order-select",
-        [med_order(APAP_CODEINE)],
+        [med_order(APAP_CODEINE, patient=patient)],
         prefetch=prefetch,
         fhir_server=FHIR,
         token=token,
