@@ -30,7 +30,7 @@ _UNITS_UNIT = {
     "pill",
     "pills",
     "1",
-    "{tbl}",
+    "tbl",
 }
 _PER_DAY_WORDS = [
     (r"\b(four times (a|per) day|qid|q\.i\.d\.)\b", 4.0),
@@ -143,6 +143,8 @@ def _dosage_line(
 def _quantity_mg(quantity: dict[str, Any], medication_text: str, drug: str) -> float | None:
     value = quantity.get("value")
     unit = (as_str(quantity.get("unit")) or as_str(quantity.get("code"))).strip().lower()
+    if unit.startswith("{") and unit.endswith("}") and unit.count("{") == 1:
+        unit = unit[1:-1].strip()  # a UCUM annotation: '{pill}' (the public sandbox), '{tablet}'
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e6:
         if unit in _UNITS_MG:
             return float(value)

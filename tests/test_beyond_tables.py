@@ -340,6 +340,16 @@ def test_an_unreadable_second_dosage_line_is_never_taken_for_a_low_dose(call):
     assert card["indicator"] != "info"
 
 
+@pytest.mark.parametrize("unit", ["{pill}", "{tablet}", "{Tablet}", "{tbl}", "tablet"])
+def test_tablets_as_ucum_annotations_are_read_as_tablets(call, unit):
+    """The public sandbox writes doses as '{pill}': 1 tablet of 10 mg once a day is a low
+    dose whatever the annotation says."""
+    order = amitriptyline(AMITRIPTYLINE_10, 1, 1)
+    order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["unit"] = unit
+    [card] = ask(call, order, genotype_obs("*4/*4"))
+    assert card["indicator"] == "info" and "10 mg/day" in card["detail"]
+
+
 def test_depression_dose_keeps_the_guideline_card_with_the_reduced_dose(call):
     [card] = ask(call, amitriptyline(AMITRIPTYLINE_25, 1, 3), genotype_obs("*1/*4"))  # 75 mg/day
     assert card["indicator"] == "warning"
