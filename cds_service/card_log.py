@@ -8,7 +8,8 @@ alike; ``PGX_CDS_HASH_KEY`` sets it explicitly.
 
 Feedback refers to these rows: an override with a reason marks the card's advice for that
 order as overridden, and the same advice for the same order is not shown again within the
-ordering session (the draft order's id; rows older than ``SESSION_HOURS`` no longer count).
+ordering session: the same draft order, clinician and encounter, within ``SESSION`` (the
+public sandbox gives every draft the same id, and many testers share its patients).
 
 Logging a card never fails a hook call and never delays it: rows are written by a background
 writer (flushed at exit); a database fault is logged and the cards are still returned. The
@@ -55,7 +56,8 @@ from .trace import Trace
 
 log = logging.getLogger("cds_service.card_log")
 
-SESSION_HOURS = 12
+#: How long an override silences the same advice for the same order in the same session.
+SESSION = timedelta(hours=1)
 OVERRIDE_CHECK_SECONDS = 1.0
 DOWN_SECONDS = 15.0
 #: The longest a hook call waits for the card log's database (it answers in milliseconds):
@@ -107,6 +109,12 @@ class IssuedCard:
     recommendation_id: str
     indicator: str
     order_reference: str | None
+
+
+def ordering_session(context: dict[str, Any]) -> str:
+    """Who orders in which encounter (``userId``, ``encounterId``): an override suppresses
+    the same advice only for them, not for another clinician or encounter."""
+    return "\x1f".join(str(context.get(k) or "") for k in ("userId", "encounterId"))
 
 
 class CardLog:
@@ -278,6 +286,7 @@ class CardLog:
         knowledge_version: str,
         shown: bool,
         trace: Trace,
+        session: str = "",
     ) -> None:
         if not issued:
             return
@@ -301,7 +310,9 @@ class CardLog:
                     "knowledge_version": knowledge_version[:40],
                     "shown": shown,
                     "patient_hash": patient_hash,
-                    "order_hash": self.digest("order", patient_id, c.order_reference or ""),
+                    "order_hash": self.digest(
+                        "order", patient_id, session, c.order_reference or ""
+                    ),
                 }
                 for c in issued
             ]
@@ -314,16 +325,16 @@ class CardLog:
             self._fault(exc, "cards returned, not logged", trace)
 
     def overridden(
-        self, issued: list[IssuedCard], patient_id: str, trace: Trace
+        self, issued: list[IssuedCard], patient_id: str, trace: Trace, session: str = ""
     ) -> set[tuple[str, str | None]]:
         """(recommendation id, order reference) pairs overridden with a reason for this order
-        in this ordering session."""
+        in this ordering ``session`` (``ordering_session``)."""
         if not issued or not self._available():
             return set()
-        since = datetime.now(UTC) - timedelta(hours=SESSION_HOURS)
+        since = datetime.now(UTC) - SESSION
         try:
             wanted = {
-                self.digest("order", patient_id, c.order_reference or ""): c
+                self.digest("order", patient_id, session, c.order_reference or ""): c
                 for c in issued
                 if c.order_reference
             }
@@ -361,7 +372,7 @@ class CardLog:
     def _latest_is_fresh(self) -> bool:
         """Is the latest override known without asking the database (and none recent)?"""
         checked, latest = self._latest_override
-        recent = latest is not None and latest >= datetime.now(UTC) - timedelta(hours=SESSION_HOURS)
+        recent = latest is not None and latest >= datetime.now(UTC) - SESSION
         return time.monotonic() - checked < OVERRIDE_CHECK_SECONDS and not recent
 
     def _latest_override_at(self) -> datetime | None:

@@ -27,7 +27,7 @@ from . import (
     patient_view,
     recommendations,
 )
-from .card_log import CardLog
+from .card_log import CardLog, ordering_session
 from .errors import ClientError
 from .fhir_values import is_about
 from .http_guard import forbidden_host
@@ -156,7 +156,8 @@ class Engine:
         )
         if self.card_log is None:
             return built
-        overridden = self.card_log.overridden(issued, request.patient_id, trace)
+        session = ordering_session(request.context)
+        overridden = self.card_log.overridden(issued, request.patient_id, trace, session)
         if overridden:
             keep = {
                 i.uuid for i in issued if (i.recommendation_id, i.order_reference) not in overridden
@@ -179,6 +180,7 @@ class Engine:
                 knowledge_version=self.knowledge.version,
                 shown=shown,
                 trace=trace,
+                session=session,
             )
         return built
 

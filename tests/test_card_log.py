@@ -218,3 +218,46 @@ def test_a_card_written_while_its_override_was_being_stored_is_linked_by_the_fee
     [row] = card_log.all()
     assert row["overridden_at"] is not None
     assert app.extensions["pgx"]["store"].all()[0]["card_known"] is True
+
+
+def _codeine_as(call, hook: str, user: str = "Practitioner/example", encounter: str | None = None):
+    body = hook_request(hook, [med_order(APAP_CODEINE)], prefetch=with_results(UM))
+    body["context"]["userId"] = user
+    if encounter:
+        body["context"]["encounterId"] = encounter
+    status, answer = call(body)
+    assert status == 200
+    return answer["cards"]
+
+
+def test_an_override_silences_the_advice_only_for_that_clinician_and_encounter(call, client):
+    """The public sandbox gives every draft order the same id and many testers share its
+    patients: one clinician's override must not hide a critical card from another."""
+    [card] = _codeine_as(call, "order-select", encounter="enc-1")
+    override(client, "pgx-order-select", card["uuid"])
+    assert _codeine_as(call, "order-sign", encounter="enc-1") == []  # same session
+    assert len(_codeine_as(call, "order-sign", user="Practitioner/other", encounter="enc-1")) == 1
+    assert len(_codeine_as(call, "order-sign", encounter="enc-2")) == 1
+
+
+def test_an_override_silences_the_advice_for_an_hour_not_for_the_day(call, client, app):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from cds_service.card_log import card_log_table
+
+    [card] = codeine(call, "order-select")
+    override(client, "pgx-order-select", card["uuid"])
+    assert codeine(call, "order-sign") == []
+    store = app.extensions["pgx"]["store"]
+    store.card_log.flush()
+    with store.engine.begin() as conn:  # the ordering session was two hours ago
+        conn.execute(
+            update(card_log_table).values(
+                issued_at=datetime.now(UTC) - timedelta(hours=2),
+                overridden_at=datetime.now(UTC) - timedelta(hours=2),
+            )
+        )
+    store.card_log.forget_cache()
+    assert len(codeine(call, "order-sign")) == 1
