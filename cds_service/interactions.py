@@ -23,7 +23,7 @@ from .fhir_values import as_dict, as_str, objects, parse_date, texts
 from .gene_decision import GeneResult
 from .hook_context import DraftOrder
 from .knowledge import Knowledge
-from .medications import MAX_TEXT_READ, RXNORM_SYSTEMS
+from .medications import MAX_TEXT_READ, RXNORM_SYSTEMS, negated_at
 from .recommendations import score_span
 from .star_alleles import INDETERMINATE
 from .trace import Trace
@@ -110,9 +110,10 @@ def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
                 return by_code[code]
     display = as_str(as_dict(order.resource.get("medicationReference")).get("display"))
     for text in [*texts(concept), display]:
-        found = knowledge.inhibitor_names.search(text[:MAX_TEXT_READ].lower())
-        if found:
-            return found.group(0)
+        lowered = text[:MAX_TEXT_READ].lower()
+        for found in knowledge.inhibitor_names.finditer(lowered):
+            if not negated_at(lowered, found.start(), found.end()):  # not "non-paroxetine"
+                return found.group(0)
     return None
 
 

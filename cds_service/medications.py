@@ -117,6 +117,13 @@ _NEGATED_AFTER = re.compile(rf"[{_HYPHEN}\s]free\b")
 _BEFORE_CHARS = 16  # enough for "without" and a few spaces
 
 
+def negated_at(lowered: str, start: int, end: int) -> bool:
+    """Is the name at ``lowered[start:end]`` negated ("non-codeine", "codeine-free")?"""
+    # (search with pos/endpos: the lookbehind still sees the text before ``pos``)
+    before = _NEGATED_BEFORE.search(lowered, max(0, start - _BEFORE_CHARS), start)
+    return bool(before or _NEGATED_AFTER.match(lowered, end))
+
+
 def _drugs_named(
     text: str, index: tuple[re.Pattern[str], dict[str, str]]
 ) -> tuple[set[str], set[str]]:
@@ -129,8 +136,5 @@ def _drugs_named(
         return named, negated
     pattern, words = index
     for m in pattern.finditer(lowered):
-        # (search with pos/endpos: the lookbehind still sees the text before ``pos``)
-        before = _NEGATED_BEFORE.search(lowered, max(0, m.start() - _BEFORE_CHARS), m.start())
-        is_negated = bool(before or _NEGATED_AFTER.match(lowered, m.end()))
-        (negated if is_negated else named).add(words[m.group(0)])
+        (negated if negated_at(lowered, m.start(), m.end()) else named).add(words[m.group(0)])
     return named, negated

@@ -114,6 +114,13 @@ def test_inhibitor_found_by_name_only(call):
     assert "paroxetine" in card["summary"]
 
 
+@pytest.mark.parametrize("text", ["non-paroxetine antidepressant", "fluoxetine-free regimen"])
+def test_an_inhibitor_named_only_in_negated_form_does_not_count(call, text):
+    negated = active(None)
+    negated["medicationCodeableConcept"] = {"text": text}
+    assert ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), meds=[negated]) == []
+
+
 def test_moderate_inhibitor_halves_the_score(call):
     # *1/*41 = 1.25 (normal); x0.5 = 0.625: intermediate -> codeine IM card (info)
     meds = [active(DULOXETINE)]
