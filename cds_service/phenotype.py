@@ -65,7 +65,14 @@ def phenotype_from_text(
     if lowered in _ABBREVIATIONS:
         return _ABBREVIATIONS[lowered]
     m = _PHRASE.fullmatch(lowered)
-    return _PHENOTYPE_WORDS[m.group("word")] if m else None
+    if m:
+        return _PHENOTYPE_WORDS[m.group("word")]
+    # the phrase and its abbreviation, as labs print it: 'Ultrarapid Metabolizer (UM)'
+    phrase, _, abbreviation = lowered.rpartition(" ")
+    m = _PHRASE.fullmatch(phrase)
+    if m and _ABBREVIATIONS.get(abbreviation) == _PHENOTYPE_WORDS[m.group("word")]:
+        return _ABBREVIATIONS[abbreviation]
+    return None  # also when the two disagree: 'Poor Metabolizer (UM)'
 
 
 def legacy_wording(text: str) -> bool:

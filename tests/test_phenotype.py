@@ -20,6 +20,12 @@ from cds_service.phenotype import legacy_wording, phenotype_from_text
         ("CYP2D6: poor metabolizer (predicted)", "Poor Metabolizer"),
         ("Predicted poor metabolizer", "Poor Metabolizer"),
         ("PM", "Poor Metabolizer"),
+        # the phrase with its abbreviation, as labs print it; only when the two agree
+        ("Ultrarapid Metabolizer (UM)", "Ultrarapid Metabolizer"),
+        ("Poor Metabolizer - PM", "Poor Metabolizer"),
+        ("CYP2D6 intermediate metabolizer (IM)", "Intermediate Metabolizer"),
+        ("Poor Metabolizer (UM)", None),
+        ("Possible poor metabolizer (PM)", None),
         ("Likely poor metabolizer", "Likely Poor Metabolizer"),  # CPIC's own term
         # hedged, negated, combined or unclear: never a phenotype
         ("Probable poor metabolizer", None),
