@@ -4,6 +4,7 @@ from a caller can forge a log line."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from builders import APAP_CODEINE, bundle, hook_request, med_order, phenotype_obs, with_results
@@ -84,6 +85,47 @@ def test_a_hook_name_cannot_forge_a_log_line(client, debug_logs):
     assert response.status_code == 400
     for record in debug_logs.records:
         assert "\n" not in record.getMessage() and len(record.getMessage()) < 1000
+
+
+# A client JWT (header, claims, signature; what an EHR sends as ``Authorization: Bearer``).
+CLIENT_JWT = (
+    "eyJhbGciOiJSUzM4NCIsInR5cCI6IkpXVCJ9"
+    ".eyJpc3MiOiJodHRwczovL2Voci5leGFtcGxlLm9yZyIsInN1YiI6InBhdGllbnQtNDcxMSJ9"
+    ".c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmU"
+)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        CLIENT_JWT,
+        "eyJhbGciOiJub25lIn0.e30.",  # a JWT short enough to pass a length limit
+        "r" * 65,
+        "patient/MRN-4455667",
+        "MRN=4455667+x",
+    ],
+)
+def test_a_token_or_long_value_sent_as_request_id_is_replaced_and_never_logged(
+    client, capsys, header
+):
+    capsys.readouterr()
+    answer = client.post(
+        "/cds-services/pgx-order-select", json={}, headers={"X-Request-ID": header}
+    )
+    assert answer.status_code == 400
+    fresh = answer.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh)
+    logged = capsys.readouterr().err
+    assert f"[{fresh}]" in logged  # the log lines of the request carry the new id
+    assert header not in logged
+
+
+@pytest.mark.parametrize("header", ["ehr-42", "6f1c2a9e-3b7d-4e0a-9c1f-2d8e5b7a4c30", "a.b:c_d"])
+def test_a_short_plain_request_id_is_kept_and_logged(client, capsys, header):
+    capsys.readouterr()
+    answer = client.get("/cds-services", headers={"X-Request-ID": header})
+    assert answer.headers["X-Request-ID"] == header
+    assert f"[{header}]" in capsys.readouterr().err
 
 
 def test_clean_escapes_and_caps():
