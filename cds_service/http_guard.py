@@ -53,11 +53,14 @@ class FetchFailed(Exception):
 
 def forbidden_address(address: str) -> bool:
     """Link-local (169.254/16, fe80::/10: where cloud metadata lives), a known metadata
-    address, multicast or unspecified."""
+    address, multicast or unspecified; IPv4 also in the legacy forms the C resolver reads."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
+        legacy = _legacy_ipv4(address)
+        if legacy is None:
+            return False
+        ip = legacy
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return (
@@ -66,6 +69,17 @@ def forbidden_address(address: str) -> bool:
         or ip.is_unspecified
         or any(ip in net for net in METADATA_NETWORKS)
     )
+
+
+def _legacy_ipv4(address: str) -> ipaddress.IPv4Address | None:
+    """``address`` as an IPv4 address if ``inet_aton`` reads it as one: one to four parts,
+    each decimal, octal (leading 0) or hex (0x), e.g. 2852039166, 0xa9fea9fe, 169.254.43518
+    and 0251.0376.0251.0376, all 169.254.169.254. ``getaddrinfo`` (and so the connection)
+    reads them so, ``ipaddress`` does not."""
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(address))
+    except (OSError, ValueError):  # not an address; ValueError: a NUL or non-ASCII
+        return None
 
 
 def forbidden_host(host: str) -> bool:
