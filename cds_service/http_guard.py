@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import heapq
 import http.client
 import http.cookiejar
 import ipaddress
-import itertools
 import logging
 import os
 import socket
@@ -36,6 +34,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
+
+from .deadlines import WATCHDOG
 
 log = logging.getLogger("cds_service.http")
 
@@ -95,54 +95,8 @@ class _Watch:
     connection: HTTPConnection | None = None
     done: bool = False
 
-
-class _Watchdog:
-    """One thread that cuts the connections of reads past their deadline. (A timer thread
-    per read cost about a tenth of a millisecond each, on every FHIR read.)"""
-
-    def __init__(self) -> None:
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, when: float, watch: _Watch) -> None:
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="fhir-deadlines", daemon=True
-                )
-                self._thread.start()
-            heapq.heappush(self._heap, (when, next(self._order), watch))
-            self._cond.notify()
-
-    @staticmethod
-    def disarm(watch: _Watch) -> None:
-        watch.done = True  # taken off the heap when its turn comes
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                when, _, watch = self._heap[0]
-                delay = when - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-            if not watch.done:
-                _abort(watch)
-
-
-_WATCHDOG = _Watchdog()
+    def expire(self) -> None:
+        _abort(self)
 
 
 _current = threading.local()
@@ -277,7 +231,7 @@ def bounded_get(
         raise FetchFailed("no time left in the budget")
     watch = _Watch()
     _current.watch = watch
-    _WATCHDOG.arm(deadline, watch)
+    WATCHDOG.arm(deadline, watch)
     try:
         per_read = min(timeout, remaining)
         with _send_get(session, url, headers or {}, (per_read, per_read)) as response:
@@ -311,5 +265,5 @@ def bounded_get(
         # the type only: messages of requests' errors quote the URL (and so the patient id)
         raise FetchFailed(type(exc).__name__) from None
     finally:
-        _WATCHDOG.disarm(watch)
+        WATCHDOG.disarm(watch)
         _current.watch = None
