@@ -13,6 +13,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -23,6 +24,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
 from .logs import configure_logging
+from .logsafe import clean
 
 log = logging.getLogger("cds_service")
 
@@ -71,9 +73,35 @@ def prepare_metrics_dir() -> str:
     return path
 
 
+class _WithoutRequestText(logging.Filter):
+    """gunicorn's messages about a bad or broken-off request quote it: its request line (path
+    and query), a header, or all that had arrived (``Authorization: Bearer …`` included).
+    They keep what happened and lose the quote."""
+
+    _INVALID = "Invalid request from ip="
+    _QUOTING = ("Error handling request", "Ignored premature client disconnection")
+    _WORDS = re.compile(r"[A-Za-z][A-Za-z ]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        if not isinstance(message, str):
+            return True
+        if message.startswith(self._INVALID):
+            # "Invalid request from ip=10.0.0.7: Invalid HTTP request line: 'GET /…'"
+            ip, _, error = message[len(self._INVALID) :].partition(": ")
+            kind = self._WORDS.match(error)
+            record.msg = "Invalid request from ip=%s: %s (the request is not logged)"
+            record.args = (clean(ip, 64), kind.group().strip() if kind else "unreadable")
+        elif message.startswith(self._QUOTING):
+            record.msg = message.split(" %s", 1)[0].rstrip(".")
+            record.args = ()
+        return True
+
+
 class _Logger(GunicornLogger):
-    """gunicorn's messages go through the service's own logging (same format, JSON or text);
-    its access log stays off: the app logs each request without identifiers."""
+    """gunicorn's messages go through the service's own logging (same format, JSON or text),
+    without the request text some of them quote; its access log stays off: the app logs each
+    request without identifiers."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -82,6 +110,8 @@ class _Logger(GunicornLogger):
                 logger.removeHandler(handler)
             logger.propagate = True
         self.access_log.disabled = True
+        if not any(isinstance(f, _WithoutRequestText) for f in self.error_log.filters):
+            self.error_log.addFilter(_WithoutRequestText())
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -113,6 +113,58 @@ def test_json_logs_carry_the_request_id_and_no_patient(service: Service):
     assert PM_CODEINE["context"]["patientId"] not in service.log()
 
 
+# -- no text a caller chose in the log, gunicorn's own messages included ---------------------
+
+MRN = "patient-MRN-4455667"
+JWT = "eyJhbGciOiJSUzM4NCJ9.eyJzdWIiOiJwYXRpZW50LU1STi00NDU1NjY3In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+
+
+@pytest.fixture(scope="module")
+def debug_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One worker of 4 threads, logging at DEBUG (where gunicorn says most)."""
+    db = tmp_path_factory.mktemp("db") / "feedback.sqlite3"
+    env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{db}", PGX_CDS_LOG_LEVEL="DEBUG")
+    running = start(env, "--workers", "1")
+    yield running
+    running.stop()
+
+
+def _logged(service: Service, text: str, timeout: float = 5) -> str:
+    """The service's log, once ``text`` is in it (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while text not in service.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return service.log()
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (f"GET /cds-services/x HTTP/{MRN}\r\nHost: x\r\n\r\n", "HTTP Version"),
+        (f"{MRN} / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP method"),
+        (f"GET / HTTP/1.1\r\nHost: x\r\nBad Header {MRN}: {JWT}\r\n\r\n", "header name"),
+        (f"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {MRN}\r\n\r\n", "transfer coding"),
+    ],
+    ids=["version", "method", "header-name", "transfer-coding"],
+)
+def test_a_request_gunicorn_refuses_is_not_quoted_in_the_log(debug_service, raw, problem):
+    answer = _raw(debug_service.port, raw.encode())
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 501")), answer[:200]
+    log = _logged(debug_service, problem)
+    assert problem in log  # what was wrong is logged, not the request
+    assert MRN not in log and JWT not in log
+
+
+def test_a_request_broken_off_in_its_headers_is_not_quoted_in_the_log(debug_service):
+    with socket.create_connection(("127.0.0.1", debug_service.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /cds-services/{MRN} HTTP/1.1\r\nAuthorization: Bearer {JWT}\r\nHo".encode()
+        )
+    log = _logged(debug_service, "Ignored premature client disconnection")
+    assert "Ignored premature client disconnection" in log
+    assert MRN not in log and JWT not in log
+
+
 class _SlowFhir(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         time.sleep(1.5)
