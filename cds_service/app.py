@@ -10,9 +10,9 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from . import metrics, schema
+from . import metrics, read_deadline, schema
 from .auth import JwtVerifier
 from .errors import ClientError
 from .feedback import FeedbackStore
@@ -277,10 +277,25 @@ class ResponseHeaders:
 def _body() -> bytes:
     """The request body. Flask refuses a Content-Length over MAX_BODY before reading anything;
     a chunked body is read up to MAX_BODY, and if more follows it is refused (413), never
-    silently cut short."""
-    data = request.get_data()
-    if request.content_length is None and len(data) >= MAX_BODY:
-        request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+    silently cut short. A body that stops short is a 408 when it did not arrive in time (see
+    read_deadline.py), else a 400: never read as if it were the whole."""
+    try:
+        try:
+            data = request.get_data()
+            if request.content_length is None and len(data) >= MAX_BODY:
+                request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+            complete = request.content_length is None or len(data) >= request.content_length
+        except (ClientDisconnected, OSError):  # a chunked body cut short
+            complete = False
+        if not complete:
+            if read_deadline.expired():
+                raise ClientError(
+                    f"the request body did not arrive within {read_deadline.READ_TIMEOUT_S:g} s",
+                    status=408,
+                )
+            raise ClientError("the request body ended before it was complete")
+    finally:
+        read_deadline.finish()  # the time the answer takes does not count
     return data
 
 

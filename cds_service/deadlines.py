@@ -42,7 +42,8 @@ class Watchdog:
                 self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
                 self._thread.start()
             heapq.heappush(self._heap, (when, next(self._order), deadline))
-            self._cond.notify()
+            if self._heap[0][2] is deadline:  # sooner than the one the thread waits for
+                self._cond.notify()
 
     @staticmethod
     def disarm(deadline: Deadline) -> None:

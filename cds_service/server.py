@@ -22,7 +22,9 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
+from gunicorn.workers.gthread import ThreadWorker
 
+from . import read_deadline
 from .logs import configure_logging
 from .logsafe import clean
 
@@ -114,6 +116,27 @@ class _Logger(GunicornLogger):
             self.error_log.addFilter(_WithoutRequestText())
 
 
+class _Worker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's gthread worker with a deadline for receiving each request (see
+    read_deadline.py): a client that sends slowly, or stops, frees its thread after
+    ``READ_TIMEOUT_S`` and loses its connection."""
+
+    def handle(self, conn: Any) -> Any:
+        read = read_deadline.start(conn)
+        try:
+            result = super().handle(conn)
+        finally:
+            read_deadline.finish()
+        # cut off: what is left on the connection cannot be trusted to start a request
+        return False if read.expired else result
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        read = read_deadline.current()
+        if read is not None:
+            read.request = req  # headers read: past the deadline, the answer closes
+        return super().handle_request(req, conn)
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:
         self.application = app
@@ -150,7 +173,7 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settin
     options: dict[str, Any] = {
         "bind": [bind],
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": f"{__name__}._Worker",
         "threads": threads,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "timeout": WORKER_TIMEOUT_S,
