@@ -10,9 +10,9 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from . import metrics, schema
+from . import metrics, read_deadline, schema
 from .auth import JwtVerifier
 from .errors import ClientError
 from .feedback import FeedbackStore
@@ -39,6 +39,8 @@ ENDPOINTS = {
     "_ready": "readyz",
     "_metrics": "metrics",
 }
+#: Methods named as they are in log lines; any other (a caller may send any token) is not.
+LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -122,12 +124,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
         if log.isEnabledFor(logging.INFO):
             # One line a request. Method, route and status, and for a hook call what it
-            # answered: never bodies, identifiers or tokens; and escaped (a %0A in the path
-            # must not forge a log line).
+            # answered: never bodies, identifiers, tokens or any other text the caller chose
+            # (the route's pattern, not the path).
             log.info(
                 "%s %s -> %s in %.1f ms%s",
-                clean(request.method, 10),
-                clean(rule or request.path.split("/")[1], 80),
+                _logged_method(),
+                _logged_route(),
                 response.status_code,
                 seconds * 1000,
                 g.get("answered", ""),
@@ -138,7 +140,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(ClientError)
     def _client_error(exc: ClientError) -> tuple[Response, int]:
-        log.info("client error %s: %s", exc.status, clean(exc.message))
+        # ``logged``: the message without what the caller sent (the answer names it)
+        log.info("client error %s: %s", exc.status, clean(exc.logged))
         response = jsonify(exc.body())
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
@@ -158,8 +161,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         log.error(
             "unexpected error handling %s %s: %s",
-            clean(request.method, 10),
-            clean(request.url_rule, 80),
+            _logged_method(),
+            _logged_route(),
             type(exc).__name__,
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
@@ -274,15 +277,44 @@ class ResponseHeaders:
 def _body() -> bytes:
     """The request body. Flask refuses a Content-Length over MAX_BODY before reading anything;
     a chunked body is read up to MAX_BODY, and if more follows it is refused (413), never
-    silently cut short."""
-    data = request.get_data()
-    if request.content_length is None and len(data) >= MAX_BODY:
-        request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+    silently cut short. A body that stops short is a 408 when it did not arrive in time (see
+    read_deadline.py), else a 400: never read as if it were the whole."""
+    try:
+        try:
+            data = request.get_data()
+            if request.content_length is None and len(data) >= MAX_BODY:
+                request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+            complete = request.content_length is None or len(data) >= request.content_length
+        except (ClientDisconnected, OSError):  # a chunked body cut short
+            complete = False
+        if not complete:
+            if read_deadline.expired():
+                raise ClientError(
+                    f"the request body did not arrive within {read_deadline.READ_TIMEOUT_S:g} s",
+                    status=408,
+                )
+            raise ClientError("the request body ended before it was complete")
+    finally:
+        read_deadline.finish()  # the time the answer takes does not count
     return data
 
 
 def _service(service_id: str) -> Any:
     service = SERVICES.get(service_id)
     if service is None:
-        raise ClientError(f"unknown service '{service_id}'; see GET /cds-services", status=404)
+        raise ClientError(
+            f"unknown service '{service_id}'; see GET /cds-services",
+            status=404,
+            logged="unknown service (its name, from the URL, is not logged)",
+        )
     return service
+
+
+def _logged_method() -> str:
+    return request.method if request.method in LOGGED_METHODS else "(other method)"
+
+
+def _logged_route() -> str:
+    """The matched route's pattern (``/cds-services/<service_id>``), never the path itself."""
+    rule = request.url_rule
+    return clean(rule.rule, 80) if rule is not None else "(no such endpoint)"

@@ -104,7 +104,10 @@ class JwtVerifier:
             raise Unauthorized("the bearer token is not a JWT") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
-            raise Unauthorized(f"JWT algorithm {str(alg)[:20]!r} is not accepted")
+            raise Unauthorized(
+                f"JWT algorithm {str(alg)[:20]!r} is not accepted",
+                logged="the JWT algorithm is not accepted",
+            )
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise Unauthorized("the JWT header has no kid")
@@ -127,7 +130,11 @@ class JwtVerifier:
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]},
             )
         except jwt.PyJWTError as exc:
-            raise Unauthorized(f"the JWT is not valid: {exc}") from None
+            # the library's message is for the caller; the log gets its kind only
+            raise Unauthorized(
+                f"the JWT is not valid: {exc}",
+                logged=f"the JWT is not valid ({type(exc).__name__})",
+            ) from None
         except (ValueError, TypeError, OverflowError):
             raise Unauthorized("the JWT is not valid: malformed claims") from None
         aud = claims["aud"]

@@ -9,7 +9,9 @@ class ClientError(Exception):
     """A problem with what the client sent or with data we need from it.
 
     ``status`` is the HTTP status; ``message`` names the problem; ``details`` (optional)
-    lists field-level problems.
+    lists field-level problems. ``logged`` is what the log line says instead of ``message``
+    when the message quotes what the caller sent: the answer may name the caller's value, a
+    log line never does (it may be a token or a record number).
     """
 
     status = 400
@@ -21,9 +23,11 @@ class ClientError(Exception):
         *,
         details: list[dict[str, Any]] | None = None,
         status: int | None = None,
+        logged: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.logged = message if logged is None else logged
         self.details = details or []
         if status is not None:
             self.status = status

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import heapq
 import http.client
 import http.cookiejar
 import ipaddress
-import itertools
 import logging
 import os
 import socket
@@ -36,6 +34,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
+
+from .deadlines import WATCHDOG
 
 log = logging.getLogger("cds_service.http")
 
@@ -53,11 +53,14 @@ class FetchFailed(Exception):
 
 def forbidden_address(address: str) -> bool:
     """Link-local (169.254/16, fe80::/10: where cloud metadata lives), a known metadata
-    address, multicast or unspecified."""
+    address, multicast or unspecified; IPv4 also in the legacy forms the C resolver reads."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
+        legacy = _legacy_ipv4(address)
+        if legacy is None:
+            return False
+        ip = legacy
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return (
@@ -66,6 +69,17 @@ def forbidden_address(address: str) -> bool:
         or ip.is_unspecified
         or any(ip in net for net in METADATA_NETWORKS)
     )
+
+
+def _legacy_ipv4(address: str) -> ipaddress.IPv4Address | None:
+    """``address`` as an IPv4 address if ``inet_aton`` reads it as one: one to four parts,
+    each decimal, octal (leading 0) or hex (0x), e.g. 2852039166, 0xa9fea9fe, 169.254.43518
+    and 0251.0376.0251.0376, all 169.254.169.254. ``getaddrinfo`` (and so the connection)
+    reads them so, ``ipaddress`` does not."""
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(address))
+    except (OSError, ValueError):  # not an address; ValueError: a NUL or non-ASCII
+        return None
 
 
 def forbidden_host(host: str) -> bool:
@@ -81,54 +95,8 @@ class _Watch:
     connection: HTTPConnection | None = None
     done: bool = False
 
-
-class _Watchdog:
-    """One thread that cuts the connections of reads past their deadline. (A timer thread
-    per read cost about a tenth of a millisecond each, on every FHIR read.)"""
-
-    def __init__(self) -> None:
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, when: float, watch: _Watch) -> None:
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="fhir-deadlines", daemon=True
-                )
-                self._thread.start()
-            heapq.heappush(self._heap, (when, next(self._order), watch))
-            self._cond.notify()
-
-    @staticmethod
-    def disarm(watch: _Watch) -> None:
-        watch.done = True  # taken off the heap when its turn comes
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                when, _, watch = self._heap[0]
-                delay = when - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-            if not watch.done:
-                _abort(watch)
-
-
-_WATCHDOG = _Watchdog()
+    def expire(self) -> None:
+        _abort(self)
 
 
 _current = threading.local()
@@ -263,7 +231,7 @@ def bounded_get(
         raise FetchFailed("no time left in the budget")
     watch = _Watch()
     _current.watch = watch
-    _WATCHDOG.arm(deadline, watch)
+    WATCHDOG.arm(deadline, watch)
     try:
         per_read = min(timeout, remaining)
         with _send_get(session, url, headers or {}, (per_read, per_read)) as response:
@@ -297,5 +265,5 @@ def bounded_get(
         # the type only: messages of requests' errors quote the URL (and so the patient id)
         raise FetchFailed(type(exc).__name__) from None
     finally:
-        _WATCHDOG.disarm(watch)
+        WATCHDOG.disarm(watch)
         _current.watch = None

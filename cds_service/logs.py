@@ -19,16 +19,25 @@ from typing import Any
 from flask import g, has_request_context
 
 _HANDLER_NAME = "pgx-cds"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+#: An incoming request id is kept only if it is short and plain: it is written on every log
+#: line of the request, so it must not be a place for a token or a patient's number to ride in.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 def request_id_from(header: str | None) -> str:
-    """The incoming X-Request-ID if it is a plain token (no spaces, quotes or control
-    characters that could forge log lines), else a new random one."""
-    if header and _REQUEST_ID.match(header):
+    """The incoming X-Request-ID if it is short and plain (at most 64 letters, digits and
+    ``._:-``: no spaces, quotes or control characters that could forge log lines) and does not
+    look like a JWT (``eyJ…`` with two dots), else a new random one."""
+    if header and _REQUEST_ID.fullmatch(header) and not _looks_like_jwt(header):
         return header
     return uuid.uuid4().hex
+
+
+def _looks_like_jwt(value: str) -> bool:
+    """A compact JWS/JWT: base64url of a JSON header (``{"`` encodes as ``eyJ``), then two
+    dots. Even a small one fits in 64 characters, and a bearer token must never be logged."""
+    return value.startswith("eyJ") and value.count(".") >= 2
 
 
 class _RequestIdFilter(logging.Filter):

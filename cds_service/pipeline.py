@@ -32,7 +32,6 @@ from .errors import ClientError
 from .fhir_values import is_about
 from .http_guard import forbidden_host
 from .knowledge import Knowledge
-from .logsafe import clean
 from .request import HookRequest
 from .services import active_medications_query, genomic_query, patient_query
 from .settings import Settings
@@ -344,8 +343,11 @@ class Engine:
         if not url:
             return
         host = urlsplit(url).hostname or ""
-        if forbidden_host(host) or not self.settings.fhir_server_allowed(url, issuer):
-            log.info("refused fhirServer host %s", clean(host, 100))
+        forbidden = forbidden_host(host)
+        if forbidden or not self.settings.fhir_server_allowed(url, issuer):
+            # the reason, not the host: the caller chose it (it could be any text)
+            reason = "a link-local or metadata address" if forbidden else "not on the allow-list"
+            log.info("refused the request's fhirServer: %s", reason)
             raise ClientError(
                 "the request's fhirServer is not one this service may query (PGX_CDS_FHIR_SERVERS)",
                 status=403,

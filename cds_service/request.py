@@ -242,6 +242,7 @@ def parse_hook_request(body: Any, expected_hook: str) -> HookRequest:
             f"this service answers the '{expected_hook}' hook, but the request is for "
             f"'{request.hook}'",
             details=[{"field": "hook", "problem": f"expected '{expected_hook}'"}],
+            logged=f"this service answers the '{expected_hook}' hook, the request is for another",
         )
     return request
 

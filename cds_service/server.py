@@ -13,6 +13,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -21,8 +22,11 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
+from gunicorn.workers.gthread import ThreadWorker
 
+from . import read_deadline
 from .logs import configure_logging
+from .logsafe import clean
 
 log = logging.getLogger("cds_service")
 
@@ -71,9 +75,35 @@ def prepare_metrics_dir() -> str:
     return path
 
 
+class _WithoutRequestText(logging.Filter):
+    """gunicorn's messages about a bad or broken-off request quote it: its request line (path
+    and query), a header, or all that had arrived (``Authorization: Bearer …`` included).
+    They keep what happened and lose the quote."""
+
+    _INVALID = "Invalid request from ip="
+    _QUOTING = ("Error handling request", "Ignored premature client disconnection")
+    _WORDS = re.compile(r"[A-Za-z][A-Za-z ]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        if not isinstance(message, str):
+            return True
+        if message.startswith(self._INVALID):
+            # "Invalid request from ip=10.0.0.7: Invalid HTTP request line: 'GET /…'"
+            ip, _, error = message[len(self._INVALID) :].partition(": ")
+            kind = self._WORDS.match(error)
+            record.msg = "Invalid request from ip=%s: %s (the request is not logged)"
+            record.args = (clean(ip, 64), kind.group().strip() if kind else "unreadable")
+        elif message.startswith(self._QUOTING):
+            record.msg = message.split(" %s", 1)[0].rstrip(".")
+            record.args = ()
+        return True
+
+
 class _Logger(GunicornLogger):
-    """gunicorn's messages go through the service's own logging (same format, JSON or text);
-    its access log stays off: the app logs each request without identifiers."""
+    """gunicorn's messages go through the service's own logging (same format, JSON or text),
+    without the request text some of them quote; its access log stays off: the app logs each
+    request without identifiers."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -82,6 +112,29 @@ class _Logger(GunicornLogger):
                 logger.removeHandler(handler)
             logger.propagate = True
         self.access_log.disabled = True
+        if not any(isinstance(f, _WithoutRequestText) for f in self.error_log.filters):
+            self.error_log.addFilter(_WithoutRequestText())
+
+
+class _Worker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's gthread worker with a deadline for receiving each request (see
+    read_deadline.py): a client that sends slowly, or stops, frees its thread after
+    ``READ_TIMEOUT_S`` and loses its connection."""
+
+    def handle(self, conn: Any) -> Any:
+        read = read_deadline.start(conn)
+        try:
+            result = super().handle(conn)
+        finally:
+            read_deadline.finish()
+        # cut off: what is left on the connection cannot be trusted to start a request
+        return False if read.expired else result
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        read = read_deadline.current()
+        if read is not None:
+            read.request = req  # headers read: past the deadline, the answer closes
+        return super().handle_request(req, conn)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -120,7 +173,7 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settin
     options: dict[str, Any] = {
         "bind": [bind],
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": f"{__name__}._Worker",
         "threads": threads,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "timeout": WORKER_TIMEOUT_S,

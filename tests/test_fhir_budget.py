@@ -130,6 +130,17 @@ def test_the_412_does_not_echo_connection_errors(settings):
         "http://metadata.google.internal/computeMetadata/v1",
         "http://100.100.100.200/latest/meta-data",
         "http://0.0.0.0:8080/fhir",
+        # 169.254.169.254 as the C resolver also reads it: one number, hex, two or three
+        # parts, octal parts
+        "http://2852039166/",
+        "http://0xa9fea9fe/",
+        "http://0XA9FEA9FE/latest/meta-data",
+        "http://169.254.43518/",
+        "http://169.16689662/",
+        "http://0251.0376.0251.0376/",
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://0251.254.169.254./",
+        "http://0/fhir",  # 0.0.0.0
     ],
 )
 def test_metadata_and_link_local_servers_are_refused(client, url):
@@ -137,6 +148,21 @@ def test_metadata_and_link_local_servers_are_refused(client, url):
     assert "may query" in answer["error"]
     assert status == 403
     assert len(responses.calls) == 0
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "0x7f000001", "127.1", "0177.0.0.1"])
+def test_loopback_in_any_form_is_still_served(server, settings, host):
+    """Loopback and private addresses are allowed (without an allow-list): the legacy forms
+    the forbidden check now reads must not refuse them."""
+    server.routes["/fhir"] = json_answer(bundle(PM))
+    status, answer, _ = fetch_call(client_for(settings), f"http://{host}:{server.port}/fhir")
+    assert status == 200 and len(answer["cards"]) == 1
+    assert server.requests
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "192.168.1.10", "172.16.0.5", "127.0.0.1"])
+def test_private_addresses_are_not_forbidden(address):
+    assert not http_guard.forbidden_host(address)
 
 
 def test_a_name_that_resolves_to_a_forbidden_address_is_not_contacted(

@@ -4,8 +4,10 @@ from a caller can forge a log line."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
+import responses
 from builders import APAP_CODEINE, bundle, hook_request, med_order, phenotype_obs, with_results
 from hostile_server import hostile_server, json_answer
 
@@ -84,6 +86,127 @@ def test_a_hook_name_cannot_forge_a_log_line(client, debug_logs):
     assert response.status_code == 400
     for record in debug_logs.records:
         assert "\n" not in record.getMessage() and len(record.getMessage()) < 1000
+
+
+# A client JWT (header, claims, signature; what an EHR sends as ``Authorization: Bearer``).
+CLIENT_JWT = (
+    "eyJhbGciOiJSUzM4NCIsInR5cCI6IkpXVCJ9"
+    ".eyJpc3MiOiJodHRwczovL2Voci5leGFtcGxlLm9yZyIsInN1YiI6InBhdGllbnQtNDcxMSJ9"
+    ".c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmU"
+)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        CLIENT_JWT,
+        "eyJhbGciOiJub25lIn0.e30.",  # a JWT short enough to pass a length limit
+        "r" * 65,
+        "patient/MRN-4455667",
+        "MRN=4455667+x",
+    ],
+)
+def test_a_token_or_long_value_sent_as_request_id_is_replaced_and_never_logged(
+    client, capsys, header
+):
+    capsys.readouterr()
+    answer = client.post(
+        "/cds-services/pgx-order-select", json={}, headers={"X-Request-ID": header}
+    )
+    assert answer.status_code == 400
+    fresh = answer.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh)
+    logged = capsys.readouterr().err
+    assert f"[{fresh}]" in logged  # the log lines of the request carry the new id
+    assert header not in logged
+
+
+@pytest.mark.parametrize("header", ["ehr-42", "6f1c2a9e-3b7d-4e0a-9c1f-2d8e5b7a4c30", "a.b:c_d"])
+def test_a_short_plain_request_id_is_kept_and_logged(client, capsys, header):
+    capsys.readouterr()
+    answer = client.get("/cds-services", headers={"X-Request-ID": header})
+    assert answer.headers["X-Request-ID"] == header
+    assert f"[{header}]" in capsys.readouterr().err
+
+
+# -- no text the caller chose reaches a log line (the answer may name it) -------------------
+
+MRN = "patient-MRN-4455667"
+
+
+def assert_not_logged(caplog, *values: str) -> None:
+    logged = all_text(caplog)
+    for value in values:
+        assert value not in logged
+
+
+def codeine_request(**kwargs) -> dict:
+    kwargs.setdefault("prefetch", with_results(phenotype_obs("Poor Metabolizer")))
+    return hook_request("order-select", [med_order(APAP_CODEINE)], **kwargs)
+
+
+@pytest.mark.parametrize("name", [CLIENT_JWT, MRN])
+@pytest.mark.parametrize("suffix", ["", "/feedback"])
+def test_an_unknown_service_name_is_answered_but_not_logged(client, debug_logs, name, suffix):
+    answer = client.post(f"/cds-services/{name}{suffix}", json=codeine_request())
+    assert answer.status_code == 404
+    assert name in answer.get_json()["error"]  # the caller is told what was wrong
+    assert any("unknown service" in r.getMessage() for r in debug_logs.records)
+    assert_not_logged(debug_logs, name)
+
+
+@pytest.mark.parametrize("hook", [CLIENT_JWT, MRN])
+def test_a_hook_value_is_answered_but_not_logged(client, debug_logs, hook):
+    body = codeine_request()
+    body["hook"] = hook
+    answer = client.post("/cds-services/pgx-order-select", json=body)
+    assert answer.status_code == 400
+    assert hook in answer.get_json()["error"]
+    assert any("order-select" in r.getMessage() for r in debug_logs.records)
+    assert_not_logged(debug_logs, hook)
+
+
+def test_an_unknown_path_or_method_is_not_logged(client, debug_logs):
+    assert client.get(f"/{MRN}/x").status_code == 404
+    assert client.get(f"/{CLIENT_JWT}").status_code == 404
+    assert client.open("/cds-services", method="MRN4455667").status_code == 405
+    assert "-> 404" in all_text(debug_logs) and "-> 405" in all_text(debug_logs)
+    assert_not_logged(debug_logs, MRN, CLIENT_JWT, "MRN4455667")
+
+
+def test_a_refused_fhir_server_host_is_not_logged(settings, debug_logs):
+    allowed = settings.model_copy(update={"fhir_servers": "https://ehr.example.org/fhir"})
+    client = create_app(allowed).test_client()
+    host = f"{MRN.lower()}.example.org"
+    body = codeine_request(prefetch=None, fhir_server=f"https://{host}/fhir", token="t")
+    answer = client.post("/cds-services/pgx-order-select", json=body)
+    assert answer.status_code == 403
+    assert "not on the allow-list" in all_text(debug_logs)
+    assert_not_logged(debug_logs, host)
+
+
+def _unsigned_jwt(header: dict) -> str:
+    import base64
+    import json
+
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part(header)}.{part({'iss': 'https://ehr.example.org'})}.c2ln"
+
+
+@responses.activate
+def test_the_algorithm_of_a_client_jwt_is_answered_but_not_logged(settings, debug_logs):
+    from test_jwt_hardening import JKU, make_client, rsa_jwks
+
+    responses.get(JKU, json=rsa_jwks())
+    forged = _unsigned_jwt({"alg": MRN, "kid": "rsa"})
+    answer = make_client(settings).post(
+        "/cds-services/pgx-order-select", json={}, headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert answer.status_code == 401 and MRN[:20] in answer.get_json()["error"]
+    assert "client error 401" in all_text(debug_logs)
+    assert_not_logged(debug_logs, MRN[:20])
 
 
 def test_clean_escapes_and_caps():

@@ -113,6 +113,133 @@ def test_json_logs_carry_the_request_id_and_no_patient(service: Service):
     assert PM_CODEINE["context"]["patientId"] not in service.log()
 
 
+# -- no text a caller chose in the log, gunicorn's own messages included ---------------------
+
+MRN = "patient-MRN-4455667"
+JWT = "eyJhbGciOiJSUzM4NCJ9.eyJzdWIiOiJwYXRpZW50LU1STi00NDU1NjY3In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+
+
+@pytest.fixture(scope="module")
+def debug_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One worker of 4 threads, logging at DEBUG (where gunicorn says most)."""
+    db = tmp_path_factory.mktemp("db") / "feedback.sqlite3"
+    env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{db}", PGX_CDS_LOG_LEVEL="DEBUG")
+    running = start(env, "--workers", "1")
+    yield running
+    running.stop()
+
+
+def _logged(service: Service, text: str, timeout: float = 5) -> str:
+    """The service's log, once ``text`` is in it (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while text not in service.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return service.log()
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (f"GET /cds-services/x HTTP/{MRN}\r\nHost: x\r\n\r\n", "HTTP Version"),
+        (f"{MRN} / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP method"),
+        (f"GET / HTTP/1.1\r\nHost: x\r\nBad Header {MRN}: {JWT}\r\n\r\n", "header name"),
+        (f"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {MRN}\r\n\r\n", "transfer coding"),
+    ],
+    ids=["version", "method", "header-name", "transfer-coding"],
+)
+def test_a_request_gunicorn_refuses_is_not_quoted_in_the_log(debug_service, raw, problem):
+    answer = _raw(debug_service.port, raw.encode())
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 501")), answer[:200]
+    log = _logged(debug_service, problem)
+    assert problem in log  # what was wrong is logged, not the request
+    assert MRN not in log and JWT not in log
+
+
+def test_a_request_broken_off_in_its_headers_is_not_quoted_in_the_log(debug_service):
+    with socket.create_connection(("127.0.0.1", debug_service.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /cds-services/{MRN} HTTP/1.1\r\nAuthorization: Bearer {JWT}\r\nHo".encode()
+        )
+    log = _logged(debug_service, "Ignored premature client disconnection")
+    assert "Ignored premature client disconnection" in log
+    assert MRN not in log and JWT not in log
+
+
+# -- slow clients (slowloris) ------------------------------------------------------------------
+
+
+def _stalled_body(port: int) -> socket.socket:
+    """Headers announcing 1000 bytes of body, a few of them, then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        f"POST {HOOK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f'Authorization: Bearer {JWT}\r\nContent-Length: 1000\r\n\r\n{{"hook'.encode()
+    )
+    return sock
+
+
+def _stalled_headers(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(f"POST /cds-services/{MRN} HTTP/1.1\r\nAuthorization: Bearer {JWT}\r\nHo".encode())
+    return sock
+
+
+def _dripping_headers(port: int, stop: threading.Event) -> socket.socket:
+    """Headers at a byte every half second: no single read ever waits long."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+
+    def drip() -> None:
+        while not stop.wait(0.5):
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                return
+
+    threading.Thread(target=drip, daemon=True).start()
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """All the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_clients_that_stall_do_not_freeze_the_service(debug_service: Service):
+    """One worker of 4 threads; 6 connections that stop (or drip) part-way through their
+    headers or body. Each is cut READ_TIMEOUT_S after it was taken up: a stalled body gets a
+    408, stalled headers a closed connection, and a normal call is answered meanwhile."""
+    from cds_service.read_deadline import READ_TIMEOUT_S
+
+    port, stop = debug_service.port, threading.Event()
+    openers = [_stalled_body, _stalled_headers, lambda p: _dripping_headers(p, stop)]
+    stalled = [openers[i % 3](port) for i in range(6)]
+    try:
+        time.sleep(0.5)  # the worker's 4 threads are now each reading one of them
+        started = time.monotonic()
+        answer = requests.post(f"{debug_service.url}{HOOK}", json=PM_CODEINE, timeout=30)
+        took = time.monotonic() - started
+        assert answer.status_code == 200 and len(answer.json()["cards"]) == 1
+        assert took < READ_TIMEOUT_S + 3, took
+        # the four that held the threads (body, headers, dripping headers, body) are done
+        first, second, third, fourth = (_answer(sock) for sock in stalled[:4])
+        for cut_body in (first, fourth):
+            head, _, body = cut_body.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408") and b"Connection: close" in head, head
+            assert f"did not arrive within {READ_TIMEOUT_S:g} s" in json.loads(body)["error"]
+        assert second == b"" and third == b""  # headers never complete: closed
+    finally:
+        stop.set()
+        for sock in stalled:
+            sock.close()
+    log = _logged(debug_service, "-> 408")
+    assert log.count("client error 408") == 2
+    assert MRN not in log and JWT not in log
+
+
 class _SlowFhir(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         time.sleep(1.5)
