@@ -354,7 +354,7 @@ def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float]:
     body = json.dumps(
         hook_request(
             "order-select",
-            [med_order(APAP_CODEINE)],
+            [med_order(APAP_CODEINE, patient="pgx-cyp2d6-um")],
             fhir_server=base,
             token="bench-token",
             patient="pgx-cyp2d6-um",
@@ -366,6 +366,10 @@ def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float]:
 
     def hook() -> None:
         urllib.request.urlopen(call).read()
+
+    # the call must do what is measured: read the FHIR server and answer with the card
+    [card] = json.loads(urllib.request.urlopen(call).read())["cards"]
+    assert card["indicator"] == "critical", card
 
     direct: list[float] = []
     through: list[float] = []
