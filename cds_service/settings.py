@@ -6,6 +6,7 @@ import math
 import os
 from functools import lru_cache
 from importlib import resources
+from importlib import util as import_util
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,21 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: The databases the service supports, by SQLAlchemy backend: the driver, how a URL names it,
+#: the Python module the driver needs and how to get that.
+DATABASES = {
+    "sqlite": ("pysqlite", "sqlite:///", "sqlite3", "this Python was built without it"),
+    "postgresql": (
+        "psycopg",
+        "postgresql+psycopg://",
+        "psycopg",
+        "pip install 'pgx-pain-cds[postgres]'",
+    ),
+}
+DATABASE_EXAMPLES = (
+    "sqlite:////path/to/feedback.sqlite3 or postgresql+psycopg://user:password@host/database"
+)
 
 
 def default_data_dir() -> Path:
@@ -50,7 +66,10 @@ def default_knowledge_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PGX_CDS_", extra="ignore", env_ignore_empty=True)
+    # Errors never repeat the value: the database URL may hold a password.
+    model_config = SettingsConfigDict(
+        env_prefix="PGX_CDS_", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{default_data_dir() / 'feedback.sqlite3'}",
@@ -185,6 +204,14 @@ class Settings(BaseSettings):
                 "send requests (with the EHR's token) to any server a caller names"
             )
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        problem = database_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -213,6 +240,29 @@ class Settings(BaseSettings):
         if not allowed:
             return not self.trusted_issuers  # no lists: any server, in unauthenticated mode only
         return url in allowed
+
+
+def database_url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as the service's database, in words that never repeat it
+    (it may hold a password); None when it is a supported database with its driver installed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return f"not a database URL; use {DATABASE_EXAMPLES}"
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        return "SQLAlchemy does not know postgres://; write postgresql+psycopg://"
+    if backend not in DATABASES:
+        return f"{backend} databases are not supported; use {DATABASE_EXAMPLES}"
+    driver, scheme, module, get_it = DATABASES[backend]
+    if parsed.get_driver_name() != driver:  # the dialect's default when the URL names none
+        return f"the {backend} driver {parsed.get_driver_name()} is not supported; use {scheme}"
+    if import_util.find_spec(module) is None:
+        return f"the {backend} driver {module} is not installed ({get_it})"
+    return None
 
 
 @lru_cache(maxsize=1)

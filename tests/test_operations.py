@@ -11,6 +11,7 @@ import requests
 import responses
 from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
 from migrating import create_pre_migration_schema, upgrade_concurrently
+from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
@@ -186,6 +187,33 @@ def test_a_malformed_setting_is_one_line_naming_the_variable(monkeypatch, capsys
     assert main(["knowledge", "check"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "PGX_CDS_FHIR_TIMEOUT" in err
+
+
+def test_an_unusable_database_url_is_one_line_without_the_password(monkeypatch, capsys):
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", "mysql://pgx:s3cret@db.example.org/pgx")
+    assert main(["db", "current"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "s3cret" not in err
+    assert "PGX_CDS_DATABASE_URL: mysql databases are not supported" in err
+    with pytest.raises(ValidationError) as raised:  # nor when Settings is built in code
+        Settings(database_url="postgresql+psycopg2://pgx:s3cret@db.example.org/pgx")
+    assert "s3cret" not in str(raised.value)
+
+
+def test_a_missing_postgresql_driver_is_named(monkeypatch, capsys):
+    from importlib import util
+
+    real_find_spec = util.find_spec
+    monkeypatch.setattr(
+        util, "find_spec", lambda name, *a: None if name == "psycopg" else real_find_spec(name, *a)
+    )
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", "postgresql+psycopg://pgx:s3cret@db/pgx")
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert "PGX_CDS_DATABASE_URL: the postgresql driver psycopg is not installed" in err
+    assert "pgx-pain-cds[postgres]" in err and "s3cret" not in err
+    monkeypatch.setattr(util, "find_spec", real_find_spec)
+    assert Settings(database_url="postgresql+psycopg://pgx:s3cret@db/pgx").database_url
 
 
 def test_knowledge_list_failure_says_list(tmp_path, capsys):

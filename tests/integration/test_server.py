@@ -156,12 +156,14 @@ def test_sigterm_finishes_the_request_in_flight_and_stops_within_5_s(tmp_path: P
 # -- start-up errors: one line, exit 2, no traceback -----------------------------------------
 
 
-def _serve_fails(env: dict[str, str], *args: str) -> str:
+def _serve_fails(env: dict[str, str], *args: str, hidden: str = "") -> str:
+    """The one line of a start that fails; ``hidden`` (a password) is nowhere in the output."""
     result = subprocess.run(
         [PGX_CDS, "serve", *args], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+    assert not hidden or hidden not in result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("pgx-cds:")]
     assert len(lines) == 1, result.stderr
     return lines[0]
@@ -194,6 +196,21 @@ def test_unreadable_site_codes(tmp_path: Path):
     )
     line = _serve_fails(env, "--port", str(free_port()))
     assert "missing.json" in line and "PGX_CDS_SITE_CODES" in line
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("notaurl", "not a database URL"),
+        ("mysql://pgx:s3cret@127.0.0.1:1/pgx", "mysql databases are not supported"),
+        ("postgres://pgx:s3cret@127.0.0.1:1/pgx", "postgresql+psycopg://"),
+        ("postgresql+psycopg2://pgx:s3cret@127.0.0.1:1/pgx", "driver psycopg2 is not supported"),
+    ],
+)
+def test_unusable_database_url(url: str, says: str):
+    env = clean_env(PGX_CDS_DATABASE_URL=url)
+    line = _serve_fails(env, "--port", str(free_port()), hidden="s3cret")
+    assert "PGX_CDS_DATABASE_URL" in line and says in line
 
 
 def test_data_folder_that_cannot_be_written(tmp_path: Path):
