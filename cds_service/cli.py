@@ -225,9 +225,14 @@ def _db(settings: Settings, action: str) -> int:
             print(f"database schema at revision {revision} (newest)")
         else:
             found, newest = schema.current(engine), schema.head()
-            state = "up to date" if found == newest else f"newest is {newest}"
+            if found == newest:
+                state = "up to date"
+            elif schema.newer_than_this_version(found):
+                state = f"newer than this version of the service, which knows up to {newest}"
+            else:
+                state = f"newest is {newest}"
             print(f"database schema at revision {found or 'none'} ({state})")
-    except StartupError as exc:
+    except (StartupError, schema.SchemaError) as exc:
         return _fail(str(exc))
     except SQLAlchemyError as exc:
         return _fail(_database_problem(settings.database_url, exc))

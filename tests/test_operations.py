@@ -179,6 +179,45 @@ def test_without_migrate_on_start_an_old_schema_stops_the_start(tmp_path, capsys
     create_app(Settings(database_url=url, migrate_on_start=False))  # now it starts
 
 
+def _schema_of_a_newer_version(url: str) -> None:
+    """The database as a newer version left it (the image was then rolled back)."""
+    engine = create_engine(url)
+    schema.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["report"], ["purge", "--days", "30"]])
+def test_a_schema_newer_than_this_version_stops_with_one_line(
+    tmp_path, monkeypatch, capsys, command
+):
+    url = f"sqlite:///{tmp_path / 'newer.sqlite3'}"
+    _schema_of_a_newer_version(url)
+    capsys.readouterr()  # the set-up's own log lines
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", url)
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "revision 0999" in err and "newer than this version of the service" in err
+    assert f"up to {schema.head()}" in err and "deploy the newer version" in err
+
+
+def test_a_schema_newer_than_this_version_is_named_by_db_current_and_refused_by_the_app(
+    tmp_path, monkeypatch, capsys
+):
+    url = f"sqlite:///{tmp_path / 'newer.sqlite3'}"
+    _schema_of_a_newer_version(url)
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", url)
+    assert main(["db", "current"]) == 0
+    out = capsys.readouterr().out
+    assert "revision 0999 (newer than this version of the service" in out
+    for migrate in (True, False):  # not "run pgx-cds db upgrade": that cannot help
+        with pytest.raises(schema.SchemaError, match="newer than this version") as refused:
+            create_app(Settings(database_url=url, migrate_on_start=migrate))
+        assert "db upgrade" not in str(refused.value)
+
+
 # -- command-line messages ---------------------------------------------------------------------
 
 

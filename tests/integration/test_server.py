@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -211,6 +212,18 @@ def test_unusable_database_url(url: str, says: str):
     env = clean_env(PGX_CDS_DATABASE_URL=url)
     line = _serve_fails(env, "--port", str(free_port()), hidden="s3cret")
     assert "PGX_CDS_DATABASE_URL" in line and says in line
+
+
+@pytest.mark.parametrize("migrate", ["true", "false"])
+def test_database_schema_newer_than_this_version(tmp_path: Path, migrate: str):
+    db = tmp_path / "db.sqlite3"
+    env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{db}", PGX_CDS_MIGRATE_ON_START=migrate)
+    subprocess.run([PGX_CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
+    with sqlite3.connect(db) as conn:  # as a newer version left it, before a rollback
+        conn.execute("UPDATE alembic_version SET version_num = '0999'")
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert "revision 0999" in line and "newer than this version" in line
+    assert "deploy the newer version" in line and "db upgrade" not in line
 
 
 def test_data_folder_that_cannot_be_written(tmp_path: Path):
