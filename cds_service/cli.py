@@ -64,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(_settings_problem(exc))
 
     if args.command == "serve":
-        workers = args.workers or settings.workers
-        host, port = args.host or settings.host, args.port or settings.port
-        return _serve(settings, host, port, workers, args.threads)
+        try:
+            port, workers, threads = _serve_flags(settings, args)
+        except ValueError as exc:
+            return _fail(str(exc))
+        return _serve(settings, args.host or settings.host, port, workers, threads)
     if args.command == "db":
         return _db(settings, args.action)
     if args.command == "knowledge":
@@ -111,6 +113,28 @@ def _settings_problem(exc: ValidationError | SettingsError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{name}: {message}")
     return "invalid setting: " + "; ".join(problems) + " (see the settings table in the README)"
+
+
+def _serve_flags(settings: Settings, args: argparse.Namespace) -> tuple[int, int, int]:
+    """The port, workers and threads of ``pgx-cds serve``: a flag that is given is checked as
+    its environment variable is (``--port 0`` is an error, not the default); ValueError with
+    one line naming the flag."""
+    chosen = {"port": settings.port, "workers": settings.workers}
+    for name in chosen:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        try:
+            Settings.model_validate({**settings.model_dump(), name: value})
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"]
+            raise ValueError(f"invalid option: --{name} {value}: {message}") from None
+        chosen[name] = value
+    if args.threads < 1:
+        raise ValueError(
+            f"invalid option: --threads {args.threads}: Input should be greater than or equal to 1"
+        )
+    return chosen["port"], chosen["workers"], args.threads
 
 
 def _open_app(settings: Settings) -> Any:

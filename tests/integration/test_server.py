@@ -180,6 +180,30 @@ def test_busy_port(tmp_path: Path):
     assert f"127.0.0.1:{port}" in line and "already in use" in line and "--port" in line
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--port", "-1", "greater than or equal to 1"),
+        ("--port", "0", "greater than or equal to 1"),
+        ("--port", "70000", "less than or equal to 65535"),
+        ("--workers", "-5", "greater than or equal to 1"),
+        ("--workers", "0", "greater than or equal to 1"),
+        ("--workers", "65", "less than or equal to 64"),
+        ("--threads", "0", "greater than or equal to 1"),
+    ],
+)
+def test_serve_flags_are_checked_as_their_settings_are(
+    tmp_path: Path, flag: str, value: str, says: str
+):
+    """As PGX_CDS_PORT=99999 or PGX_CDS_WORKERS=0: one line, exit 2; never the default instead
+    (the port setting is a free port, in case the flag were ignored)."""
+    env = clean_env(
+        PGX_CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PGX_CDS_PORT=str(free_port())
+    )
+    line = _serve_fails(env, flag, value)
+    assert f"{flag} {value}" in line and says in line
+
+
 def test_malformed_trusted_issuers(tmp_path: Path):
     env = clean_env(
         PGX_CDS_TRUSTED_ISSUERS="{not json",
