@@ -72,15 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         return _db(settings, args.action)
     if args.command == "knowledge":
-        if args.action == "check" and settings.site_config and not args.dir:
-            from .site_config import load  # the site file is checked with the knowledge
+        site_settings = settings.site_config or settings.pretest_drugs
+        if args.action == "check" and site_settings and not args.dir:
+            from .site_config import load  # the site's file and drugs are checked with it
 
             try:
                 load(settings)
             except KnowledgeError as exc:
                 print(f"knowledge check FAILED\n{exc}", file=sys.stderr)
                 return 1
-            print(f"site configuration {settings.site_config}: OK")
+            if settings.site_config:
+                print(f"site configuration {settings.site_config}: OK")
         return _knowledge(args.dir or settings.knowledge_dir, settings.site_codes, args.action)
     if args.command == "explain":
         return _explain(settings, args.request, args.fhir, args.token)

@@ -9,6 +9,7 @@ from importlib import resources
 from importlib import util as import_util
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -212,6 +213,36 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and (not _is_http_url(value) or urlsplit(value).query):
+            raise ValueError(
+                f"{value!r} is not an http(s) URL with a host (and no query), e.g. "
+                "https://cds.example.org: JWT audiences are checked against it"
+            )
+        return value
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _fhir_servers(cls, value: str) -> str:
+        _require_http_urls([u.strip() for u in value.split(",") if u.strip()], "FHIR server")
+        return value
+
+    @field_validator("issuer_fhir_servers")
+    @classmethod
+    def _issuer_fhir_servers(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for issuer, urls in value.items():
+            _require_http_urls(urls, "FHIR server", issuer)
+        return value
+
+    @field_validator("trusted_issuers")
+    @classmethod
+    def _trusted_issuers(cls, value: dict[str, str]) -> dict[str, str]:
+        for issuer, jwks in value.items():
+            _require_http_urls([jwks], "key set (JWKS) URL", issuer)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -240,6 +271,22 @@ class Settings(BaseSettings):
         if not allowed:
             return not self.trusted_issuers  # no lists: any server, in unauthenticated mode only
         return url in allowed
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.fragment
+
+
+def _require_http_urls(urls: list[str], what: str, issuer: str = "") -> None:
+    for url in urls:
+        if not _is_http_url(url):
+            whose = f" of issuer {issuer!r}" if issuer else ""
+            raise ValueError(f"the {what} {url!r}{whose} is not an http(s) URL with a host")
 
 
 def database_url_problem(url: str) -> str | None:

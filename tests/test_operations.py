@@ -19,6 +19,7 @@ from cds_service import schema
 from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.feedback import metadata
+from cds_service.knowledge import KnowledgeError
 from cds_service.settings import Settings
 
 FHIR = "https://ehr.example.org/fhir"
@@ -253,6 +254,51 @@ def test_a_missing_postgresql_driver_is_named(monkeypatch, capsys):
     assert "pgx-pain-cds[postgres]" in err and "s3cret" not in err
     monkeypatch.setattr(util, "find_spec", real_find_spec)
     assert Settings(database_url="postgresql+psycopg://pgx:s3cret@db/pgx").database_url
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"public_url": "cds.example.org"}, "'cds.example.org' is not an http(s) URL"),
+        ({"public_url": "https://cds.example.org?x=1"}, "is not an http(s) URL"),
+        ({"fhir_servers": "https://a.org/fhir, a.org/fhir"}, "FHIR server 'a.org/fhir' is not"),
+        ({"fhir_servers": "ftp://a.org/fhir"}, "FHIR server 'ftp://a.org/fhir' is not"),
+        ({"issuer_fhir_servers": {"https://a.org": ["a.org/fhir"]}}, "'a.org/fhir' of issuer"),
+        (
+            {
+                "trusted_issuers": {"https://a.org": "file:///etc/jwks.json"},
+                "public_url": "https://cds.example.org",
+                "fhir_servers": "https://a.org/fhir",
+            },
+            "key set (JWKS) URL 'file:///etc/jwks.json' of issuer 'https://a.org' is not",
+        ),
+    ],
+)
+def test_urls_that_can_never_work_are_refused(settings, says):
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Settings(**settings)
+
+
+def test_working_urls_are_accepted():
+    Settings(
+        public_url="http://localhost:8080/",
+        fhir_servers="https://ehr.example.org/fhir, http://127.0.0.1:8103/fhir",
+        trusted_issuers={"https://ehr.example.org": "https://ehr.example.org/jwks.json"},
+        issuer_fhir_servers={"https://ehr.example.org": ["https://ehr.example.org/r4"]},
+    )
+
+
+def test_a_pretest_drug_without_a_pre_test_card_stops_the_start(tmp_path, monkeypatch, capsys):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'f.sqlite3'}", pretest_drugs="codeine,aspirinx"
+    )
+    with pytest.raises(KnowledgeError, match=r"PGX_CDS_PRETEST_DRUGS: 'aspirinx': no pre-test"):
+        create_app(settings)
+    monkeypatch.setenv("PGX_CDS_PRETEST_DRUGS", "Codeine, ibuprofen")  # a drug, but no test card
+    assert main(["knowledge", "check"]) == 1
+    assert "PGX_CDS_PRETEST_DRUGS: 'ibuprofen'" in capsys.readouterr().err
+    monkeypatch.setenv("PGX_CDS_PRETEST_DRUGS", "Codeine, tramadol")
+    assert main(["knowledge", "check"]) == 0
 
 
 def test_knowledge_list_failure_says_list(tmp_path, capsys):

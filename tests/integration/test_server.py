@@ -214,6 +214,31 @@ def test_malformed_trusted_issuers(tmp_path: Path):
     assert "PGX_CDS_TRUSTED_ISSUERS" in line and "JSON" in line
 
 
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"PGX_CDS_PUBLIC_URL": "cds.example.org"}, "PGX_CDS_PUBLIC_URL: 'cds.example.org'"),
+        (
+            {"PGX_CDS_FHIR_SERVERS": "https://ehr.example.org/fhir,ehr2.example.org/fhir"},
+            "PGX_CDS_FHIR_SERVERS: the FHIR server 'ehr2.example.org/fhir'",
+        ),
+        (
+            {
+                "PGX_CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": "ehr.example.org/jwks"}',
+                "PGX_CDS_PUBLIC_URL": "https://cds.example.org",
+                "PGX_CDS_FHIR_SERVERS": "https://ehr.example.org/fhir",
+            },
+            "PGX_CDS_TRUSTED_ISSUERS: the key set (JWKS) URL 'ehr.example.org/jwks'",
+        ),
+        ({"PGX_CDS_PRETEST_DRUGS": "codeine,aspirinx"}, "PGX_CDS_PRETEST_DRUGS: 'aspirinx'"),
+    ],
+)
+def test_settings_that_can_never_work(tmp_path: Path, settings: dict[str, str], says: str):
+    env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", **settings)
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert says in line
+
+
 def test_unreadable_site_codes(tmp_path: Path):
     env = clean_env(
         PGX_CDS_SITE_CODES=str(tmp_path / "missing.json"),
