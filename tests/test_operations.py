@@ -89,6 +89,20 @@ def test_metrics_count_feedback_outcomes_only_when_stored(client):
     assert sample(client, "pgx_cds_feedback_total", outcome="overridden") == before + 1
 
 
+def test_metrics_count_a_resent_feedback_item_once(client):
+    """The counter matches what is stored (and what `pgx-cds report` counts): an EHR's retry
+    is acknowledged but neither stored nor counted again."""
+    path = "/cds-services/pgx-order-sign/feedback"
+    labels = {"service": "pgx-order-sign", "outcome": "overridden"}
+    before = sample(client, "pgx_cds_feedback_total", **labels)
+    item = {"card": "c-9", "outcome": "overridden", "outcomeTimestamp": "2026-11-29T10:00:00Z"}
+    stored = [client.post(path, json={"feedback": [item]}).get_json()["stored"] for _ in range(3)]
+    assert stored == [1, 0, 0]
+    twice = {**item, "card": "c-10"}
+    assert client.post(path, json={"feedback": [twice, twice]}).get_json()["stored"] == 1
+    assert sample(client, "pgx_cds_feedback_total", **labels) == before + 2
+
+
 def test_metrics_show_the_knowledge_version(client, knowledge):
     assert sample(client, "pgx_cds_knowledge_info", version=knowledge.version) == 1
 
