@@ -64,21 +64,25 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(_settings_problem(exc))
 
     if args.command == "serve":
-        workers = args.workers or settings.workers
-        host, port = args.host or settings.host, args.port or settings.port
-        return _serve(settings, host, port, workers, args.threads)
+        try:
+            port, workers, threads = _serve_flags(settings, args)
+        except ValueError as exc:
+            return _fail(str(exc))
+        return _serve(settings, args.host or settings.host, port, workers, threads)
     if args.command == "db":
         return _db(settings, args.action)
     if args.command == "knowledge":
-        if args.action == "check" and settings.site_config and not args.dir:
-            from .site_config import load  # the site file is checked with the knowledge
+        site_settings = settings.site_config or settings.pretest_drugs
+        if args.action == "check" and site_settings and not args.dir:
+            from .site_config import load  # the site's file and drugs are checked with it
 
             try:
                 load(settings)
             except KnowledgeError as exc:
                 print(f"knowledge check FAILED\n{exc}", file=sys.stderr)
                 return 1
-            print(f"site configuration {settings.site_config}: OK")
+            if settings.site_config:
+                print(f"site configuration {settings.site_config}: OK")
         return _knowledge(args.dir or settings.knowledge_dir, settings.site_codes, args.action)
     if args.command == "explain":
         return _explain(settings, args.request, args.fhir, args.token)
@@ -111,6 +115,28 @@ def _settings_problem(exc: ValidationError | SettingsError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{name}: {message}")
     return "invalid setting: " + "; ".join(problems) + " (see the settings table in the README)"
+
+
+def _serve_flags(settings: Settings, args: argparse.Namespace) -> tuple[int, int, int]:
+    """The port, workers and threads of ``pgx-cds serve``: a flag that is given is checked as
+    its environment variable is (``--port 0`` is an error, not the default); ValueError with
+    one line naming the flag."""
+    chosen = {"port": settings.port, "workers": settings.workers}
+    for name in chosen:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        try:
+            Settings.model_validate({**settings.model_dump(), name: value})
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"]
+            raise ValueError(f"invalid option: --{name} {value}: {message}") from None
+        chosen[name] = value
+    if args.threads < 1:
+        raise ValueError(
+            f"invalid option: --threads {args.threads}: Input should be greater than or equal to 1"
+        )
+    return chosen["port"], chosen["workers"], args.threads
 
 
 def _open_app(settings: Settings) -> Any:
@@ -225,9 +251,14 @@ def _db(settings: Settings, action: str) -> int:
             print(f"database schema at revision {revision} (newest)")
         else:
             found, newest = schema.current(engine), schema.head()
-            state = "up to date" if found == newest else f"newest is {newest}"
+            if found == newest:
+                state = "up to date"
+            elif schema.newer_than_this_version(found):
+                state = f"newer than this version of the service, which knows up to {newest}"
+            else:
+                state = f"newest is {newest}"
             print(f"database schema at revision {found or 'none'} ({state})")
-    except StartupError as exc:
+    except (StartupError, schema.SchemaError) as exc:
         return _fail(str(exc))
     except SQLAlchemyError as exc:
         return _fail(_database_problem(settings.database_url, exc))

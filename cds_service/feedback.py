@@ -235,6 +235,11 @@ class FeedbackStore:
                         .where(table.c.card_uuid == row["card_uuid"])
                         .values(overridden_at=row["received_at"])
                     )
+        # Committed: counted (a resent item is not). Imported here: metrics must not be
+        # imported before `pgx-cds serve` has set up its folder for the workers' samples.
+        from .metrics import record_feedback
+
+        record_feedback((r["service_id"], r["outcome"]) for r in rows)
         return len(rows)
 
     def all(self) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
@@ -102,11 +102,11 @@ def record_cards(cards: list[dict[str, Any]], by_id: Mapping[str, Recommendation
         CARDS.labels(drug, gene, str(card.get("indicator", "info"))).inc()
 
 
-def record_feedback(service: str, body: Any) -> None:
-    items = body.get("feedback") if isinstance(body, dict) else None
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and item.get("outcome") in ("accepted", "overridden"):
-            FEEDBACK.labels(service, item["outcome"]).inc()
+def record_feedback(stored: Iterable[tuple[str, str]]) -> None:
+    """Count the feedback items just stored, as (service, outcome): a resent item, which is
+    acknowledged but not stored again, is not counted again."""
+    for service, outcome in stored:
+        FEEDBACK.labels(service, outcome).inc()
 
 
 def _fhir_outcome(status: int) -> str:

@@ -496,7 +496,10 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         engine = FeedbackStore(settings.database_url).engine
         schema.prepare(engine, settings.migrate_on_start)  # as the service does at start
-    except (SQLAlchemyError, schema.SchemaError) as exc:
+    except schema.SchemaError as exc:  # the schema is older or newer than this version's
+        print(f"pgx-cds: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
         print(f"pgx-cds: cannot open the database: {type(exc).__name__}", file=sys.stderr)
         return 1
     try:

@@ -50,6 +50,24 @@ def head() -> str:
     return revision
 
 
+def newer_than_this_version(found: str | None) -> bool:
+    """Is ``found`` a revision this version does not know: one written by a newer version
+    (the image was rolled back, or an older replica still runs beside newer ones)?"""
+    if found is None:
+        return False
+    known = {r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions()}
+    return found not in known
+
+
+def _refuse_newer(found: str | None) -> None:
+    if newer_than_this_version(found):
+        raise SchemaError(
+            f"the database schema (revision {found}) is newer than this version of the service "
+            f"(which knows revisions up to {head()}): deploy the newer version, or restore "
+            "the database from before the upgrade"
+        )
+
+
 def current(engine: Engine) -> str | None:
     """The database's revision (None: never migrated)."""
     with engine.connect() as conn:
@@ -59,8 +77,10 @@ def current(engine: Engine) -> str | None:
 def upgrade(engine: Engine) -> str:
     """Bring the schema to the newest revision under the migration lock; returns it."""
     target = head()
-    if current(engine) == target:  # the common case: nothing to do, no lock needed
+    found = current(engine)
+    if found == target:  # the common case: nothing to do, no lock needed
         return target
+    _refuse_newer(found)
     with _file_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Held until this transaction ends: the other replicas wait here.
@@ -71,6 +91,7 @@ def upgrade(engine: Engine) -> str:
             log.info("database made before migrations: stamping revision %s", BASELINE)
             command.stamp(config, BASELINE)
         before = MigrationContext.configure(conn).get_current_revision()
+        _refuse_newer(before)  # a newer version may have migrated while we waited
         command.upgrade(config, "head")
     if before != target:
         log.info("database schema upgraded from %s to %s", before or "empty", target)
@@ -95,8 +116,10 @@ def sqlite_file(url: str | URL) -> Path | None:
 
 
 def require_current(engine: Engine) -> None:
-    """For sites that migrate as a separate step: refuse to run on an older schema."""
+    """For sites that migrate as a separate step: refuse to run on an older (or a newer)
+    schema."""
     found, needed = current(engine), head()
+    _refuse_newer(found)
     if found != needed:
         raise SchemaError(
             f"the database schema is at revision {found or 'none'}, this version needs "

@@ -6,13 +6,30 @@ import math
 import os
 from functools import lru_cache
 from importlib import resources
+from importlib import util as import_util
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: The databases the service supports, by SQLAlchemy backend: the driver, how a URL names it,
+#: the Python module the driver needs and how to get that.
+DATABASES = {
+    "sqlite": ("pysqlite", "sqlite:///", "sqlite3", "this Python was built without it"),
+    "postgresql": (
+        "psycopg",
+        "postgresql+psycopg://",
+        "psycopg",
+        "pip install 'pgx-pain-cds[postgres]'",
+    ),
+}
+DATABASE_EXAMPLES = (
+    "sqlite:////path/to/feedback.sqlite3 or postgresql+psycopg://user:password@host/database"
+)
 
 
 def default_data_dir() -> Path:
@@ -50,7 +67,10 @@ def default_knowledge_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PGX_CDS_", extra="ignore", env_ignore_empty=True)
+    # Errors never repeat the value: the database URL may hold a password.
+    model_config = SettingsConfigDict(
+        env_prefix="PGX_CDS_", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{default_data_dir() / 'feedback.sqlite3'}",
@@ -185,6 +205,44 @@ class Settings(BaseSettings):
                 "send requests (with the EHR's token) to any server a caller names"
             )
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        problem = database_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and (not _is_http_url(value) or urlsplit(value).query):
+            raise ValueError(
+                f"{value!r} is not an http(s) URL with a host (and no query), e.g. "
+                "https://cds.example.org: JWT audiences are checked against it"
+            )
+        return value
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _fhir_servers(cls, value: str) -> str:
+        _require_http_urls([u.strip() for u in value.split(",") if u.strip()], "FHIR server")
+        return value
+
+    @field_validator("issuer_fhir_servers")
+    @classmethod
+    def _issuer_fhir_servers(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for issuer, urls in value.items():
+            _require_http_urls(urls, "FHIR server", issuer)
+        return value
+
+    @field_validator("trusted_issuers")
+    @classmethod
+    def _trusted_issuers(cls, value: dict[str, str]) -> dict[str, str]:
+        for issuer, jwks in value.items():
+            _require_http_urls([jwks], "key set (JWKS) URL", issuer)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -213,6 +271,45 @@ class Settings(BaseSettings):
         if not allowed:
             return not self.trusted_issuers  # no lists: any server, in unauthenticated mode only
         return url in allowed
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.fragment
+
+
+def _require_http_urls(urls: list[str], what: str, issuer: str = "") -> None:
+    for url in urls:
+        if not _is_http_url(url):
+            whose = f" of issuer {issuer!r}" if issuer else ""
+            raise ValueError(f"the {what} {url!r}{whose} is not an http(s) URL with a host")
+
+
+def database_url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as the service's database, in words that never repeat it
+    (it may hold a password); None when it is a supported database with its driver installed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return f"not a database URL; use {DATABASE_EXAMPLES}"
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        return "SQLAlchemy does not know postgres://; write postgresql+psycopg://"
+    if backend not in DATABASES:
+        return f"{backend} databases are not supported; use {DATABASE_EXAMPLES}"
+    driver, scheme, module, get_it = DATABASES[backend]
+    if parsed.get_driver_name() != driver:  # the dialect's default when the URL names none
+        return f"the {backend} driver {parsed.get_driver_name()} is not supported; use {scheme}"
+    if import_util.find_spec(module) is None:
+        return f"the {backend} driver {module} is not installed ({get_it})"
+    return None
 
 
 @lru_cache(maxsize=1)

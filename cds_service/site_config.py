@@ -171,11 +171,18 @@ def read(path: Path) -> SiteConfig:
 
 
 def load(settings: Settings) -> tuple[Knowledge, SiteConfig]:
-    """The knowledge (with the site's codes) and the site policy, both validated; raises
-    ``KnowledgeError`` (``SiteConfigError`` for the site file) naming every problem."""
+    """The knowledge (with the site's codes) and the site policy, both validated, and the drugs
+    of PGX_CDS_PRETEST_DRUGS known; raises ``KnowledgeError`` (``SiteConfigError`` for the
+    site file) naming every problem."""
     site = read(settings.site_config) if settings.site_config else SiteConfig()
     codes = {key: kind.model_dump(exclude_none=True) for key, kind in site.codes.items()}
     knowledge = Knowledge(settings.knowledge_dir, settings.site_codes, extra_codes=codes)
+    unknown = sorted(settings.pretest_drug_set - knowledge.pretest.drugs.keys())
+    if unknown:
+        raise KnowledgeError(
+            f"invalid setting: PGX_CDS_PRETEST_DRUGS: {', '.join(map(repr, unknown))}: no "
+            f"pre-test card (drugs with one: {', '.join(sorted(knowledge.pretest.drugs))})"
+        )
     problems = site.problems(knowledge)
     if problems:
         raise SiteConfigError(

@@ -11,6 +11,7 @@ import requests
 import responses
 from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
 from migrating import create_pre_migration_schema, upgrade_concurrently
+from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
@@ -18,6 +19,7 @@ from cds_service import schema
 from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.feedback import metadata
+from cds_service.knowledge import KnowledgeError
 from cds_service.settings import Settings
 
 FHIR = "https://ehr.example.org/fhir"
@@ -85,6 +87,20 @@ def test_metrics_count_feedback_outcomes_only_when_stored(client):
     assert client.post(path, json={"feedback": [item]}).status_code == 200
     assert client.post(path, json={"feedback": [{**item, "outcome": "?"}]}).status_code == 400
     assert sample(client, "pgx_cds_feedback_total", outcome="overridden") == before + 1
+
+
+def test_metrics_count_a_resent_feedback_item_once(client):
+    """The counter matches what is stored (and what `pgx-cds report` counts): an EHR's retry
+    is acknowledged but neither stored nor counted again."""
+    path = "/cds-services/pgx-order-sign/feedback"
+    labels = {"service": "pgx-order-sign", "outcome": "overridden"}
+    before = sample(client, "pgx_cds_feedback_total", **labels)
+    item = {"card": "c-9", "outcome": "overridden", "outcomeTimestamp": "2026-11-29T10:00:00Z"}
+    stored = [client.post(path, json={"feedback": [item]}).get_json()["stored"] for _ in range(3)]
+    assert stored == [1, 0, 0]
+    twice = {**item, "card": "c-10"}
+    assert client.post(path, json={"feedback": [twice, twice]}).get_json()["stored"] == 1
+    assert sample(client, "pgx_cds_feedback_total", **labels) == before + 2
 
 
 def test_metrics_show_the_knowledge_version(client, knowledge):
@@ -203,6 +219,45 @@ def test_without_migrate_on_start_an_old_schema_stops_the_start(tmp_path, capsys
     create_app(Settings(database_url=url, migrate_on_start=False))  # now it starts
 
 
+def _schema_of_a_newer_version(url: str) -> None:
+    """The database as a newer version left it (the image was then rolled back)."""
+    engine = create_engine(url)
+    schema.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["report"], ["purge", "--days", "30"]])
+def test_a_schema_newer_than_this_version_stops_with_one_line(
+    tmp_path, monkeypatch, capsys, command
+):
+    url = f"sqlite:///{tmp_path / 'newer.sqlite3'}"
+    _schema_of_a_newer_version(url)
+    capsys.readouterr()  # the set-up's own log lines
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", url)
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "revision 0999" in err and "newer than this version of the service" in err
+    assert f"up to {schema.head()}" in err and "deploy the newer version" in err
+
+
+def test_a_schema_newer_than_this_version_is_named_by_db_current_and_refused_by_the_app(
+    tmp_path, monkeypatch, capsys
+):
+    url = f"sqlite:///{tmp_path / 'newer.sqlite3'}"
+    _schema_of_a_newer_version(url)
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", url)
+    assert main(["db", "current"]) == 0
+    out = capsys.readouterr().out
+    assert "revision 0999 (newer than this version of the service" in out
+    for migrate in (True, False):  # not "run pgx-cds db upgrade": that cannot help
+        with pytest.raises(schema.SchemaError, match="newer than this version") as refused:
+            create_app(Settings(database_url=url, migrate_on_start=migrate))
+        assert "db upgrade" not in str(refused.value)
+
+
 # -- command-line messages ---------------------------------------------------------------------
 
 
@@ -211,6 +266,78 @@ def test_a_malformed_setting_is_one_line_naming_the_variable(monkeypatch, capsys
     assert main(["knowledge", "check"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "PGX_CDS_FHIR_TIMEOUT" in err
+
+
+def test_an_unusable_database_url_is_one_line_without_the_password(monkeypatch, capsys):
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", "mysql://pgx:s3cret@db.example.org/pgx")
+    assert main(["db", "current"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "s3cret" not in err
+    assert "PGX_CDS_DATABASE_URL: mysql databases are not supported" in err
+    with pytest.raises(ValidationError) as raised:  # nor when Settings is built in code
+        Settings(database_url="postgresql+psycopg2://pgx:s3cret@db.example.org/pgx")
+    assert "s3cret" not in str(raised.value)
+
+
+def test_a_missing_postgresql_driver_is_named(monkeypatch, capsys):
+    from importlib import util
+
+    real_find_spec = util.find_spec
+    monkeypatch.setattr(
+        util, "find_spec", lambda name, *a: None if name == "psycopg" else real_find_spec(name, *a)
+    )
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", "postgresql+psycopg://pgx:s3cret@db/pgx")
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert "PGX_CDS_DATABASE_URL: the postgresql driver psycopg is not installed" in err
+    assert "pgx-pain-cds[postgres]" in err and "s3cret" not in err
+    monkeypatch.setattr(util, "find_spec", real_find_spec)
+    assert Settings(database_url="postgresql+psycopg://pgx:s3cret@db/pgx").database_url
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"public_url": "cds.example.org"}, "'cds.example.org' is not an http(s) URL"),
+        ({"public_url": "https://cds.example.org?x=1"}, "is not an http(s) URL"),
+        ({"fhir_servers": "https://a.org/fhir, a.org/fhir"}, "FHIR server 'a.org/fhir' is not"),
+        ({"fhir_servers": "ftp://a.org/fhir"}, "FHIR server 'ftp://a.org/fhir' is not"),
+        ({"issuer_fhir_servers": {"https://a.org": ["a.org/fhir"]}}, "'a.org/fhir' of issuer"),
+        (
+            {
+                "trusted_issuers": {"https://a.org": "file:///etc/jwks.json"},
+                "public_url": "https://cds.example.org",
+                "fhir_servers": "https://a.org/fhir",
+            },
+            "key set (JWKS) URL 'file:///etc/jwks.json' of issuer 'https://a.org' is not",
+        ),
+    ],
+)
+def test_urls_that_can_never_work_are_refused(settings, says):
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Settings(**settings)
+
+
+def test_working_urls_are_accepted():
+    Settings(
+        public_url="http://localhost:8080/",
+        fhir_servers="https://ehr.example.org/fhir, http://127.0.0.1:8103/fhir",
+        trusted_issuers={"https://ehr.example.org": "https://ehr.example.org/jwks.json"},
+        issuer_fhir_servers={"https://ehr.example.org": ["https://ehr.example.org/r4"]},
+    )
+
+
+def test_a_pretest_drug_without_a_pre_test_card_stops_the_start(tmp_path, monkeypatch, capsys):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'f.sqlite3'}", pretest_drugs="codeine,aspirinx"
+    )
+    with pytest.raises(KnowledgeError, match=r"PGX_CDS_PRETEST_DRUGS: 'aspirinx': no pre-test"):
+        create_app(settings)
+    monkeypatch.setenv("PGX_CDS_PRETEST_DRUGS", "Codeine, ibuprofen")  # a drug, but no test card
+    assert main(["knowledge", "check"]) == 1
+    assert "PGX_CDS_PRETEST_DRUGS: 'ibuprofen'" in capsys.readouterr().err
+    monkeypatch.setenv("PGX_CDS_PRETEST_DRUGS", "Codeine, tramadol")
+    assert main(["knowledge", "check"]) == 0
 
 
 def test_knowledge_list_failure_says_list(tmp_path, capsys):

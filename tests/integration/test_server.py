@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -283,12 +284,14 @@ def test_sigterm_finishes_the_request_in_flight_and_stops_within_5_s(tmp_path: P
 # -- start-up errors: one line, exit 2, no traceback -----------------------------------------
 
 
-def _serve_fails(env: dict[str, str], *args: str) -> str:
+def _serve_fails(env: dict[str, str], *args: str, hidden: str = "") -> str:
+    """The one line of a start that fails; ``hidden`` (a password) is nowhere in the output."""
     result = subprocess.run(
         [PGX_CDS, "serve", *args], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+    assert not hidden or hidden not in result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("pgx-cds:")]
     assert len(lines) == 1, result.stderr
     return lines[0]
@@ -304,6 +307,30 @@ def test_busy_port(tmp_path: Path):
     assert f"127.0.0.1:{port}" in line and "already in use" in line and "--port" in line
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--port", "-1", "greater than or equal to 1"),
+        ("--port", "0", "greater than or equal to 1"),
+        ("--port", "70000", "less than or equal to 65535"),
+        ("--workers", "-5", "greater than or equal to 1"),
+        ("--workers", "0", "greater than or equal to 1"),
+        ("--workers", "65", "less than or equal to 64"),
+        ("--threads", "0", "greater than or equal to 1"),
+    ],
+)
+def test_serve_flags_are_checked_as_their_settings_are(
+    tmp_path: Path, flag: str, value: str, says: str
+):
+    """As PGX_CDS_PORT=99999 or PGX_CDS_WORKERS=0: one line, exit 2; never the default instead
+    (the port setting is a free port, in case the flag were ignored)."""
+    env = clean_env(
+        PGX_CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PGX_CDS_PORT=str(free_port())
+    )
+    line = _serve_fails(env, flag, value)
+    assert f"{flag} {value}" in line and says in line
+
+
 def test_malformed_trusted_issuers(tmp_path: Path):
     env = clean_env(
         PGX_CDS_TRUSTED_ISSUERS="{not json",
@@ -314,6 +341,31 @@ def test_malformed_trusted_issuers(tmp_path: Path):
     assert "PGX_CDS_TRUSTED_ISSUERS" in line and "JSON" in line
 
 
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"PGX_CDS_PUBLIC_URL": "cds.example.org"}, "PGX_CDS_PUBLIC_URL: 'cds.example.org'"),
+        (
+            {"PGX_CDS_FHIR_SERVERS": "https://ehr.example.org/fhir,ehr2.example.org/fhir"},
+            "PGX_CDS_FHIR_SERVERS: the FHIR server 'ehr2.example.org/fhir'",
+        ),
+        (
+            {
+                "PGX_CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": "ehr.example.org/jwks"}',
+                "PGX_CDS_PUBLIC_URL": "https://cds.example.org",
+                "PGX_CDS_FHIR_SERVERS": "https://ehr.example.org/fhir",
+            },
+            "PGX_CDS_TRUSTED_ISSUERS: the key set (JWKS) URL 'ehr.example.org/jwks'",
+        ),
+        ({"PGX_CDS_PRETEST_DRUGS": "codeine,aspirinx"}, "PGX_CDS_PRETEST_DRUGS: 'aspirinx'"),
+    ],
+)
+def test_settings_that_can_never_work(tmp_path: Path, settings: dict[str, str], says: str):
+    env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", **settings)
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert says in line
+
+
 def test_unreadable_site_codes(tmp_path: Path):
     env = clean_env(
         PGX_CDS_SITE_CODES=str(tmp_path / "missing.json"),
@@ -321,6 +373,33 @@ def test_unreadable_site_codes(tmp_path: Path):
     )
     line = _serve_fails(env, "--port", str(free_port()))
     assert "missing.json" in line and "PGX_CDS_SITE_CODES" in line
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("notaurl", "not a database URL"),
+        ("mysql://pgx:s3cret@127.0.0.1:1/pgx", "mysql databases are not supported"),
+        ("postgres://pgx:s3cret@127.0.0.1:1/pgx", "postgresql+psycopg://"),
+        ("postgresql+psycopg2://pgx:s3cret@127.0.0.1:1/pgx", "driver psycopg2 is not supported"),
+    ],
+)
+def test_unusable_database_url(url: str, says: str):
+    env = clean_env(PGX_CDS_DATABASE_URL=url)
+    line = _serve_fails(env, "--port", str(free_port()), hidden="s3cret")
+    assert "PGX_CDS_DATABASE_URL" in line and says in line
+
+
+@pytest.mark.parametrize("migrate", ["true", "false"])
+def test_database_schema_newer_than_this_version(tmp_path: Path, migrate: str):
+    db = tmp_path / "db.sqlite3"
+    env = clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{db}", PGX_CDS_MIGRATE_ON_START=migrate)
+    subprocess.run([PGX_CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
+    with sqlite3.connect(db) as conn:  # as a newer version left it, before a rollback
+        conn.execute("UPDATE alembic_version SET version_num = '0999'")
+    line = _serve_fails(env, "--port", str(free_port()))
+    assert "revision 0999" in line and "newer than this version" in line
+    assert "deploy the newer version" in line and "db upgrade" not in line
 
 
 def test_data_folder_that_cannot_be_written(tmp_path: Path):
