@@ -34,7 +34,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from .db_guard import Bounded
 from .errors import ClientError, ServiceUnavailable
 from .request import validation_details
-from .schema import sqlite_file
+from .schema import SchemaError, sqlite_file
 
 log = logging.getLogger("cds_service.feedback")
 metadata = MetaData()
@@ -197,7 +197,7 @@ class FeedbackStore:
             stored = self._bounded.run(insert_rows, STORE_SECONDS)
         except DataError:
             raise ClientError("the feedback holds a value the database cannot store") from None
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, SchemaError) as exc:  # down, not answering, or wrong schema
             raise self._unavailable(exc) from None
         # a card another replica was writing in this moment: linked now, or by its writer
         unknown = [r["card_uuid"] for r in rows if not r["card_known"]]

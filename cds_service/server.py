@@ -1,10 +1,11 @@
 """``pgx-cds serve``: the app on gunicorn, one worker process per core by default.
 
-The app is built once in this (master) process before any worker is forked: a broken setting,
-knowledge file or database stops the start with one clear line, the schema is migrated once,
-and the workers share the loaded knowledge. SIGTERM (``docker stop``, Kubernetes) stops
-accepting connections, lets requests in flight finish for up to ``GRACEFUL_TIMEOUT_S`` and
-exits, well inside the usual 10 s before a SIGKILL.
+The app is built once in this (master) process before any worker is forked: a broken setting
+or knowledge file, or a database schema this version cannot use, stops the start with one
+clear line (a database that cannot be reached does not: the service starts degraded); the
+schema is migrated once, and the workers share the loaded knowledge. SIGTERM (``docker
+stop``, Kubernetes) stops accepting connections, lets requests in flight finish for up to
+``GRACEFUL_TIMEOUT_S`` and exits, well inside the usual 10 s before a SIGKILL.
 """
 
 from __future__ import annotations

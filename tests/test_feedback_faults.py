@@ -37,6 +37,19 @@ def test_feedback_with_the_database_down_is_503_with_retry_after(down):
     assert "retry" in response.get_json()["error"]
 
 
+def test_feedback_when_the_database_came_back_with_a_schema_we_cannot_use_is_503(down):
+    """The database was down at start; it came back with a schema this version cannot use
+    (e.g. a newer one): feedback is refused with 503, not a 500."""
+    from cds_service.schema import SchemaError
+
+    def wrong_schema() -> None:
+        raise SchemaError("the database schema is newer than this version of the service")
+
+    down.application.extensions["pgx"]["store"].prepare = wrong_schema
+    response = down.post(FEEDBACK, json={"feedback": [ITEM]})
+    assert response.status_code == 503 and "retry" in response.get_json()["error"]
+
+
 def test_readiness_says_degraded_not_unavailable(down):
     response = down.get("/readyz")
     assert response.status_code == 200  # stays in the load balancer: hooks still work
