@@ -39,6 +39,9 @@ ENDPOINTS = {
     "_ready": "readyz",
     "_metrics": "metrics",
 }
+#: The longest the start waits for the database to read (or make) the service's key: a new
+#: connection to a remote database can take seconds; a hook call waits far less.
+START_DB_SECONDS = 10.0
 #: Methods named as they are in log lines; any other (a caller may send any token) is not.
 LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -66,11 +69,13 @@ def create_app(settings: Settings | None = None) -> Flask:
             type(exc).__name__,
         )
         store.prepare = bring_schema_up_to_date
-    else:
+    # The patient references in logs are keyed from the card log's key: set when it is known.
+    store.card_log.on_key = set_ref_key
+    if store.prepare is None:
         # Read once here (before workers fork), not by the first hook call that logs a card;
-        # the patient references in logs are keyed from it too.
+        # a new connection to a remote database may take longer than a hook call may wait.
         with contextlib.suppress(SQLAlchemyError):
-            set_ref_key(store.card_log.key())
+            set_ref_key(store.card_log.key(timeout=START_DB_SECONDS))
     # FHIR reads go through a session that never connects to link-local/metadata addresses.
     engine = Engine(
         knowledge, settings, session=guarded_session(), card_log=store.card_log, site=site

@@ -30,6 +30,7 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -128,6 +129,8 @@ class CardLog:
         self.background = background
         self._down_until = 0.0  # after a database fault, hook calls skip it for a while
         self._bounded = Bounded(engine, "card-log")
+        #: told the key once it is known (the log's patient references are keyed from it)
+        self.on_key: Callable[[bytes], None] | None = None
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -248,9 +251,13 @@ class CardLog:
                 q.all_tasks_done.wait(remaining)
         return True
 
-    def key(self) -> bytes:
-        if self._key is None:  # read at start; asked again only if the database was down
-            self._key = self._bounded.run(self._stored_key, HOOK_DB_SECONDS)
+    def key(self, timeout: float = HOOK_DB_SECONDS) -> bytes:
+        """The service's hashing key (read at start with a longer ``timeout``; asked again
+        only if the database was down then)."""
+        if self._key is None:
+            self._key = self._bounded.run(self._stored_key, timeout)
+            if self.on_key is not None:
+                self.on_key(self._key)
         return self._key
 
     def _stored_key(self) -> bytes:
@@ -362,8 +369,8 @@ class CardLog:
                 )
 
         try:
-            # asked at most once a second unless an override is recent: bounded all the same
-            rows = ask() if self._latest_is_fresh() else self._bounded.run(ask, HOOK_DB_SECONDS)
+            # known without asking (no override lately): nothing to suppress; else bounded
+            rows = [] if self._latest_is_fresh() else self._bounded.run(ask, HOOK_DB_SECONDS)
         except SQLAlchemyError as exc:
             self._fault(exc, "earlier overrides not checked", trace)
             return set()

@@ -6,8 +6,9 @@ that accepts and then never answers (a paused server, a lost network path, a loc
 ever) is worse: the driver waits without end, and every hook call that touches it holds a
 server thread until the database comes back. ``Bounded.run`` runs the work on a thread of its
 own and gives up after ``timeout`` seconds with ``DatabaseTimeout`` (an ``SQLAlchemyError``,
-so the callers' existing fallbacks apply). While earlier work is still stuck, new work is
-refused at once rather than queued behind it.
+so the callers' existing fallbacks apply). Work running at the same moment for other calls
+is waited for in turn; once work given up on is still stuck (``stuck_limit`` jobs), new work
+is refused at once rather than queued behind it, until the stuck work returns.
 
 An in-memory SQLite database exists once per thread: its work runs in the caller's thread.
 """
@@ -33,37 +34,47 @@ class DatabaseTimeout(SQLAlchemyError):
 
 
 class Bounded:
-    def __init__(self, engine: Engine, name: str, threads: int = 2) -> None:
+    def __init__(self, engine: Engine, name: str, threads: int = 8, stuck_limit: int = 2) -> None:
         url = engine.url
         self.inline = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
         self._threads = threads
+        self._stuck_limit = stuck_limit
         self._name = name
         self._reset()
         os.register_at_fork(after_in_child=self._reset)  # gunicorn forks after create_app
 
     def _reset(self) -> None:
-        self._busy = 0
+        self._stuck = 0  # jobs given up on that have not returned yet
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"db-{self._name}")
 
     def run(self, work: Callable[[], T], timeout: float) -> T:
+        """``work()``, or ``DatabaseTimeout`` after ``timeout`` seconds. Work that is merely
+        running (other calls at the same moment) is waited for in turn; only when work given
+        up on is still stuck is new work refused at once."""
         if self.inline:
             return work()
-        with self._lock:
-            if self._busy >= self._threads:
-                raise DatabaseTimeout("earlier database work is still waiting for an answer")
-            self._busy += 1
+        if self._stuck >= self._stuck_limit:
+            raise DatabaseTimeout("earlier database work is still waiting for an answer")
         context = contextvars.copy_context()  # the request id, for its log lines
+        state = {"done": False, "abandoned": False}
 
         def job() -> T:
             try:
                 return context.run(work)
             finally:
                 with self._lock:
-                    self._busy -= 1
+                    state["done"] = True
+                    if state["abandoned"]:
+                        self._stuck -= 1
 
         future = self._pool.submit(job)
         try:
             return future.result(timeout=timeout)
         except FutureTimeout:
+            with self._lock:
+                if not state["done"]:
+                    state["abandoned"] = True
+                    if not future.cancel():  # still queued: cancelled, never runs
+                        self._stuck += 1
             raise DatabaseTimeout(f"no answer from the database within {timeout:g} s") from None

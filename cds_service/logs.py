@@ -20,7 +20,8 @@ from flask import g, has_request_context
 
 _HANDLER_NAME = "pgx-cds"
 #: An incoming request id is kept only if it is short and plain: it is written on every log
-#: line of the request, so it must not be a place for a token or a patient's number to ride in.
+#: line of the request, so it must not be a place for a token to ride in (no check can tell a
+#: record number from an id: the EHR is trusted not to send one).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 

@@ -87,18 +87,24 @@ def strength_mg(medication_text: str, drug: str) -> float | None:
 
 def order_dose(resource: dict[str, Any], medication_text: str, drug: str) -> OrderDose:
     """The ordered dose of ``drug`` in mg, how many doses a day, and the most a day, as far
-    as stated. Several dosage lines are taken together (the same ``sequence``, or none: at the
-    same time; different ones: one after the other): the most a day is then known, but not
-    one dose and frequency to compute with."""
-    lines = objects(resource.get("dosageInstruction"))[:MAX_DOSAGE_LINES]
+    as stated. Several dosage lines are taken together (the same ``sequence`` at the same
+    time, different ones one after the other, lines without one alongside every step): the
+    most a day is then known, but not one dose and frequency to compute with."""
+    lines = objects(resource.get("dosageInstruction"))
     if not lines:
         return OrderDose(None, None)
+    if len(lines) > MAX_DOSAGE_LINES:  # not read: nor is the most a day known
+        return OrderDose(None, None)
     read = [_dosage_line(d, medication_text, drug) for d in lines]
-    groups: dict[object, list[float | None]] = {}
+    steps: dict[int, list[float | None]] = {}  # numbered steps, one after the other
+    always: list[float | None] = []  # lines without a sequence: alongside every step
     for dosage, line in zip(lines, read, strict=True):
         sequence = dosage.get("sequence")
-        groups.setdefault(sequence if isinstance(sequence, int) else None, []).append(line[2])
-    tops = [_total(g) for g in groups.values()]
+        if isinstance(sequence, int) and not isinstance(sequence, bool):
+            steps.setdefault(sequence, []).append(line[2])
+        else:
+            always.append(line[2])
+    tops = [_total(step + always) for step in steps.values()] or [_total(always)]
     top = None if None in tops else max(t for t in tops if t is not None)
     if len(read) == 1:
         return OrderDose(read[0][0], read[0][1], top)

@@ -340,6 +340,22 @@ def test_low_doses_stay_low_whatever_their_shape(call):
         assert card["indicator"] == "info" and "low dose" in card["summary"]
 
 
+def test_a_line_without_a_sequence_goes_alongside_every_numbered_step(call):
+    """Step 1: 1 tablet a day; and, with no sequence, 2 tablets a day alongside: 30 mg/day."""
+    order = amitriptyline(AMITRIPTYLINE_10, 1, 1)
+    order["dosageInstruction"] = [{**line(1, 1), "sequence": 1}, line(2, 1)]
+    [card] = ask(call, order, genotype_obs("*4/*4"))
+    assert card["indicator"] != "info" and "up to 30 mg/day" in card["detail"]
+
+
+def test_an_order_with_more_dosage_lines_than_are_read_is_never_a_low_dose(call):
+    order = amitriptyline(AMITRIPTYLINE_10, 1, 1)
+    order["dosageInstruction"] = [{**line(1, 1), "sequence": n} for n in range(1, 21)]
+    order["dosageInstruction"].append({**line(10, 1), "sequence": 21})  # 100 mg a day
+    [card] = ask(call, order, genotype_obs("*4/*4"))
+    assert card["indicator"] != "info"
+
+
 def test_an_unreadable_second_dosage_line_is_never_taken_for_a_low_dose(call):
     order = amitriptyline(AMITRIPTYLINE_10, 1, 1)
     order["dosageInstruction"].append({"text": "as directed"})
