@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
@@ -120,7 +121,27 @@ class _Logger(GunicornLogger):
 class _Worker(ThreadWorker):  # type: ignore[misc]
     """gunicorn's gthread worker with a deadline for receiving each request (see
     read_deadline.py): a client that sends slowly, or stops, frees its thread after
-    ``READ_TIMEOUT_S`` and loses its connection."""
+    ``READ_TIMEOUT_S`` and loses its connection.
+
+    And a connection that ends after its answer (no keep-alive) is closed off the worker's
+    main loop: gunicorn lingers up to 2 s there for the client to close its side, and during
+    that time the worker accepts no connection at all; a client that never closes (or many
+    in turn) would hold every caller."""
+
+    _closer: ThreadPoolExecutor | None = None
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        try:
+            ends = not fs.cancelled() and fs.result() is False
+        except Exception:  # gunicorn's own handling below
+            ends = False
+        if not ends:
+            super().finish_request(conn, fs)
+            return
+        self.nr_conns -= 1
+        if self._closer is None:
+            self._closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="close")
+        self._closer.submit(conn.close, True)  # (graceful: the lingering close)
 
     def handle(self, conn: Any) -> Any:
         read = read_deadline.start(conn)

@@ -241,6 +241,29 @@ def test_clients_that_stall_do_not_freeze_the_service(debug_service: Service):
     assert MRN not in log and JWT not in log
 
 
+def test_clients_that_never_close_after_their_answer_do_not_hold_the_service(
+    debug_service: Service,
+):
+    """Each asks with 'Connection: close', reads its answer and keeps its side open. gunicorn
+    lingers up to 2 s for such a client to close, and did so on the loop that accepts
+    connections: three of them held every other caller of a worker for about 6 s."""
+    service = debug_service  # one worker
+    lingering = []
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        lingering.append(sock)
+    try:
+        time.sleep(0.3)  # answered, and (before the fix) the lingering had begun
+        started = time.monotonic()
+        for _ in range(3):
+            assert requests.get(f"{service.url}/healthz", timeout=10).status_code == 200
+        assert time.monotonic() - started < 1.5
+    finally:
+        for sock in lingering:
+            sock.close()
+
+
 class _SlowFhir(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         time.sleep(1.5)
