@@ -113,7 +113,7 @@ def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
         lowered = text[:MAX_TEXT_READ].lower()
         for found in knowledge.inhibitor_names.finditer(lowered):
             if not negated_at(lowered, found.start(), found.end()):  # not "non-paroxetine"
-                return found.group(0)
+                return knowledge.inhibitor_named[found.group(0)]  # "paxil" -> paroxetine
     return None
 
 

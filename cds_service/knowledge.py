@@ -297,6 +297,7 @@ class Inhibitors(_Model):
     multipliers: dict[str, float]
     inhibitors: dict[str, Inhibitor]
     products: dict[str, str]
+    brands: dict[str, str] = {}  # brand name (lower case) -> inhibitor
 
 
 class KnowledgeError(Exception):
@@ -407,9 +408,16 @@ class Knowledge:
 
     @cached_property
     def inhibitor_names(self) -> re.Pattern[str]:
-        """One pattern for every inhibitor's name (one pass over a medication's text)."""
-        names = "|".join(re.escape(n) for n in self.inhibitors.inhibitors)
-        return re.compile(r"\b(?:" + names + r")\b")
+        """One pattern for every inhibitor's name and brand (one pass over a medication's
+        text); ``inhibitor_named`` says which inhibitor a match names."""
+        names = [*self.inhibitors.inhibitors, *self.inhibitors.brands]
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        return re.compile(r"\b(?:" + alternatives + r")\b")
+
+    @cached_property
+    def inhibitor_named(self) -> dict[str, str]:
+        """A name or brand (lower case) -> the inhibitor it names."""
+        return {**{n: n for n in self.inhibitors.inhibitors}, **self.inhibitors.brands}
 
     @cached_property
     def markers(self) -> frozenset[str]:

@@ -166,10 +166,15 @@ INHIBITORS = {
 def build_inhibitors(shared: Path) -> dict[str, object]:
     """CYP2D6 inhibitors (FDA) with the product codes the public sandbox offers."""
     products: dict[str, str] = {}
+    brands: dict[str, set[str]] = {}
     for row in read_tsv(shared / "rxnorm" / "sandbox_medication_names_cyp2d6_inhibitors.tsv"):
         name = row["inhibitor_named"].strip().lower()
         if name in INHIBITORS and row["fda_cyp2d6_inhibitor_strength"] == INHIBITORS[name][0]:
             products[row["rxcui"]] = name
+            # a branded product's name ends in its brand: "... Oral Tablet [Paxil]"
+            brand = re.search(r"\[([^\[\]]+)\]\s*$", row["name"])
+            if brand:
+                brands.setdefault(brand.group(1).strip().lower(), set()).add(name)
     return {
         "description": "Drugs that inhibit CYP2D6, by FDA strength. A patient taking one is "
         "treated as having a lower CYP2D6 activity score (phenoconversion): strong x0, "
@@ -184,6 +189,7 @@ def build_inhibitors(shared: Path) -> dict[str, object]:
             "(moderate) convention as applied by clinical PGx programmes (UF Health). Not a "
             "CPIC recommendation.",
             "product_codes": "RxNorm via the public CDS Hooks sandbox medication list",
+            "brands": "RxNorm branded products of that list (the brand in square brackets)",
         },
         "multipliers": {"strong": 0.0, "moderate": 0.5},
         "inhibitors": {
@@ -191,6 +197,9 @@ def build_inhibitors(shared: Path) -> dict[str, object]:
             for name, (strength, rxcui) in INHIBITORS.items()
         },
         "products": dict(sorted(products.items(), key=lambda kv: int(kv[0]))),
+        # brand names of the branded products above (one inhibitor each), for orders named
+        # only by text ("Paxil 20 mg")
+        "brands": {b: names.pop() for b, names in sorted(brands.items()) if len(names) == 1},
     }
 
 

@@ -114,6 +114,16 @@ def test_inhibitor_found_by_name_only(call):
     assert "paroxetine" in card["summary"]
 
 
+@pytest.mark.parametrize(
+    ("text", "inhibitor"), [("Paxil 20 mg daily", "paroxetine"), ("Wellbutrin XL", "bupropion")]
+)
+def test_an_inhibitor_named_by_its_brand_only_counts(call, text, inhibitor):
+    by_brand = active(None)
+    by_brand["medicationCodeableConcept"] = {"text": text}
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1"), meds=[by_brand])
+    assert inhibitor in card["summary"]
+
+
 @pytest.mark.parametrize("text", ["non-paroxetine antidepressant", "fluoxetine-free regimen"])
 def test_an_inhibitor_named_only_in_negated_form_does_not_count(call, text):
     negated = active(None)
