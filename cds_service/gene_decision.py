@@ -8,7 +8,10 @@ Genes do not change, so the rules favour the most informative definite result:
 2. Without a definite genotype, the reported phenotype decides (pre-2019 wording is mapped
    to today's term and the card says the lab used it).
 3. Among definite results of the same kind, the newest decides; older ones that disagree are
-   mentioned. Definite results of the newest date that disagree give no alert.
+   mentioned. Definite results of the newest date that disagree (in phenotype, or in activity
+   score) give no alert, unless one was amended or corrected after the others: it replaces
+   them. A reported phenotype newer than the newest genotype that reads otherwise (not in
+   pre-2019 words) is a later test, e.g. one that counts gene copies: it decides.
 4. **An indeterminate or failed newer result does not erase an older definite one**: the
    older result stands and the card mentions the newer one.
 5. Two haplotype results of one date make a diplotype (an HLA marker: present if either
@@ -58,7 +61,8 @@ class GeneResult:
 
 def decide(findings: list[Finding]) -> GeneResult:
     """One result for a gene from all of its findings (see the module's rules)."""
-    newest_first = sorted(findings, key=lambda f: f.date or _OLDEST, reverse=True)
+    # newest first; within a date a fixed order (the answer never depends on the input's)
+    newest_first = sorted(findings, key=lambda f: (f.date or _OLDEST, f.observation), reverse=True)
     definite = [f for f in newest_first if f.phenotype != INDETERMINATE]
     # HLA markers: typing and presence answers are equal witnesses (the newest decides)
     genotypes = [f for f in definite if f.kind == "genotype" and "*" not in f.gene]
@@ -67,11 +71,29 @@ def decide(findings: list[Finding]) -> GeneResult:
         top = newest_first[0]
         return _result(top, INDETERMINATE, notes=[top.reason] if top.reason else [])
 
-    top = pool[0]
     notes: list[str] = []
-    phenotype = top.phenotype
+    newer = _newer_report(definite, genotypes)
+    if newer is not None:  # a later test (e.g. with copy numbers) overrules an older genotype
+        older_genotype = genotypes[0]
+        pool = [f for f in definite if f.kind != "genotype"]
+        notes.append(
+            f"an older genotype ({older_genotype.date_text or 'undated'}) "
+            f"{older_genotype.diplotype} reads as {older_genotype.phenotype.lower()} under "
+            f"current CPIC rules; the newer result ({newer.date_text}) is used"
+        )
+    top = pool[0]
     same_date = [f for f in pool if f.date == top.date]
-    if len({f.phenotype for f in same_date}) > 1:
+    replaced = _revision(same_date)
+    if replaced is not None:  # an amended or corrected result replaces its date's others
+        notes.append(
+            f"{replaced.observation} was amended or corrected after the other results of its "
+            "date: it replaces them"
+        )
+        same_date = [replaced]
+    scores = {f.activity_score for f in same_date if f.activity_score is not None}
+    top = next((f for f in same_date if f.activity_score is not None), same_date[0])
+    phenotype = top.phenotype
+    if len({f.phenotype for f in same_date}) > 1 or len(scores) > 1:
         phenotype = INDETERMINATE
         notes.append(
             f"{top.kind} results of the same date disagree ("
@@ -114,8 +136,37 @@ def decide(findings: list[Finding]) -> GeneResult:
     return _result(top, phenotype, notes=notes, reinterpreted_from=reinterpreted_from)
 
 
+def _newer_report(definite: list[Finding], genotypes: list[Finding]) -> Finding | None:
+    """A reported phenotype newer than the newest genotype that reads otherwise: a later
+    test, not an outdated label (those are older, or use the pre-2019 words)."""
+    if not genotypes:
+        return None
+    genotype = genotypes[0]
+    since = genotype.date or _OLDEST
+    for f in definite:
+        if f.kind != "genotype" and (f.date or _OLDEST) > since and not f.legacy:
+            return f if f.phenotype != genotype.phenotype else None
+    return None
+
+
+def _revision(same_date: list[Finding]) -> Finding | None:
+    """The one amended or corrected result issued last among results of one date that
+    disagree (None when they agree, or when it cannot be told)."""
+    if len({(f.phenotype, f.activity_score) for f in same_date}) < 2:
+        return None
+    revised = sorted((f for f in same_date if f.revised), key=lambda f: f.revised or _OLDEST)
+    if not revised or (len(revised) > 1 and revised[-1].revised == revised[-2].revised):
+        return None
+    return revised[-1]
+
+
 def _label(f: Finding) -> str:
-    return f"{f.diplotype} ({f.phenotype})" if f.kind == "genotype" and f.diplotype else f.phenotype
+    genotype = f.kind == "genotype" and f.diplotype
+    label = f"{f.diplotype} ({f.phenotype})" if genotype else f.phenotype
+    score = f.activity_score_text
+    if score is None and f.activity_score is not None:
+        score = f"{f.activity_score:g}"
+    return f"{label}, activity score {score}" if score is not None else label
 
 
 def _result(

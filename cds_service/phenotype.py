@@ -13,7 +13,13 @@ import re
 
 from .star_alleles import INDETERMINATE
 
-__all__ = ["INDETERMINATE", "LEGACY_WORDS", "legacy_wording", "phenotype_from_text"]
+__all__ = [
+    "INDETERMINATE",
+    "LEGACY_WORDS",
+    "legacy_wording",
+    "phenotype_from_text",
+    "split_score",
+]
 
 #: Words of the pre-standardisation vocabulary (CPIC term standardisation, Caudle et al. 2017).
 LEGACY_WORDS = ("extensive", "em")
@@ -79,3 +85,44 @@ def legacy_wording(text: str) -> bool:
     """Does a phenotype text use the pre-2019 vocabulary ('Extensive metabolizer', 'EM')?"""
     words = re.sub(r"[\s:;,()\[\]\-_/]+", " ", text.lower()).split()
     return any(w in LEGACY_WORDS for w in words)
+
+
+# What labs print beside a phenotype: its activity score, or the enzyme activity in words.
+_SCORE = re.compile(
+    r"[\s,;(\[]*\b(?:activity\s+score|AS)\s*[:=]?\s*(?P<score>\d+(?:\.\d+)?)\s*[)\]]?",
+    re.IGNORECASE,
+)
+_ACTIVITY_WORDS = re.compile(
+    r"[\s,;(\[]*\b(?P<word>no|absent|reduced|decreased|normal|increased)\s+"
+    r"(?:enzyme\s+)?(?:activity|function)\s*[)\]]?",
+    re.IGNORECASE,
+)
+_ACTIVITY_PHENOTYPES = {
+    "no": {"Poor Metabolizer", "Likely Poor Metabolizer"},
+    "absent": {"Poor Metabolizer", "Likely Poor Metabolizer"},
+    "reduced": {"Intermediate Metabolizer", "Likely Intermediate Metabolizer"},
+    "decreased": {"Intermediate Metabolizer", "Likely Intermediate Metabolizer"},
+    "normal": {"Normal Metabolizer"},
+    "increased": {"Rapid Metabolizer", "Ultrarapid Metabolizer"},
+}
+
+
+def split_score(
+    text: str, gene: str | None = None, other_genes: frozenset[str] = frozenset()
+) -> tuple[str | None, str | None]:
+    """A phenotype printed with its activity score or its activity in words: ('Ultrarapid
+    Metabolizer', '3.0') for 'Ultrarapid metabolizer (activity score 3.0)'. (None, None)
+    when the text is no such phenotype, or when the words contradict it ('Normal metabolizer
+    (no enzyme activity)'); the caller checks the score against the gene's bands."""
+    score = _SCORE.search(text)
+    rest = _SCORE.sub(" ", text, count=1) if score else text
+    words = _ACTIVITY_WORDS.search(rest)
+    rest = _ACTIVITY_WORDS.sub(" ", rest, count=1) if words else rest
+    if not score and not words:
+        return None, None
+    phenotype = phenotype_from_text(rest, gene, other_genes)
+    if phenotype is None:
+        return None, None
+    if words and phenotype not in _ACTIVITY_PHENOTYPES[words.group("word").lower()]:
+        return None, None
+    return phenotype, score.group("score") if score else None

@@ -29,11 +29,12 @@ from .fhir_values import (
     effective_date,
     is_about,
     objects,
+    parse_date,
     texts,
     value_texts,
 )
 from .knowledge import Knowledge, ResultKind
-from .phenotype import legacy_wording, phenotype_from_text
+from .phenotype import legacy_wording, phenotype_from_text, split_score
 from .star_alleles import INDETERMINATE, Scored, normalise_allele, normalise_diplotype
 from .star_alleles import score_diplotype as _score
 from .trace import Trace
@@ -60,6 +61,8 @@ class Finding:
     reported_as: str | None = None  # the lab's own words for a reported phenotype
     legacy: bool = False  # the lab used pre-2019 phenotype wording
     reason: str = ""  # why it is indeterminate, if it is
+    #: when an amended or corrected result was issued (it replaces what was issued before)
+    revised: datetime | None = None
 
 
 class ResultReader:
@@ -127,9 +130,15 @@ class ResultReader:
             self.trace.add("results", f"{ref} ignored: its subject is not the patient in context")
             return []
         date, date_text = effective_date(obs)
+        issued = obs.get("issued")
+        revised = (
+            parse_date(issued)
+            if status in ("amended", "corrected") and isinstance(issued, str)
+            else None
+        )
 
         if kind.kind == "presence":
-            base = Finding("?", kind.kind, INDETERMINATE, ref, date, date_text)
+            base = Finding("?", kind.kind, INDETERMINATE, ref, date, date_text, revised=revised)
             findings = self._presence(obs, kind.marker, base)
         else:
             if gene is None and kind.kind == "therapeutic-implication":
@@ -142,7 +151,7 @@ class ResultReader:
             if not self._wanted(gene):
                 self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
                 return []
-            base = Finding(gene, kind.kind, INDETERMINATE, ref, date, date_text)
+            base = Finding(gene, kind.kind, INDETERMINATE, ref, date, date_text, revised=revised)
             if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
                 findings = self._hla_typing(obs, gene, base)
             elif kind.kind == "genotype":
@@ -269,14 +278,37 @@ class ResultReader:
         if not values:
             return replace(base, reason="the result has no value")
         read = {self._phenotype_value(v, base.gene) for v in values}
+        unclear = f"the value '{describe(values[0])}' is not a clear metabolizer status"
+        if read == {None} and len(values) == 1:
+            return self._phenotype_with_score(values[0], base, unclear)
         if len(read) != 1 or None in read:
-            return replace(
-                base, reason=f"the value '{describe(values[0])}' is not a clear metabolizer status"
-            )
+            return replace(base, reason=unclear)
         phenotype, legacy = read.pop()  # type: ignore[misc]
         return replace(
             base, phenotype=phenotype, reported_as=describe(values[0]), legacy=bool(legacy)
         )
+
+    def _phenotype_with_score(self, value: Any, base: Finding, unclear: str) -> Finding:
+        """A phenotype printed with its activity score ('Ultrarapid metabolizer (activity
+        score 3.0)'): read when the score lies in the phenotype's CPIC band for the gene."""
+        text = describe(value)
+        phenotype, score_text = split_score(text, base.gene, self.knowledge.gene_symbols)
+        if phenotype is None:
+            return replace(base, reason=unclear)
+        reported = replace(base, phenotype=phenotype, reported_as=text, legacy=legacy_wording(text))
+        if score_text is None:
+            return reported
+        score = float(score_text)
+        band = self.knowledge.band(base.gene, phenotype)
+        if band is None:  # no activity score for this gene: the status alone
+            return reported
+        low, high = band
+        if score < low or (high is not None and score > high):
+            return replace(
+                base,
+                reason=f"the value '{text}' gives an activity score outside its phenotype's band",
+            )
+        return replace(reported, activity_score=score, activity_score_text=score_text)
 
     def _phenotype_value(self, value: Any, gene: str) -> tuple[str, bool] | None:
         """(CPIC term, whether the lab used pre-2019 wording), or None when unclear."""

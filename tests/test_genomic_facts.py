@@ -231,3 +231,74 @@ def test_results_that_needed_another_read_are_read_again_each_time(knowledge):
     _facts(knowledge, [implication], resolve=resolve)
     assert reads == ["Observation/g-remote", "Observation/g-remote"]
     assert first[0]["CYP2D6"].phenotype == "Poor Metabolizer"
+
+
+# -- several results for one gene: found by a clinical review -------------------------------
+
+CELECOXIB = ("205323", "celecoxib 200 MG Oral Capsule")
+
+
+def _celecoxib_cards(call, *observations):
+    status, answer = call(
+        hook_request("order-select", [med_order(CELECOXIB)], prefetch=with_results(*observations))
+    )
+    assert status == 200
+    return answer["cards"]
+
+
+def test_same_day_results_that_differ_in_activity_score_are_a_conflict_whatever_their_order(
+    call,
+):
+    """CYP2C9 *1/*2 (score 1.5) and *1/*3 (score 1.0) are both intermediate metabolizers, but
+    the NSAID advice depends on the score: the answer must not depend on which comes first."""
+    a = genotype_obs("*1/*2", gene="CYP2C9", obs_id="a")
+    b = genotype_obs("*1/*3", gene="CYP2C9", obs_id="b")
+    assert _celecoxib_cards(call, a, b) == _celecoxib_cards(call, b, a) == []
+
+
+def test_a_newer_phenotype_overrules_an_older_genotype_that_cannot_give_it(call):
+    """A 2024 test reports an ultrarapid metabolizer (e.g. it counted gene copies); a 2019
+    genotype without copy numbers read *1/*1. The newer result decides: avoid codeine."""
+    old = genotype_obs("*1/*1", obs_id="g", date="2019-01-01")
+    new = phenotype_obs("Ultrarapid Metabolizer", obs_id="p", date="2024-05-01")
+    [card] = cards_for(call, old, new)
+    assert card["indicator"] == "critical" and "ultrarapid" in card["summary"].lower()
+    assert "an older genotype (2019-01-01) *1/*1 reads as normal metabolizer" in card["detail"]
+
+
+@pytest.mark.parametrize(
+    "text", ["Ultrarapid metabolizer (activity score 3.0)", "Ultrarapid metabolizer; AS 3.0"]
+)
+def test_a_phenotype_printed_with_its_activity_score_is_read(call, text):
+    [card] = cards_for(call, phenotype_obs(text, as_text=True))
+    assert card["indicator"] == "critical" and "ultrarapid" in card["summary"].lower()
+
+
+def test_the_printed_activity_score_decides_the_nsaid_advice(call):
+    """CYP2C9 intermediate metabolizer: score 1.0 changes the celecoxib dose, 1.5 does not."""
+    one = phenotype_obs("Intermediate metabolizer (activity score 1.0)", "CYP2C9", as_text=True)
+    one_and_half = phenotype_obs(
+        "Intermediate metabolizer (activity score 1.5)", "CYP2C9", as_text=True
+    )
+    [card] = _celecoxib_cards(call, one)
+    assert "celecoxib" in card["summary"].lower()
+    assert _celecoxib_cards(call, one_and_half) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Poor metabolizer (activity score 2.0)", "Normal metabolizer (no enzyme activity)"],
+)
+def test_a_phenotype_whose_printed_score_contradicts_it_is_not_used(call, text):
+    assert cards_for(call, phenotype_obs(text, as_text=True)) == []
+
+
+def test_a_corrected_result_replaces_the_original_of_the_same_date(call):
+    """The lab corrected *1/*1 to *4/*4: the correction, issued later, decides."""
+    original = genotype_obs("*1/*1", obs_id="original")
+    original["issued"] = "2024-03-02T10:00:00Z"
+    corrected = genotype_obs("*4/*4", obs_id="corrected", status="corrected")
+    corrected["issued"] = "2024-04-02T10:00:00Z"
+    for observations in ((original, corrected), (corrected, original)):
+        [card] = cards_for(call, *observations)
+        assert card["indicator"] == "critical" and "poor metabolizer" in card["summary"]
