@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from gunicorn.http.errors import ParseException
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
@@ -291,6 +292,8 @@ def _body() -> bytes:
             complete = request.content_length is None or len(data) >= request.content_length
         except (ClientDisconnected, OSError):  # a chunked body cut short
             complete = False
+        except ParseException:  # gunicorn: the chunked framing itself is malformed
+            raise ClientError("the request body's chunked transfer coding is malformed") from None
         if not complete:
             if read_deadline.expired():
                 raise ClientError(

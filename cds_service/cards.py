@@ -314,10 +314,10 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         line = "- " + ", ".join(parts)
         line += f" ({r.kind} result" + (f" of {r.date_text}" if r.date_text else "") + ")"
         lines.append(line)
-        lines.extend(f"  - Note: {note}" for note in r.notes)
+        lines.extend(f"  - Note: {_inert(note)}" for note in r.notes)
     if m.genetic_alerts is False:
         lines.append("  - By genotype alone this order would not alert: the interaction does.")
-    ordered = _plain(m.drug.medication_text or m.drug.drug)
+    ordered = _inert(m.drug.medication_text or m.drug.drug)
     if m.dose_text:
         lines += ["", f"**Dose:** {_plain(m.dose_text)}"]
     for r in m.results:
@@ -326,7 +326,7 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
     pmid = f" PMID {guideline.pmid}." if guideline.pmid else ""
     lines += [
         "",
-        f"**Order:** {ordered} (identified by {_plain(m.drug.matched_by)})",
+        f"**Order:** {ordered} (identified by {_inert(m.drug.matched_by)})",
         "",
     ]
     if orders and len(orders) > 1:
@@ -497,18 +497,46 @@ def _new_draft(order: DraftOrder, product: AlternativeProduct) -> dict[str, Any]
     }
     if order.resource_type == "MedicationOrder":  # DSTU2
         new: dict[str, Any] = {"resourceType": "MedicationOrder", "status": "draft"}
-        if old.get("patient"):
-            new["patient"] = old["patient"]
+        if patient := patient_reference(old.get("patient")):
+            new["patient"] = patient
     else:  # STU3 / R4 MedicationRequest: these fields mean the same in both
+        intent = old.get("intent")
         new = {
             "resourceType": "MedicationRequest",
             "status": "draft",
-            "intent": old.get("intent") if isinstance(old.get("intent"), str) else "order",
+            "intent": intent if isinstance(intent, str) and intent in _INTENTS else "order",
         }
-        if old.get("subject"):
-            new["subject"] = old["subject"]
+        if subject := patient_reference(old.get("subject")):
+            new["subject"] = subject
     new["medicationCodeableConcept"] = concept
     return new
+
+
+#: MedicationRequest.intent (R4; STU3's are among them).
+_INTENTS = frozenset(
+    {
+        "proposal",
+        "plan",
+        "order",
+        "original-order",
+        "reflex-order",
+        "filler-order",
+        "instance-order",
+        "option",
+    }
+)
+_PATIENT_REFERENCE = re.compile(
+    r"(?:[A-Za-z][A-Za-z0-9+.-]*://[^\s\"<>]{1,200}/)?Patient/[A-Za-z0-9\-.]{1,64}"
+)
+
+
+def patient_reference(value: Any) -> dict[str, str] | None:
+    """The order's patient reference as a suggestion may carry it: the reference alone, and
+    only a well-formed one (the rest of the order's field is not echoed)."""
+    ref = value.get("reference") if isinstance(value, dict) else None
+    if isinstance(ref, str) and _PATIENT_REFERENCE.fullmatch(ref):
+        return {"reference": ref}
+    return None
 
 
 def _who_all(m: Match) -> str:
@@ -517,7 +545,7 @@ def _who_all(m: Match) -> str:
 
 def notice_card(n: Notice) -> dict[str, Any]:
     """A card for a label rule or a missing test."""
-    ordered = _plain(n.drug.medication_text or n.drug.drug)
+    ordered = _inert(n.drug.medication_text or n.drug.drug)
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": short_summary(n.summary),
@@ -547,8 +575,8 @@ def notice_card(n: Notice) -> dict[str, Any]:
             request["code"]["coding"] = [
                 {"system": "http://loinc.org", "code": loinc, "display": display}
             ]
-        subject = n.drug.order.resource.get("subject") or n.drug.order.resource.get("patient")
-        if isinstance(subject, dict):
+        resource = n.drug.order.resource
+        if subject := patient_reference(resource.get("subject") or resource.get("patient")):
             request["subject"] = subject
         _offer(
             card,
@@ -577,3 +605,16 @@ def notice_card(n: Notice) -> dict[str, Any]:
 def _plain(text: str) -> str:
     """Text from the request, made inert in Markdown that clients may render as HTML."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]{}()#+!|~])")
+
+
+def _inert(text: str, limit: int = 300) -> str:
+    """Prose with words from the request or the lab (a result's label, the order's text):
+    one line, no HTML, and every Markdown character escaped, so no link, emphasis or fake
+    heading can ride in (the public sandbox renders ``detail`` as Markdown with raw HTML)."""
+    flat = " ".join(text.split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return _MARKDOWN.sub(r"\\\1", _plain(flat))

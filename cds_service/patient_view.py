@@ -395,7 +395,8 @@ def _result_words(fact: GeneResult) -> str:
 
 def _cell(text: str) -> str:
     """Text (some from the request) made inert in Markdown and safe in a table cell."""
-    return _plain(text).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+    flat = " ".join(_plain(text).split())
+    return re.sub(r"([\\`*_\[\]()|!#])", r"\\\1", flat)
 
 
 def _code(text: str) -> str:

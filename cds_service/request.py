@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -118,9 +119,30 @@ def _fast_loads(raw: bytes) -> Any:
         raise _NotFast from None
 
 
+class _NotFinite(ValueError):
+    """NaN, Infinity, or a number beyond a double: no JSON value (RFC 8259), and an answer
+    that echoed one would not be JSON either."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise _NotFinite
+
+
+_NOT_FINITE = "the request body holds NaN, Infinity or a number too large: JSON numbers are finite"
+
+
 def _loads(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+    except _NotFinite:
+        raise ClientError(_NOT_FINITE) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClientError(f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -136,7 +158,11 @@ def _parse_naming_huge_ints(raw: bytes) -> Any:
         return int(text)
 
     try:
-        body = json.loads(raw, parse_int=parse_int)
+        body = json.loads(
+            raw, parse_int=parse_int, parse_float=_finite, parse_constant=_no_constant
+        )
+    except _NotFinite:
+        raise ClientError(_NOT_FINITE) from None
     except RecursionError:
         raise ClientError("the request body is nested too deeply") from None
     except ValueError:

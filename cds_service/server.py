@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import logging
 import os
 import re
@@ -19,9 +20,11 @@ import shutil
 import socket
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.workers.gthread import ThreadWorker
@@ -157,6 +160,35 @@ class _Worker(ThreadWorker):  # type: ignore[misc]
         if read is not None:
             read.request = req  # headers read: past the deadline, the answer closes
         return super().handle_request(req, conn)
+
+
+#: What gunicorn's own refusals (before the app sees the request) say, as JSON like every
+#: other error of the service; the request is never quoted. Unsupported transfer codings are
+#: a client's error here (400), not gunicorn's 501.
+_GUNICORN_ERRORS = {
+    400: "the request is not valid HTTP/1.1 (request line, headers or body framing)",
+    403: "the request is forbidden",
+    414: "the request line is too long",
+    417: "the Expect header cannot be met",
+    431: "the request headers are too large or too many",
+    500: "internal error",
+    501: "the request's Transfer-Encoding is not supported",
+}
+
+
+def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """Replaces gunicorn's HTML error page (``gunicorn.util.write_error``)."""
+    status = 400 if status_int == 501 else status_int
+    text = _GUNICORN_ERRORS.get(status_int, "the request was refused")
+    body = json.dumps({"error": text}).encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn_util.write_error = _write_json_error
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

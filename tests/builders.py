@@ -294,3 +294,10 @@ def feedback_body(comment: str | None = None) -> dict[str, Any]:
             },
         ]
     }
+
+
+def shown(markdown: str) -> str:
+    """Card text as a Markdown client shows it: backslash escapes removed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown)

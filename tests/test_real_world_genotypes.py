@@ -17,6 +17,7 @@ from builders import (
     hook_request,
     med_order,
     phenotype_obs,
+    shown,
     with_results,
 )
 
@@ -134,11 +135,10 @@ def test_reinterpreted_label_is_on_the_card(call):
     )
     [card] = answer["cards"]
     assert "intermediate metabolizer" in card["summary"]
-    assert (
-        "reported by the lab as 'Extensive metabolizer' (pre-2019 wording) in 2017"
-        in (card["detail"])
+    assert "reported by the lab as 'Extensive metabolizer' (pre-2019 wording) in 2017" in (
+        shown(card["detail"])
     )
-    assert "*1/*4 is an intermediate metabolizer" in card["detail"]
+    assert "*1/*4 is an intermediate metabolizer" in shown(card["detail"])
 
 
 def test_phenotype_only_legacy_label_counts_as_today_and_says_so(call):
@@ -152,7 +152,7 @@ def test_indeterminate_retest_keeps_the_older_definite_result(call):
     _, answer = _ask(call, APAP_CODEINE, [old, retest], True)
     [card] = answer["cards"]
     assert "poor metabolizer" in card["summary"]
-    assert "a newer result (2025-06-01) could not be used" in card["detail"]
+    assert "a newer result (2025-06-01) could not be used" in shown(card["detail"])
 
 
 def test_two_definite_results_newest_decides_with_the_discrepancy(call):
@@ -160,7 +160,7 @@ def test_two_definite_results_newest_decides_with_the_discrepancy(call):
     new = genotype_obs("*4/*4", obs_id="new", date="2025-06-01")
     [card] = _ask(call, APAP_CODEINE, [old, new], True)[1]["cards"]
     assert "poor metabolizer" in card["summary"]
-    assert "an older result (2018-01-01) said *1/*1 (Normal Metabolizer)" in card["detail"]
+    assert "an older result (2018-01-01) said *1/*1 (Normal Metabolizer)" in shown(card["detail"])
 
 
 def test_explain_shows_the_reinterpretation(tmp_path, capsys):
@@ -178,3 +178,38 @@ def test_explain_shows_the_reinterpretation(tmp_path, capsys):
     assert "reported as 'Extensive metabolizer' (pre-2019 wording)" in out
     assert "under current CPIC rules *1/*4 is an intermediate metabolizer" in out
     assert PATIENT not in out
+
+
+ATTACK = (
+    "Extensive metabolizer'\n\n**Recommendation**: codeine is SAFE, give "
+    "[details](javascript:alert(document.cookie))\n\n<script>alert(1)</script>"
+)
+
+
+def test_a_labs_words_cannot_add_markup_or_advice_to_a_card(call):
+    """A FHIR server (or prefetch) controls the label's display text: it is shown as the
+    lab's words, on one line, with no link, HTML or heading of its own."""
+    label = extensive_label()
+    label["valueCodeableConcept"]["coding"][0]["display"] = ATTACK
+    _, answer = _ask(call, APAP_CODEINE, [genotype_obs("*1/*4", date="2017-05-02"), label], True)
+    [card] = answer["cards"]
+    detail = card["detail"]
+    assert "<script" not in detail and "](javascript" not in detail
+    assert not any(line.startswith("**Recommendation**: codeine") for line in detail.splitlines())
+    assert "codeine is SAFE" in shown(detail)  # still there, as the lab's quoted words
+
+
+def test_a_suggested_order_carries_only_the_patients_reference(call):
+    order = med_order(APAP_CODEINE)
+    order["subject"] = {"reference": "Patient/pat-1", "display": "<img src=x onerror=alert(1)>"}
+    order["intent"] = {"not": "a code"}
+    status, answer = call(
+        hook_request("order-select", [order], prefetch=with_results(genotype_obs("*1/*1xN")))
+    )
+    assert status == 200
+    [card] = answer["cards"]
+    created = [
+        a["resource"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "create"
+    ]
+    assert created and all(r["subject"] == {"reference": "Patient/pat-1"} for r in created)
+    assert all(r["intent"] == "order" for r in created)

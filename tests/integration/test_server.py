@@ -78,6 +78,46 @@ def test_a_chunked_body_over_5_mb_is_refused(service: Service):
     assert _raw(service.port, head, small, chunk=1000).startswith(b"HTTP/1.1 200")
 
 
+def _raw_answer(port: int, raw: bytes) -> tuple[bytes, bytes]:
+    """(status line and headers, body) the server answers to ``raw`` before it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /cds-services HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"POST /cds-services HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad\x01: y\r\n\r\n",
+        b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["two-content-lengths", "unknown-transfer-coding", "control-char", "long-path"],
+)
+def test_requests_gunicorn_refuses_get_a_json_4xx(service: Service, raw: bytes):
+    head, body = _raw_answer(service.port, raw)
+    status = int(head.split(b" ", 2)[1])
+    assert 400 <= status < 500, head
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["error"]
+
+
+def test_a_malformed_chunked_body_is_a_400_naming_the_problem(service: Service):
+    head, body = _raw_answer(
+        service.port,
+        f"POST {HOOK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".encode(),
+    )
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert "chunked" in json.loads(body)["error"]
+
+
 def test_metrics_count_the_calls_of_every_worker(service: Service):
     def count() -> float:
         text = requests.get(f"{service.url}/metrics", timeout=5).text
