@@ -24,6 +24,8 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,12 +96,39 @@ class _Watch:
 
     connection: HTTPConnection | None = None
     done: bool = False
+    deadline: float | None = None  # time.monotonic(): the read's whole budget
 
     def expire(self) -> None:
         _abort(self)
 
 
 _current = threading.local()
+
+
+_RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns")
+
+
+def _reset_resolver() -> None:
+    global _RESOLVER
+    _RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns")
+
+
+os.register_at_fork(after_in_child=_reset_resolver)
+
+
+def _resolve(host: str, port: int, wait: float | None) -> list[Any]:
+    """getaddrinfo within ``wait`` seconds (a resolver that does not answer would otherwise
+    hold the call past its budget: the system resolver tries for 5 s and more); [] when it
+    fails or takes longer (the lookup is left to finish on its own thread)."""
+    try:
+        if wait is None:
+            return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if wait <= 0:
+            return []
+        future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        return future.result(timeout=wait)
+    except (OSError, UnicodeError, FutureTimeout):
+        return []
 
 
 class _GuardedMixin:
@@ -109,13 +138,31 @@ class _GuardedMixin:
     port: int
 
     def _new_conn(self) -> socket.socket:
-        try:
-            infos = socket.getaddrinfo(self._dns_host, self.port, type=socket.SOCK_STREAM)  # type: ignore[attr-defined]
-        except OSError:
-            infos = []  # let the real connect report it
+        name: str = self._dns_host  # type: ignore[attr-defined]
+        watch = getattr(_current, "watch", None)
+        wait = (
+            None if watch is None or watch.deadline is None else watch.deadline - time.monotonic()
+        )
+        infos = _resolve(name, self.port, wait)
+        if not infos:
+            raise NewConnectionError(self, "the host name could not be resolved in time")  # type: ignore[arg-type]
         if any(forbidden_address(str(info[4][0])) for info in infos):
             raise NewConnectionError(self, "refused: a link-local or metadata address")  # type: ignore[arg-type]
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        # connect to the addresses just checked (no second lookup: it could answer otherwise,
+        # and it would not be bounded); TLS still checks the host name
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        last: Exception | None = None
+        for address in addresses:
+            self._dns_host = address
+            try:
+                sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+                break
+            except NewConnectionError as exc:
+                last = exc
+            finally:
+                self._dns_host = name
+        else:
+            raise last or NewConnectionError(self, "no address could be reached")  # type: ignore[arg-type]
         try:
             peer = str(sock.getpeername()[0])
         except OSError:
@@ -229,7 +276,7 @@ def bounded_get(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FetchFailed("no time left in the budget")
-    watch = _Watch()
+    watch = _Watch(deadline=deadline)
     _current.watch = watch
     WATCHDOG.arm(deadline, watch)
     try:

@@ -56,8 +56,9 @@ def patient_ref(patient_id: str) -> str:
 
 def quiet_http_libraries() -> None:
     """urllib3 logs every request line (path and query: FHIR searches name the patient) at
-    DEBUG; keep it at INFO and above whatever the service's level."""
+    DEBUG, and its warnings name the host the caller chose ("Connection pool is full,
+    discarding connection: <host>"); the service logs its own FHIR outcomes without them."""
     for name in ("urllib3", "urllib3.connectionpool"):
         logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET or logger.level < logging.INFO:
-            logger.setLevel(logging.INFO)
+        if logger.level == logging.NOTSET or logger.level < logging.ERROR:
+            logger.setLevel(logging.ERROR)

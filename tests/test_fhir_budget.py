@@ -310,3 +310,26 @@ def test_the_reads_of_a_call_run_side_by_side(server, settings):
         "/fhir/Patient/pat-1",
     }
     assert took < 1.0  # one round (0.4 s), not three (1.2 s)
+
+
+def test_a_resolver_that_does_not_answer_is_bounded_by_the_reads_budget(monkeypatch):
+    """The system resolver retries for 5 s and more: the lookup counts against the budget."""
+    real = socket.getaddrinfo
+
+    def silent(host, *args, **kwargs):
+        if host == "slow-dns.test":
+            time.sleep(3)
+            return []
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    started = time.monotonic()
+    with pytest.raises(http_guard.FetchFailed):
+        http_guard.bounded_get(
+            http_guard.guarded_session(),
+            "http://slow-dns.test/fhir/Observation",
+            deadline=time.monotonic() + 0.5,
+            max_bytes=1000,
+            timeout=5,
+        )
+    assert time.monotonic() - started < 1.5

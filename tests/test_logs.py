@@ -228,3 +228,17 @@ def test_the_patient_reference_is_keyed_and_alike_at_every_replica(settings):
     assert patient_ref(PATIENT) == first
     assert first != f"patient#{hashlib.sha256(PATIENT.encode()).hexdigest()[:12]}"
     assert patient_ref("another-patient") != first
+
+
+def test_urllib3_warnings_that_name_the_callers_host_are_not_logged(caplog):
+    """'Connection pool is full, discarding connection: <host>': the host is the caller's."""
+    import logging
+
+    from cds_service.logsafe import quiet_http_libraries
+
+    quiet_http_libraries()
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("urllib3.connectionpool").warning(
+            "Connection pool is full, discarding connection: %s", "patient-mrn-4455667.example"
+        )
+    assert "patient-mrn-4455667" not in caplog.text
