@@ -121,7 +121,7 @@ def _resolve(host: str, port: int, wait: float | None) -> list[Any]:
     hold the call past its budget: the system resolver tries for 5 s and more); [] when it
     fails or takes longer (the lookup is left to finish on its own thread)."""
     try:
-        if wait is None:
+        if wait is None or _is_address(host):  # nothing to look up: no thread
             return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         if wait <= 0:
             return []
@@ -129,6 +129,14 @@ def _resolve(host: str, port: int, wait: float | None) -> list[Any]:
         return future.result(timeout=wait)
     except (OSError, UnicodeError, FutureTimeout):
         return []
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class _GuardedMixin:
