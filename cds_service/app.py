@@ -29,7 +29,7 @@ from .site_config import load
 
 log = logging.getLogger("cds_service")
 
-CORS_HEADERS = "Authorization, Content-Type, Accept"
+CORS_HEADERS = "Authorization, Content-Type, Accept, X-Request-ID"
 MAX_BODY = 5 * 1024 * 1024
 #: Flask endpoint -> the ``endpoint`` label of the request metrics.
 ENDPOINTS = {
@@ -257,6 +257,7 @@ class ResponseHeaders:
             ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
             ("Access-Control-Allow-Headers", CORS_HEADERS),
             ("Access-Control-Max-Age", "86400"),
+            ("Access-Control-Expose-Headers", "X-Request-ID"),
         ]
         if "*" in allowed_origins:
             self.static.append(("Access-Control-Allow-Origin", "*"))
@@ -268,8 +269,13 @@ class ResponseHeaders:
         environ[REQUEST_ID_KEY] = request_id
         added = [*self.static, ("X-Request-ID", request_id)]
         origin = environ.get("HTTP_ORIGIN")
-        if "*" not in self.allowed_origins and origin and origin in self.allowed_origins:
+        allowed = "*" in self.allowed_origins or (origin and origin in self.allowed_origins)
+        if "*" not in self.allowed_origins and allowed:
             added.append(("Access-Control-Allow-Origin", origin))
+        if allowed and environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK") == "true":
+            # Chrome's Private Network Access: a public page (the CDS Hooks sandbox) asks
+            # before calling a service on the tester's own machine or network
+            added.append(("Access-Control-Allow-Private-Network", "true"))
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if exc_info is None:
@@ -279,12 +285,23 @@ class ResponseHeaders:
         return self.wsgi_app(environ, start)
 
 
+def _check_encoding() -> None:
+    """A compressed body is not read (no decompression bomb): said plainly, as a 415."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ClientError(
+            "the request body must not be compressed (Content-Encoding is not supported)",
+            status=415,
+        )
+
+
 def _body() -> bytes:
     """The request body. Flask refuses a Content-Length over MAX_BODY before reading anything;
     a chunked body is read up to MAX_BODY, and if more follows it is refused (413), never
     silently cut short. A body that stops short is a 408 when it did not arrive in time (see
     read_deadline.py), else a 400: never read as if it were the whole."""
     try:
+        _check_encoding()
         try:
             data = request.get_data()
             if request.content_length is None and len(data) >= MAX_BODY:

@@ -147,6 +147,33 @@ def test_cors_preflight_allows_the_sandbox(client):
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
 
 
+def test_a_private_network_preflight_from_the_sandbox_is_allowed(client):
+    """Chrome asks before a public page (the sandbox) calls a service on the tester's own
+    machine or network: without the answer it blocks the call."""
+    response = client.options(
+        SERVICE,
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Private-Network": "true",
+        },
+    )
+    assert response.headers["Access-Control-Allow-Private-Network"] == "true"
+    assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
+
+
+def test_a_compressed_body_is_refused_with_415(client):
+    import gzip
+
+    response = client.post(
+        SERVICE,
+        data=gzip.compress(b"{}"),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 415
+    assert "compressed" in response.get_json()["error"]
+
+
 def test_cors_headers_on_normal_answers(client):
     response = client.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
     assert response.headers["Access-Control-Allow-Origin"] == "*"
