@@ -46,8 +46,10 @@ class HookRequest(BaseModel):
     def _server(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if not value.startswith(("http://", "https://")):
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https"):
             raise ValueError("must be an http(s) URL")
+        value = f"{scheme.lower()}://{rest}"  # schemes are case-insensitive (RFC 3986)
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 - raises on a bad port

@@ -90,3 +90,17 @@ def test_numbers_that_are_not_finite_are_refused(raw: bytes) -> None:
     be JSON."""
     with pytest.raises(ClientError, match="NaN, Infinity or a number too large"):
         parse_json(raw)
+
+
+def test_an_upper_case_scheme_in_fhir_server_is_read_as_lower_case() -> None:
+    from cds_service.request import HookRequest
+
+    request = HookRequest.model_validate(
+        {
+            "hook": "order-select",
+            "hookInstance": "x",
+            "fhirServer": "HTTPS://ehr.example.org/fhir",
+            "context": {},
+        }
+    )
+    assert request.fhirServer == "https://ehr.example.org/fhir"
