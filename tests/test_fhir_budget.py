@@ -187,13 +187,17 @@ def test_the_guard_checks_every_resolved_address(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     with pytest.raises(http_guard.FetchFailed):
-        http_guard.bounded_get(
-            http_guard.guarded_session(),
-            "http://rebind.test/fhir/Observation",
-            deadline=time.monotonic() + 1,
-            max_bytes=1000,
-            timeout=1,
-        )
+        _read("http://rebind.test/fhir/Observation", budget=1, timeout=1)
+
+
+def _read(url: str, *, budget: float, timeout: float) -> tuple[int, bytes]:
+    return http_guard.bounded_get(
+        http_guard.guarded_session(),
+        url,
+        deadline=time.monotonic() + budget,
+        max_bytes=1000,
+        timeout=timeout,
+    )
 
 
 def referencing(reference: str) -> dict:
@@ -325,11 +329,5 @@ def test_a_resolver_that_does_not_answer_is_bounded_by_the_reads_budget(monkeypa
     monkeypatch.setattr(socket, "getaddrinfo", silent)
     started = time.monotonic()
     with pytest.raises(http_guard.FetchFailed):
-        http_guard.bounded_get(
-            http_guard.guarded_session(),
-            "http://slow-dns.test/fhir/Observation",
-            deadline=time.monotonic() + 0.5,
-            max_bytes=1000,
-            timeout=5,
-        )
+        _read("http://slow-dns.test/fhir/Observation", budget=0.5, timeout=5)
     assert time.monotonic() - started < 1.5
