@@ -10,8 +10,9 @@ Genes do not change, so the rules favour the most informative definite result:
 3. Among definite results of the same kind, the newest decides; older ones that disagree are
    mentioned. Definite results of the newest date that disagree (in phenotype, or in activity
    score) give no alert, unless one was amended or corrected after the others: it replaces
-   them. A reported phenotype newer than the newest genotype that reads otherwise (not in
-   pre-2019 words) is a later test, e.g. one that counts gene copies: it decides.
+   them. One exception to rule 1: a CYP2D6 genotype that states no copy number, and a later
+   day's reported ultrarapid metabolizer: the later test counted copies and found a
+   duplication; it decides.
 4. **An indeterminate or failed newer result does not erase an older definite one**: the
    older result stands and the card mentions the newer one.
 5. Two haplotype results of one date make a diplotype (an HLA marker: present if either
@@ -136,17 +137,38 @@ def decide(findings: list[Finding]) -> GeneResult:
     return _result(top, phenotype, notes=notes, reinterpreted_from=reinterpreted_from)
 
 
+#: Genes whose copies a genotype may not count: a later test that reports an ultrarapid
+#: metabolizer where an older genotype stated no copy number has found a duplication.
+COPY_NUMBER_GENES = frozenset({"CYP2D6"})
+_ULTRARAPID = "Ultrarapid Metabolizer"
+
+
 def _newer_report(definite: list[Finding], genotypes: list[Finding]) -> Finding | None:
-    """A reported phenotype newer than the newest genotype that reads otherwise: a later
-    test, not an outdated label (those are older, or use the pre-2019 words)."""
+    """A reported ultrarapid phenotype, of a later day than the newest genotype, where that
+    genotype states no copy number (CYP2D6 *1/*1 in 2019, ultrarapid in 2024: a test that
+    counts gene copies found a duplication). Any other disagreement leaves the genotype to
+    decide, read with today's tables (outdated labels, tests that saw less)."""
     if not genotypes:
         return None
     genotype = genotypes[0]
-    since = genotype.date or _OLDEST
+    if (
+        genotype.gene not in COPY_NUMBER_GENES
+        or genotype.date is None
+        or genotype.phenotype == _ULTRARAPID
+        or _states_copies(genotype.diplotype or "")
+    ):
+        return None
     for f in definite:
-        if f.kind != "genotype" and (f.date or _OLDEST) > since and not f.legacy:
-            return f if f.phenotype != genotype.phenotype else None
+        if f.kind != "genotype" and f.date is not None and not f.legacy:
+            later = f.date.date() > genotype.date.date()
+            return f if later and f.phenotype == _ULTRARAPID else None
     return None
+
+
+def _states_copies(diplotype: str) -> bool:
+    """Does a diplotype say how many gene copies there are (xN, ≥3, a tandem, *5)?"""
+    text = diplotype.lower()
+    return any(mark in text for mark in ("x", "×", "≥", "+", "*5"))
 
 
 def _revision(same_date: list[Finding]) -> Finding | None:

@@ -35,7 +35,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from .deadlines import WATCHDOG
 
@@ -126,8 +126,12 @@ def _resolve(host: str, port: int, wait: float | None) -> list[Any]:
         if wait <= 0:
             return []
         future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-        return future.result(timeout=wait)
-    except (OSError, UnicodeError, FutureTimeout):
+        try:
+            return future.result(timeout=wait)
+        except FutureTimeout:
+            future.cancel()  # still queued behind slow lookups: never run for nobody
+            return []
+    except (OSError, UnicodeError):
         return []
 
 
@@ -160,16 +164,20 @@ class _GuardedMixin:
         # and it would not be bounded); TLS still checks the host name
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         last: Exception | None = None
+        sock: socket.socket | None = None
         for address in addresses:
             self._dns_host = address
             try:
-                sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+                sock = super()._new_conn()  # type: ignore[misc]
                 break
-            except NewConnectionError as exc:
+            except (NewConnectionError, ConnectTimeoutError) as exc:  # the next address
                 last = exc
+                deadline = None if watch is None else watch.deadline
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
             finally:
                 self._dns_host = name
-        else:
+        if sock is None:
             raise last or NewConnectionError(self, "no address could be reached")  # type: ignore[arg-type]
         try:
             peer = str(sock.getpeername()[0])

@@ -89,7 +89,7 @@ def legacy_wording(text: str) -> bool:
 
 # What labs print beside a phenotype: its activity score, or the enzyme activity in words.
 _SCORE = re.compile(
-    r"[\s,;(\[]*\b(?:activity\s+score|AS)\s*[:=]?\s*(?P<score>\d+(?:\.\d+)?)\s*[)\]]?",
+    r"[\s,;(\[]*\b(?:activity\s+score|AS)\s*[:=]?\s*(?P<score>\d{1,2}(?:\.\d{1,3})?)\s*[)\]]?",
     re.IGNORECASE,
 )
 _ACTIVITY_WORDS = re.compile(

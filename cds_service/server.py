@@ -121,6 +121,11 @@ class _Logger(GunicornLogger):
             self.error_log.addFilter(_WithoutRequestText())
 
 
+#: Connections at most closed gracefully at one time per worker (each may wait 2 s for the
+#: client); past it a connection is closed at once, so file descriptors cannot pile up.
+MAX_LINGERING = 64
+
+
 class _Worker(ThreadWorker):  # type: ignore[misc]
     """gunicorn's gthread worker with a deadline for receiving each request (see
     read_deadline.py): a client that sends slowly, or stops, frees its thread after
@@ -144,7 +149,19 @@ class _Worker(ThreadWorker):  # type: ignore[misc]
         self.nr_conns -= 1
         if self._closer is None:
             self._closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="close")
-        self._closer.submit(conn.close, True)  # (graceful: the lingering close)
+        if self._lingering >= MAX_LINGERING:  # many clients that do not close: no waiting
+            conn.close()
+            return
+        self._lingering += 1
+        self._closer.submit(self._close_gracefully, conn)
+
+    _lingering = 0
+
+    def _close_gracefully(self, conn: Any) -> None:
+        try:
+            conn.close(graceful=True)
+        finally:
+            self._lingering -= 1  # (a racy count at worst: a bound, not a ledger)
 
     def handle(self, conn: Any) -> Any:
         read = read_deadline.start(conn)

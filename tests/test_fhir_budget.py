@@ -331,3 +331,32 @@ def test_a_resolver_that_does_not_answer_is_bounded_by_the_reads_budget(monkeypa
     with pytest.raises(http_guard.FetchFailed):
         _read("http://slow-dns.test/fhir/Observation", budget=0.5, timeout=5)
     assert time.monotonic() - started < 1.5
+
+
+def test_an_address_that_times_out_is_passed_over_for_the_next(monkeypatch, server):
+    """A host with an address that drops packets (IPv6 on an IPv4 network) and one that
+    answers: the read goes on to the second within the budget."""
+    from urllib3.connection import HTTPConnection
+    from urllib3.exceptions import ConnectTimeoutError
+
+    tried: list[str] = []
+    real_new_conn = HTTPConnection._new_conn
+
+    def new_conn(self):
+        tried.append(self._dns_host)
+        if self._dns_host == "192.0.2.1":  # TEST-NET-1: nothing answers there
+            raise ConnectTimeoutError(self, "timed out")
+        return real_new_conn(self)
+
+    server.routes["/fhir/Patient"] = json_answer({"resourceType": "Patient"})
+
+    def two_addresses(host, port, *args, **kwargs):
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    monkeypatch.setattr(HTTPConnection, "_new_conn", new_conn)
+    status, _ = _read(f"http://two.test:{server.port}/fhir/Patient/p", budget=2, timeout=1)
+    assert status == 200 and tried == ["192.0.2.1", "127.0.0.1"]

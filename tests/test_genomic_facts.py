@@ -305,3 +305,23 @@ def test_a_corrected_result_replaces_the_original_of_the_same_date(call):
     for observations in ((original, corrected), (corrected, original)):
         [card] = cards_for(call, *observations)
         assert card["indicator"] == "critical" and "poor metabolizer" in card["summary"]
+
+
+def test_a_later_result_that_saw_less_does_not_overrule_the_genotype(call, knowledge):
+    """Only a later ultrarapid result over a genotype without copy numbers overrules it. A
+    later 'normal' over *1/*2x2 (a panel that did not count copies), or a label of the same
+    report in today's words, leaves the genotype to decide."""
+    duplication = genotype_obs("*1/*2x2", obs_id="g", date="2019-01-01")
+    later_normal = phenotype_obs("Normal Metabolizer", obs_id="p", date="2023-01-01")
+    [card] = cards_for(call, duplication, later_normal)
+    assert card["indicator"] == "critical" and "ultrarapid" in card["summary"].lower()
+
+    same_report = genotype_obs("*1/*4", obs_id="g2", date="2018-05-01T10:00:00Z")
+    label = phenotype_obs("Normal Metabolizer", obs_id="p2", date="2018-05-01T10:00:05Z")
+    facts = summarise([same_report, label], "pat-1", knowledge, Trace())
+    assert facts["CYP2D6"].phenotype == "Intermediate Metabolizer"
+
+    undated = genotype_obs("*1/*1", obs_id="g3", date=None)
+    later_um = phenotype_obs("Ultrarapid Metabolizer", obs_id="p3", date="2024-01-01")
+    facts = summarise([undated, later_um], "pat-1", knowledge, Trace())
+    assert facts["CYP2D6"].phenotype == "Normal Metabolizer"  # undated: cannot be "later"
