@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Read once here (before workers fork), not by the first hook call that logs a card;
         # a new connection to a remote database may take longer than a hook call may wait.
         with contextlib.suppress(SQLAlchemyError):
-            set_ref_key(store.card_log.key(timeout=START_DB_SECONDS))
+            store.card_log.key(timeout=START_DB_SECONDS)  # (tells set_ref_key)
     # FHIR reads go through a session that never connects to link-local/metadata addresses.
     engine = Engine(
         knowledge, settings, session=guarded_session(), card_log=store.card_log, site=site

@@ -256,8 +256,9 @@ class CardLog:
         only if the database was down then)."""
         if self._key is None:
             self._key = self._bounded.run(self._stored_key, timeout)
-            if self.on_key is not None:
-                self.on_key(self._key)
+        if self.on_key is not None:  # told once, however the key became known
+            self.on_key, tell = None, self.on_key
+            tell(self._key)
         return self._key
 
     def _stored_key(self) -> bytes:
@@ -336,8 +337,8 @@ class CardLog:
     ) -> set[tuple[str, str | None]]:
         """(recommendation id, order reference) pairs overridden with a reason for this order
         in this ordering ``session`` (``ordering_session``)."""
-        if not issued or not self._available():
-            return set()
+        if not issued or not self._available() or self._latest_is_fresh():
+            return set()  # (fresh: no override lately, known without asking the database)
         since = datetime.now(UTC) - SESSION
         try:
             wanted = {
@@ -369,8 +370,7 @@ class CardLog:
                 )
 
         try:
-            # known without asking (no override lately): nothing to suppress; else bounded
-            rows = [] if self._latest_is_fresh() else self._bounded.run(ask, HOOK_DB_SECONDS)
+            rows = self._bounded.run(ask, HOOK_DB_SECONDS)
         except SQLAlchemyError as exc:
             self._fault(exc, "earlier overrides not checked", trace)
             return set()
