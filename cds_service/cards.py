@@ -34,7 +34,7 @@ from .label_rules import Notice
 from .medications import IdentifiedDrug
 from .order_details import order_dose, strength_mg
 from .recommendations import Match
-from .wording import number
+from .wording import inert, number, plain
 from .wording import summary as short_summary
 
 OVERRIDE_SYSTEM = "urn:pgx-pain-cds:override-reason"
@@ -58,6 +58,9 @@ _STRENGTH = {
     "none": "none",
     "label": "label statement",
 }
+
+#: Words from the request or the lab in a card's detail, at most (a line, not a page).
+CARD_TEXT_LIMIT = 300
 
 
 def indicator(rec: Recommendation) -> str | None:
@@ -307,30 +310,30 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
     for r in m.results:
         parts = [f"{r.gene}"]
         if r.diplotype:
-            parts.append(f"`{_plain(r.diplotype).replace('`', '')}`")  # a star is Markdown
+            parts.append(f"`{plain(r.diplotype).replace('`', '')}`")  # a star is Markdown
         if r.activity_score_text is not None:
             parts.append(f"activity score {r.activity_score_text}")
         parts.append(f"**{r.phenotype}**")
         line = "- " + ", ".join(parts)
         line += f" ({r.kind} result" + (f" of {r.date_text}" if r.date_text else "") + ")"
         lines.append(line)
-        lines.extend(f"  - Note: {_inert(note)}" for note in r.notes)
+        lines.extend(f"  - Note: {inert(note, CARD_TEXT_LIMIT)}" for note in r.notes)
     if m.genetic_alerts is False:
         lines.append("  - By genotype alone this order would not alert: the interaction does.")
-    ordered = _inert(m.drug.medication_text or m.drug.drug)
+    ordered = inert(m.drug.medication_text or m.drug.drug, CARD_TEXT_LIMIT)
     if m.dose_text:
-        lines += ["", f"**Dose:** {_plain(m.dose_text)}"]
+        lines += ["", f"**Dose:** {plain(m.dose_text)}"]
     for r in m.results:
         for statement in knowledge.label_statements_for(rec.drug, r.gene, r.phenotype):
             lines += ["", f"**Also:** {statement.text}"]
     pmid = f" PMID {guideline.pmid}." if guideline.pmid else ""
     lines += [
         "",
-        f"**Order:** {ordered} (identified by {_inert(m.drug.matched_by)})",
+        f"**Order:** {ordered} (identified by {inert(m.drug.matched_by, CARD_TEXT_LIMIT)})",
         "",
     ]
     if orders and len(orders) > 1:
-        named = ", ".join(_plain(o.reference or "an order without id") for o in orders)
+        named = ", ".join(plain(o.reference or "an order without id") for o in orders)
         lines += [f"**Applies to {len(orders)} draft orders:** {named}", ""]
     lines += [
         f"**Source:** {guideline.citation}, {rec.table}.{pmid} "
@@ -545,7 +548,7 @@ def _who_all(m: Match) -> str:
 
 def notice_card(n: Notice) -> dict[str, Any]:
     """A card for a label rule or a missing test."""
-    ordered = _inert(n.drug.medication_text or n.drug.drug)
+    ordered = inert(n.drug.medication_text or n.drug.drug, CARD_TEXT_LIMIT)
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": short_summary(n.summary),
@@ -600,21 +603,3 @@ def notice_card(n: Notice) -> dict[str, Any]:
         order_reference=n.drug.order.reference,
     )
     return card
-
-
-def _plain(text: str) -> str:
-    """Text from the request, made inert in Markdown that clients may render as HTML."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
-
-
-_MARKDOWN = re.compile(r"([\\`*_\[\]{}()#+!|~])")
-
-
-def _inert(text: str, limit: int = 300) -> str:
-    """Prose with words from the request or the lab (a result's label, the order's text):
-    one line, no HTML, and every Markdown character escaped, so no link, emphasis or fake
-    heading can ride in (the public sandbox renders ``detail`` as Markdown with raw HTML)."""
-    flat = " ".join(text.split())
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return _MARKDOWN.sub(r"\\\1", _plain(flat))

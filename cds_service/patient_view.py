@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import interactions, recommendations
-from .cards import SOURCE_LABEL, TOPIC_SYSTEM, _plain, match_indicator
+from .cards import SOURCE_LABEL, TOPIC_SYSTEM, match_indicator
 from .gene_decision import GeneResult
 from .hook_context import DraftOrder
 from .knowledge import Guideline, Knowledge
 from .medications import IdentifiedDrug
 from .recommendations import Match
 from .trace import Trace
-from .wording import SUMMARY_LIMIT, number
+from .wording import SUMMARY_LIMIT, inert, number, plain
 
 SUMMARY_TOPIC = "patient-view-summary"
 NO_RESULTS_TOPIC = "patient-view-no-results"
@@ -295,7 +295,7 @@ def detail(
         lines += [
             "**Not usable (no advice from them):** "
             + "; ".join(
-                f"{g}" + (f" ({_cell(facts[g].notes[0])})" if facts[g].notes else "")
+                f"{g}" + (f" ({inert(facts[g].notes[0])})" if facts[g].notes else "")
                 for g in unclear
             )
             + ".",
@@ -311,24 +311,24 @@ def gene_table(fact: GeneResult, items: list[DrugAdvice], knowledge: Knowledge) 
     genetic = fact.genetic_phenotype
     heading = f"{genetic.lower()} by genotype" if genetic else fact.phenotype.lower()
     rows = [
-        f"| **{_cell(fact.gene)}** | **{heading}** |",
+        f"| **{inert(fact.gene)}** | **{heading}** |",
         "|---|---|",
         f"| result | {_result(fact)} |",
     ]
     if genetic:
         rows.append(
             f"| phenoconversion | functionally **{fact.phenotype.lower()}** while taking "
-            + ", ".join(_cell(p) for p in fact.phenoconverted_by)
+            + ", ".join(inert(p) for p in fact.phenoconverted_by)
             + " |"
         )
     if fact.reinterpreted_from:
         rows.append(
-            f"| lab's label | {_cell(fact.reinterpreted_from)} (outdated; re-interpreted) |"
+            f"| lab's label | {inert(fact.reinterpreted_from)} (outdated; re-interpreted) |"
         )
     for note in fact.notes:
         if genetic and note.startswith(f"{fact.gene} {genetic.lower()} by"):
             continue  # the phenoconversion row says it
-        rows.append(f"| note | {_cell(note)} |")
+        rows.append(f"| note | {inert(note)} |")
     unchanged = []
     for a in sorted(items, key=lambda a: (-_LEVELS[a.level], a.drug)):
         if not a.affected:
@@ -351,7 +351,7 @@ def _advice_cell(a: DrugAdvice, knowledge: Knowledge) -> str:
         )
         text = f"**{SPANS}** ({options}); the genotype or score decides"
     else:
-        text = f"**{a.advice}** ({org}, {rec.strength}). {_cell(_short_advice(rec.recommendation))}"
+        text = f"**{a.advice}** ({org}, {rec.strength}). {inert(_short_advice(rec.recommendation))}"
     others = [r for r in m.results if r.gene not in _causes(a)]
     if others:
         text += " With " + ", ".join(_result_words(r) for r in others) + "."
@@ -382,25 +382,19 @@ def _result(fact: GeneResult) -> str:
     if fact.diplotype:
         parts.append(_code(fact.diplotype))
     if fact.genetic_phenotype is None and fact.activity_score_text is not None:
-        parts.append(f"activity score {_cell(fact.activity_score_text)}")
-    when = f" of {_cell(fact.date_text)}" if fact.date_text else ""
+        parts.append(f"activity score {inert(fact.activity_score_text)}")
+    when = f" of {inert(fact.date_text)}" if fact.date_text else ""
     parts.append(f"{fact.kind} result{when}")
     return ", ".join(parts)
 
 
 def _result_words(fact: GeneResult) -> str:
     text = f"{fact.gene} {fact.phenotype.lower()}"
-    return _cell(text) + (f" {_code(fact.diplotype)}" if fact.diplotype else "")
-
-
-def _cell(text: str) -> str:
-    """Text (some from the request) made inert in Markdown and safe in a table cell."""
-    flat = " ".join(_plain(text).split())
-    return re.sub(r"([\\`*_\[\]()|!#])", r"\\\1", flat)
+    return inert(text) + (f" {_code(fact.diplotype)}" if fact.diplotype else "")
 
 
 def _code(text: str) -> str:
-    return "`" + _plain(text).replace("`", "").replace("|", "\\|") + "`"
+    return "`" + plain(text).replace("`", "").replace("|", "\\|") + "`"
 
 
 def guideline_links(affected: list[DrugAdvice]) -> list[dict[str, str]]:
@@ -432,7 +426,7 @@ def no_results(knowledge: Knowledge) -> dict[str, Any]:
             if rec.drug not in drugs:
                 drugs.append(rec.drug)
     genes = "; ".join(
-        f"{_cell(g)} ({', '.join(sorted(drugs))})" for g, drugs in sorted(by_gene.items())
+        f"{inert(g)} ({', '.join(sorted(drugs))})" for g, drugs in sorted(by_gene.items())
     )
     return {
         "uuid": str(uuid.uuid4()),
