@@ -12,7 +12,9 @@ ordering session: the same draft order, clinician and encounter, within ``SESSIO
 public sandbox gives every draft the same id, and many testers share its patients).
 
 Logging a card never fails a hook call and never delays it: rows are written by a background
-writer (flushed at exit); a database fault is logged and the cards are still returned. The
+writer (flushed at exit); a database fault is logged and the cards are still returned. A fault
+on the hook path (the override check) pauses that check for ``DOWN_SECONDS``, not the logging:
+the writer still gets every card once the key is known. The
 check for earlier overrides asks the database only when some card was overridden recently
 (known to every replica within ``OVERRIDE_CHECK_SECONDS``).
 
@@ -298,7 +300,8 @@ class CardLog:
     ) -> None:
         if not issued:
             return
-        if not self._available():
+        if self._key is None and not self._available():
+            # no key to hash with, and asking the database again would hold this call
             trace.add("card log", "the database was unavailable moments ago: cards not logged")
             return
         try:

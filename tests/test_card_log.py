@@ -4,6 +4,7 @@ same ordering session."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from builders import APAP_CODEINE, PATIENT, hook_request, med_order, phenotype_obs, with_results
@@ -261,3 +262,20 @@ def test_an_override_silences_the_advice_for_an_hour_not_for_the_day(call, clien
         )
     store.card_log.forget_cache()
     assert len(codeine(call, "order-sign")) == 1
+
+
+def test_a_slow_override_check_still_logs_the_cards(call, app, monkeypatch):
+    """A check for earlier overrides that times out shows the cards (nothing to suppress is
+    known) and must not cost the card log its rows: override rates are counted from them."""
+    card_log = app.extensions["pgx"]["store"].card_log
+    monkeypatch.setattr("cds_service.card_log.HOOK_DB_SECONDS", 0.05)
+    real_latest = card_log._latest_override_at
+
+    def slow_latest():
+        time.sleep(0.3)
+        return real_latest()
+
+    monkeypatch.setattr(card_log, "_latest_override_at", slow_latest)
+    [first] = codeine(call, "order-select")
+    [second] = codeine(call, "order-sign")  # within the pause the timeout starts
+    assert [r["card_uuid"] for r in card_log.all()] == [first["uuid"], second["uuid"]]
