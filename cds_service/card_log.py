@@ -68,6 +68,11 @@ DOWN_SECONDS = 15.0
 HOOK_DB_SECONDS = 0.5
 #: At most this many calls' cards in one write.
 WRITE_BATCH = 100
+#: The writer gathers the cards of the calls made within this long into one write (sooner
+#: when asked to flush): its database work, a few tenths of a millisecond of CPU a write, is
+#: then paid once for many calls, not at the start of each next call, where it would hold
+#: the interpreter lock while that call builds its FHIR reads.
+WRITE_DELAY = 0.2
 
 card_log_table = Table(
     "card_log",
@@ -128,6 +133,7 @@ class CardLog:
         self._queue: queue.Queue[list[dict[str, Any]] | None] | None = None
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._hurry = threading.Event()  # flush: write what is queued now, not after the delay
         self.background = background
         self._down_until = 0.0  # after a database fault, hook calls skip it for a while
         self._bounded = Bounded(engine, "card-log")
@@ -220,11 +226,14 @@ class CardLog:
             log.warning("card log queue full: %d card(s) not logged", len(rows))
 
     def _drain(self) -> None:
-        """Write what is queued, in one transaction for all the calls queued meanwhile (under
-        load, one commit and one feedback check for many calls rather than one per call)."""
+        """Write what is queued, in one transaction for all the calls queued within
+        ``WRITE_DELAY`` (one commit and one feedback check for many calls, not one per call)."""
         assert self._queue is not None
         while True:
             batch = [self._queue.get()]
+            if batch[0] is not None:
+                self._hurry.wait(WRITE_DELAY)
+            self._hurry.clear()
             while len(batch) < WRITE_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -247,10 +256,11 @@ class CardLog:
         end = None if timeout is None else time.monotonic() + timeout
         with q.all_tasks_done:
             while q.unfinished_tasks:
+                self._hurry.set()  # (again: the writer may have taken the last call's hurry)
                 remaining = None if end is None else end - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                q.all_tasks_done.wait(remaining)
+                q.all_tasks_done.wait(0.05 if remaining is None else min(remaining, 0.05))
         return True
 
     def key(self, timeout: float = HOOK_DB_SECONDS) -> bytes:

@@ -279,3 +279,21 @@ def test_a_slow_override_check_still_logs_the_cards(call, app, monkeypatch):
     [first] = codeine(call, "order-select")
     [second] = codeine(call, "order-sign")  # within the pause the timeout starts
     assert [r["card_uuid"] for r in card_log.all()] == [first["uuid"], second["uuid"]]
+
+
+def test_the_cards_of_calls_made_close_together_are_written_at_once_and_flush_hurries(
+    call, app, monkeypatch
+):
+    """The writer gathers the calls of ``WRITE_DELAY`` into one write (its database work is
+    not paid at the start of every next call); a flush (feedback, shutdown) does not wait."""
+    card_log = app.extensions["pgx"]["store"].card_log
+    monkeypatch.setattr("cds_service.card_log.WRITE_DELAY", 60.0)
+    writes: list[int] = []
+    real_write = card_log._write
+    monkeypatch.setattr(
+        card_log, "_write", lambda rows: (writes.append(len(rows)), real_write(rows))
+    )
+    for order in ("rx-1", "rx-2", "rx-3"):
+        codeine(call, "order-select", order_id=order)
+    assert card_log.flush(timeout=5)  # not after the minute
+    assert writes == [3]

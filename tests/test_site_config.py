@@ -97,6 +97,7 @@ def test_silent_mode_returns_no_cards_while_the_card_log_grows(site):
 def test_turning_codeine_on_shows_codeine_cards_and_nothing_else(site):
     silent = site({"default": "silent"})
     assert silent.call(opioids()) == []
+    assert len(silent.log()) == 2  # logged, not shown
     on = site({"default": "silent", "drugs": {"codeine": "on"}})
     cards = on.call(opioids())
     assert summaries(cards) == ["codeine-cyp2d6-um"]
