@@ -21,9 +21,13 @@ import http.cookiejar
 import ipaddress
 import logging
 import os
+import select
 import socket
+import ssl
 import threading
 import time
+import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -94,7 +98,7 @@ def forbidden_host(host: str) -> bool:
 class _Watch:
     """The connection a request in this thread is using, for the deadline watchdog."""
 
-    connection: HTTPConnection | None = None
+    connection: Any = None  # urllib3's or http.client's: what has the socket
     done: bool = False
     deadline: float | None = None  # time.monotonic(): the read's whole budget
 
@@ -143,49 +147,71 @@ def _is_address(host: str) -> bool:
     return True
 
 
-class _GuardedMixin:
-    """Refuses forbidden addresses before connecting and checks the peer after."""
+class GuardRefused(OSError):
+    """No connection: the host resolves to a forbidden address, not in time, or not at all."""
 
-    host: str
-    port: int
 
-    def _new_conn(self) -> socket.socket:
-        name: str = self._dns_host  # type: ignore[attr-defined]
-        watch = getattr(_current, "watch", None)
-        wait = (
-            None if watch is None or watch.deadline is None else watch.deadline - time.monotonic()
-        )
-        infos = _resolve(name, self.port, wait)
-        if not infos:
-            raise NewConnectionError(self, "the host name could not be resolved in time")  # type: ignore[arg-type]
-        if any(forbidden_address(str(info[4][0])) for info in infos):
-            raise NewConnectionError(self, "refused: a link-local or metadata address")  # type: ignore[arg-type]
-        # connect to the addresses just checked (no second lookup: it could answer otherwise,
-        # and it would not be bounded); TLS still checks the host name
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        last: Exception | None = None
-        sock: socket.socket | None = None
-        for address in addresses:
-            self._dns_host = address
-            try:
-                sock = super()._new_conn()  # type: ignore[misc]
+def _connect_one(address: str, port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection to one address already checked (no lookup here)."""
+    return socket.create_connection((address, port), timeout)
+
+
+def guarded_socket(host: str, port: int, timeout: float | None) -> socket.socket:
+    """A connected socket to ``host``, refusing link-local and metadata addresses both as
+    resolved and as actually connected; the lookup counts against this thread's read
+    deadline. Every address of the host is checked, then they are tried in turn (one that
+    does not answer within ``timeout`` is passed over for the next while the deadline lasts).
+    """
+    watch = getattr(_current, "watch", None)
+    deadline = None if watch is None else watch.deadline
+    wait = None if deadline is None else deadline - time.monotonic()
+    infos = _resolve(host, port, wait)
+    if not infos:
+        raise GuardRefused("the host name could not be resolved in time")
+    if any(forbidden_address(str(info[4][0])) for info in infos):
+        raise GuardRefused("refused: a link-local or metadata address")
+    # connect to the addresses just checked (no second lookup: it could answer otherwise,
+    # and it would not be bounded); TLS still checks the host name
+    last: OSError | None = None
+    for address in dict.fromkeys(str(info[4][0]) for info in infos):
+        try:
+            sock = _connect_one(address, port, timeout)
+        except OSError as exc:  # the next address
+            last = exc
+            if deadline is not None and time.monotonic() >= deadline:
                 break
-            except (NewConnectionError, ConnectTimeoutError) as exc:  # the next address
-                last = exc
-                deadline = None if watch is None else watch.deadline
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-            finally:
-                self._dns_host = name
-        if sock is None:
-            raise last or NewConnectionError(self, "no address could be reached")  # type: ignore[arg-type]
+            continue
         try:
             peer = str(sock.getpeername()[0])
         except OSError:
             peer = ""
         if forbidden_address(peer):
             sock.close()
-            raise NewConnectionError(self, "refused: a link-local or metadata address")  # type: ignore[arg-type]
+            raise GuardRefused("refused: a link-local or metadata address")
+        return sock
+    raise last or GuardRefused("no address could be reached")
+
+
+class _GuardedMixin:
+    """urllib3's connection, made through ``guarded_socket``."""
+
+    host: str
+    port: int
+
+    def _new_conn(self) -> socket.socket:
+        timeout = self.timeout  # type: ignore[attr-defined]
+        try:
+            sock = guarded_socket(
+                self._dns_host,  # type: ignore[attr-defined]
+                self.port,
+                timeout if isinstance(timeout, int | float) else None,
+            )
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"connection timed out ({exc})") from None
+        except OSError as exc:
+            raise NewConnectionError(self, str(exc)) from None  # type: ignore[arg-type]
+        for option in self.socket_options or []:  # type: ignore[attr-defined]
+            sock.setsockopt(*option)
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
@@ -288,7 +314,10 @@ def bounded_get(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """(status, body) of a GET that ends by ``deadline`` (``time.monotonic``) and reads at
-    most ``max_bytes``; otherwise ``FetchFailed``. No redirects are followed."""
+    most ``max_bytes``; otherwise ``FetchFailed``. No redirects are followed.
+
+    The read goes the direct way (``_direct_get``) unless a proxy, a client certificate or a
+    replaced requests transport asks for requests' (``_requests_get``)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FetchFailed("no time left in the budget")
@@ -297,31 +326,15 @@ def bounded_get(
     WATCHDOG.arm(deadline, watch)
     try:
         per_read = min(timeout, remaining)
-        with _send_get(session, url, headers or {}, (per_read, per_read)) as response:
-            if response.status_code != 200:
-                return response.status_code, b""
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                # read1: one socket read at most, so the deadline is checked as data drips
-                chunk = response.raw.read1(65_536, decode_content=True)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchFailed(f"answer larger than {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise FetchFailed("deadline passed while reading")
-                chunks.append(chunk)
-            if time.monotonic() > deadline:
-                raise FetchFailed("deadline passed while reading")
-            return 200, b"".join(chunks)
+        read = _direct_get if _direct(session, url) else _requests_get
+        return read(session, url, headers or {}, per_read, deadline, max_bytes)
     except (
         requests.RequestException,
         urllib3.exceptions.HTTPError,  # raised by read1
         http.client.HTTPException,
         OSError,
         ValueError,
+        zlib.error,
     ) as exc:
         if time.monotonic() >= deadline:
             raise FetchFailed("deadline passed") from None
@@ -330,3 +343,254 @@ def bounded_get(
     finally:
         WATCHDOG.disarm(watch)
         _current.watch = None
+
+
+def _read_body(read1: Callable[[], bytes], deadline: float, max_bytes: int) -> bytes:
+    """The body, one socket read at a time (``read1``), so the deadline is checked as data
+    drips and the size cap as it grows (counted decompressed: a small bomb stays small)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = read1()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchFailed(f"answer larger than {max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise FetchFailed("deadline passed while reading")
+        chunks.append(chunk)
+    if time.monotonic() > deadline:
+        raise FetchFailed("deadline passed while reading")
+    return b"".join(chunks)
+
+
+def _requests_get(
+    session: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    per_read: float,
+    deadline: float,
+    max_bytes: int,
+) -> tuple[int, bytes]:
+    """Through the session's adapter: urllib3's pool, with proxies and client certificates."""
+    with _send_get(session, url, headers, (per_read, per_read)) as response:
+        if response.status_code != 200:
+            return response.status_code, b""
+        return 200, _read_body(
+            lambda: response.raw.read1(CHUNK, decode_content=True), deadline, max_bytes
+        )
+
+
+# -- the direct way -------------------------------------------------------------------------
+#
+# requests and urllib3 cost about 0.3 ms of CPU a read over http.client's own (building the
+# request and response objects, pool and retry bookkeeping), paid under the interpreter lock
+# by every read of a call at once: about 1.5 ms of a FHIR-path call against the integration
+# FHIR server (bench/bench_load.py). A plain GET needs none of it, so it goes on http.client
+# connections of our own: made by ``guarded_socket``, kept alive per origin, TLS verified
+# against the same CA bundle as requests' (``session.verify``).
+
+CHUNK = 65_536
+#: Idle keep-alive connections kept per origin (requests keeps 10).
+IDLE_PER_ORIGIN = 10
+_REQUESTS_SEND = HTTPAdapter.send
+
+
+def _direct(session: requests.Session, url: str) -> bool:
+    """Can this read go the direct way? Not through a proxy or with a client certificate
+    (requests handles those), nor when requests' transport has been replaced (a mock such
+    as ``responses`` in the unit tests, an instrumentation): then it sees every read."""
+    scheme = url[:8].lower()
+    return (
+        (scheme.startswith("http://") or scheme.startswith("https://"))
+        and HTTPAdapter.send is _REQUESTS_SEND
+        and isinstance(session.get_adapter(url), GuardedAdapter)
+        and session.cert is None
+        and session.verify is not False
+        and url.isascii()
+        and not proxies_for(url)
+    )
+
+
+def _guarded_create(
+    address: tuple[str, int], timeout: Any = None, source_address: Any = None
+) -> socket.socket:
+    """http.client's ``_create_connection``, through the guard."""
+    return guarded_socket(
+        address[0], address[1], timeout if isinstance(timeout, int | float) else None
+    )
+
+
+class _DirectHTTP(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._create_connection = _guarded_create
+
+
+class _DirectHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._create_connection = _guarded_create
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(verify: str | bool) -> ssl.SSLContext:
+    """Certificates and host names checked against the CA bundle requests would use:
+    ``session.verify`` (the environment's bundle) or certifi's, as requests does."""
+    if verify is True:
+        return ssl.create_default_context(cafile=requests.certs.where())
+    path = str(verify)
+    if os.path.isdir(path):
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path)
+
+
+Origin = tuple[str, str, int]
+
+
+class _Idle:
+    """Idle keep-alive connections by origin, the most recent taken first; one the server
+    has closed meanwhile (readable while idle) is dropped when taken."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_origin: dict[Origin, list[http.client.HTTPConnection]] = {}
+
+    def take(self, origin: Origin) -> http.client.HTTPConnection | None:
+        while True:
+            with self._lock:
+                idle = self._by_origin.get(origin)
+                if not idle:
+                    return None
+                conn = idle.pop()
+            if not _dropped(conn):
+                return conn
+            conn.close()
+
+    def give(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._by_origin.setdefault(origin, [])
+            if len(idle) < IDLE_PER_ORIGIN:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._by_origin.values() for c in idle]
+            self._by_origin.clear()
+        for conn in conns:
+            conn.close()
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    sock = conn.sock
+    if sock is None:
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))  # an idle connection has nothing to read unless it ended
+
+
+_IDLE = _Idle()
+
+
+def _reset_idle() -> None:
+    """In a forked worker: the parent's connections are not this process's to use."""
+    global _IDLE
+    _IDLE.close_all()
+    _IDLE = _Idle()
+
+
+os.register_at_fork(after_in_child=_reset_idle)
+
+
+class _Gunzip:
+    """``read1`` of a gzip-encoded body, decompressed a bounded piece at a time."""
+
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self.response = response
+        self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.pending = b""
+
+    def read1(self) -> bytes:
+        while True:
+            if not self.pending:
+                if self.decoder.eof:
+                    return b""
+                self.pending = self.response.read1(CHUNK)
+                if not self.pending:
+                    raise zlib.error("the compressed answer ends early")
+            out = self.decoder.decompress(self.pending, CHUNK)
+            self.pending = self.decoder.unconsumed_tail
+            if out:
+                return out
+
+
+def _direct_get(
+    session: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    per_read: float,
+    deadline: float,
+    max_bytes: int,
+) -> tuple[int, bytes]:
+    parts = urlsplit(requests.utils.requote_uri(url))  # the URL as requests would send it
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    origin = (scheme, host, parts.port or (443 if scheme == "https" else 80))
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # what requests sends, and only the codings read below
+    sent = {**session.headers, **headers, "Accept-Encoding": "gzip"}
+    observe = getattr(session.get_adapter(url), "observe", None)
+    watch: _Watch = _current.watch
+    started = time.perf_counter()
+    conn = _IDLE.take(origin)
+    reused = conn is not None
+    status: int | None = None
+    try:
+        while True:
+            if conn is None:
+                conn = (
+                    _DirectHTTPS(host, origin[2], per_read, _tls_context(session.verify))
+                    if scheme == "https"
+                    else _DirectHTTP(host, origin[2], per_read)
+                )
+            elif conn.sock is not None:
+                conn.sock.settimeout(per_read)
+            watch.connection = conn
+            try:
+                conn.request("GET", target, headers=sent)
+                response = conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not reused:
+                    raise
+                # the server closed this kept-alive connection as we sent: once more, anew
+                conn.close()
+                conn, reused = None, False
+        status = response.status
+        if observe is not None:
+            observe(status, time.perf_counter() - started)
+        if status != 200:
+            return status, b""
+        coding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+        if coding == "gzip":
+            read1: Callable[[], bytes] = _Gunzip(response).read1
+        elif coding == "identity":
+            read1 = functools.partial(response.read1, CHUNK)
+        else:
+            raise ValueError("an answer in a coding that was not asked for")
+        body = _read_body(read1, deadline, max_bytes)
+        if (response.isclosed() or response.length == 0) and not response.will_close:
+            response.close()  # read to its end: the connection is ready for the next read
+            _IDLE.give(origin, conn)
+            conn = None
+        return 200, body
+    except BaseException as exc:
+        if observe is not None and status is None:
+            observe(None, time.perf_counter() - started, timed_out=isinstance(exc, TimeoutError))
+        raise
+    finally:
+        if conn is not None:
+            conn.close()

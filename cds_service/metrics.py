@@ -118,21 +118,31 @@ def _fhir_outcome(status: int) -> str:
 
 
 class MeteredAdapter(HTTPAdapter):
-    """Times every FHIR read the service makes through its shared session."""
+    """Times every FHIR read the service makes through its shared session (the reads that go
+    the direct way, ``http_guard._direct_get``, report here through ``observe``)."""
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        outcome = "error"
+        status: int | None = None
+        timed_out = False
         try:
             response = super().send(request, *args, **kwargs)
-            outcome = _fhir_outcome(response.status_code)
+            status = response.status_code
             return response
         except requests.Timeout:
-            outcome = "timeout"
+            timed_out = True
             raise
         finally:
-            FHIR_REQUESTS.labels(outcome).inc()
-            FHIR_LATENCY.labels(outcome).observe(time.perf_counter() - started)
+            self.observe(status, time.perf_counter() - started, timed_out=timed_out)
+
+    @staticmethod
+    def observe(status: int | None, seconds: float, *, timed_out: bool = False) -> None:
+        """One read: its status (None: no answer) and seconds until its headers arrived."""
+        outcome = "error" if status is None else _fhir_outcome(status)
+        if timed_out:
+            outcome = "timeout"
+        FHIR_REQUESTS.labels(outcome).inc()
+        FHIR_LATENCY.labels(outcome).observe(seconds)
 
 
 def meter_session(session: requests.Session) -> None:

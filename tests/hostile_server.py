@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -86,6 +87,7 @@ class HostileServer:
     def __init__(self) -> None:
         self.routes: dict[str, Behaviour] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.peers: list[int] = []  # the client's port for each request: its connection
         self.lock = threading.Lock()
         server = self
 
@@ -95,6 +97,7 @@ class HostileServer:
             def do_GET(self) -> None:
                 with server.lock:
                     server.requests.append((self.path, dict(self.headers)))
+                    server.peers.append(self.client_address[1])
                 for prefix, behaviour in server.routes.items():
                     if self.path.startswith(prefix):
                         behaviour(self)
@@ -121,8 +124,12 @@ class HostileServer:
 
 
 @contextmanager
-def hostile_server() -> Iterator[HostileServer]:
+def hostile_server(tls: ssl.SSLContext | None = None) -> Iterator[HostileServer]:
+    """The server, running (on HTTPS with ``tls``, a server-side context)."""
     server = HostileServer()
+    if tls is not None:
+        server.httpd.socket = tls.wrap_socket(server.httpd.socket, server_side=True)
+        server.base = f"https://127.0.0.1:{server.port}"
     thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -336,17 +336,14 @@ def test_a_resolver_that_does_not_answer_is_bounded_by_the_reads_budget(monkeypa
 def test_an_address_that_times_out_is_passed_over_for_the_next(monkeypatch, server):
     """A host with an address that drops packets (IPv6 on an IPv4 network) and one that
     answers: the read goes on to the second within the budget."""
-    from urllib3.connection import HTTPConnection
-    from urllib3.exceptions import ConnectTimeoutError
-
     tried: list[str] = []
-    real_new_conn = HTTPConnection._new_conn
+    real_connect = http_guard._connect_one
 
-    def new_conn(self):
-        tried.append(self._dns_host)
-        if self._dns_host == "192.0.2.1":  # TEST-NET-1: nothing answers there
-            raise ConnectTimeoutError(self, "timed out")
-        return real_new_conn(self)
+    def connect_one(address, port, timeout):
+        tried.append(address)
+        if address == "192.0.2.1":  # TEST-NET-1: nothing answers there
+            raise TimeoutError("timed out")
+        return real_connect(address, port, timeout)
 
     server.routes["/fhir/Patient"] = json_answer({"resourceType": "Patient"})
 
@@ -357,6 +354,6 @@ def test_an_address_that_times_out_is_passed_over_for_the_next(monkeypatch, serv
         ]
 
     monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
-    monkeypatch.setattr(HTTPConnection, "_new_conn", new_conn)
+    monkeypatch.setattr(http_guard, "_connect_one", connect_one)
     status, _ = _read(f"http://two.test:{server.port}/fhir/Patient/p", budget=2, timeout=1)
     assert status == 200 and tried == ["192.0.2.1", "127.0.0.1"]
