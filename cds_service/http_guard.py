@@ -449,13 +449,19 @@ def _tls_context(verify: str | bool) -> ssl.SSLContext:
 Origin = tuple[str, str, int]
 
 
+#: A connection idle for less than this is taken without asking the system whether the
+#: server closed it (servers keep idle connections for 5 s and more; a close in between is
+#: met by sending the read again on a new connection).
+FRESH_SECONDS = 1.0
+
+
 class _Idle:
     """Idle keep-alive connections by origin, the most recent taken first; one the server
     has closed meanwhile (readable while idle) is dropped when taken."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_origin: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._by_origin: dict[Origin, list[tuple[float, http.client.HTTPConnection]]] = {}
 
     def take(self, origin: Origin) -> http.client.HTTPConnection | None:
         while True:
@@ -463,8 +469,8 @@ class _Idle:
                 idle = self._by_origin.get(origin)
                 if not idle:
                     return None
-                conn = idle.pop()
-            if not _dropped(conn):
+                since, conn = idle.pop()
+            if time.monotonic() - since < FRESH_SECONDS or not _dropped(conn):
                 return conn
             conn.close()
 
@@ -472,13 +478,13 @@ class _Idle:
         with self._lock:
             idle = self._by_origin.setdefault(origin, [])
             if len(idle) < IDLE_PER_ORIGIN:
-                idle.append(conn)
+                idle.append((time.monotonic(), conn))
                 return
         conn.close()
 
     def close_all(self) -> None:
         with self._lock:
-            conns = [c for idle in self._by_origin.values() for c in idle]
+            conns = [c for idle in self._by_origin.values() for _, c in idle]
             self._by_origin.clear()
         for conn in conns:
             conn.close()

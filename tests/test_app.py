@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 
 import pytest
@@ -257,3 +258,15 @@ def test_logs_hold_no_patient_data_or_tokens(client, caplog):
     assert "tok-SECRET-987" not in logged
     assert "eyJhbGciOiJFUzM4NCJ9" not in logged
     assert "1 card(s)" in logged
+
+
+def test_the_hook_answer_is_json_whatever_it_carries(app):
+    """orjson writes the answer; what it cannot write (an integer past 64 bits copied from the
+    request) Flask's serialiser does: never a 500."""
+    from cds_service.app import _json_answer
+
+    with app.app_context():
+        for body in ({"cards": [{"summary": "Avoid codeine: ≥ 12 µg"}]}, {"cards": [{"n": 2**70}]}):
+            response = _json_answer(body)
+            assert response.mimetype == "application/json"
+            assert json.loads(response.get_data()) == body

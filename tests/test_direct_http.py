@@ -57,7 +57,13 @@ def test_reads_of_one_server_share_one_kept_alive_connection(server):
     assert headers["Authorization"] == "Bearer t" and headers["Accept"] == "application/fhir+json"
 
 
-def test_a_connection_the_server_closed_while_idle_is_not_used_again(server):
+@pytest.mark.parametrize("fresh_seconds", [0.0, 60.0], ids=["checked when taken", "resent"])
+def test_a_connection_the_server_closed_while_idle_is_not_used_again(
+    server, monkeypatch, fresh_seconds
+):
+    """Found closed when taken, or (taken as fresh, unchecked) sent the read again anew."""
+    monkeypatch.setattr(http_guard, "FRESH_SECONDS", fresh_seconds)
+
     def answer_then_hang_up(handler):
         json_answer(PATIENT)(handler)
         handler.close_connection = True  # no "Connection: close": the client cannot know
@@ -74,7 +80,7 @@ def test_a_kept_alive_connection_closed_as_the_next_read_is_sent_is_replaced(ser
     session = http_guard.guarded_session()
     assert read(f"{server.base}/fhir/Patient/p", session)[0] == 200
     # the connection ends just after it was taken (and checked): the answer never comes
-    [conn] = [c for idle in http_guard._IDLE._by_origin.values() for c in idle]
+    [conn] = [c for idle in http_guard._IDLE._by_origin.values() for _, c in idle]
     taken = http_guard._IDLE.take
     http_guard._IDLE.take = lambda origin: (conn.sock.shutdown(socket.SHUT_RD), conn)[1]  # type: ignore[method-assign]
     try:
