@@ -27,10 +27,11 @@ import ssl
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,14 +97,39 @@ def forbidden_host(host: str) -> bool:
 
 @dataclass
 class _Watch:
-    """The connection a request in this thread is using, for the deadline watchdog."""
+    """The connection a read in this thread is using, for the deadline watchdog (which calls
+    ``expire`` once, from its own thread, when the deadline comes first)."""
 
     connection: Any = None  # urllib3's or http.client's: what has the socket
     done: bool = False
     deadline: float | None = None  # time.monotonic(): the read's whole budget
+    expired: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def expire(self) -> None:
-        _abort(self)
+        """Cut the connection, so that a blocked read returns now; one attached later is
+        refused (``attach``)."""
+        with self.lock:
+            self.expired = True
+            sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def attach(self, connection: Any) -> None:
+        """Watch ``connection`` (connected: it has its socket) from now on; past the deadline
+        already, it is not used (the watchdog, having fired, would not cut it)."""
+        with self.lock:
+            if self.expired:
+                raise TimeoutError("the deadline passed")
+            self.connection = connection
+
+    def detach(self) -> bool:
+        """Stop watching the connection (before it is kept for another read); False if the
+        deadline came first and cut it."""
+        with self.lock:
+            self.connection = None
+            return not self.expired
 
 
 _current = threading.local()
@@ -214,10 +240,20 @@ class _GuardedMixin:
             sock.setsockopt(*option)
         return sock
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
         watch = getattr(_current, "watch", None)
         if watch is not None:
-            watch.connection = self
+            try:
+                watch.attach(self)
+            except TimeoutError:
+                self.close()  # type: ignore[attr-defined]
+                raise ConnectTimeoutError(self, "the deadline passed while connecting") from None
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        watch = getattr(_current, "watch", None)
+        if watch is not None and getattr(self, "sock", None) is not None:
+            watch.attach(self)  # a kept-alive connection (a new one attaches once connected)
         super().request(*args, **kwargs)  # type: ignore[misc]
 
 
@@ -295,15 +331,6 @@ def proxies_for(url: str) -> dict[str, str]:
     return _proxies_for_origin(f"{parts.scheme}://{parts.netloc}")
 
 
-def _abort(watch: _Watch) -> None:
-    """Deadline passed: cut the connection so a blocked read returns now."""
-    connection = watch.connection
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
 def bounded_get(
     session: requests.Session,
     url: str,
@@ -336,13 +363,14 @@ def bounded_get(
         ValueError,
         zlib.error,
     ) as exc:
-        if time.monotonic() >= deadline:
-            raise FetchFailed("deadline passed") from None
         # the type only: messages of requests' errors quote the URL (and so the patient id)
-        raise FetchFailed(type(exc).__name__) from None
+        failure = "deadline passed" if time.monotonic() >= deadline else type(exc).__name__
     finally:
         WATCHDOG.disarm(watch)
         _current.watch = None
+    # raised here, not in the handler, so that it carries no trace of the error (whose text
+    # may quote the URL or a header, the token included) for whoever inspects it
+    raise FetchFailed(failure)
 
 
 def _read_body(read1: Callable[[], bytes], deadline: float, max_bytes: int) -> bytes:
@@ -446,22 +474,25 @@ def _tls_context(verify: str | bool) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=path)
 
 
-Origin = tuple[str, str, int]
-
-
-#: A connection idle for less than this is taken without asking the system whether the
-#: server closed it (servers keep idle connections for 5 s and more; a close in between is
-#: met by sending the read again on a new connection).
-FRESH_SECONDS = 1.0
+#: (scheme, host, port, CA bundle): connections verified against one bundle serve only it.
+Origin = tuple[str, str, int, str]
+#: Idle connections kept in all, the least recently used origin's oldest dropped first (a
+#: caller naming many FHIR servers cannot make us hold many sockets), and how long one is kept.
+IDLE_MAX = 32
+IDLE_SECONDS = 30.0
 
 
 class _Idle:
-    """Idle keep-alive connections by origin, the most recent taken first; one the server
-    has closed meanwhile (readable while idle) is dropped when taken."""
+    """Idle keep-alive connections by origin, the most recent taken first. One that the server
+    has closed meanwhile, or that has anything to read while idle (bytes the last answer did
+    not account for, which must never become the next read's answer), is dropped when taken,
+    as urllib3 does."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_origin: dict[Origin, list[tuple[float, http.client.HTTPConnection]]] = {}
+        self._by_origin: OrderedDict[Origin, list[tuple[float, http.client.HTTPConnection]]]
+        self._by_origin = OrderedDict()
+        self._count = 0
 
     def take(self, origin: Origin) -> http.client.HTTPConnection | None:
         while True:
@@ -470,24 +501,41 @@ class _Idle:
                 if not idle:
                     return None
                 since, conn = idle.pop()
-            if time.monotonic() - since < FRESH_SECONDS or not _dropped(conn):
+                self._count -= 1
+            if time.monotonic() - since < IDLE_SECONDS and not _dropped(conn):
                 return conn
             conn.close()
 
     def give(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
+        evicted: list[http.client.HTTPConnection] = []
         with self._lock:
             idle = self._by_origin.setdefault(origin, [])
-            if len(idle) < IDLE_PER_ORIGIN:
+            self._by_origin.move_to_end(origin)
+            if len(idle) >= IDLE_PER_ORIGIN:
+                evicted.append(conn)
+            else:
                 idle.append((time.monotonic(), conn))
-                return
-        conn.close()
+                self._count += 1
+            while self._count > IDLE_MAX:
+                oldest_origin, oldest = next(iter(self._by_origin.items()))
+                if oldest:
+                    evicted.append(oldest.pop(0)[1])
+                    self._count -= 1
+                if not oldest:
+                    del self._by_origin[oldest_origin]
+        for old in evicted:
+            old.close()
 
-    def close_all(self) -> None:
-        with self._lock:
-            conns = [c for idle in self._by_origin.values() for _, c in idle]
+    def close_all(self, *, locked: bool = True) -> None:
+        """Close every idle connection (``locked=False``: in a forked child, where a lock
+        some other thread held at the fork stays held for ever)."""
+        with self._lock if locked else contextlib.nullcontext():
+            conns = [c for idle in list(self._by_origin.values()) for _, c in list(idle)]
             self._by_origin.clear()
+            self._count = 0
         for conn in conns:
-            conn.close()
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
@@ -505,33 +553,68 @@ _IDLE = _Idle()
 def _reset_idle() -> None:
     """In a forked worker: the parent's connections are not this process's to use."""
     global _IDLE
-    _IDLE.close_all()
-    _IDLE = _Idle()
+    old, _IDLE = _IDLE, _Idle()
+    old.close_all(locked=False)
 
 
 os.register_at_fork(after_in_child=_reset_idle)
 
 
 class _Gunzip:
-    """``read1`` of a gzip-encoded body, decompressed a bounded piece at a time."""
+    """``read1`` of a gzip-encoded body, decompressed a bounded piece at a time: several
+    members are read in turn and bytes after the last are ignored, as urllib3 does. The
+    compressed bytes count against ``max_bytes`` too (input that decodes to nothing must not
+    be read without end)."""
 
-    def __init__(self, response: http.client.HTTPResponse) -> None:
+    def __init__(self, response: http.client.HTTPResponse, max_bytes: int) -> None:
         self.response = response
         self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.first = True  # in the first member: an error there is an error
         self.pending = b""
+        self.left = max_bytes
+
+    def _more(self) -> bytes:
+        data = self.response.read1(CHUNK)
+        self.left -= len(data)
+        if self.left < 0:
+            raise FetchFailed("compressed answer larger than the size cap")
+        return data
 
     def read1(self) -> bytes:
         while True:
-            if not self.pending:
-                if self.decoder.eof:
+            if self.decoder.eof:
+                rest = self.decoder.unused_data or self._more()
+                if not rest:
                     return b""
-                self.pending = self.response.read1(CHUNK)
+                self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self.first, self.pending = False, rest
+            if not self.pending:
+                self.pending = self._more()
                 if not self.pending:
                     raise zlib.error("the compressed answer ends early")
-            out = self.decoder.decompress(self.pending, CHUNK)
+            try:
+                out = self.decoder.decompress(self.pending, CHUNK)
+            except zlib.error:
+                if self.first:
+                    raise
+                while self._more():  # not another member: what follows is ignored
+                    pass
+                return b""
             self.pending = self.decoder.unconsumed_tail
             if out:
                 return out
+
+
+def _wire_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path and query) as requests would send ``url``: its parsing
+    (urllib3's, which encodes what may not stand in a path or query) then its requoting."""
+    parsed = urllib3.util.parse_url(url)
+    scheme = (parsed.scheme or "").lower()
+    port = parsed.port or (443 if scheme == "https" else 80)
+    target = requests.utils.requote_uri(
+        (parsed.path or "/") + (f"?{parsed.query}" if parsed.query is not None else "")
+    )
+    return scheme, (parsed.host or "").strip("[]"), port, target
 
 
 def _direct_get(
@@ -542,10 +625,8 @@ def _direct_get(
     deadline: float,
     max_bytes: int,
 ) -> tuple[int, bytes]:
-    parts = urlsplit(requests.utils.requote_uri(url))  # the URL as requests would send it
-    scheme, host = parts.scheme.lower(), parts.hostname or ""
-    origin = (scheme, host, parts.port or (443 if scheme == "https" else 80))
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    scheme, host, port, target = _wire_url(url)
+    origin = (scheme, host, port, str(session.verify) if scheme == "https" else "")
     # what requests sends, and only the codings read below
     sent = {**session.headers, **headers, "Accept-Encoding": "gzip"}
     observe = getattr(session.get_adapter(url), "observe", None)
@@ -558,20 +639,21 @@ def _direct_get(
         while True:
             if conn is None:
                 conn = (
-                    _DirectHTTPS(host, origin[2], per_read, _tls_context(session.verify))
+                    _DirectHTTPS(host, port, per_read, _tls_context(session.verify))
                     if scheme == "https"
-                    else _DirectHTTP(host, origin[2], per_read)
+                    else _DirectHTTP(host, port, per_read)
                 )
+                conn.connect()
             elif conn.sock is not None:
                 conn.sock.settimeout(per_read)
-            watch.connection = conn
+            watch.attach(conn)  # past the deadline already: TimeoutError, nothing sent
             try:
                 conn.request("GET", target, headers=sent)
                 response = conn.getresponse()
                 break
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                if not reused:
-                    raise
+                if not reused or watch.expired or time.monotonic() >= deadline:
+                    raise  # (a connection the watchdog cut is not a server's keep-alive close)
                 # the server closed this kept-alive connection as we sent: once more, anew
                 conn.close()
                 conn, reused = None, False
@@ -581,15 +663,18 @@ def _direct_get(
         if status != 200:
             return status, b""
         coding = (response.getheader("Content-Encoding") or "identity").strip().lower()
-        if coding == "gzip":
-            read1: Callable[[], bytes] = _Gunzip(response).read1
+        if coding in ("gzip", "x-gzip"):
+            read1: Callable[[], bytes] = _Gunzip(response, max_bytes).read1
         elif coding == "identity":
             read1 = functools.partial(response.read1, CHUNK)
         else:
             raise ValueError("an answer in a coding that was not asked for")
         body = _read_body(read1, deadline, max_bytes)
-        if (response.isclosed() or response.length == 0) and not response.will_close:
-            response.close()  # read to its end: the connection is ready for the next read
+        if response.length:  # http.client's read1 ends quietly where the server hung up
+            raise http.client.IncompleteRead(b"", response.length)
+        ended = response.length == 0 or (response.chunked and response.isclosed())
+        if ended and not response.will_close and watch.detach():
+            response.close()  # read to its end, not cut: ready for the next read
             _IDLE.give(origin, conn)
             conn = None
         return 200, body

@@ -4,14 +4,16 @@ the unit tests that use it read the other way, and these cover this one."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gzip
 import ipaddress
 import json
-import socket
+import threading
 import time
 from pathlib import Path
 
+import hostile_server as hostile
 import pytest
 import responses
 from hostile_server import hostile_server, json_answer
@@ -57,13 +59,7 @@ def test_reads_of_one_server_share_one_kept_alive_connection(server):
     assert headers["Authorization"] == "Bearer t" and headers["Accept"] == "application/fhir+json"
 
 
-@pytest.mark.parametrize("fresh_seconds", [0.0, 60.0], ids=["checked when taken", "resent"])
-def test_a_connection_the_server_closed_while_idle_is_not_used_again(
-    server, monkeypatch, fresh_seconds
-):
-    """Found closed when taken, or (taken as fresh, unchecked) sent the read again anew."""
-    monkeypatch.setattr(http_guard, "FRESH_SECONDS", fresh_seconds)
-
+def test_a_connection_the_server_closed_while_idle_is_not_used_again(server):
     def answer_then_hang_up(handler):
         json_answer(PATIENT)(handler)
         handler.close_connection = True  # no "Connection: close": the client cannot know
@@ -75,18 +71,178 @@ def test_a_connection_the_server_closed_while_idle_is_not_used_again(
     assert len(set(server.peers)) == 2
 
 
-def test_a_kept_alive_connection_closed_as_the_next_read_is_sent_is_replaced(server):
-    server.routes["/fhir/Patient"] = json_answer(PATIENT)
+def answers_in_turn(*behaviours):
+    """A route that behaves as the first behaviour for the first request, and so on."""
+    count = {"n": 0}
+
+    def route(handler):
+        count["n"] += 1
+        behaviours[min(count["n"], len(behaviours)) - 1](handler)
+
+    return route
+
+
+def hang_up(handler):
+    handler.close_connection = True  # closed without an answer
+
+
+def test_a_kept_alive_connection_the_server_closes_as_the_read_is_sent_is_replaced(server):
+    server.routes["/fhir/Patient"] = answers_in_turn(
+        json_answer(PATIENT), hang_up, json_answer(PATIENT)
+    )
     session = http_guard.guarded_session()
     assert read(f"{server.base}/fhir/Patient/p", session)[0] == 200
-    # the connection ends just after it was taken (and checked): the answer never comes
-    [conn] = [c for idle in http_guard._IDLE._by_origin.values() for _, c in idle]
-    taken = http_guard._IDLE.take
-    http_guard._IDLE.take = lambda origin: (conn.sock.shutdown(socket.SHUT_RD), conn)[1]  # type: ignore[method-assign]
-    try:
-        assert read(f"{server.base}/fhir/Patient/p", session)[0] == 200
-    finally:
-        http_guard._IDLE.take = taken  # type: ignore[method-assign]
+    status, body = read(f"{server.base}/fhir/Patient/p", session)
+    assert status == 200 and json.loads(body) == PATIENT
+    assert len(server.peers) == 3 and len(set(server.peers)) == 2  # sent again, anew
+
+
+def test_a_kept_alive_connection_cut_at_the_deadline_is_not_read_again(server):
+    """The watchdog cuts the stalled read; that is not the server's keep-alive close, so the
+    read is not sent again on a new connection (which no deadline would watch)."""
+    server.routes["/fhir/Patient"] = answers_in_turn(
+        json_answer(PATIENT), json_answer(PATIENT, delay=3), hostile.drip_headers
+    )
+    session = http_guard.guarded_session()
+    assert read(f"{server.base}/fhir/Patient/p", session)[0] == 200
+    started = time.monotonic()
+    with pytest.raises(http_guard.FetchFailed, match="deadline"):
+        http_guard.bounded_get(
+            session,
+            f"{server.base}/fhir/Patient/p",
+            deadline=started + 0.5,
+            max_bytes=1000,
+            timeout=2,
+        )
+    assert time.monotonic() - started < 1.0
+    assert len(server.peers) == 2
+
+
+def test_a_deadline_that_passes_while_connecting_ends_the_read(server, monkeypatch):
+    server.routes["/fhir/Patient"] = hostile.drip_headers
+    real_connect = http_guard._connect_one
+
+    def slow_connect(address, port, timeout):
+        time.sleep(0.7)  # the connection is made after the deadline
+        return real_connect(address, port, timeout)
+
+    monkeypatch.setattr(http_guard, "_connect_one", slow_connect)
+    started = time.monotonic()
+    with pytest.raises(http_guard.FetchFailed, match="deadline"):
+        http_guard.bounded_get(
+            http_guard.guarded_session(),
+            f"{server.base}/fhir/Patient/p",
+            deadline=started + 0.5,
+            max_bytes=1000,
+            timeout=2,
+        )
+    assert time.monotonic() - started < 1.2
+    assert server.requests == []  # nothing sent past the deadline
+
+
+def test_bytes_after_an_answer_never_become_the_next_reads_answer(server):
+    other = json.dumps({"resourceType": "Patient", "id": "someone-else"}).encode()
+
+    def answer_and_more(handler):
+        json_answer({"resourceType": "Patient", "id": "A"})(handler)
+        handler.wfile.flush()
+        time.sleep(0.02)  # after the client has read the answer
+        handler.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(other), other)
+        )
+        handler.wfile.flush()
+
+    server.routes["/fhir/Patient/A"] = answer_and_more
+    server.routes["/fhir/Patient/B"] = json_answer({"resourceType": "Patient", "id": "B"})
+    session = http_guard.guarded_session()
+    read(f"{server.base}/fhir/Patient/A", session)
+    time.sleep(0.05)
+    status, body = read(f"{server.base}/fhir/Patient/B", session)
+    assert status == 200 and json.loads(body)["id"] == "B"
+
+
+def test_a_connection_kept_for_the_next_read_is_no_longer_watched_by_this_one(server, monkeypatch):
+    """Read A keeps its connection, then its deadline passes before it is done: the watchdog
+    must not cut the connection read B has taken meanwhile (B would get half a body)."""
+    body = json.dumps({"resourceType": "Bundle", "pad": "x" * 200_000}).encode()
+
+    def slow_big(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for i in range(0, len(body), 10_000):
+            handler.wfile.write(body[i : i + 10_000])
+            handler.wfile.flush()
+            time.sleep(0.01)
+
+    server.routes["/fhir/Patient"] = json_answer(PATIENT)
+    server.routes["/fhir/Bundle"] = slow_big
+    session = http_guard.guarded_session()
+    give = http_guard._IDLE.give
+
+    def give_then_pause(origin, conn):
+        give(origin, conn)
+        if threading.current_thread().name == "A":
+            time.sleep(0.4)  # A is held up between keeping the connection and finishing
+
+    monkeypatch.setattr(http_guard._IDLE, "give", give_then_pause)
+
+    def read_a():
+        http_guard.bounded_get(
+            session,
+            f"{server.base}/fhir/Patient/p",
+            deadline=time.monotonic() + 0.2,
+            max_bytes=1000,
+            timeout=1,
+        )
+
+    a = threading.Thread(target=read_a, name="A")
+    a.start()
+    time.sleep(0.1)
+    status, got = read(f"{server.base}/fhir/Bundle", session, max_bytes=1_000_000)
+    a.join()
+    assert len(set(server.peers)) == 1  # B took A's connection
+    assert status == 200 and got == body
+
+
+def test_an_answer_cut_short_is_not_read_as_whole(server):
+    def short(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "100")
+        handler.end_headers()
+        handler.wfile.write(b'{"resourceType": "Patient"}')
+        handler.close_connection = True
+
+    server.routes["/fhir/Patient"] = short
+    with pytest.raises(http_guard.FetchFailed, match="IncompleteRead"):
+        read(f"{server.base}/fhir/Patient/p")
+
+
+def test_idle_connections_are_kept_for_few_servers_only():
+    """A caller naming many FHIR servers (no allow-list) cannot make the service hold a
+    socket for each: at most ``IDLE_MAX`` idle connections in all."""
+    session = http_guard.guarded_session()
+    with contextlib.ExitStack() as stack:
+        for _ in range(http_guard.IDLE_MAX + 8):
+            s = stack.enter_context(hostile_server())
+            s.routes["/fhir"] = json_answer(PATIENT)
+            assert read(f"{s.base}/fhir/Patient/p", session)[0] == 200
+        assert http_guard._IDLE._count == http_guard.IDLE_MAX
+        kept = sum(len(idle) for idle in http_guard._IDLE._by_origin.values())
+        assert kept == http_guard.IDLE_MAX
+
+
+def test_a_forked_child_starts_with_no_connections_even_if_the_pool_was_busy(server):
+    server.routes["/fhir/Patient"] = json_answer(PATIENT)
+    assert read(f"{server.base}/fhir/Patient/p")[0] == 200
+    held = http_guard._IDLE
+    with held._lock:  # another thread was using the pool at the fork
+        # what runs in the child, where that lock stays held for ever: it must not wait
+        child = threading.Thread(target=http_guard._reset_idle, daemon=True)
+        child.start()
+        child.join(2)
+        assert not child.is_alive()
+    assert http_guard._IDLE is not held and http_guard._IDLE._count == 0
 
 
 def gzip_answer(raw: bytes, coding: str = "gzip"):
@@ -107,6 +263,14 @@ def test_a_compressed_answer_is_asked_for_and_read(server):
     assert status == 200 and json.loads(body) == PATIENT
     _, headers = server.requests[0]
     assert headers["Accept-Encoding"] == "gzip"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "x-gzip"])
+def test_a_compressed_answer_in_several_members_is_read_whole(server, coding):
+    raw = gzip.compress(b'{"resourceType": ') + gzip.compress(b'"Patient", "id": "p"}')
+    server.routes["/fhir/Patient"] = gzip_answer(raw + b"\x00\x00trailing", coding)
+    status, body = read(f"{server.base}/fhir/Patient/p")
+    assert status == 200 and json.loads(body) == PATIENT
 
 
 def test_a_compression_bomb_stops_at_the_size_cap(server):
@@ -137,11 +301,45 @@ def test_other_statuses_are_returned_and_the_next_read_works(server):
     assert read(f"{server.base}/fhir/Patient/p", session)[0] == 200
 
 
-def test_the_url_is_sent_encoded_as_requests_would_send_it(server):
+@pytest.mark.parametrize(
+    "query",
+    [
+        "code=http://loinc.org|53040-2,x y",
+        "patient=a[0]&_elements=id,subject&x=%7C|ü",
+        "subject=Patient/p%2F1&date=ge2020-01-01T00:00:00+01:00",
+    ],
+)
+def test_the_url_is_sent_encoded_as_requests_would_send_it(server, query):
+    import requests
+
     server.routes["/fhir/Observation"] = json_answer({"resourceType": "Bundle"})
-    read(f"{server.base}/fhir/Observation?code=http://loinc.org|53040-2,x y")
+    url = f"{server.base}/fhir/Observation?{query}"
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    session = http_guard.guarded_session()
+    if not url.isascii():
+        assert not http_guard._direct(session, url)  # requests' own way, then
+    read(url, session)
     [(path, _)] = server.requests
-    assert path == "/fhir/Observation?code=http://loinc.org%7C53040-2,x%20y"
+    assert path == prepared.path_url
+
+
+def test_a_failed_read_carries_no_trace_of_the_token(server):
+    """A token that cannot be sent (a line break in it) fails the read; the failure holds
+    neither the token nor the error that quoted it, for anyone who inspects it."""
+    server.routes["/fhir/Patient"] = json_answer(PATIENT)
+    with pytest.raises(http_guard.FetchFailed) as failed:
+        http_guard.bounded_get(
+            http_guard.guarded_session(),
+            f"{server.base}/fhir/Patient/p",
+            deadline=time.monotonic() + 2,
+            max_bytes=1000,
+            timeout=2,
+            headers={"Authorization": "Bearer secret-token\r\nX-Injected: 1"},
+        )
+    assert failed.value.__context__ is None and failed.value.__cause__ is None
+    assert "secret-token" not in str(failed.value)
+    assert server.requests == []
 
 
 def test_direct_reads_are_metered(server):
