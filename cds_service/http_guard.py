@@ -10,6 +10,11 @@ no cookies (one session serves every caller: a cookie set for one user's call mu
 along with another's), never reads ``~/.netrc`` (its credentials would replace the caller's
 token), and reads the proxy and CA-bundle environment once, not on every read (requests would
 otherwise scan the environment and stat files for each one: about half a millisecond).
+
+A read goes one of two ways, with the same guard (``guarded_socket``), deadline and cap: the
+direct way (``_direct_get``: http.client connections of our own, kept alive per origin), or
+requests' (``_requests_get``) for a proxy, a client certificate, or when requests' transport
+has been replaced (the ``responses`` mock of the unit tests, an instrumentation).
 """
 
 from __future__ import annotations
