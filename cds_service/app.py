@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from gunicorn.http.errors import ParseException
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")
 
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["pgx"] = {
         "engine": engine,
@@ -198,7 +200,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             f"{patient_ref(hook_request.patient_id)}"
         )
         metrics.record_cards(body["cards"], recommendation_by_id)
-        return _json_answer(body)
+        return jsonify(body)
 
     @app.post("/cds-services/<service_id>/feedback")
     def _feedback(service_id: str) -> Response:
@@ -286,15 +288,25 @@ class ResponseHeaders:
         return self.wsgi_app(environ, start)
 
 
-def _json_answer(body: dict[str, Any]) -> Response:
-    """The hook answer, serialised by orjson (about ten times faster than Flask's ``json``
-    on a card; UTF-8 rather than ``\\u`` escapes), or by Flask's where orjson cannot: an
-    integer past 64 bits copied from the request into a suggestion."""
-    try:
-        raw = orjson.dumps(body)
-    except TypeError:
-        return jsonify(body)
-    return Response(raw, mimetype="application/json")
+class OrjsonProvider(DefaultJSONProvider):
+    """Every JSON answer written by orjson (about ten times faster than ``json`` on a card),
+    keys sorted and other types turned to JSON as Flask does; by Flask's ``json`` where
+    orjson cannot (an integer past 64 bits copied from the request)."""
+
+    OPTIONS = (
+        orjson.OPT_SORT_KEYS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_APPEND_NEWLINE
+    )
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        try:
+            raw = orjson.dumps(obj, default=self.default, option=self.OPTIONS)
+        except TypeError:
+            return super().response(obj)
+        return self._app.response_class(raw, mimetype=self.mimetype)
 
 
 def _check_encoding() -> None:

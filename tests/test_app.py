@@ -263,10 +263,10 @@ def test_logs_hold_no_patient_data_or_tokens(client, caplog):
 def test_the_hook_answer_is_json_whatever_it_carries(app):
     """orjson writes the answer; what it cannot write (an integer past 64 bits copied from the
     request) Flask's serialiser does: never a 500."""
-    from cds_service.app import _json_answer
+    from flask import jsonify
 
     with app.app_context():
         for body in ({"cards": [{"summary": "Avoid codeine: ≥ 12 µg"}]}, {"cards": [{"n": 2**70}]}):
-            response = _json_answer(body)
+            response = jsonify(body)
             assert response.mimetype == "application/json"
             assert json.loads(response.get_data()) == body
