@@ -358,8 +358,10 @@ def bounded_get(
     WATCHDOG.arm(deadline, watch)
     try:
         per_read = min(timeout, remaining)
-        read = _direct_get if _direct(session, url) else _requests_get
-        return read(session, url, headers or {}, per_read, deadline, max_bytes)
+        adapter = _direct(session, url)
+        if adapter is None:
+            return _requests_get(session, url, headers or {}, per_read, deadline, max_bytes)
+        return _direct_get(adapter, session, url, headers or {}, per_read, deadline, max_bytes)
     except (
         requests.RequestException,
         urllib3.exceptions.HTTPError,  # raised by read1
@@ -430,20 +432,24 @@ IDLE_PER_ORIGIN = 10
 _REQUESTS_SEND = HTTPAdapter.send
 
 
-def _direct(session: requests.Session, url: str) -> bool:
-    """Can this read go the direct way? Not through a proxy or with a client certificate
-    (requests handles those), nor when requests' transport has been replaced (a mock such
-    as ``responses`` in the unit tests, an instrumentation): then it sees every read."""
+def _direct(session: requests.Session, url: str) -> GuardedAdapter | None:
+    """The session's adapter for ``url`` if this read can go the direct way (the adapter
+    meters it), else None: not through a proxy or with a client certificate (requests
+    handles those), nor when requests' transport has been replaced (a mock such as
+    ``responses`` in the unit tests, an instrumentation): then it sees every read."""
     scheme = url[:8].lower()
-    return (
-        (scheme.startswith("http://") or scheme.startswith("https://"))
-        and HTTPAdapter.send is _REQUESTS_SEND
-        and isinstance(session.get_adapter(url), GuardedAdapter)
+    if not (scheme.startswith("http://") or scheme.startswith("https://")):
+        return None
+    adapter = session.get_adapter(url)
+    direct = (
+        HTTPAdapter.send is _REQUESTS_SEND
+        and isinstance(adapter, GuardedAdapter)
         and session.cert is None
         and session.verify is not False
         and url.isascii()
         and not proxies_for(url)
     )
+    return adapter if direct else None
 
 
 def _guarded_create(
@@ -623,6 +629,7 @@ def _wire_url(url: str) -> tuple[str, str, int, str]:
 
 
 def _direct_get(
+    adapter: GuardedAdapter,
     session: requests.Session,
     url: str,
     headers: dict[str, str],
@@ -634,7 +641,7 @@ def _direct_get(
     origin = (scheme, host, port, str(session.verify) if scheme == "https" else "")
     # what requests sends, and only the codings read below
     sent = {**session.headers, **headers, "Accept-Encoding": "gzip"}
-    observe = getattr(session.get_adapter(url), "observe", None)
+    observe = getattr(adapter, "observe", None)  # (the metrics' adapter)
     watch: _Watch = _current.watch
     started = time.perf_counter()
     conn = _IDLE.take(origin)
