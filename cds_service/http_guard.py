@@ -26,6 +26,7 @@ import http.cookiejar
 import ipaddress
 import logging
 import os
+import re
 import select
 import socket
 import ssl
@@ -616,15 +617,41 @@ class _Gunzip:
                 return out
 
 
+#: What may stand in a query as it is (RFC 3986: unreserved, sub-delims, ":", "@", "/", "?"):
+#: urllib3 percent-encodes any other character (a genomic query's "|"), a character at a time
+#: in Python, tens of microseconds for a genomic query; a regular expression finds them in C.
+_QUERY_AS_IS = r"A-Za-z0-9\-._~!$&'()*+,;=:@/?"
+_TO_ENCODE = re.compile(f"[^{_QUERY_AS_IS}%]")
+_TO_ENCODE_WITH_PERCENT = re.compile(f"[^{_QUERY_AS_IS}]")
+_PERCENT_ESCAPE = re.compile(r"%[a-fA-F0-9]{2}")
+
+
+def _encoded_query(query: str) -> str:
+    """An ASCII query as urllib3 encodes it: escapes upper-cased, "%" kept when every "%"
+    starts an escape (else encoded too), every character outside ``_QUERY_AS_IS`` encoded."""
+    if "%" in query:
+        query, escapes = _PERCENT_ESCAPE.subn(lambda m: m.group(0).upper(), query)
+        to_encode = _TO_ENCODE if escapes == query.count("%") else _TO_ENCODE_WITH_PERCENT
+    else:
+        to_encode = _TO_ENCODE
+    return to_encode.sub(lambda m: f"%{ord(m.group()):02X}", query)
+
+
 def _wire_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path and query) as requests would send ``url``: its parsing
-    (urllib3's, which encodes what may not stand in a path or query) then its requoting."""
-    parsed = urllib3.util.parse_url(url)
+    (urllib3's, which encodes what may not stand in a path or query) then its requoting.
+    An ASCII URL without a fragment has its query encoded here (``_encoded_query``), the same
+    as urllib3 would; the rest is urllib3's."""
+    base, mark, query = url.partition("?")
+    if mark and url.isascii() and "#" not in url:
+        parsed = urllib3.util.parse_url(base)
+        encoded: str | None = _encoded_query(query)
+    else:
+        parsed = urllib3.util.parse_url(url)
+        encoded = parsed.query
     scheme = (parsed.scheme or "").lower()
     port = parsed.port or (443 if scheme == "https" else 80)
-    target = requests.utils.requote_uri(
-        (parsed.path or "/") + (f"?{parsed.query}" if parsed.query is not None else "")
-    )
+    target = requests.utils.requote_uri((parsed.path or "/") + (f"?{encoded}" if encoded else ""))
     return scheme, (parsed.host or "").strip("[]"), port, target
 
 

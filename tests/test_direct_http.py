@@ -324,6 +324,50 @@ def test_the_url_is_sent_encoded_as_requests_would_send_it(server, query):
     assert path == prepared.path_url
 
 
+def _as_requests_sends(url: str) -> str:
+    import requests
+
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return prepared.path_url
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "",
+        "?",
+        "?a=1",
+        "?code=http://loinc.org|53040-2,http://loinc.org|57979-7&_count=100",
+        "?x=%7c|%7C",
+        "?x=50%&y=%7C",  # a "%" that starts no escape: every "%" is encoded then
+        "?x=%zz%41",
+        '?x=a b\tc"<>^`{}',
+        "?a=1?b=2",
+        "?x=1#frag|x",
+        "#frag?x=|",
+        "/../x/./y?z=|",
+        "?x=ü|",
+    ],
+)
+def test_the_wire_url_is_what_requests_sends(tail):
+    url = f"http://fhir.example:8080/r4/Observation{tail}"
+    scheme, host, port, target = http_guard._wire_url(url)
+    assert (scheme, host, port) == ("http", "fhir.example", 8080)
+    assert target == _as_requests_sends(url)
+
+
+def test_the_wire_url_is_what_requests_sends_for_any_ascii_query():
+    import random
+
+    rng = random.Random(12)
+    alphabet = [chr(c) for c in range(32, 127)] + ["%7c", "%41", "%", "%2", "|"] * 5
+    for _ in range(2000):
+        query = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        url = f"https://fhir.example/Observation?{query}"
+        assert http_guard._wire_url(url)[3] == _as_requests_sends(url), query
+
+
 def test_a_failed_read_carries_no_trace_of_the_token(server):
     """A token that cannot be sent (a line break in it) fails the read; the failure holds
     neither the token nor the error that quoted it, for anyone who inspects it."""
