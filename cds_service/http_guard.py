@@ -12,7 +12,7 @@ token), and reads the proxy and CA-bundle environment once, not on every read (r
 otherwise scan the environment and stat files for each one: about half a millisecond).
 
 A read goes one of two ways, with the same guard (``guarded_socket``), deadline and cap: the
-direct way (``_direct_get``: http.client connections of our own, kept alive per origin), or
+direct way (``_DirectGet``: http.client connections of our own, kept alive per origin), or
 requests' (``_requests_get``) for a proxy, a client certificate, or when requests' transport
 has been replaced (the ``responses`` mock of the unit tests, an instrumentation).
 """
@@ -20,6 +20,7 @@ has been replaced (the ``responses`` mock of the unit tests, an instrumentation)
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import http.client
 import http.cookiejar
@@ -34,11 +35,11 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -337,6 +338,22 @@ def proxies_for(url: str) -> dict[str, str]:
     return _proxies_for_origin(f"{parts.scheme}://{parts.netloc}")
 
 
+_READ_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,  # raised by read1
+    http.client.HTTPException,
+    OSError,
+    ValueError,
+    zlib.error,
+)
+
+
+def _failure(exc: BaseException, deadline: float) -> str:
+    """What a failed read logs: the type only (messages of requests' errors quote the URL,
+    and so the patient id)."""
+    return "deadline passed" if time.monotonic() >= deadline else type(exc).__name__
+
+
 def bounded_get(
     session: requests.Session,
     url: str,
@@ -349,36 +366,115 @@ def bounded_get(
     """(status, body) of a GET that ends by ``deadline`` (``time.monotonic``) and reads at
     most ``max_bytes``; otherwise ``FetchFailed``. No redirects are followed.
 
-    The read goes the direct way (``_direct_get``) unless a proxy, a client certificate or a
+    The read goes the direct way (``_DirectGet``) unless a proxy, a client certificate or a
     replaced requests transport asks for requests' (``_requests_get``)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FetchFailed("no time left in the budget")
+    per_read = min(timeout, remaining)
+    adapter = _direct(session, url)
+    if adapter is not None:
+        return (
+            _DirectGet(adapter, session, url, headers or {}, per_read, deadline, max_bytes)
+            .sent(idle_only=False)
+            .result()
+        )
     watch = _Watch(deadline=deadline)
     _current.watch = watch
     WATCHDOG.arm(deadline, watch)
     try:
-        per_read = min(timeout, remaining)
-        adapter = _direct(session, url)
-        if adapter is None:
-            return _requests_get(session, url, headers or {}, per_read, deadline, max_bytes)
-        return _direct_get(adapter, session, url, headers or {}, per_read, deadline, max_bytes)
-    except (
-        requests.RequestException,
-        urllib3.exceptions.HTTPError,  # raised by read1
-        http.client.HTTPException,
-        OSError,
-        ValueError,
-        zlib.error,
-    ) as exc:
-        # the type only: messages of requests' errors quote the URL (and so the patient id)
-        failure = "deadline passed" if time.monotonic() >= deadline else type(exc).__name__
+        return _requests_get(session, url, headers or {}, per_read, deadline, max_bytes)
+    except _READ_ERRORS as exc:
+        failure = _failure(exc, deadline)
     finally:
         WATCHDOG.disarm(watch)
         _current.watch = None
     # raised here, not in the handler, so that it carries no trace of the error (whose text
     # may quote the URL or a header, the token included) for whoever inspects it
     raise FetchFailed(failure)
+
+
+class Sent(Protocol):
+    """A GET under way (``send_get``)."""
+
+    def result(self) -> tuple[int, bytes]:
+        """``bounded_get``'s answer: (status, body), or ``FetchFailed``."""
+        ...
+
+    def discard(self) -> None:
+        """Not wanted after all: its connection is closed (or left to finish on its own)."""
+        ...
+
+
+def send_get(
+    session: requests.Session,
+    url: str,
+    *,
+    deadline: float,
+    max_bytes: int,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    pool: Executor,
+) -> Sent:
+    """Start a GET now, to be read later (``result()``), so that a hook call's reads are all
+    under way at once. On a kept-alive connection the request is written here and the answer
+    read by ``result()`` on the caller's thread: no thread is woken, before or after. Else
+    (a new connection to make, whose lookup and handshakes go on beside the others'; requests'
+    way) the whole read runs on ``pool``."""
+    remaining = deadline - time.monotonic()
+    adapter = _direct(session, url) if remaining > 0 else None
+    if adapter is not None:
+        per_read = min(timeout, remaining)
+        read = _DirectGet(adapter, session, url, headers or {}, per_read, deadline, max_bytes)
+        if read.sent(idle_only=True).conn is not None:
+            return read
+    future = pool.submit(
+        contextvars.copy_context().run,  # (its log lines carry the call's request id)
+        bounded_get,
+        session,
+        url,
+        deadline=deadline,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        headers=headers,
+    )
+    return _Threaded(future)
+
+
+@dataclass
+class _Threaded:
+    future: Future[tuple[int, bytes]]
+
+    def result(self) -> tuple[int, bytes]:
+        return self.future.result()
+
+    def discard(self) -> None:
+        self.future.cancel()  # (one already running ends on its own, within the deadline)
+
+
+def wait_for(read: Sent, others: Iterable[Sent]) -> None:
+    """Until ``read``'s answer starts to arrive, noting when each of ``others`` (sent the direct
+    way) does: each read's time, for the metrics, is then its own, not the time it waited to
+    be read while the call worked on another answer."""
+    if not isinstance(read, _DirectGet) or read.arrived is not None or read.conn is None:
+        return
+    waiting = [read, *(o for o in others if isinstance(o, _DirectGet) and o.arrived is None)]
+    by_fd: dict[int, _DirectGet] = {}
+    poller = select.poll()
+    for sent in waiting:
+        sock = sent.conn.sock if sent.conn is not None else None
+        if sock is not None:
+            by_fd[sock.fileno()] = sent
+            poller.register(sock, select.POLLIN)
+    while read.arrived is None and read.conn is not None and read.conn.sock is not None:
+        remaining = read.deadline - time.monotonic()
+        if remaining <= 0:
+            return  # (the watchdog cuts the read: its result fails)
+        ready = poller.poll(remaining * 1000)
+        now = time.perf_counter()
+        for fd, _ in ready:
+            by_fd[fd].arrived = now
+            poller.unregister(fd)
 
 
 def _read_body(read1: Callable[[], bytes], deadline: float, max_bytes: int) -> bytes:
@@ -655,72 +751,158 @@ def _wire_url(url: str) -> tuple[str, str, int, str]:
     return scheme, (parsed.host or "").strip("[]"), port, target
 
 
-def _direct_get(
-    adapter: GuardedAdapter,
-    session: requests.Session,
-    url: str,
-    headers: dict[str, str],
-    per_read: float,
-    deadline: float,
-    max_bytes: int,
-) -> tuple[int, bytes]:
-    scheme, host, port, target = _wire_url(url)
-    origin = (scheme, host, port, str(session.verify) if scheme == "https" else "")
-    # what requests sends, and only the codings read below
-    sent = {**session.headers, **headers, "Accept-Encoding": "gzip"}
-    observe = getattr(adapter, "observe", None)  # (the metrics' adapter)
-    watch: _Watch = _current.watch
-    started = time.perf_counter()
-    conn = _IDLE.take(origin)
-    reused = conn is not None
-    status: int | None = None
-    try:
+class _DirectGet:
+    """One GET the direct way, in two steps: ``sent`` (the request written on a kept-alive
+    connection, or a new one) and ``result`` (the answer read; the connection kept for the
+    next read if the answer was read to its end). The deadline's watchdog covers both."""
+
+    def __init__(
+        self,
+        adapter: GuardedAdapter,
+        session: requests.Session,
+        url: str,
+        headers: dict[str, str],
+        per_read: float,
+        deadline: float,
+        max_bytes: int,
+    ) -> None:
+        self.scheme, self.host, self.port, self.target = _wire_url(url)
+        verify = session.verify
+        self.origin = (
+            self.scheme,
+            self.host,
+            self.port,
+            str(verify) if self.scheme == "https" else "",
+        )
+        self.verify = verify
+        # what requests sends, and only the codings read below
+        self.headers = {**session.headers, **headers, "Accept-Encoding": "gzip"}
+        self.observe = getattr(adapter, "observe", None)  # (the metrics' adapter)
+        self.per_read = per_read
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+        self.watch = _Watch(deadline=deadline)
+        self.conn: http.client.HTTPConnection | None = None
+        self.reused = False
+        self.failure: str | None = None
+        self.started = 0.0
+        self.observed = False
+        #: ``time.perf_counter()`` when its answer was seen arriving (``wait_for``)
+        self.arrived: float | None = None
+
+    def sent(self, *, idle_only: bool) -> _DirectGet:
+        """Write the request: on a kept-alive connection, else (unless ``idle_only``) on a new
+        one. ``idle_only`` and none free (or the one taken broke): nothing is sent, ``conn``
+        stays None, and the read may go another way."""
+        self.started = time.perf_counter()
+        WATCHDOG.arm(self.deadline, self.watch)
+        try:
+            self._send(reuse=True, connect=not idle_only)
+        except _READ_ERRORS as exc:
+            if idle_only:  # the read goes another way, which meets the fault and reports it
+                self.discard()
+                return self
+            self._fail(exc)
+        if self.conn is None:
+            WATCHDOG.disarm(self.watch)
+        return self
+
+    def _send(self, *, reuse: bool, connect: bool) -> None:
+        conn = _IDLE.take(self.origin) if reuse else None
+        self.reused = conn is not None
+        if conn is None and not connect:
+            return
+        _current.watch = self.watch  # (the connection's lookup counts against the deadline)
+        try:
+            while True:
+                if conn is None:
+                    conn = (
+                        _DirectHTTPS(self.host, self.port, self.per_read, _tls_context(self.verify))
+                        if self.scheme == "https"
+                        else _DirectHTTP(self.host, self.port, self.per_read)
+                    )
+                    self.conn = conn
+                    conn.connect()
+                elif conn.sock is not None:
+                    conn.sock.settimeout(self.per_read)
+                self.conn = conn
+                self.watch.attach(conn)  # past the deadline already: TimeoutError, nothing sent
+                try:
+                    conn.request("GET", self.target, headers=self.headers)
+                    return
+                except (ConnectionResetError, BrokenPipeError):
+                    if not self.reused or self.watch.expired or time.monotonic() >= self.deadline:
+                        raise
+                    # the server closed this kept-alive connection as we sent
+                    conn.close()
+                    conn, self.conn, self.reused = None, None, False
+                    if not connect:
+                        return
+        finally:
+            _current.watch = None
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.observe is not None and not self.observed:  # (once: a status is observed)
+            self.observed = True
+            self.observe(
+                None, time.perf_counter() - self.started, timed_out=isinstance(exc, TimeoutError)
+            )
+        self.failure = _failure(exc, self.deadline)
+        self.discard()
+
+    def discard(self) -> None:
+        WATCHDOG.disarm(self.watch)
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def result(self) -> tuple[int, bytes]:
+        try:
+            if self.failure is None:
+                return self._receive()
+        except _READ_ERRORS as exc:
+            self._fail(exc)
+        finally:
+            WATCHDOG.disarm(self.watch)
+            if self.conn is not None:  # (not kept for the next read)
+                self.conn.close()
+                self.conn = None
+        # raised here, not in the handler, so that it carries no trace of the error (whose
+        # text may quote the URL or a header, the token included) for whoever inspects it
+        raise FetchFailed(self.failure or "not sent")
+
+    def _receive(self) -> tuple[int, bytes]:
         while True:
-            if conn is None:
-                conn = (
-                    _DirectHTTPS(host, port, per_read, _tls_context(session.verify))
-                    if scheme == "https"
-                    else _DirectHTTP(host, port, per_read)
-                )
-                conn.connect()
-            elif conn.sock is not None:
-                conn.sock.settimeout(per_read)
-            watch.attach(conn)  # past the deadline already: TimeoutError, nothing sent
+            assert self.conn is not None
             try:
-                conn.request("GET", target, headers=sent)
-                response = conn.getresponse()
+                response = self.conn.getresponse()
                 break
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                if not reused or watch.expired or time.monotonic() >= deadline:
+                if not self.reused or self.watch.expired or time.monotonic() >= self.deadline:
                     raise  # (a connection the watchdog cut is not a server's keep-alive close)
                 # the server closed this kept-alive connection as we sent: once more, anew
-                conn.close()
-                conn, reused = None, False
+                self.conn.close()
+                self.conn, self.arrived = None, None
+                self._send(reuse=False, connect=True)
         status = response.status
-        if observe is not None:
-            observe(status, time.perf_counter() - started)
+        if self.observe is not None:
+            self.observed = True
+            self.observe(status, (self.arrived or time.perf_counter()) - self.started)
         if status != 200:
             return status, b""
         coding = (response.getheader("Content-Encoding") or "identity").strip().lower()
         if coding in ("gzip", "x-gzip"):
-            read1: Callable[[], bytes] = _Gunzip(response, max_bytes).read1
+            read1: Callable[[], bytes] = _Gunzip(response, self.max_bytes).read1
         elif coding == "identity":
             read1 = functools.partial(response.read1, CHUNK)
         else:
             raise ValueError("an answer in a coding that was not asked for")
-        body = _read_body(read1, deadline, max_bytes)
+        body = _read_body(read1, self.deadline, self.max_bytes)
         if response.length:  # http.client's read1 ends quietly where the server hung up
             raise http.client.IncompleteRead(b"", response.length)
         ended = response.length == 0 or (response.chunked and response.isclosed())
-        if ended and not response.will_close and watch.detach():
+        if ended and not response.will_close and self.watch.detach():
             response.close()  # read to its end, not cut: ready for the next read
-            _IDLE.give(origin, conn)
-            conn = None
+            _IDLE.give(self.origin, self.conn)
+            self.conn = None
         return 200, body
-    except BaseException as exc:
-        if observe is not None and status is None:
-            observe(None, time.perf_counter() - started, timed_out=isinstance(exc, TimeoutError))
-        raise
-    finally:
-        if conn is not None:
-            conn.close()

@@ -12,13 +12,15 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
+from concurrent.futures import Executor
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
 
 from .errors import PreconditionFailed
-from .http_guard import FetchFailed, bounded_get
+from .http_guard import FetchFailed, Sent, bounded_get, send_get, wait_for
 from .request import HookRequest
 from .trace import Trace
 
@@ -87,9 +89,43 @@ class FhirClient:
         self.deadline = time.monotonic() + budget
         self.budget = budget
         self.max_bytes = max_bytes
+        self._sent: dict[str, Sent] = {}  # reads started ahead (``send_ahead``), by URL
 
     def __repr__(self) -> str:
         return f"FhirClient({self.base_url!r})"
+
+    def send_ahead(self, queries: Iterable[str], pool: Executor) -> None:
+        """Start the reads of ``queries`` (searches ``Type?…``, reads ``Type/id``) now, all at
+        once (``http_guard.send_get``); ``search`` or ``read`` of the same query later takes
+        its answer. What is not taken is dropped by ``close``."""
+        for query in queries:
+            url = self.base_url + query
+            if (
+                url in self._sent
+                or ("?" not in query and not valid_reference(query))
+                or not under_base(url, self.base_url)  # (``_get`` would refuse it)
+            ):
+                continue
+            self._sent[url] = send_get(
+                self.session,
+                url,
+                headers=self._headers(),
+                deadline=self.deadline,
+                max_bytes=self.max_bytes,
+                timeout=self.timeout,
+                pool=pool,
+            )
+
+    def close(self) -> None:
+        """Drop the reads started ahead that nobody took (their connections are closed)."""
+        while self._sent:
+            self._sent.popitem()[1].discard()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/fhir+json, application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
 
     def search(self, query: str, trace: Trace) -> list[dict[str, Any]]:
         """All resources of a search (``Type?params``), following ``next`` within the bound."""
@@ -120,19 +156,21 @@ class FhirClient:
             # Never send the token anywhere but under the request's fhirServer.
             log.warning("refused a FHIR URL outside the fhirServer base (%s)", expect)
             raise FhirUnavailable("a link or reference points outside the FHIR server")
-        headers = {"Accept": "application/fhir+json, application/json"}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+        sent = self._sent.pop(url, None)
         try:
             # No redirects: the token goes to the FHIR server the request names, nowhere else.
-            status, raw = bounded_get(
-                self.session,
-                url,
-                headers=headers,
-                deadline=self.deadline,
-                max_bytes=self.max_bytes,
-                timeout=self.timeout,
-            )
+            if sent is not None:
+                wait_for(sent, self._sent.values())
+                status, raw = sent.result()
+            else:
+                status, raw = bounded_get(
+                    self.session,
+                    url,
+                    headers=self._headers(),
+                    deadline=self.deadline,
+                    max_bytes=self.max_bytes,
+                    timeout=self.timeout,
+                )
         except FetchFailed as exc:
             log.warning("FHIR read of %s failed: %s", expect, exc)
             raise FhirUnavailable(UNREADABLE) from None

@@ -6,10 +6,9 @@ context -> medications -> genomic facts -> interactions (phenoconversion) -> rec
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -81,6 +80,23 @@ class Engine:
             )
         trace.add("context", f"{len(orders)} order(s) to judge")
         client = self._client(request)
+        try:
+            return self._judge(request, orders, session, client, trace, read_results, service_id)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _judge(
+        self,
+        request: HookRequest,
+        orders: list[hook_context.DraftOrder],
+        session: list[hook_context.DraftOrder],
+        client: patient_data.FhirClient | None,
+        trace: Trace,
+        read_results: bool,
+        service_id: str | None,
+    ) -> tuple[dict[str, Any], Trace]:
+        """``evaluate`` for the ``orders`` it selected, with the call's FHIR ``client``."""
         with_medication = self._medication_reader(client, trace)
         orders = [with_medication(o) for o in orders]
         drugs: list[medications.IdentifiedDrug] = []
@@ -105,13 +121,13 @@ class Engine:
         ordered = {d.drug for d in drugs}
         uses_cyp2d6 = self._depends_on_cyp2d6(drugs)
         uses_age = any(rule.drug in ordered for rule in self.knowledge.label_rules)
-        # What the FHIR server must give beside the results, read at the same time (one round)
-        ahead = self._read_ahead(request, client, patient, uses_cyp2d6, uses_age)
+        # What the FHIR server must give, all asked for at once (one round)
+        self._read_ahead(request, client, patient, uses_cyp2d6, uses_age)
         facts = self._facts(request, client, trace, patient, needed)
         genetic_facts = facts
         cyp2d6 = facts.get(interactions.GENE)
         if cyp2d6 is not None and cyp2d6.actionable and uses_cyp2d6:
-            inhibitors = self._inhibitors(request, client, trace, patient, session, ahead)
+            inhibitors = self._inhibitors(request, client, trace, patient, session)
             converted = interactions.phenoconvert(cyp2d6, inhibitors, self.knowledge, trace)
             if converted is not cyp2d6:  # (then the rows are matched on both, below)
                 facts = {**facts, interactions.GENE: converted}
@@ -126,8 +142,8 @@ class Engine:
         matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
         notices: list[label_rules.Notice] = []
         if uses_age:
-            found = self._optional(
-                request, patient_data.PATIENT, patient_query(patient), client, trace, ahead
+            found = patient_data.optional_resources(
+                request, patient_data.PATIENT, patient_query(patient), client, trace
             )
             person = label_rules.patient_in_context(found, request.patient_id, trace)
             notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
@@ -243,45 +259,21 @@ class Engine:
         patient: str,
         medications_needed: bool,
         patient_needed: bool,
-    ) -> dict[str, Future[tuple[list[dict[str, Any]] | None, Trace]]]:
-        """Start the reads the call may need besides the genomic results (the active
-        medications for phenoconversion, the patient for age rules) when they were not
-        prefetched, so that they run while the results are read: one round, one deadline."""
+    ) -> None:
+        """Start every read the call needs that was not prefetched (the genomic results; the
+        active medications for phenoconversion; the patient for age rules) at once: they run
+        side by side, within one deadline, and each is taken where it is used."""
         prefetched = request.prefetch or {}
         if client is None:
-            return {}
-        wanted: dict[str, str] = {}
+            return
+        wanted: list[str] = []
+        if patient_data.GENOMIC_RESULTS not in prefetched:
+            wanted.append(genomic_query(self.knowledge, patient))
         if patient_data.ACTIVE_MEDICATIONS not in prefetched and medications_needed:
-            wanted[patient_data.ACTIVE_MEDICATIONS] = active_medications_query(patient)
+            wanted.append(active_medications_query(patient))
         if patient_data.PATIENT not in prefetched and patient_needed:
-            wanted[patient_data.PATIENT] = patient_query(patient)
-
-        def read(key: str, query: str) -> tuple[list[dict[str, Any]] | None, Trace]:
-            own = Trace()
-            return patient_data.optional_resources(request, key, query, client, own), own
-
-        # each read in a copy of this context: its log lines carry the call's request id
-        return {
-            key: self.pool.submit(contextvars.copy_context().run, read, key, query)
-            for key, query in wanted.items()
-        }
-
-    @staticmethod
-    def _optional(
-        request: HookRequest,
-        key: str,
-        query: str,
-        client: patient_data.FhirClient | None,
-        trace: Trace,
-        ahead: dict[str, Future[tuple[list[dict[str, Any]] | None, Trace]]],
-    ) -> list[dict[str, Any]] | None:
-        """A prefetch key's resources: read ahead, else from prefetch or the FHIR server."""
-        future = ahead.get(key)
-        if future is None:
-            return patient_data.optional_resources(request, key, query, client, trace)
-        found, own = future.result()
-        trace.lines.extend(own.lines)
-        return found
+            wanted.append(patient_query(patient))
+        client.send_ahead(wanted, self.pool)
 
     def _genes_for(self, drugs: list[medications.IdentifiedDrug]) -> frozenset[str]:
         """The genes and HLA alleles the ordered drugs' rows and pre-test cards depend on."""
@@ -309,17 +301,15 @@ class Engine:
         trace: Trace,
         patient: str,
         session: list[hook_context.DraftOrder],
-        ahead: dict[str, Future[tuple[list[dict[str, Any]] | None, Trace]]] | None = None,
     ) -> list[interactions.InhibitorUse]:
         """CYP2D6 inhibitors the patient takes: active orders on file (prefetch, else the FHIR
         server) and the other draft orders of this ordering ``session``."""
-        active = self._optional(
+        active = patient_data.optional_resources(
             request,
             patient_data.ACTIVE_MEDICATIONS,
             active_medications_query(patient),
             client,
             trace,
-            ahead or {},
         )
         # Medication resources sent beside the active orders (a search with _include)
         sent = {

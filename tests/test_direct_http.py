@@ -1,9 +1,10 @@
-"""FHIR reads the direct way (``http_guard._direct_get``: http.client connections of our own,
+"""FHIR reads the direct way (``http_guard._DirectGet``: http.client connections of our own,
 kept alive per origin), against real sockets: ``responses`` replaces requests' transport, so
 the unit tests that use it read the other way, and these cover this one."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import gzip
@@ -19,6 +20,7 @@ import responses
 from hostile_server import hostile_server, json_answer
 
 from cds_service import http_guard, metrics
+from cds_service.trace import Trace
 
 PATIENT = {"resourceType": "Patient", "id": "p"}
 
@@ -493,3 +495,115 @@ def test_https_to_a_name_the_certificate_does_not_cover_is_refused(tls_server, c
     with pytest.raises(http_guard.FetchFailed):
         read(f"https://127.0.0.2:{tls_server.port}/fhir/Patient/p", session)
     assert tls_server.requests == []
+
+
+# -- reads sent ahead (``send_get``: a hook call's reads all under way at once) ---------------
+
+BUNDLE = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": PATIENT}]}
+AHEAD = ["Observation?patient=p", "MedicationRequest?patient=p", "Patient/p"]
+
+
+class _NoThreads(concurrent.futures.Executor):
+    def submit(self, *args, **kwargs):
+        raise AssertionError("a read sent ahead went to a thread")
+
+
+class _Timed(http_guard.GuardedAdapter):
+    """Records what the metrics would: (status, seconds) of each read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int | None, float]] = []
+
+    def observe(self, status, seconds, timed_out=False):
+        self.seen.append((status, seconds))
+
+
+def _client(server, session):
+    from cds_service.patient_data import FhirClient
+
+    return FhirClient(f"{server.base}/fhir", "t", timeout=2, max_pages=3, session=session)
+
+
+def _take_all(client):
+    return [client.search(q, Trace()) if "?" in q else [client.read(q)] for q in AHEAD]
+
+
+def _keep_three_connections(server, session) -> None:
+    """A first call: no connection is kept yet, so its reads run on threads, connecting side
+    by side (answered slowly, so that none is free for another); afterwards the three
+    connections are kept alive."""
+    routes = dict(server.routes)
+    _serve_ahead(server, delay=0.2, all_slow=True)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        first = _client(server, session)
+        first.send_ahead(AHEAD, pool)
+        assert _take_all(first) == [[PATIENT]] * 3
+    assert http_guard._IDLE._count == 3
+    server.routes.update(routes)
+    with server.lock:
+        server.requests.clear()
+        server.peers.clear()
+
+
+def _serve_ahead(server, delay: float = 0.0, all_slow: bool = False) -> None:
+    """The three reads; the search for results answered after ``delay`` (all of them, if
+    ``all_slow``)."""
+    server.routes["/fhir/Observation"] = json_answer(BUNDLE, delay=delay)
+    server.routes["/fhir/MedicationRequest"] = json_answer(BUNDLE, delay=delay * all_slow)
+    server.routes["/fhir/Patient"] = json_answer(PATIENT, delay=delay * all_slow)
+
+
+def test_reads_sent_ahead_on_kept_alive_connections_are_all_written_before_any_is_read(server):
+    _serve_ahead(server)
+    session = http_guard.guarded_session()
+    _keep_three_connections(server, session)
+    client = _client(server, session)
+    client.send_ahead(AHEAD, _NoThreads())  # no thread: written here, on three connections
+    deadline = time.monotonic() + 2
+    while len(server.paths()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(p.split("?")[0] for p in server.paths()) == [
+        "/fhir/MedicationRequest",
+        "/fhir/Observation",
+        "/fhir/Patient/p",
+    ]
+    assert _take_all(client) == [[PATIENT]] * 3  # each read's own answer, taken in any order
+    assert len(set(server.peers)) == 3
+    assert http_guard._IDLE._count == 3  # kept again for the next call
+
+
+def test_a_read_sent_ahead_is_timed_until_its_answer_arrives_not_until_it_is_taken(server):
+    _serve_ahead(server, delay=0.4)
+    session = http_guard.guarded_session()
+    timed = _Timed()
+    session.mount("http://", timed)
+    _keep_three_connections(server, session)
+    timed.seen.clear()
+    client = _client(server, session)
+    client.send_ahead(AHEAD[::2], _NoThreads())  # the slow search and the patient
+    assert client.search(AHEAD[0], Trace()) == [PATIENT]  # meanwhile the patient's answer came
+    assert client.read(AHEAD[2]) == PATIENT
+    (search_status, search_s), (patient_status, patient_s) = timed.seen
+    assert search_status == patient_status == 200
+    assert search_s >= 0.4 and patient_s < 0.2
+
+
+def test_a_read_sent_ahead_and_not_taken_is_dropped_with_its_connection(server):
+    _serve_ahead(server)
+    session = http_guard.guarded_session()
+    assert read(f"{server.base}/fhir/Patient/p", session)[0] == 200  # one connection kept
+    client = _client(server, session)
+    client.send_ahead(["Patient/p"], _NoThreads())
+    client.close()
+    assert http_guard._IDLE._count == 0  # its answer unread: the connection cannot serve again
+    assert read(f"{server.base}/fhir/Patient/p", session)[0] == 200  # a new one does
+
+
+def test_nothing_outside_the_fhir_server_base_is_sent_ahead(server):
+    _serve_ahead(server)
+    client = _client(server, http_guard.guarded_session())
+    client.send_ahead(["../Patient/p", "../../x?y=1", "Patient/a b"], _NoThreads())
+    client.close()
+    time.sleep(0.1)
+    assert server.paths() == []
