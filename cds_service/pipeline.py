@@ -209,19 +209,24 @@ class Engine:
             return {"cards": []}, trace
         client = self._client(request)
         patient = quote(request.patient_id, safe="")
-        facts = self._facts(request, client, trace, patient)
-        cyp2d6 = facts.get(interactions.GENE)
-        inhibitors = (
-            self._inhibitors(
-                request,
-                client,
-                trace,
-                patient,
-                hook_context.session_orders(request.hook, request.context),
+        try:
+            self._read_ahead(request, client, patient, True, False)
+            facts = self._facts(request, client, trace, patient)
+            cyp2d6 = facts.get(interactions.GENE)
+            inhibitors = (
+                self._inhibitors(
+                    request,
+                    client,
+                    trace,
+                    patient,
+                    hook_context.session_orders(request.hook, request.context),
+                )
+                if cyp2d6 is not None and cyp2d6.actionable
+                else []
             )
-            if cyp2d6 is not None and cyp2d6.actionable
-            else []
-        )
+        finally:
+            if client is not None:
+                client.close()
         found = patient_view.build_cards(
             facts,
             inhibitors,
