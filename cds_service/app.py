@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -128,21 +129,30 @@ def create_app(settings: Settings | None = None) -> Flask:
         rule = request.url_rule
         endpoint = ENDPOINTS.get(rule.endpoint, "other") if rule else "other"
         service_id = (request.view_args or {}).get("service_id", "")
-        metrics.record_request(
-            endpoint, service_id if service_id in SERVICES else "", response.status_code, seconds
+        service = service_id if service_id in SERVICES else ""
+        status = response.status_code
+        # One line a request. Method, route and status, and for a hook call what it
+        # answered: never bodies, identifiers, tokens or any other text the caller chose
+        # (the route's pattern, not the path).
+        line = (
+            (_logged_method(), _logged_route(), status, seconds * 1000, g.get("answered", ""))
+            if log.isEnabledFor(logging.INFO)
+            else None
         )
-        if log.isEnabledFor(logging.INFO):
-            # One line a request. Method, route and status, and for a hook call what it
-            # answered: never bodies, identifiers, tokens or any other text the caller chose
-            # (the route's pattern, not the path).
-            log.info(
-                "%s %s -> %s in %.1f ms%s",
-                _logged_method(),
-                _logged_route(),
-                response.status_code,
-                seconds * 1000,
-                g.get("answered", ""),
-            )
+        later: list[Callable[[], None]] = g.pop("after_answer", [])
+        request_id = g.get("request_id")
+
+        def bookkeeping() -> None:
+            for work in later:
+                try:
+                    work()
+                except Exception as exc:  # the answer is out: what failed is logged, no more
+                    log.error("after the answer: %s failed", type(exc).__name__)
+            metrics.record_request(endpoint, service, status, seconds)
+            if line is not None:
+                log.info("%s %s -> %s in %.1f ms%s", *line, extra={"request_id": request_id})
+
+        response.call_on_close(bookkeeping)
         return response
 
     # -- errors: always JSON, never a stack trace ---------------------------------------
@@ -191,15 +201,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         if service.hook == "patient-view":
             body, trace = engine.patient_view(hook_request)
         else:
-            body, trace = engine.evaluate(hook_request, service_id=service.id)
-        trace.log(log)
+            body, trace = engine.evaluate(hook_request, service_id=service.id, later=_after_answer)
+        request_id = g.request_id
+        _after_answer(lambda: trace.log(log, request_id))  # (after the card log's lines)
         # for the request's log line: the service is ours, not the caller's text; the patient
         # reference is opaque (it correlates lines without naming anyone)
         g.answered = (
             f": {service.id}, {len(body['cards'])} card(s) for "
             f"{patient_ref(hook_request.patient_id)}"
         )
-        metrics.record_cards(body["cards"], recommendation_by_id)
+        answered = body["cards"]
+        _after_answer(lambda: metrics.record_cards(answered, recommendation_by_id))
         return jsonify(body)
 
     @app.post("/cds-services/<service_id>/feedback")
@@ -345,6 +357,12 @@ def _body() -> bytes:
     finally:
         read_deadline.finish()  # the time the answer takes does not count
     return data
+
+
+def _after_answer(work: Callable[[], None]) -> None:
+    """Do ``work`` once the answer has been sent (when the server closes it): bookkeeping
+    the caller need not wait for (the card log, metrics, the request's log lines)."""
+    g.setdefault("after_answer", []).append(work)
 
 
 def _service(service_id: str) -> Any:

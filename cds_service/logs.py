@@ -42,9 +42,12 @@ def _looks_like_jwt(value: str) -> bool:
 
 
 class _RequestIdFilter(logging.Filter):
+    """The request id of the request being handled, or the one a line logged after its
+    answer names (``extra={"request_id": …}``), else "-"."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         rid = g.get("request_id") if has_request_context() else None
-        record.request_id = rid or "-"
+        record.request_id = rid or getattr(record, "request_id", None) or "-"
         return True
 
 

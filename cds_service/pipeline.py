@@ -59,12 +59,18 @@ class Engine:
         self.pretest_drugs = self.site.pretest_drugs(self.knowledge, self.settings.pretest_drug_set)
 
     def evaluate(
-        self, request: HookRequest, *, read_results: bool = False, service_id: str | None = None
+        self,
+        request: HookRequest,
+        *,
+        read_results: bool = False,
+        service_id: str | None = None,
+        later: Callable[[Callable[[], None]], None] | None = None,
     ) -> tuple[dict[str, Any], Trace]:
         """Cards for one hook call, and the trace of how they were decided.
 
         Genomic results are read only when a covered drug is ordered, unless
-        ``read_results`` (``pgx-cds explain`` shows them in any case).
+        ``read_results`` (``pgx-cds explain`` shows them in any case). The cards are written
+        to the card log now, or handed to ``later`` (the app: once the answer is sent).
         """
         trace = Trace()
         if self.site.hook_mode(request.hook) == "off":
@@ -81,7 +87,9 @@ class Engine:
         trace.add("context", f"{len(orders)} order(s) to judge")
         client = self._client(request)
         try:
-            return self._judge(request, orders, session, client, trace, read_results, service_id)
+            return self._judge(
+                request, orders, session, client, trace, read_results, service_id, later
+            )
         finally:
             if client is not None:
                 client.close()
@@ -95,6 +103,7 @@ class Engine:
         trace: Trace,
         read_results: bool,
         service_id: str | None,
+        later: Callable[[Callable[[], None]], None] | None,
     ) -> tuple[dict[str, Any], Trace]:
         """``evaluate`` for the ``orders`` it selected, with the call's FHIR ``client``."""
         with_medication = self._medication_reader(client, trace)
@@ -155,7 +164,7 @@ class Engine:
             trace,
         )
         built = cards.build_cards(matched, self.knowledge, notices)
-        return {"cards": self._logged(built, request, service_id, trace)}, trace
+        return {"cards": self._logged(built, request, service_id, trace, later)}, trace
 
     def _logged(
         self,
@@ -163,9 +172,10 @@ class Engine:
         request: HookRequest,
         service_id: str | None,
         trace: Trace,
+        later: Callable[[Callable[[], None]], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Apply the site policy (silent cards are logged, not returned); drop advice already
-        overridden for the same order in this session; log the rest."""
+        overridden for the same order in this session; log the rest (now, or ``later``)."""
         built, issued, silent = apply(
             built, cards.take_issued(built), request.hook, self.site, trace
         )
@@ -186,17 +196,25 @@ class Engine:
                     )
             built = [c for c in built if c["uuid"] in keep]
             issued = [i for i in issued if i.uuid in keep]
-        for records, shown in ((issued, True), (silent, False)):
-            self.card_log.record(
-                records,
-                hook=request.hook,
-                service_id=service_id or request.hook,
-                patient_id=request.patient_id,
-                knowledge_version=self.knowledge.version,
-                shown=shown,
-                trace=trace,
-                session=session,
-            )
+        card_log = self.card_log
+
+        def log_cards() -> None:
+            for records, shown in ((issued, True), (silent, False)):
+                card_log.record(
+                    records,
+                    hook=request.hook,
+                    service_id=service_id or request.hook,
+                    patient_id=request.patient_id,
+                    knowledge_version=self.knowledge.version,
+                    shown=shown,
+                    trace=trace,
+                    session=session,
+                )
+
+        if later is None:
+            log_cards()
+        else:
+            later(log_cards)
         return built
 
     def patient_view(self, request: HookRequest) -> tuple[dict[str, Any], Trace]:

@@ -30,8 +30,12 @@ class Trace:
     def render(self) -> str:
         return "\n".join(f"[{stage}] {message}" for stage, message in self.lines)
 
-    def log(self, logger: logging.Logger) -> None:
-        """At DEBUG, the lines without quoted free text, escaped and capped."""
+    def log(self, logger: logging.Logger, request_id: str | None = None) -> None:
+        """At DEBUG, the lines without quoted free text, escaped and capped (with the
+        ``request_id`` of the call they are about, when logged after it)."""
         if logger.isEnabledFor(logging.DEBUG):
+            extra = {"request_id": request_id} if request_id else None
             for stage, message in self.lines:
-                logger.debug("trace %s: %s", stage, clean(_QUOTED.sub("'…'", message), 300))
+                logger.debug(
+                    "trace %s: %s", stage, clean(_QUOTED.sub("'…'", message), 300), extra=extra
+                )

@@ -13,6 +13,19 @@ from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings, default_knowledge_dir
 
 
+class BufferedClient(FlaskClient):
+    """Flask's test client, buffered: the app's answer is read whole and closed before the
+    call returns, as a server does, so what the app does after its answer (the card log,
+    metrics, the request's log line) has happened when a test looks."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+Flask.test_client_class = BufferedClient
+
+
 @pytest.fixture(autouse=True)
 def generous_override_check(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
