@@ -270,3 +270,46 @@ def test_the_hook_answer_is_json_whatever_it_carries(app):
             response = jsonify(body)
             assert response.mimetype == "application/json"
             assert json.loads(response.get_data()) == body
+
+
+def _pm_codeine() -> dict:
+    return hook_request(
+        "order-select",
+        [med_order(APAP_CODEINE)],
+        prefetch=with_results(phenotype_obs("Poor Metabolizer")),
+    )
+
+
+def test_the_bookkeeping_is_done_once_the_answer_is_sent(app, capsys):
+    """The request's log line and metrics come after the answer (the server closes it once
+    sent), not before: the caller does not wait for them."""
+    from cds_service import metrics
+
+    answered = metrics.REQUESTS.labels("hook", "pgx-order-select", "200")
+    before = answered._value.get()
+    capsys.readouterr()
+    response = app.test_client().post(
+        SERVICE, json=_pm_codeine(), headers={"X-Request-ID": "ehr-7"}, buffered=False
+    )
+    assert response.status_code == 200 and response.get_json()["cards"]
+    assert answered._value.get() == before
+    assert "-> 200" not in capsys.readouterr().err
+    response.close()  # what a server does once the answer is sent
+    assert answered._value.get() == before + 1
+    line = [x for x in capsys.readouterr().err.splitlines() if "-> 200" in x]
+    assert len(line) == 1 and "[ehr-7]" in line[0] and "1 card(s)" in line[0]
+
+
+def test_a_failure_after_the_answer_is_logged_and_the_answer_stands(client, monkeypatch, capsys):
+    from cds_service import metrics
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the metrics store is gone")
+
+    monkeypatch.setattr(metrics, "record_cards", broken)
+    capsys.readouterr()
+    response = client.post(SERVICE, json=_pm_codeine())
+    assert response.status_code == 200 and response.get_json()["cards"]
+    logged = capsys.readouterr().err
+    assert "after the answer: RuntimeError failed" in logged
+    assert "-> 200" in logged  # the rest of the bookkeeping still done
