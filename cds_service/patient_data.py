@@ -106,26 +106,25 @@ class FhirClient:
                 or not under_base(url, self.base_url)  # (``_get`` would refuse it)
             ):
                 continue
-            self._sent[url] = send_get(
-                self.session,
-                url,
-                headers=self._headers(),
-                deadline=self.deadline,
-                max_bytes=self.max_bytes,
-                timeout=self.timeout,
-                pool=pool,
-            )
+            self._sent[url] = send_get(self.session, url, pool=pool, **self._bounds())
 
     def close(self) -> None:
         """Drop the reads started ahead that nobody took (their connections are closed)."""
         while self._sent:
             self._sent.popitem()[1].discard()
 
-    def _headers(self) -> dict[str, str]:
+    def _bounds(self) -> dict[str, Any]:
+        """Each read's headers (the token) and bounds: the call's deadline, the size cap, the
+        timeout of one socket read."""
         headers = {"Accept": "application/fhir+json, application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        return headers
+        return {
+            "headers": headers,
+            "deadline": self.deadline,
+            "max_bytes": self.max_bytes,
+            "timeout": self.timeout,
+        }
 
     def search(self, query: str, trace: Trace) -> list[dict[str, Any]]:
         """All resources of a search (``Type?params``), following ``next`` within the bound."""
@@ -163,14 +162,7 @@ class FhirClient:
                 wait_for(sent, self._sent.values())
                 status, raw = sent.result()
             else:
-                status, raw = bounded_get(
-                    self.session,
-                    url,
-                    headers=self._headers(),
-                    deadline=self.deadline,
-                    max_bytes=self.max_bytes,
-                    timeout=self.timeout,
-                )
+                status, raw = bounded_get(self.session, url, **self._bounds())
         except FetchFailed as exc:
             log.warning("FHIR read of %s failed: %s", expect, exc)
             raise FhirUnavailable(UNREADABLE) from None
