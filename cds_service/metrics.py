@@ -119,7 +119,7 @@ def _fhir_outcome(status: int) -> str:
 
 class MeteredAdapter(HTTPAdapter):
     """Times every FHIR read the service makes through its shared session (the reads that go
-    the direct way, ``http_guard._direct_get``, report here through ``observe``)."""
+    the direct way, ``http_guard._DirectGet``, report here through ``observe``)."""
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
