@@ -459,6 +459,8 @@ def wait_for(read: Sent, others: Iterable[Sent]) -> None:
     if not isinstance(read, _DirectGet) or read.arrived is not None or read.conn is None:
         return
     waiting = [read, *(o for o in others if isinstance(o, _DirectGet) and o.arrived is None)]
+    if len(waiting) == 1:
+        return  # nothing else to time: its own read of the answer marks it
     by_fd: dict[int, _DirectGet] = {}
     poller = select.poll()
     for sent in waiting:
