@@ -24,10 +24,32 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from requests.adapters import HTTPAdapter
 
 from .knowledge import Recommendation
+
+
+class _ProcessId:
+    """This process's id, asked of the system once and again only after a fork.
+
+    In multi-process mode every sample first checks the process id (a fork must start the
+    child's own files); ``os.getpid`` is a system call, three of them a hook call."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        os.register_at_fork(after_in_child=self.refresh)
+
+    def refresh(self) -> None:
+        self.pid = os.getpid()
+
+    def __call__(self) -> int:
+        return self.pid
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # (before any metric below is made)
+    values.ValueClass = values.MultiProcessValue(process_identifier=_ProcessId())
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
