@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 
 import pytest
@@ -15,11 +16,12 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
-from cds_service import schema
+from cds_service import metrics, schema
 from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.feedback import metadata
 from cds_service.knowledge import KnowledgeError
+from cds_service.logs import request_id_from
 from cds_service.settings import Settings
 
 FHIR = "https://ehr.example.org/fhir"
@@ -377,3 +379,35 @@ def test_default_workers_follow_the_container_cpu_limit(monkeypatch):
     monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(32)))
     monkeypatch.setattr(Path, "read_text", cpu_max)
     assert settings_module.default_workers() == 2
+
+
+def _in_a_forked_child(work) -> str:
+    """What ``work()`` returns in a child forked from this process (as gunicorn forks)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave at once, running no pytest teardown
+        try:
+            os.write(write, str(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        got = answer.read()
+    os.waitpid(pid, 0)
+    return got
+
+
+def test_forked_workers_make_request_ids_of_their_own():
+    child = _in_a_forked_child(lambda: request_id_from(None))
+    mine = request_id_from(None)
+    assert re.fullmatch(r"[0-9a-f]{32}", child) and re.fullmatch(r"[0-9a-f]{32}", mine)
+    assert child != mine  # without a reseed at fork, both would draw the same next id
+
+
+def test_metrics_in_a_forked_worker_go_by_its_own_process_id():
+    """Multi-process metrics write to a file per process id: a child that kept its parent's
+    id would write into the parent's file (and two workers into one)."""
+    pid = metrics._ProcessId()
+    assert pid() == os.getpid()
+    seen, actual = _in_a_forked_child(lambda: f"{pid()} {os.getpid()}").split()
+    assert seen == actual != str(os.getpid())
