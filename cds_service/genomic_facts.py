@@ -32,20 +32,27 @@ Resolver = Callable[[str], dict[str, Any] | None]
 #: How many Observations' readings are remembered (the same patient's results come back on
 #: every order-select while the prescriber picks drugs, and again at order-sign).
 READ_CACHE_SIZE = 8192
-
-
 #: How many whole sets of results are remembered with what they summarise to.
 SUMMARY_CACHE_SIZE = 1024
+#: Each cache holds at most this many bytes of keys (the JSON they are looked up by): a
+#: caller sending many large results cannot grow a worker's memory without bound.
+CACHE_BYTES = 16 * 1024 * 1024
+#: A set of results whose JSON is longer than this is looked up by its SHA-256 instead (what
+#: that costs is small beside reading so many results), so that it does not fill the cache.
+LONGEST_KEY = 256 * 1024
 
 V = TypeVar("V")
 
 
 class _Cache(Generic[V]):
     """Least recently used, by exact content (see the keys below), shared by a worker's
-    threads: the same JSON read again gives the same findings and the same trace lines."""
+    threads: the same JSON read again gives the same findings and the same trace lines.
+    At most ``size`` items and ``max_bytes`` bytes of keys (the ``bytes`` in them)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = CACHE_BYTES) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._items: OrderedDict[tuple[Any, ...], V] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -57,18 +64,40 @@ class _Cache(Generic[V]):
             return found
 
     def put(self, key: tuple[Any, ...], value: V) -> None:
+        weight = _weight(key)
+        if weight > self.max_bytes:
+            return
         with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self._items[key] = value
+                return
             self._items[key] = value
-            if len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self.bytes += weight
+            while len(self._items) > self.size or self.bytes > self.max_bytes:
+                oldest, _ = self._items.popitem(last=False)
+                self.bytes -= _weight(oldest)
+
+
+def _weight(key: tuple[Any, ...]) -> int:
+    return sum(len(part) for part in key if isinstance(part, bytes))
 
 
 Lines = tuple[Any, ...]
 #: one Observation's reading, by (context, its JSON)
 _READ_CACHE: _Cache[tuple[tuple[Finding, ...], Lines]] = _Cache(READ_CACHE_SIZE)
-#: a whole set of results' summary, by (context, SHA-256 of their JSON): an ordering session
-#: sends the same set with every order-select and again at order-sign
+#: a whole set of results' summary, by (context, their JSON, or its SHA-256 when long): an
+#: ordering session sends the same set with every order-select and again at order-sign
 _SUMMARY_CACHE: _Cache[tuple[dict[str, GeneResult], Lines]] = _Cache(SUMMARY_CACHE_SIZE)
+
+
+def _set_key(observations: list[dict[str, Any]]) -> tuple[str, bytes]:
+    """The exact JSON itself (a dictionary hashes it without letting go of the interpreter
+    lock, as ``hashlib`` does past 2 KB); past ``LONGEST_KEY``, its SHA-256."""
+    text = orjson.dumps(observations)
+    if len(text) <= LONGEST_KEY:
+        return ("json", text)
+    return ("sha256", hashlib.sha256(text).digest())
 
 
 def summarise(
@@ -91,7 +120,7 @@ def summarise(
     """
     context = (patient_id, fhir_base, needed, id(knowledge), knowledge.version)
     try:
-        key = (*context, hashlib.sha256(orjson.dumps(observations)).digest())
+        key = (*context, *_set_key(observations))
     except (TypeError, ValueError, orjson.JSONEncodeError):  # e.g. a huge int: not kept
         key = None
     hit = _SUMMARY_CACHE.get(key) if key is not None else None

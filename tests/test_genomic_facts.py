@@ -14,7 +14,8 @@ from builders import (
     with_results,
 )
 
-from cds_service.genomic_facts import summarise
+from cds_service import genomic_facts
+from cds_service.genomic_facts import _Cache, summarise
 from cds_service.trace import Trace
 
 
@@ -232,6 +233,33 @@ def test_results_that_needed_another_read_are_read_again_each_time(knowledge):
     _facts(knowledge, [implication], resolve=resolve)
     assert reads == ["Observation/g-remote", "Observation/g-remote"]
     assert first[0]["CYP2D6"].phenotype == "Poor Metabolizer"
+
+
+def test_a_cache_keeps_at_most_its_bytes_of_keys_dropping_the_least_recently_used():
+    cache: _Cache[str] = _Cache(size=100, max_bytes=250)
+    for name in "abc":
+        cache.put(("pat-1", name.encode() * 100), name)
+    assert cache.get(("pat-1", b"a" * 100)) is None  # the oldest went, the limit held
+    assert cache.get(("pat-1", b"b" * 100)) == "b" and cache.get(("pat-1", b"c" * 100)) == "c"
+    assert cache.bytes == 200
+    cache.put(("pat-1", b"d" * 300), "d")  # alone past the limit: not kept, nothing dropped
+    assert cache.get(("pat-1", b"d" * 300)) is None and cache.bytes == 200
+
+
+def test_a_long_set_of_results_is_remembered_by_its_digest_and_never_confused(
+    knowledge, monkeypatch
+):
+    """Past ``LONGEST_KEY`` of JSON a set is looked up by its SHA-256: the same set again
+    gives the same facts, a changed one is read again."""
+    monkeypatch.setattr(genomic_facts, "LONGEST_KEY", 64)
+    monkeypatch.setattr(genomic_facts, "_SUMMARY_CACHE", _Cache(16))
+    results = [phenotype_obs("Ultrarapid Metabolizer", obs_id="p1")]
+    first = _facts(knowledge, results)
+    ((key, _),) = genomic_facts._SUMMARY_CACHE._items.items()
+    assert key[-2] == "sha256" and len(key[-1]) == 32
+    assert _facts(knowledge, [dict(r) for r in results]) == first
+    changed = _facts(knowledge, [phenotype_obs("Poor Metabolizer", obs_id="p1")])
+    assert changed[0]["CYP2D6"].phenotype == "Poor Metabolizer"
 
 
 # -- several results for one gene: found by a clinical review -------------------------------
