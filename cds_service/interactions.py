@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from .fhir_values import as_dict, as_str, objects, parse_date, texts
@@ -110,10 +111,21 @@ def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
                 return by_code[code]
     display = as_str(as_dict(order.resource.get("medicationReference")).get("display"))
     for text in [*texts(concept), display]:
-        lowered = text[:MAX_TEXT_READ].lower()
-        for found in knowledge.inhibitor_names.finditer(lowered):
-            if not negated_at(lowered, found.start(), found.end()):  # not "non-paroxetine"
-                return knowledge.inhibitor_named[found.group(0)]  # "paxil" -> paroxetine
+        named = _inhibitor_in(text[:MAX_TEXT_READ], knowledge) if text else None
+        if named is not None:
+            return named
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _inhibitor_in(text: str, knowledge: Knowledge) -> str | None:
+    """The CYP2D6 inhibitor a medication text names, not negated ("non-paroxetine"), if any.
+    The same texts come back call after call (the drug being ordered, the patient's list), so
+    each is searched once (4,096 texts of at most ``MAX_TEXT_READ`` characters: 2 MB)."""
+    lowered = text.lower()
+    for found in knowledge.inhibitor_names.finditer(lowered):
+        if not negated_at(lowered, found.start(), found.end()):
+            return knowledge.inhibitor_named[found.group(0)]  # "paxil" -> paroxetine
     return None
 
 
