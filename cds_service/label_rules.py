@@ -130,12 +130,15 @@ def age_rules(
     youngest, oldest = ages
     out = []
     for d in drugs:
-        reasons = " ".join(reason_texts(d.order.resource)).lower()
+        reasons: str | None = None  # read once a rule needs them
         for rule in knowledge.label_rules:
             if rule.drug != d.drug or youngest >= rule.max_age_years:
                 continue
-            if rule.reason_words and not any(w.lower() in reasons for w in rule.reason_words):
-                continue
+            if rule.reason_words:
+                if reasons is None:
+                    reasons = " ".join(reason_texts(d.order.resource)).lower()
+                if not any(w.lower() in reasons for w in rule.reason_words):
+                    continue
             if oldest >= rule.max_age_years:  # a partial birth date on both sides of the limit
                 trace.add(
                     "age",

@@ -203,13 +203,16 @@ def reason_texts(resource: dict[str, Any]) -> list[str]:
     return [t[:MAX_TEXT_READ] for t in out if t]
 
 
+_BIRTH_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+
+
 def age_range(patient: dict[str, Any] | None, today: date | None = None) -> tuple[int, int] | None:
     """The youngest and oldest whole-year age the patient's ``birthDate`` allows, or None.
 
     A full date gives one age. FHIR allows a year or a year and month alone: then every day of
     that period could be the birthday ('2020' is 5 or 6 years old on 2026-06-01)."""
     birth = as_str((patient or {}).get("birthDate"))
-    m = re.fullmatch(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", birth.strip())
+    m = _BIRTH_DATE.fullmatch(birth.strip())
     if not m:
         return None
     today = today or date.today()
