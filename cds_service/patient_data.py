@@ -205,10 +205,16 @@ def is_operation_outcome(value: Any) -> bool:
     if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
         return True
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-        resources = [e.get("resource") for e in _list(value.get("entry")) if isinstance(e, dict)]
-        return bool(resources) and all(
-            isinstance(r, dict) and r.get("resourceType") == "OperationOutcome" for r in resources
-        )
+        # only OperationOutcomes, at least one (the first other resource settles it)
+        seen = False
+        for entry in _list(value.get("entry")):
+            if not isinstance(entry, dict):
+                continue
+            resource = entry.get("resource")
+            if not isinstance(resource, dict) or resource.get("resourceType") != "OperationOutcome":
+                return False
+            seen = True
+        return seen
     return False
 
 

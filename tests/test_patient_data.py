@@ -12,6 +12,7 @@ from builders import APAP_CODEINE, bundle, hook_request, med_order, phenotype_ob
 FHIR = "https://ehr.example.org/fhir"
 SEARCH = re.compile(re.escape(FHIR) + r"/Observation\?.*")
 UM = phenotype_obs("Ultrarapid Metabolizer")
+OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
 NM = phenotype_obs("Normal Metabolizer")
 
 
@@ -71,6 +72,31 @@ def test_operation_outcome_in_prefetch_triggers_a_query(call):
     }
     body = codeine_request(prefetch={"genomicResults": outcome}, fhir_server=FHIR, token="t")
     assert len(call(body)[1]["cards"]) == 1
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("entries", "queried"),
+    [
+        ([{"resource": OUTCOME}], True),  # the client's error, as a Bundle: ask the server
+        (["not an entry", {"resource": OUTCOME}, {"resource": OUTCOME}], True),
+        ([{"resource": OUTCOME}, {"resource": UM}], False),  # results beside a warning: used
+        ([{"resource": UM}, {"resource": OUTCOME}], False),
+        ([], False),  # an empty Bundle: no results, nothing to ask
+        ([{"search": {}}], False),  # an entry without a resource is not an error report
+    ],
+)
+def test_a_prefetched_bundle_of_operation_outcomes_only_is_the_clients_error(
+    call, entries, queried
+):
+    responses.get(SEARCH, json=bundle(UM))
+    prefetch = {"genomicResults": {"resourceType": "Bundle", "type": "searchset", "entry": entries}}
+    status, answer = call(codeine_request(prefetch=prefetch, fhir_server=FHIR, token="t"))
+    assert status == 200
+    searched = [c for c in responses.calls if SEARCH.match(c.request.url or "")]
+    assert bool(searched) is queried
+    has_um = queried or any(isinstance(e, dict) and e.get("resource") is UM for e in entries)
+    assert len(answer["cards"]) == (1 if has_um else 0)
 
 
 def test_operation_outcome_without_fhir_server_is_412(call):
