@@ -176,6 +176,8 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """Apply the site policy (silent cards are logged, not returned); drop advice already
         overridden for the same order in this session; log the rest (now, or ``later``)."""
+        if not built:
+            return built  # (no card: nothing to apply, suppress or log)
         built, issued, silent = apply(
             built, cards.take_issued(built), request.hook, self.site, trace
         )
