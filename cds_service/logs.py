@@ -13,6 +13,7 @@ import logging
 import random
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +92,26 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, value: Any) -> None:
         pass
 
+    def flush(self) -> None:
+        # A line-buffered stream (stderr, since Python 3.9) has written the line already: its
+        # newline flushed it. Others (a test's capture) are flushed as StreamHandler does.
+        if not getattr(sys.stderr, "line_buffering", False):
+            super().flush()
+
+
+class _TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``, its timestamp's date and time made once a second, not once a line."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        cached, text = self._second
+        if second != cached:
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (second, text)
+        return self.default_msec_format % (text, record.msecs)
+
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """One handler on the root logger, to stderr; calling again only updates it."""
@@ -101,7 +122,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.set_name(_HANDLER_NAME)
         handler.addFilter(_RequestIdFilter())
         root.addHandler(handler)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else _TextFormatter(TEXT_FORMAT))
     _record_only_what_is_written()
     root.setLevel(level)
     logging.getLogger("cds_service").setLevel(level)

@@ -230,6 +230,31 @@ def test_the_patient_reference_is_keyed_and_alike_at_every_replica(settings):
     assert patient_ref("another-patient") != first
 
 
+def test_a_new_service_key_changes_the_patient_reference_at_once():
+    """References are remembered per patient id: a new key must not leave old ones in use."""
+    from cds_service.logsafe import set_ref_key
+
+    set_ref_key(b"key one")
+    first = patient_ref(PATIENT)
+    set_ref_key(b"key two")
+    assert patient_ref(PATIENT) != first
+    set_ref_key(b"key one")
+    assert patient_ref(PATIENT) == first
+
+
+@pytest.mark.parametrize("created", [1700000000.0004, 1700000000.9996, 1700000001.5, 86399.25])
+def test_text_log_lines_are_stamped_as_logging_stamps_them(created):
+    """The text format's date and time are made once a second: every line still carries its
+    own second and milliseconds, exactly as the standard formatter writes them."""
+    from cds_service.logs import TEXT_FORMAT, _TextFormatter
+
+    ours, standard = _TextFormatter(TEXT_FORMAT), logging.Formatter(TEXT_FORMAT)
+    for moment in (created, created + 0.001, created + 1.0, created):
+        record = logging.LogRecord("cds_service", logging.INFO, "", 0, "m", (), None)
+        record.created, record.msecs = moment, int((moment - int(moment)) * 1000)
+        assert ours.formatTime(record) == standard.formatTime(record)
+
+
 def test_urllib3_warnings_that_name_the_callers_host_are_not_logged(caplog):
     """'Connection pool is full, discarding connection: <host>': the host is the caller's."""
     import logging
