@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from functools import lru_cache
 from typing import Any
 
 MAX_LOGGED = 200
@@ -46,8 +47,10 @@ def set_ref_key(service_key: bytes) -> None:
     database): every replica then logs the same patient alike."""
     global _ref_key
     _ref_key = hmac.new(service_key, b"patient_ref for logs", hashlib.sha256).digest()
+    patient_ref.cache_clear()
 
 
+@lru_cache(maxsize=1024)  # the same patient's calls follow each other (an ordering session)
 def patient_ref(patient_id: str) -> str:
     """An opaque stand-in for a patient id in logs (same id, same reference)."""
     message = patient_id.encode("utf-8", "surrogatepass")
