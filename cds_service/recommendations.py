@@ -78,14 +78,12 @@ def match(
                 "recommendations", f"{identified.drug}: {gene} result is indeterminate: no alert"
             )
 
-        applicable = [r for r in rows if all(g in facts and facts[g].actionable for g in r.when)]
+        usable = {g: score_span(facts[g], knowledge) for g in genes if g not in missing + unclear}
+        applicable = [r for r in rows if all(g in usable for g in r.when)]
         hits = [
             r
             for r in applicable
-            if all(
-                c.matches(facts[g].phenotype, *score_span(facts[g], knowledge))
-                for g, c in r.when.items()
-            )
+            if all(c.matches(facts[g].phenotype, *usable[g]) for g, c in r.when.items())
         ]
         possible: tuple[Recommendation, ...] = ()
         if not hits and applicable:
