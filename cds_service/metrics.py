@@ -108,9 +108,19 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+#: (endpoint, service, status) -> its request counter and latency histogram: looked up once
+#: (the label sets are bounded, see above), not through ``labels`` on every request
+_PER_REQUEST: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def record_request(endpoint: str, service: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(endpoint, service, str(status)).inc()
-    LATENCY.labels(endpoint, service).observe(seconds)
+    key = (endpoint, service, status)
+    found = _PER_REQUEST.get(key)
+    if found is None:
+        found = REQUESTS.labels(endpoint, service, str(status)), LATENCY.labels(endpoint, service)
+        _PER_REQUEST[key] = found
+    found[0].inc()
+    found[1].observe(seconds)
     if status == 412 and endpoint == "hook":
         PRECONDITION_FAILED.labels(service).inc()
 
