@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def test_load_bench_runs_and_reports():
     checks that the benchmark runs and reports; the figures of a quick run mean nothing)."""
     out = bench("bench_load.py", "--quick", timeout=300)
     assert "pgx-cds serve" in out and "trivial Flask app" in out and "ratio" in out
+    assert re.search(r"best rounds: service \d+ req/s, trivial \d+ req/s, ratio \d", out)
     assert "memory per worker" in out
     assert "1000 results" in out and "100 draft order(s)" in out
 
