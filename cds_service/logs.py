@@ -8,6 +8,7 @@ What is logged never includes bodies, patient identifiers or tokens (see app.py)
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
@@ -93,9 +94,13 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
     def flush(self) -> None:
-        # A line-buffered stream (stderr, since Python 3.9) has written the line already: its
-        # newline flushed it. Others (a test's capture) are flushed as StreamHandler does.
-        if not getattr(sys.stderr, "line_buffering", False):
+        # Python's stderr writes through (each line goes to the file in the handler's one
+        # write) or, on a terminal, is line-buffered: the line is out already. Any other
+        # stream put in its place is flushed, as StreamHandler does.
+        stream = sys.stderr
+        unbuffered = isinstance(getattr(stream, "buffer", None), io.RawIOBase)
+        through = unbuffered and getattr(stream, "write_through", False)
+        if not (through or getattr(stream, "line_buffering", False)):
             super().flush()
 
 

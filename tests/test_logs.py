@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 
 import pytest
 import responses
@@ -253,6 +254,27 @@ def test_text_log_lines_are_stamped_as_logging_stamps_them(created):
         record = logging.LogRecord("cds_service", logging.INFO, "", 0, "m", (), None)
         record.created, record.msecs = moment, int((moment - int(moment)) * 1000)
         assert ours.formatTime(record) == standard.formatTime(record)
+
+
+@pytest.mark.parametrize("kind", ["as python makes stderr", "buffered, write-through", "buffered"])
+def test_each_log_line_reaches_stderr_at_once(monkeypatch, tmp_path, kind):
+    """A line is in the file when the call returns: on Python's own stderr (unbuffered,
+    writing through: no flush needed) and on any stream put in its place (flushed)."""
+    import io
+
+    from cds_service.logs import configure_logging
+
+    path = tmp_path / "stderr"
+    raw = io.FileIO(path, "w")
+    if kind == "as python makes stderr":
+        stream = io.TextIOWrapper(raw, write_through=True)
+    else:
+        buffered = io.BufferedWriter(raw, 1 << 16)
+        stream = io.TextIOWrapper(buffered, write_through=kind.endswith("write-through"))
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging("INFO")
+    logging.getLogger("cds_service").info("one line")
+    assert path.read_bytes().endswith(b"one line\n")
 
 
 def test_urllib3_warnings_that_name_the_callers_host_are_not_logged(caplog):
