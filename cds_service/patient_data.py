@@ -8,7 +8,6 @@ can be neither read nor fetched, the answer is 412 with a body naming what is mi
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -21,7 +20,7 @@ import requests
 
 from .errors import PreconditionFailed
 from .http_guard import FetchFailed, Sent, bounded_get, send_get, wait_for
-from .request import HookRequest
+from .request import HookRequest, loads_as_json_does
 from .trace import Trace
 
 GENOMIC_RESULTS = "genomicResults"
@@ -170,7 +169,7 @@ class FhirClient:
             log.warning("FHIR read of %s: HTTP %s", expect, status)
             raise FhirUnavailable(UNREADABLE)
         try:
-            body = json.loads(raw)
+            body = loads_as_json_does(raw)
         except (ValueError, RecursionError):
             log.warning("FHIR read of %s: the answer is not JSON", expect)
             raise FhirUnavailable(UNREADABLE) from None

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cds_service.errors import ClientError
-from cds_service.request import parse_json
+from cds_service.request import loads_as_json_does, parse_json
 
 
 def same(a: Any, b: Any) -> bool:
@@ -104,3 +104,45 @@ def test_an_upper_case_scheme_in_fhir_server_is_read_as_lower_case() -> None:
         }
     )
     assert request.fhirServer == "https://ehr.example.org/fhir"
+
+
+# -- what the EHR's FHIR server answers: the same value, or the same error, as json.loads ------
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values)
+def test_a_fhir_answer_reads_as_json_loads_reads_it(value: Any) -> None:
+    for raw in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        assert same(loads_as_json_does(raw.encode()), json.loads(raw.encode()))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"n": 18446744073709551616}',
+        b'{"n": 123456789012345678901234567890}',
+        b'{"n": NaN, "m": -Infinity}',  # not JSON, but json.loads reads it: so do we
+        b'{"n": 1e400}',
+        b'{"a": 1, "a": 2}',
+        '{"utf16": "é"}'.encode("utf-16"),
+        b'{"lone": "\\ud800"}',
+        b'\xef\xbb\xbf{"bom": true}',  # UTF-8 with a byte-order mark
+    ],
+)
+def test_a_fhir_answer_only_json_loads_reads_is_read_as_it_reads_it(raw: bytes) -> None:
+    assert same(loads_as_json_does(raw), json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b'{"a": 1} trailing', b'{"a": "\xff"}', b"", b"nul"])
+def test_a_fhir_answer_json_loads_refuses_is_refused_alike(raw: bytes) -> None:
+    with pytest.raises(ValueError) as ours:
+        loads_as_json_does(raw)
+    with pytest.raises(ValueError) as theirs:
+        json.loads(raw)
+    assert type(ours.value) is type(theirs.value)
+
+
+def test_a_fhir_answer_nested_too_deeply_fails_as_json_loads_fails() -> None:
+    raw = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(RecursionError):
+        loads_as_json_does(raw)
