@@ -47,14 +47,20 @@ def set_ref_key(service_key: bytes) -> None:
     database): every replica then logs the same patient alike."""
     global _ref_key
     _ref_key = hmac.new(service_key, b"patient_ref for logs", hashlib.sha256).digest()
-    patient_ref.cache_clear()
 
 
-@lru_cache(maxsize=1024)  # the same patient's calls follow each other (an ordering session)
 def patient_ref(patient_id: str) -> str:
     """An opaque stand-in for a patient id in logs (same id, same reference)."""
+    key = _ref_key  # (read once: a new key mid-call gives the whole reference one key)
+    if len(patient_id) <= 64:  # every FHIR id: remembered, the same patient's calls follow
+        return _ref(key, patient_id)
+    return _ref.__wrapped__(key, patient_id)
+
+
+@lru_cache(maxsize=1024)
+def _ref(key: bytes, patient_id: str) -> str:
     message = patient_id.encode("utf-8", "surrogatepass")
-    return f"patient#{hmac.new(_ref_key, message, hashlib.sha256).hexdigest()[:12]}"
+    return f"patient#{hmac.new(key, message, hashlib.sha256).hexdigest()[:12]}"
 
 
 def quiet_http_libraries() -> None:

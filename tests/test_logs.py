@@ -231,16 +231,22 @@ def test_the_patient_reference_is_keyed_and_alike_at_every_replica(settings):
     assert patient_ref("another-patient") != first
 
 
-def test_a_new_service_key_changes_the_patient_reference_at_once():
+def test_a_new_service_key_changes_the_patient_reference_at_once(monkeypatch):
     """References are remembered per patient id: a new key must not leave old ones in use."""
-    from cds_service.logsafe import set_ref_key
+    from cds_service import logsafe
 
-    set_ref_key(b"key one")
-    first = patient_ref(PATIENT)
-    set_ref_key(b"key two")
-    assert patient_ref(PATIENT) != first
-    set_ref_key(b"key one")
-    assert patient_ref(PATIENT) == first
+    monkeypatch.setattr(logsafe, "_ref_key", logsafe._ref_key)  # restored afterwards
+    long_id = "x" * 65  # longer than any FHIR id: computed each time, not remembered
+    logsafe.set_ref_key(b"key one")
+    first, first_long = patient_ref(PATIENT), patient_ref(long_id)
+    logsafe.set_ref_key(b"key two")
+    assert patient_ref(PATIENT) != first and patient_ref(long_id) != first_long
+    logsafe.set_ref_key(b"key one")
+    assert patient_ref(PATIENT) == first and patient_ref(long_id) == first_long
+    remembered = logsafe._ref.cache_info().currsize
+    for n in range(10):  # long ids (up to 64K characters in a body) take no memory
+        patient_ref(f"{n}" + "y" * 70)
+    assert logsafe._ref.cache_info().currsize == remembered
 
 
 @pytest.mark.parametrize("created", [1700000000.0004, 1700000000.9996, 1700000001.5, 86399.25])
