@@ -34,8 +34,9 @@ Resolver = Callable[[str], dict[str, Any] | None]
 READ_CACHE_SIZE = 8192
 #: How many whole sets of results are remembered with what they summarise to.
 SUMMARY_CACHE_SIZE = 1024
-#: Each cache holds at most this many bytes of keys (the JSON they are looked up by): a
-#: caller sending many large results cannot grow a worker's memory without bound.
+#: Each cache holds at most about this many bytes of keys (the JSON they are looked up by, the
+#: patient id and server): a caller sending many large results cannot grow a worker's memory
+#: without bound.
 CACHE_BYTES = 16 * 1024 * 1024
 #: A set of results whose JSON is longer than this is looked up by its SHA-256 instead (what
 #: that costs is small beside reading so many results), so that it does not fill the cache.
@@ -47,7 +48,7 @@ V = TypeVar("V")
 class _Cache(Generic[V]):
     """Least recently used, by exact content (see the keys below), shared by a worker's
     threads: the same JSON read again gives the same findings and the same trace lines.
-    At most ``size`` items and ``max_bytes`` bytes of keys (the ``bytes`` in them)."""
+    At most ``size`` items and ``max_bytes`` of keys (``_weight``)."""
 
     def __init__(self, size: int, max_bytes: int = CACHE_BYTES) -> None:
         self.size = size
@@ -80,7 +81,9 @@ class _Cache(Generic[V]):
 
 
 def _weight(key: tuple[Any, ...]) -> int:
-    return sum(len(part) for part in key if isinstance(part, bytes))
+    """Roughly the bytes a key holds: its JSON and its texts (a patient id or server URL may
+    be as long as a caller likes)."""
+    return sum(len(part) for part in key if isinstance(part, bytes | str))
 
 
 Lines = tuple[Any, ...]

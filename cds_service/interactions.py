@@ -121,7 +121,7 @@ def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
 def _inhibitor_in(text: str, knowledge: Knowledge) -> str | None:
     """The CYP2D6 inhibitor a medication text names, not negated ("non-paroxetine"), if any.
     The same texts come back call after call (the drug being ordered, the patient's list), so
-    each is searched once (4,096 texts of at most ``MAX_TEXT_READ`` characters: 2 MB)."""
+    each is searched once (4,096 texts of at most ``MAX_TEXT_READ`` characters: 2 million)."""
     lowered = text.lower()
     for found in knowledge.inhibitor_names.finditer(lowered):
         if not negated_at(lowered, found.start(), found.end()):

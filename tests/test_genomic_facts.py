@@ -238,12 +238,16 @@ def test_results_that_needed_another_read_are_read_again_each_time(knowledge):
 def test_a_cache_keeps_at_most_its_bytes_of_keys_dropping_the_least_recently_used():
     cache: _Cache[str] = _Cache(size=100, max_bytes=250)
     for name in "abc":
-        cache.put(("pat-1", name.encode() * 100), name)
-    assert cache.get(("pat-1", b"a" * 100)) is None  # the oldest went, the limit held
-    assert cache.get(("pat-1", b"b" * 100)) == "b" and cache.get(("pat-1", b"c" * 100)) == "c"
-    assert cache.bytes == 200
-    cache.put(("pat-1", b"d" * 300), "d")  # alone past the limit: not kept, nothing dropped
-    assert cache.get(("pat-1", b"d" * 300)) is None and cache.bytes == 200
+        cache.put(("p1", name.encode() * 100), name)
+    assert cache.get(("p1", b"a" * 100)) is None  # the oldest went, the limit held
+    assert cache.get(("p1", b"b" * 100)) == "b" and cache.get(("p1", b"c" * 100)) == "c"
+    assert cache.bytes == 204  # the JSON and the patient ids
+    cache.put(("p1", b"c" * 100), "c again")  # the same key again: replaced, not counted twice
+    assert cache.get(("p1", b"c" * 100)) == "c again" and cache.bytes == 204
+    cache.put(("p1", b"d" * 300), "d")  # alone past the limit: not kept, nothing dropped
+    assert cache.get(("p1", b"d" * 300)) is None and cache.bytes == 204
+    cache.put(("p" * 200, b"e"), "e")  # a long patient id counts too
+    assert cache.get(("p1", b"b" * 100)) is None and cache.bytes <= 250
 
 
 def test_a_long_set_of_results_is_remembered_by_its_digest_and_never_confused(
