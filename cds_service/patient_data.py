@@ -20,7 +20,7 @@ import requests
 
 from .errors import PreconditionFailed
 from .http_guard import FetchFailed, Sent, bounded_get, send_get, wait_for
-from .request import HookRequest, loads_as_json_does
+from .request import HookRequest, loads_finite_json
 from .trace import Trace
 
 GENOMIC_RESULTS = "genomicResults"
@@ -169,7 +169,7 @@ class FhirClient:
             log.warning("FHIR read of %s: HTTP %s", expect, status)
             raise FhirUnavailable(UNREADABLE)
         try:
-            body = loads_as_json_does(raw)
+            body = loads_finite_json(raw)
         except (ValueError, RecursionError):
             log.warning("FHIR read of %s: the answer is not JSON", expect)
             raise FhirUnavailable(UNREADABLE) from None

@@ -122,13 +122,17 @@ def _fast_loads(raw: bytes) -> Any:
         raise _NotFast from None
 
 
-def loads_as_json_does(raw: bytes) -> Any:
-    """``json.loads(raw)``, the same value or the same exception, read by orjson where it
-    reads exactly that (``_fast_loads``): for what the EHR's FHIR server answers."""
+def loads_finite_json(raw: bytes) -> Any:
+    """What ``json.loads(raw)`` reads, or the same exception, read by orjson where it reads
+    exactly that (``_fast_loads``); except NaN, Infinity and numbers beyond a double, refused
+    with a ``ValueError`` as in request bodies. They are not JSON, and the results' caches
+    (``genomic_facts``) key by orjson's JSON, which writes each of them as null: an
+    Observation holding NaN would share its entry with the same one holding null. For what the
+    EHR's FHIR server answers."""
     try:
         return _fast_loads(raw)
     except _NotFast:
-        return json.loads(raw)
+        return json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
 
 
 class _NotFinite(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -172,3 +173,15 @@ def test_no_query_when_no_covered_drug_is_ordered(call):
     body = hook_request("order-sign", [amoxicillin], fhir_server=FHIR, token="t")
     assert call(body) == (200, {"cards": []})
     assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_a_fhir_answer_holding_nan_is_not_read_and_not_alerted_on(call, caplog):
+    """NaN is not JSON: an answer that holds one is unreadable (412, no card), never read as
+    if the value were null (the results' caches key by JSON that writes NaN as null)."""
+    odd = {**UM, "valueQuantity": {"value": "NAN_HERE"}}
+    raw = json.dumps(bundle(odd)).replace('"NAN_HERE"', "NaN")
+    responses.get(SEARCH, body=raw, content_type="application/fhir+json")
+    status, answer = call(codeine_request(fhir_server=FHIR, token="t"))
+    assert status == 412 and "cards" not in answer
+    assert "the answer is not JSON" in caplog.text
