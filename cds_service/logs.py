@@ -72,10 +72,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def _record_only_what_is_written() -> None:
+def record_only_what_is_written() -> None:
     """Neither format writes the caller's file and line, the thread or the process: a log
     record skips finding them (a walk up the stack, a system call for the process id) on
-    every line, as the logging HOWTO's "Optimization" section describes."""
+    every line, as the logging HOWTO's "Optimization" section describes. For the process
+    ``pgx-cds serve`` runs (these are the logging module's own switches, for every logger in
+    the process: an application embedding ``create_app`` keeps its own choice)."""
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False
     logging.logProcesses = False
@@ -94,9 +96,9 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
     def flush(self) -> None:
-        # Python's stderr writes through (each line goes to the file in the handler's one
-        # write) or, on a terminal, is line-buffered: the line is out already. Any other
-        # stream put in its place is flushed, as StreamHandler does.
+        # Python's stderr (3.9 and later, to a file, a pipe or a terminal) writes through to
+        # an unbuffered file: the handler's one write put the line out. A stream put in its
+        # place is flushed as StreamHandler does, unless line-buffered (its newline did it).
         stream = sys.stderr
         unbuffered = isinstance(getattr(stream, "buffer", None), io.RawIOBase)
         through = unbuffered and getattr(stream, "write_through", False)
@@ -128,7 +130,6 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.addFilter(_RequestIdFilter())
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if fmt == "json" else _TextFormatter(TEXT_FORMAT))
-    _record_only_what_is_written()
     root.setLevel(level)
     logging.getLogger("cds_service").setLevel(level)
     # Alembic narrates every step at INFO; cds_service.schema logs what changed.

@@ -30,7 +30,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.workers.gthread import ThreadWorker
 
 from . import read_deadline
-from .logs import configure_logging
+from .logs import configure_logging, record_only_what_is_written
 from .logsafe import clean
 
 log = logging.getLogger("cds_service")
@@ -265,6 +265,7 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settin
     # The knowledge and the app live as long as the process: out of the garbage collector's
     # sight, so that collections in the workers do not scan them again and again (tail
     # latency), and so that forked workers keep sharing their memory pages.
+    record_only_what_is_written()  # (inherited by the workers)
     gc.collect()
     gc.freeze()
     # A hook call allocates many short-lived objects: collect the youngest generation less
