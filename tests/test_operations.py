@@ -6,6 +6,10 @@ import json
 import logging
 import os
 import re
+import select
+import signal
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -392,6 +396,10 @@ def _in_a_forked_child(work) -> str:
             os._exit(0)
     os.close(write)
     with os.fdopen(read) as answer:
+        if not select.select([answer], [], [], 10)[0]:  # a child stuck on a lock it inherited
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child did not answer within 10 s")
         got = answer.read()
     os.waitpid(pid, 0)
     return got
@@ -411,3 +419,31 @@ def test_metrics_in_a_forked_worker_go_by_its_own_process_id():
     assert pid() == os.getpid()
     seen, actual = _in_a_forked_child(lambda: f"{pid()} {os.getpid()}").split()
     assert seen == actual != str(os.getpid())
+
+
+def test_multi_process_metrics_of_a_forked_worker_are_its_own_and_all_are_counted(tmp_path):
+    """As under ``pgx-cds serve``: PROMETHEUS_MULTIPROC_DIR set before the metrics are
+    made, a worker forked after them; each process writes its own file and /metrics adds
+    them up."""
+    script = """
+import os, sys
+from cds_service import metrics
+metrics.record_request("hook", "pgx-order-select", 200, 0.01)  # the parent, before the fork
+pid = os.fork()
+if pid == 0:
+    metrics.record_request("hook", "pgx-order-select", 200, 0.01)
+    os._exit(0)
+os.waitpid(pid, 0)
+metrics.record_request("hook", "pgx-order-select", 200, 0.01)
+text = metrics.exposition()[0].decode()
+line = next(l for l in text.splitlines() if l.startswith("pgx_cds_http_requests_total{"))
+print(line.rsplit(" ", 1)[1], len(os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"])))
+"""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    total, files = done.stdout.split()
+    assert float(total) == 3.0
+    assert int(files) >= 4  # a counter file and a histogram file for each of the two processes
