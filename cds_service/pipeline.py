@@ -7,8 +7,9 @@ context -> medications -> genomic facts -> interactions (phenoconversion) -> rec
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -85,14 +86,10 @@ class Engine:
                 details=[{"field": "context", "problem": f"more than {MAX_ORDERS} draft orders"}],
             )
         trace.add("context", f"{len(orders)} order(s) to judge")
-        client = self._client(request)
-        try:
+        with self._client(request) as client:
             return self._judge(
                 request, orders, session, client, trace, read_results, service_id, later
             )
-        finally:
-            if client is not None:
-                client.close()
 
     def _judge(
         self,
@@ -227,9 +224,8 @@ class Engine:
         if mode != "on":
             trace.add("site", f"hook {request.hook} is {mode} by site configuration: no cards")
             return {"cards": []}, trace
-        client = self._client(request)
         patient = quote(request.patient_id, safe="")
-        try:
+        with self._client(request) as client:
             self._read_ahead(request, client, patient, True, False)
             facts = self._facts(request, client, trace, patient)
             cyp2d6 = facts.get(interactions.GENE)
@@ -244,9 +240,6 @@ class Engine:
                 if cyp2d6 is not None and cyp2d6.actionable
                 else []
             )
-        finally:
-            if client is not None:
-                client.close()
         found = patient_view.build_cards(
             facts,
             inhibitors,
@@ -368,10 +361,14 @@ class Engine:
                 status=403,
             )
 
-    def _client(self, request: HookRequest) -> patient_data.FhirClient | None:
+    @contextmanager
+    def _client(self, request: HookRequest) -> Iterator[patient_data.FhirClient | None]:
+        """The call's FHIR client (None without a fhirServer); at the end, the reads it
+        started ahead that nobody took are dropped (``FhirClient.close``)."""
         if not request.fhirServer:
-            return None
-        return patient_data.FhirClient(
+            yield None
+            return
+        client = patient_data.FhirClient(
             request.fhirServer,
             request.access_token,
             timeout=self.settings.fhir_timeout,
@@ -380,6 +377,10 @@ class Engine:
             budget=self.settings.fhir_budget,
             max_bytes=self.settings.fhir_max_bytes,
         )
+        try:
+            yield client
+        finally:
+            client.close()
 
     @staticmethod
     def _medication_reader(
