@@ -371,14 +371,10 @@ def bounded_get(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FetchFailed("no time left in the budget")
+    direct = _direct_get(session, url, deadline, max_bytes, timeout, headers)
+    if direct is not None:
+        return direct.sent(idle_only=False).result()
     per_read = min(timeout, remaining)
-    adapter = _direct(session, url)
-    if adapter is not None:
-        return (
-            _DirectGet(adapter, session, url, headers or {}, per_read, deadline, max_bytes)
-            .sent(idle_only=False)
-            .result()
-        )
     watch = _Watch(deadline=deadline)
     _current.watch = watch
     WATCHDOG.arm(deadline, watch)
@@ -392,6 +388,24 @@ def bounded_get(
     # raised here, not in the handler, so that it carries no trace of the error (whose text
     # may quote the URL or a header, the token included) for whoever inspects it
     raise FetchFailed(failure)
+
+
+def _direct_get(
+    session: requests.Session,
+    url: str,
+    deadline: float,
+    max_bytes: int,
+    timeout: float,
+    headers: dict[str, str] | None,
+) -> _DirectGet | None:
+    """The read, to go the direct way (not sent yet); None when requests' way is needed
+    (``_direct``) or no time is left."""
+    remaining = deadline - time.monotonic()
+    adapter = _direct(session, url) if remaining > 0 else None
+    if adapter is None:
+        return None
+    per_read = min(timeout, remaining)
+    return _DirectGet(adapter, session, url, headers or {}, per_read, deadline, max_bytes)
 
 
 class Sent(Protocol):
@@ -421,13 +435,9 @@ def send_get(
     read by ``result()`` on the caller's thread: no thread is woken, before or after. Else
     (a new connection to make, whose lookup and handshakes go on beside the others'; requests'
     way) the whole read runs on ``pool``."""
-    remaining = deadline - time.monotonic()
-    adapter = _direct(session, url) if remaining > 0 else None
-    if adapter is not None:
-        per_read = min(timeout, remaining)
-        read = _DirectGet(adapter, session, url, headers or {}, per_read, deadline, max_bytes)
-        if read.sent(idle_only=True).conn is not None:
-            return read
+    direct = _direct_get(session, url, deadline, max_bytes, timeout, headers)
+    if direct is not None and direct.sent(idle_only=True).conn is not None:
+        return direct
     future = pool.submit(
         contextvars.copy_context().run,  # (its log lines carry the call's request id)
         bounded_get,
