@@ -35,9 +35,9 @@ from builders import (  # noqa: E402
     with_results,
 )
 
-from cds_service import schema  # noqa: E402
-from cds_service.app import create_app  # noqa: E402
 from cds_service.settings import Settings  # noqa: E402
+from cds_service.store import schema  # noqa: E402
+from cds_service.web.app import create_app  # noqa: E402
 
 FILL = """
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows)

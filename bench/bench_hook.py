@@ -36,9 +36,9 @@ from builders import (  # noqa: E402
     phenotype_obs,
 )
 
-from cds_service.app import create_app  # noqa: E402
-from cds_service.request import parse_hook_request  # noqa: E402
+from cds_service.core.hook_request import parse_hook_request  # noqa: E402
 from cds_service.settings import Settings  # noqa: E402
+from cds_service.web.app import create_app  # noqa: E402
 
 
 def twenty_observations() -> dict:

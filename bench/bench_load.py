@@ -324,8 +324,8 @@ def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float, float]:
         check=True,
         capture_output=True,
     )
-    from cds_service.knowledge import Knowledge
-    from cds_service.services import prefetch_templates
+    from cds_service.fhir.queries import prefetch_templates
+    from cds_service.knowledge.loader import Knowledge
     from cds_service.settings import get_settings
 
     templates = prefetch_templates(Knowledge(get_settings().knowledge_dir))
@@ -389,9 +389,9 @@ def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float, float]:
 
 
 def scaling(runs: int) -> list[tuple[str, float]]:
-    from cds_service.app import create_app
-    from cds_service.request import parse_hook_request
+    from cds_service.core.hook_request import parse_hook_request
     from cds_service.settings import Settings
+    from cds_service.web.app import create_app
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from .errors import ClientError
-from .knowledge import Knowledge, KnowledgeError
+from .core.errors import ClientError
+from .knowledge.loader import Knowledge, KnowledgeError
 from .settings import Settings
 
 #: The FHIR base in sandbox/requests/no-prefetch: replaced by --fhir (or with sed, see README).
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", type=Path, help="folder of patient bundles (default: sandbox/patients)"
     )
 
-    from .report import add_commands
+    from .governance.report import add_commands
 
     add_commands(sub)
 
@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "knowledge":
         site_settings = settings.site_config or settings.pretest_drugs
         if args.action == "check" and site_settings and not args.dir:
-            from .site_config import load  # the site's file and drugs are checked with it
+            from .governance.site_config import (
+                load,
+            )  # the site's file and drugs are checked with it
 
             try:
                 load(settings)
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         return _explain(settings, args.request, args.fhir, args.token)
     if args.command in ("report", "purge"):
-        from .report import run_command
+        from .governance.report import run_command
 
         return run_command(settings, args)
     return _sandbox_load(args.fhir, args.token, args.dir)
@@ -143,9 +145,9 @@ def _open_app(settings: Settings) -> Any:
     """The app, or a StartupError with one line saying what to fix."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .app import create_app
-    from .schema import SchemaError
-    from .server import StartupError
+    from .store.schema import SchemaError
+    from .web.app import create_app
+    from .web.server import StartupError
 
     _check_site_codes(settings.site_codes)
     _check_database_dir(settings.database_url)
@@ -160,7 +162,7 @@ def _open_app(settings: Settings) -> Any:
 
 
 def _check_site_codes(path: Path | None) -> None:
-    from .server import StartupError
+    from .web.server import StartupError
 
     if path is None:
         return
@@ -179,8 +181,8 @@ def _check_site_codes(path: Path | None) -> None:
 
 def _check_database_dir(url: str) -> None:
     """A SQLite file needs a writable folder: say which, and which user must own it."""
-    from .schema import sqlite_file
-    from .server import StartupError
+    from .store.schema import sqlite_file
+    from .web.server import StartupError
 
     database = sqlite_file(url)
     if database is None:
@@ -215,7 +217,7 @@ def _fail(message: str) -> int:
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> int:
-    from . import server
+    from .web import server
 
     master, metrics_dir = os.getpid(), None
     try:
@@ -237,10 +239,10 @@ def _serve(settings: Settings, host: str, port: int, workers: int, threads: int)
 def _db(settings: Settings, action: str) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from . import schema
-    from .feedback import FeedbackStore
-    from .logs import configure_logging
-    from .server import StartupError
+    from .store import schema
+    from .store.feedback import FeedbackStore
+    from .web.logs import configure_logging
+    from .web.server import StartupError
 
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -307,9 +309,10 @@ def _pairs(knowledge: Knowledge) -> dict[tuple[str, str], tuple[int, Any]]:
 
 
 def _explain(settings: Settings, path: Path, fhir: str | None, token: str | None) -> int:
+    from .core.hook_request import parse_hook_request
+    from .core.json_limits import parse_json
+    from .governance.site_config import load
     from .pipeline import Engine
-    from .request import parse_hook_request, parse_json
-    from .site_config import load
 
     try:
         knowledge, site = load(settings)

@@ -16,27 +16,19 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from . import (
-    cards,
-    genomic_facts,
-    hook_context,
-    interactions,
-    label_rules,
-    medications,
-    patient_data,
-    patient_view,
-    recommendations,
-)
-from .card_log import CardLog, ordering_session
-from .errors import ClientError
-from .fhir_values import is_about
-from .http_guard import forbidden_host
-from .knowledge import Knowledge
-from .request import HookRequest
-from .services import active_medications_query, genomic_query, patient_query
+from .clinical import cards, interactions, label_rules, medications, patient_view, recommendations
+from .core.errors import ClientError
+from .core.hook_request import HookRequest
+from .core.trace import Trace
+from .fhir import hook_context, patient_data
+from .fhir.addresses import forbidden_host
+from .fhir.queries import active_medications_query, genomic_query, patient_query
+from .fhir.values import is_about
+from .genomics import genomic_facts
+from .governance.site_config import SiteConfig, apply
+from .knowledge.loader import Knowledge
 from .settings import Settings
-from .site_config import SiteConfig, apply
-from .trace import Trace
+from .store.card_log import CardLog, ordering_session
 
 log = logging.getLogger("cds_service")
 

@@ -18,7 +18,7 @@ Outputs:
   checked against every diplotype in the CPIC table; the script fails on a mismatch)
 * ``knowledge/rxnorm_products.json``  product RxCUI -> covered ingredients, for the drugs
   listed in the hand-written ``knowledge/drugs.json``
-* ``tests/data/cpic_diplotypes/<GENE>.tsv``  the CPIC expectations, so the tests can check
+* ``tests/genomics/data/cpic_diplotypes/<GENE>.tsv``  the CPIC expectations, so the tests can check
   the phenotype engine against every diplotype without the reference folder
 
 Usage: ``python scripts/build_knowledge.py [--shared PATH]``
@@ -231,7 +231,7 @@ def main() -> None:
     for gene in GENES:
         doc, expected = build_gene(gene, args.shared)
         write_json(KNOWLEDGE / "genes" / f"{gene}.json", doc)
-        table = ROOT / "tests" / "data" / "cpic_diplotypes" / f"{gene}.tsv"
+        table = ROOT / "tests" / "genomics" / "data" / "cpic_diplotypes" / f"{gene}.tsv"
         table.parent.mkdir(parents=True, exist_ok=True)
         with table.open("w", encoding="utf-8", newline="") as fh:
             writer = csv.DictWriter(

@@ -8,9 +8,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_service.app import create_app
-from cds_service.knowledge import Knowledge
+from cds_service.knowledge.loader import Knowledge
 from cds_service.settings import Settings, default_knowledge_dir
+from cds_service.web.app import create_app
 
 
 class BufferedClient(FlaskClient):
@@ -35,7 +35,7 @@ def generous_override_check(
     suppression tests fail for the machine, not the code. Tests of that budget set it
     themselves; the integration tests keep the real one."""
     if "integration" not in request.node.path.parts:
-        monkeypatch.setattr("cds_service.card_log.HOOK_DB_SECONDS", 3.0)
+        monkeypatch.setattr("cds_service.store.card_log.HOOK_DB_SECONDS", 3.0)
 
 
 @pytest.fixture(scope="session")

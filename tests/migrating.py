@@ -6,7 +6,7 @@ import threading
 
 from sqlalchemy import create_engine
 
-from cds_service import schema
+from cds_service.store import schema
 
 
 def upgrade_concurrently(url: str, replicas: int = 4) -> list[object]:
@@ -38,7 +38,7 @@ def create_pre_migration_schema(engine) -> None:  # type: ignore[no-untyped-def]
     table of revision 0001 and nothing else."""
     from sqlalchemy import MetaData, Table
 
-    from cds_service.feedback import feedback_table
+    from cds_service.store.tables import feedback_table
 
     old = MetaData()
     Table("feedback", old, *(c.copy() for c in feedback_table.columns if c.name != "card_known"))

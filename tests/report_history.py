@@ -6,13 +6,15 @@ Cards go straight into the card log (with the times they were issued); feedback 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, update
 
-from cds_service.card_log import card_log_table
-from cds_service.feedback import FeedbackStore, feedback_table
+from cds_service.governance.report import build
+from cds_service.store.feedback import FeedbackStore
+from cds_service.store.tables import card_log_table, feedback_table
 
 SYSTEM = "urn:pgx-pain-cds:override-reason"
 
@@ -151,3 +153,32 @@ def seed(store: FeedbackStore) -> None:
             .where(feedback_table.c.card_uuid == "never-issued")
             .values(received_at=_when("2026-10-15T12:01"))
         )
+
+
+OCTOBER = (date(2026, 10, 1), date(2026, 10, 31))
+
+
+def counts(group) -> tuple[int, ...]:
+    # issued, shown, silent, accepted, overridden, no feedback, patients
+    return tuple(group.counts())
+
+
+def assert_report_matches_the_seeded_month(store: FeedbackStore) -> None:
+    """Shared with the PostgreSQL integration test."""
+    rep = build(store.engine, *OCTOBER)
+    assert {(g.drug, g.genes): counts(g) for g in rep.by_pair} == EXPECTED_PAIRS
+    assert {g.indicator: counts(g) for g in rep.by_indicator} == EXPECTED_INDICATORS
+    assert counts(rep.total) == EXPECTED_TOTAL
+    groups = {(g.drug, g.genes): g for g in rep.by_pair} | {"all": rep.total}
+    for key, (rate, low, high) in EXPECTED_CI.items():
+        group = groups[key]
+        assert group.override_rate == pytest.approx(rate)
+        assert group.ci == (pytest.approx(low, abs=5e-5), pytest.approx(high, abs=5e-5))
+    assert groups[("celecoxib", "CYP2C9")].override_rate is None  # silent only: no rate
+    assert dict(rep.total.reasons) == EXPECTED_REASONS
+    assert rep.total.comments == EXPECTED_COMMENTS
+    assert {
+        week.isoformat(): dict(per_drug) for week, per_drug in rep.weekly.items()
+    } == EXPECTED_WEEKLY
+    assert rep.unknown_feedback == 1
+    assert rep.knowledge_versions == ["2026.10.1"]

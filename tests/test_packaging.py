@@ -99,7 +99,7 @@ def test_wheel_ships_knowledge_sandbox_kit_migrations_and_licence(wheel: Path) -
     assert any(n.startswith("cds_service/knowledge_files/recommendations/") for n in names)
     assert any(n.startswith("cds_service/knowledge_files/genes/") for n in names)
     assert "cds_service/sandbox_files/patients/index.json" in names
-    assert any(n.startswith("cds_service/migrations/versions/0001") for n in names)
+    assert any(n.startswith("cds_service/store/migrations/versions/0001") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     # every module of the checkout is in it (pyproject lists the packages explicitly)
     modules = {
@@ -148,7 +148,7 @@ def test_installed_wheel_explains_a_shipped_sandbox_request(installed, tmp_path,
 def test_installed_wheel_migrates_and_serves(installed, tmp_path, env) -> None:
     upgrade = _run(installed, "db", "upgrade", cwd=tmp_path, env=env)
     assert upgrade.returncode == 0, upgrade.stderr
-    from cds_service import schema
+    from cds_service.store import schema
 
     assert f"revision {schema.head()} (newest)" in upgrade.stdout
     port = _free_port()

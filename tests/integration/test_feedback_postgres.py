@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from builders import feedback_body
 
-from cds_service.app import create_app
 from cds_service.settings import Settings
+from cds_service.web.app import create_app
 
 
 def test_feedback_is_stored_in_postgresql(postgres_url):
@@ -31,8 +31,8 @@ def test_feedback_is_stored_in_postgresql(postgres_url):
 def test_postgresql_reads_the_latest_override_from_its_index(postgres_url):
     from sqlalchemy import create_engine, text
 
-    from cds_service import schema
-    from cds_service.card_log import LATEST_OVERRIDE
+    from cds_service.store import schema
+    from cds_service.store.card_log import LATEST_OVERRIDE
 
     engine = create_engine(postgres_url)
     schema.upgrade(engine)

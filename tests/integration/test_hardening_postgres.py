@@ -13,8 +13,8 @@ from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, text
 
-from cds_service.app import create_app
 from cds_service.settings import Settings
+from cds_service.web.app import create_app
 
 ISSUER = "https://ehr.example.org"
 JKU = "https://ehr.example.org/.well-known/jwks.json"

@@ -19,7 +19,7 @@ from migrating import upgrade_concurrently
 from serving import ROOT, Service, clean_env, start_service, wait_ready, without_ids
 from sqlalchemy import create_engine, inspect, text
 
-from cds_service import schema
+from cds_service.store import schema
 
 SANDBOX = ROOT / "sandbox" / "requests"
 PUBLIC_URL = "https://cds.example.org"
@@ -140,7 +140,7 @@ def test_a_jwt_used_at_one_replica_is_refused_at_the_other(replicas):
 def test_a_database_made_before_migrations_is_stamped_not_broken(postgres_url):
     from migrating import create_pre_migration_schema
 
-    from cds_service.feedback import FeedbackStore
+    from cds_service.store.feedback import FeedbackStore
 
     engine = create_engine(postgres_url)
     create_pre_migration_schema(engine)  # how earlier versions made the schema

@@ -7,15 +7,14 @@ import base64
 import re
 
 from builders import APAP_CODEINE, TRAMADOL, hook_request, med_order, phenotype_obs, with_results
-from report_history import seed
+from report_history import OCTOBER, assert_report_matches_the_seeded_month, seed
 from sqlalchemy import text
-from test_report import OCTOBER, assert_report_matches_the_seeded_month
 
-from cds_service import schema
-from cds_service.app import create_app
-from cds_service.feedback import FeedbackStore
-from cds_service.report import build, html_page
+from cds_service.governance.report import build, html_page
 from cds_service.settings import Settings
+from cds_service.store import schema
+from cds_service.store.feedback import FeedbackStore
+from cds_service.web.app import create_app
 
 
 def _fresh(url: str) -> FeedbackStore:

@@ -135,6 +135,10 @@ def test_metrics_count_the_calls_of_every_worker(service: Service):
     for _ in range(6):
         answer = requests.post(f"{service.url}{HOOK}", json=PM_CODEINE, timeout=10)
         assert len(answer.json()["cards"]) == 1
+    # (counted once each answer has been sent: give the last ones a moment)
+    deadline = time.monotonic() + 5
+    while count() < before + 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert count() == before + 6
     text = requests.get(f"{service.url}/metrics", timeout=5).text
     assert 'pgx_cds_knowledge_info{version="' in text
@@ -253,7 +257,7 @@ def test_clients_that_stall_do_not_freeze_the_service(debug_service: Service):
     """One worker of 4 threads; 6 connections that stop (or drip) part-way through their
     headers or body. Each is cut READ_TIMEOUT_S after it was taken up: a stalled body gets a
     408, stalled headers a closed connection, and a normal call is answered meanwhile."""
-    from cds_service.read_deadline import READ_TIMEOUT_S
+    from cds_service.web.read_deadline import READ_TIMEOUT_S
 
     port, stop = debug_service.port, threading.Event()
     openers = [_stalled_body, _stalled_headers, lambda p: _dripping_headers(p, stop)]

@@ -1,0 +1,403 @@
+"""CDS Hooks cards from matched recommendations.
+
+Indicator, from the guideline's action and strength:
+
+=================  ==========================  =========
+action             strength                    indicator
+=================  ==========================  =========
+avoid              strong                      critical
+avoid              moderate / optional         warning
+alternative        any                         warning
+adjust-dose        any                         warning
+caution            any                         info
+standard, no-rec.  -                           no card
+=================  ==========================  =========
+
+Where the guideline says avoid or choose an alternative and names alternatives, the card
+offers suggestions that replace the draft order (delete it, create a new draft in the same
+FHIR version); where it gives a dose, one at that dose; a pre-test card offers the test.
+Every card with suggestions says ``selectionBehavior: at-most-one`` (CDS Hooks 2.0.1 requires
+it with suggestions); a card without suggestions has neither.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ..core.wording import inert, plain
+from ..core.wording import summary as short_summary
+from ..fhir.hook_context import DraftOrder
+from ..genomics.gene_decision import GeneResult
+from ..knowledge.loader import Knowledge
+from ..knowledge.models import Recommendation
+from ..store.card_log import IssuedCard
+from .label_rules import Notice
+from .recommendations import Match
+from .suggestions import dose_suggestion, patient_reference, replacements
+
+OVERRIDE_SYSTEM = "urn:pgx-pain-cds:override-reason"
+ISSUED = "_issued"  # private key: what the card log keeps, removed before the answer
+TOPIC_SYSTEM = "urn:pgx-pain-cds:recommendation"
+SOURCE_LABEL = "PGx Pain CDS"
+
+OVERRIDE_REASONS = [
+    ("benefit-outweighs-risk", "Benefit outweighs the risk for this patient"),
+    ("tolerated-before", "Patient has taken this drug before without problems"),
+    ("result-disputed", "Genetic result is wrong, outdated or not this patient's"),
+    ("will-monitor", "Dose adjusted or patient will be monitored closely"),
+    ("no-alternative", "No suitable alternative"),
+]
+
+_STRENGTH = {
+    "strong": "strong",
+    "moderate": "moderate",
+    "optional": "optional",
+    "none": "none",
+    "label": "label statement",
+}
+
+#: Words from the request or the lab in a card's detail, at most (a line, not a page).
+CARD_TEXT_LIMIT = 300
+
+
+def indicator(rec: Recommendation) -> str | None:
+    if rec.action == "avoid":
+        return "critical" if rec.strength == "strong" else "warning"
+    if rec.action in ("alternative", "adjust-dose"):
+        return "warning"
+    if rec.action == "caution":
+        return "info"
+    return None
+
+
+_LEVELS = {None: 0, "info": 1, "warning": 2, "critical": 3}
+_DIRECTION = {
+    "Poor Metabolizer": (-1, 2),
+    "Likely Poor Metabolizer": (-1, 2),
+    "Intermediate Metabolizer": (-1, 1),
+    "Likely Intermediate Metabolizer": (-1, 1),
+    "Normal Metabolizer": (0, 0),
+    "Rapid Metabolizer": (1, 1),
+    "Ultrarapid Metabolizer": (1, 2),
+}
+
+
+def _at_least_as_impaired(row: Recommendation, other: Recommendation) -> bool:
+    """Is every gene of ``row`` as far from normal as in ``other``, in the same direction?"""
+    if set(row.when) != set(other.when):
+        return False
+    for gene, cond in row.when.items():
+        mine = _DIRECTION.get(cond.phenotype or "")
+        theirs = _DIRECTION.get(other.when[gene].phenotype or "")
+        if mine is None or theirs is None:
+            return False
+        if theirs[0] != 0 and theirs[0] != mine[0]:
+            return False
+        if mine[1] < theirs[1]:
+            return False
+    return True
+
+
+def indicator_with_floor(rec: Recommendation, knowledge: Knowledge) -> str | None:
+    """The row's indicator, never milder than that of a row of the same drug whose result is
+    less impaired (CPIC's strengths can make PM x PM milder than PM x NM for amitriptyline)."""
+    level = indicator(rec)
+    if level is None:
+        return None
+    for other in knowledge.recommendations_for(rec.drug):
+        if other.id != rec.id and _at_least_as_impaired(rec, other):
+            theirs = indicator(other)
+            if _LEVELS[theirs] > _LEVELS[level]:
+                level = theirs
+    return level
+
+
+def match_indicator(m: Match, knowledge: Knowledge | None = None) -> str | None:
+    """The card's indicator: the row's (with the impairment floor); a caution at a low
+    tricyclic dose; for a result that spans rows with different advice, the most severe of
+    them, at most ``warning`` (the result does not settle it)."""
+    if m.low_dose:
+        return "info"
+    if not m.possible:
+        return (
+            indicator_with_floor(m.recommendation, knowledge)
+            if knowledge
+            else indicator(m.recommendation)
+        )
+    levels = [indicator(r) for r in m.possible]
+    return "info" if all(lv in (None, "info") for lv in levels) else "warning"
+
+
+def build_cards(
+    matches: list[Match], knowledge: Knowledge, notices: list[Notice] | None = None
+) -> list[dict[str, Any]]:
+    """One card per drug–gene–advice, however many orders it concerns: the card lists them
+    (50,000 codeine orders must not make 50,000 cards). Orders whose dose changes the advice
+    (a low tricyclic dose, a computed dose) get cards of their own."""
+    cards = [notice_card(n) for n in notices or []]
+    groups: dict[tuple[Any, ...], list[Match]] = {}
+    for m in matches:
+        level = match_indicator(m, knowledge)
+        if level is None:
+            continue
+        key = (m.recommendation.id, level, m.low_dose, m.dose_text, len(m.possible))
+        groups.setdefault(key, []).append(m)
+    for (_, level, *_rest), group in groups.items():
+        orders: list[DraftOrder] = []
+        seen: set[str | int] = set()
+        for m in group:
+            key = m.drug.order.reference or id(m.drug.order)
+            if key not in seen:
+                seen.add(key)
+                orders.append(m.drug.order)
+        cards.append(build_card(group[0], level, knowledge, orders=orders))
+    order = {"critical": 0, "warning": 1, "info": 2}
+    return sorted(cards, key=lambda c: order[c["indicator"]])
+
+
+def build_card(
+    m: Match, level: str, knowledge: Knowledge, orders: list[DraftOrder] | None = None
+) -> dict[str, Any]:
+    """The card for ``m``; ``orders`` (default: ``m``'s own) are all the orders it concerns."""
+    orders = orders or [m.drug.order]
+    rec = m.recommendation
+    guideline = rec.guideline
+    assert guideline is not None
+    genes = "/".join(rec.genes)
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary(rec, m.results, bool(m.possible))
+        if not m.low_dose
+        else short_summary(
+            f"{rec.drug.capitalize()} at a low dose: use with caution ({_who_all(m)})"
+        ),
+        "indicator": level,
+        "detail": detail(m, knowledge, orders),
+        "source": {
+            "label": f"{guideline.name}: {rec.drug} and {genes} ({SOURCE_LABEL})",
+            "url": guideline.url,
+            "topic": {
+                "system": TOPIC_SYSTEM,
+                "code": rec.id,
+                "display": f"{rec.drug.capitalize()} and {genes}",
+            },
+        },
+        "links": [
+            {
+                "label": f"{guideline.organization} guideline: {rec.drug} and {genes}",
+                "url": guideline.url,
+                "type": "absolute",
+            },
+        ]
+        + (
+            [
+                {
+                    "label": f"Publication (PubMed {guideline.pmid})",
+                    "url": f"https://pubmed.ncbi.nlm.nih.gov/{guideline.pmid}/",
+                    "type": "absolute",
+                }
+            ]
+            if guideline.pmid
+            else []
+        ),
+        "overrideReasons": [
+            {"system": OVERRIDE_SYSTEM, "code": code, "display": display}
+            for code, display in OVERRIDE_REASONS
+        ],
+    }
+    if rec.action == "adjust-dose" and m.dose_target and len(orders) == 1 and orders[0].reference:
+        found = dose_suggestion(m, knowledge)
+        if found:
+            _offer(card, [found])
+    suggestions = (
+        replacements(m, knowledge, orders)
+        # Replace only orders we can name: a create without a delete would leave both.
+        if rec.action in ("avoid", "alternative")
+        and not m.possible
+        and not m.low_dose
+        and all(o.is_medication_order and o.reference for o in orders)
+        else []
+    )
+    if suggestions:
+        _offer(card, suggestions)
+    card[ISSUED] = IssuedCard(
+        uuid=card["uuid"],
+        drug=rec.drug,
+        genes=genes,
+        phenotype="; ".join(f"{r.gene} {r.phenotype}" for r in m.results),
+        recommendation_id=rec.id,
+        indicator=level,
+        order_reference=m.drug.order.reference,
+    )
+    return card
+
+
+def _offer(card: dict[str, Any], suggestions: list[dict[str, Any]]) -> None:
+    """Put ``suggestions`` on ``card``. CDS Hooks 2.0.1: "If suggestions are present,
+    selectionBehavior MUST also be provided"; ours are alternatives to one another (replace
+    the order with this drug, or that one, or at this dose), so at most one is taken."""
+    card["suggestions"] = suggestions
+    card["selectionBehavior"] = "at-most-one"
+
+
+def take_issued(cards: list[dict[str, Any]]) -> list[IssuedCard]:
+    """Remove and return what the card log keeps about each card (never sent to clients)."""
+    return [c.pop(ISSUED) for c in cards if ISSUED in c]
+
+
+def _who(r: GeneResult) -> str:
+    if r.genetic_phenotype:
+        inhibitor = r.phenoconverted_by[0].split(" (")[0] if r.phenoconverted_by else "?"
+        return f"{r.gene} {r.phenotype.lower()} while taking {inhibitor}"
+    return f"{r.gene} {r.phenotype.lower()}"
+
+
+def summary(rec: Recommendation, results: tuple[GeneResult, ...], spans: bool = False) -> str:
+    who = " and ".join(_who(r) for r in results)
+    if spans:
+        text = f"{rec.drug.capitalize()}: advice depends on the activity score ({who}, no score)"
+        return short_summary(text)
+    verb = {
+        "avoid": "Avoid {drug}",
+        "alternative": "Consider an alternative to {drug}",
+        "adjust-dose": "Adjust {drug} dose",
+        "caution": "{Drug}: reduced or uncertain response possible",
+    }[rec.action]
+    if rec.summary:
+        verb = rec.summary
+    text = verb.format(drug=rec.drug, Drug=rec.drug.capitalize()) + f": {who}"
+    return short_summary(text)
+
+
+def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = None) -> str:
+    rec = m.recommendation
+    guideline = rec.guideline
+    assert guideline is not None
+    strength = _STRENGTH[rec.strength]
+    if m.possible:
+        genes = "/".join(rec.genes)
+        lines = [
+            f"**The result does not settle the advice.** It stands for a range of {genes} "
+            "activity scores, and the guideline advises differently within it:",
+            "",
+        ]
+        for row in m.possible:
+            when = "; ".join(c.describe() for c in row.when.values())
+            lines.append(
+                f"- **If {when}:** {row.recommendation} "
+                f"({guideline.organization}, {_STRENGTH[row.strength]})"
+            )
+        lines += [
+            "",
+            f"**What decides:** the {genes} genotype (diplotype) or the activity score the lab "
+            "reported; check the full report or order genotyping.",
+            "",
+            "**Patient result**",
+            "",
+        ]
+    else:
+        lines = [
+            f"**Recommendation** ({guideline.organization}, {strength}): {rec.recommendation}",
+            "",
+            f"**Why:** {rec.implication}",
+            "",
+            "**Patient result**",
+            "",
+        ]
+    for r in m.results:
+        parts = [f"{r.gene}"]
+        if r.diplotype:
+            parts.append(f"`{plain(r.diplotype).replace('`', '')}`")  # a star is Markdown
+        if r.activity_score_text is not None:
+            parts.append(f"activity score {r.activity_score_text}")
+        parts.append(f"**{r.phenotype}**")
+        line = "- " + ", ".join(parts)
+        line += f" ({r.kind} result" + (f" of {r.date_text}" if r.date_text else "") + ")"
+        lines.append(line)
+        lines.extend(f"  - Note: {inert(note, CARD_TEXT_LIMIT)}" for note in r.notes)
+    if m.genetic_alerts is False:
+        lines.append("  - By genotype alone this order would not alert: the interaction does.")
+    ordered = inert(m.drug.medication_text or m.drug.drug, CARD_TEXT_LIMIT)
+    if m.dose_text:
+        lines += ["", f"**Dose:** {plain(m.dose_text)}"]
+    for r in m.results:
+        for statement in knowledge.label_statements_for(rec.drug, r.gene, r.phenotype):
+            lines += ["", f"**Also:** {statement.text}"]
+    pmid = f" PMID {guideline.pmid}." if guideline.pmid else ""
+    lines += [
+        "",
+        f"**Order:** {ordered} (identified by {inert(m.drug.matched_by, CARD_TEXT_LIMIT)})",
+        "",
+    ]
+    if orders and len(orders) > 1:
+        named = ", ".join(plain(o.reference or "an order without id") for o in orders)
+        lines += [f"**Applies to {len(orders)} draft orders:** {named}", ""]
+    lines += [
+        f"**Source:** {guideline.citation}, {rec.table}.{pmid} "
+        f"[Guideline]({guideline.url}). Knowledge version {knowledge.version}.",
+    ]
+    return "\n".join(lines)
+
+
+def _who_all(m: Match) -> str:
+    return " and ".join(_who(r) for r in m.results)
+
+
+def notice_card(n: Notice) -> dict[str, Any]:
+    """A card for a label rule or a missing test."""
+    ordered = inert(n.drug.medication_text or n.drug.drug, CARD_TEXT_LIMIT)
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": short_summary(n.summary),
+        "indicator": n.indicator,
+        "detail": f"{n.text}\n\n**Order:** {ordered}\n\n**Source:** {n.source.title}. "
+        f"[Source]({n.source.url}).",
+        "source": {
+            "label": f"{n.source.organization} {n.source.year} ({SOURCE_LABEL})",
+            "url": n.source.url,
+            "topic": {"system": TOPIC_SYSTEM, "code": n.id, "display": n.summary[:100]},
+        },
+        "links": [{"label": n.source.title[:120], "url": n.source.url, "type": "absolute"}],
+        "overrideReasons": [
+            {"system": OVERRIDE_SYSTEM, "code": code, "display": display}
+            for code, display in OVERRIDE_REASONS
+        ],
+    }
+    if n.test is not None:
+        display, loinc = n.test
+        request: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "order",
+            "code": {"text": display},
+        }
+        if loinc:
+            request["code"]["coding"] = [
+                {"system": "http://loinc.org", "code": loinc, "display": display}
+            ]
+        resource = n.drug.order.resource
+        if subject := patient_reference(resource.get("subject") or resource.get("patient")):
+            request["subject"] = subject
+        _offer(
+            card,
+            [
+                {
+                    "label": f"Order {display}",
+                    "uuid": str(uuid.uuid4()),
+                    "actions": [
+                        {"type": "create", "description": f"Order {display}", "resource": request}
+                    ],
+                }
+            ],
+        )
+    card[ISSUED] = IssuedCard(
+        uuid=card["uuid"],
+        drug=n.drug.drug,
+        genes=n.test[0] if n.test else "-",
+        phenotype="untested" if n.test else "age",
+        recommendation_id=n.id,
+        indicator=n.indicator,
+        order_reference=n.drug.order.reference,
+    )
+    return card

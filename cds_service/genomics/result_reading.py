@@ -1,0 +1,425 @@
+"""Reading one genomic result Observation, in each shape labs and EHRs store it.
+
+Shapes read: a metabolizer phenotype (LOINC 53040-2, gene-specific codes such as 79716-7, or a
+site's code), the Genomics Reporting therapeutic-implication forms (2.0 component
+``predicted-therapeutic-implication``, 3.0+ ``therapeutic-implication`` reached through
+``derivedFrom``), a genotype (84413-4: star-allele diplotype, or HLA typing as a GL string or
+allele list), a haplotype (84414-2: one copy) and a presence/absence answer for an HLA allele.
+
+Each Observation gives ``Finding``s: what it says about one gene or HLA marker. Safety rules,
+each traced when it applies: only ``final``, ``amended`` or ``corrected`` results about the
+patient in context count; a value that is indeterminate, hedged or unparseable gives an
+indeterminate finding (never an alert) with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from ..core.trace import Trace
+from ..fhir.values import (
+    as_dict,
+    as_str,
+    codes,
+    describe,
+    effective_date,
+    is_about,
+    objects,
+    parse_date,
+    texts,
+    value_texts,
+)
+from ..knowledge.loader import Knowledge
+from ..knowledge.models import ResultKind
+from . import hla
+from .phenotype import legacy_wording, phenotype_from_text, split_score
+from .star_alleles import INDETERMINATE, Scored, normalise_allele, normalise_diplotype
+from .star_alleles import score_diplotype as _score
+
+USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
+
+Lookup = Callable[[str], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one Observation says about one gene (or HLA marker)."""
+
+    gene: str
+    kind: str  # "phenotype", "genotype", "haplotype" or "presence"
+    phenotype: str
+    observation: str  # "Observation/<id>"
+    date: datetime | None = None
+    date_text: str | None = None
+    diplotype: str | None = None
+    activity_score: float | None = None
+    activity_score_text: str | None = None
+    score_range: tuple[float, float | None] | None = None
+    reported_as: str | None = None  # the lab's own words for a reported phenotype
+    legacy: bool = False  # the lab used pre-2019 phenotype wording
+    reason: str = ""  # why it is indeterminate, if it is
+    #: when an amended or corrected result was issued (it replaces what was issued before)
+    revised: datetime | None = None
+
+
+class ResultReader:
+    """Interprets one Observation at a time; says in the trace why it used or ignored it."""
+
+    def __init__(
+        self,
+        patient_id: str,
+        knowledge: Knowledge,
+        trace: Trace,
+        lookup: Lookup,
+        fhir_base: str | None = None,
+        needed: frozenset[str] | None = None,
+    ) -> None:
+        self.needed = needed
+        self.looked_up = False  # did a reading use another resource (derivedFrom)?
+        self.fhir_base = fhir_base
+        self.patient_id = patient_id
+        self.knowledge = knowledge
+        self.trace = trace
+        self.lookup = lookup
+
+    def kind(self, obs: dict[str, Any]) -> ResultKind | None:
+        """What kind of genomic result an Observation is, or None if it is none we read."""
+        known = self.knowledge.result_codes.codes
+        for code in codes(obs.get("code")):
+            if code in known:
+                return known[code]
+        # A presence/absence result named by its text, e.g. "HLA-B*15:02 [Presence]".
+        markers = hla.markers_named(" ".join(texts(obs.get("code"))), self.knowledge.markers)
+        if len(markers) == 1:
+            return ResultKind(kind="presence", marker=markers.pop())
+        return None
+
+    def interpret(self, obs: dict[str, Any], kind: ResultKind | None = None) -> list[Finding]:
+        ref = f"{obs.get('resourceType', '?')}/{obs.get('id', '?')}"
+        if obs.get("resourceType") != "Observation":
+            return []
+        kind = kind or self.kind(obs)
+        if kind is None:
+            parts = self._presence_parts(obs)
+            if parts:  # a panel whose components are presence results (HLA-B*15:02: Present)
+                return [f for part, part_kind in parts for f in self.interpret(part, part_kind)]
+            self.trace.add("results", f"{ref} ignored: not a genomic result code the service reads")
+            return []
+        # Which gene first: a result for a gene no ordered drug depends on is not read further.
+        gene = None
+        if kind.kind == "presence":
+            if kind.marker and not self._wanted(kind.marker):
+                self.trace.add("results", f"{ref} not read: no ordered drug depends on it")
+                return []
+        else:
+            gene = kind.gene or gene_of(obs, self.knowledge)
+            if gene is not None and not self._wanted(gene):
+                self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
+                return []
+        status = obs.get("status")
+        if status not in USABLE_STATUSES:
+            self.trace.add(
+                "results",
+                f"{ref} ignored: status '{status}' (only final, amended or corrected count)",
+            )
+            return []
+        if not is_about(obs, self.patient_id, self.fhir_base):
+            self.trace.add("results", f"{ref} ignored: its subject is not the patient in context")
+            return []
+        date, date_text = effective_date(obs)
+        issued = obs.get("issued")
+        revised = (
+            parse_date(issued)
+            if status in ("amended", "corrected") and isinstance(issued, str)
+            else None
+        )
+
+        if kind.kind == "presence":
+            base = Finding("?", kind.kind, INDETERMINATE, ref, date, date_text, revised=revised)
+            findings = self._presence(obs, kind.marker, base)
+        else:
+            if gene is None and kind.kind == "therapeutic-implication":
+                gene = self._gene_via_derived_from(obs)
+            if gene is None:
+                self.trace.add(
+                    "results", f"{ref} ignored: the gene could not be identified unambiguously"
+                )
+                return []
+            if not self._wanted(gene):
+                self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
+                return []
+            base = Finding(gene, kind.kind, INDETERMINATE, ref, date, date_text, revised=revised)
+            if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
+                findings = self._hla_typing(obs, gene, base)
+            elif kind.kind == "genotype":
+                findings = [self._genotype(obs, gene, base)]
+            elif kind.kind == "haplotype":
+                findings = [_haplotype(obs, gene, base)]
+            else:
+                findings = [replace(self._phenotype(obs, kind.kind, base), kind="phenotype")]
+        for f in findings:
+            self._note(f)
+        return findings
+
+    def _presence_parts(self, obs: dict[str, Any]) -> list[tuple[dict[str, Any], ResultKind]]:
+        """The components of an Observation that are presence results by their code, each as
+        an Observation of its own (the parent's status, subject and dates; its code and value)."""
+        known = self.knowledge.result_codes.codes
+        parts = []
+        for component in objects(obs.get("component")):
+            kind = next((known[c] for c in codes(component.get("code")) if c in known), None)
+            if kind is None or kind.kind != "presence":
+                continue
+            part = {k: v for k, v in obs.items() if k != "component" and not k.startswith("value")}
+            part.update({k: v for k, v in component.items() if k.startswith("value")})
+            part["code"] = component.get("code")
+            parts.append((part, kind))
+        return parts
+
+    def _wanted(self, gene: str) -> bool:
+        """Does an ordered drug depend on this gene (or one of its HLA alleles)?"""
+        if self.needed is None or gene in self.needed:
+            return True
+        return any(m.startswith(f"{gene}*") for m in self.needed)
+
+    def _note(self, f: Finding) -> None:
+        what = f"{f.observation} ({f.gene} {f.kind}"
+        if f.kind == "haplotype":
+            self.trace.add(
+                "results", f"{what} {f.diplotype or '?'})" + (f": {f.reason}" if f.reason else "")
+            )
+        elif f.phenotype == INDETERMINATE:
+            self.trace.add("results", f"{what}): no usable result: {f.reason}")
+        else:
+            detail = f" {f.diplotype}" if f.diplotype else ""
+            if f.activity_score_text is not None:
+                detail += f", activity score {f.activity_score_text}"
+            if f.reported_as and f.legacy:
+                detail += f", reported as '{f.reported_as}' (pre-2019 wording)"
+            self.trace.add("results", f"{what}{detail}) -> {f.phenotype}")
+
+    def _gene_via_derived_from(self, obs: dict[str, Any]) -> str | None:
+        """A 3.0+ implication names its gene only through the genotype it derives from."""
+        genes = set()
+        for ref in objects(obs.get("derivedFrom")):
+            reference = as_str(ref.get("reference"))
+            self.looked_up = True
+            target = self.lookup(reference) if reference else None
+            if target is not None and is_about(target, self.patient_id, self.fhir_base):
+                gene = gene_of(target, self.knowledge)
+            else:  # unreadable: the reference's display may still name the gene
+                gene = gene_in_text(as_str(ref.get("display")), self.knowledge)
+            if gene:
+                genes.add(gene)
+        return genes.pop() if len(genes) == 1 else None
+
+    def _hla_typing(self, obs: dict[str, Any], gene: str, base: Finding) -> list[Finding]:
+        """Marker status from an HLA genotype, or from one haplotype (one copy: pooled with
+        its partner when the gene's results are decided)."""
+        markers = sorted(m for m in self.knowledge.markers if m.startswith(f"{gene}*"))
+        values = value_texts(obs)
+        if not markers:
+            return [replace(base, reason=f"no recommendation depends on {gene} alleles")]
+        if not values:
+            return [replace(base, gene=m, reason="the result has no value") for m in markers]
+        shown = hla.strip_gl_prefix(values[0])
+        out = []
+        for marker in markers:
+            statuses = [hla.marker_status(t, marker) for t in values]
+            known = {s for s, _ in statuses if s is not None}
+            if len(known) == 1:
+                out.append(replace(base, gene=marker, phenotype=known.pop(), diplotype=shown))
+            else:
+                reason = next(
+                    (r for s, r in statuses if r and len(known) < 2),
+                    f"the values of this result disagree about {marker}",
+                )
+                out.append(replace(base, gene=marker, reason=reason, diplotype=shown))
+        return out
+
+    def _presence(self, obs: dict[str, Any], marker: str | None, base: Finding) -> list[Finding]:
+        markers = (
+            {marker}
+            if marker
+            else hla.markers_named(" ".join(texts(obs.get("code"))), self.knowledge.markers)
+        )
+        value = obs.get("valueCodeableConcept")
+        statuses = {
+            hla.PRESENT_CODES[as_str(c.get("code"))]
+            for c in objects(as_dict(value).get("coding"))
+            if as_str(c.get("code")) in hla.PRESENT_CODES
+        }
+        if not statuses and isinstance(obs.get("valueBoolean"), bool):
+            statuses = {hla.POSITIVE if obs["valueBoolean"] else hla.NEGATIVE}
+        if not statuses:
+            values = [*texts(value), as_str(obs.get("valueString"))]
+            statuses = {s for s in (hla.presence_from_text(t) for t in values if t) if s}
+        out = []
+        for m in sorted(markers):
+            if len(statuses) == 1:
+                out.append(replace(base, gene=m, phenotype=next(iter(statuses))))
+            else:
+                out.append(replace(base, gene=m, reason="the value is not a clear present/absent"))
+        return out
+
+    def _phenotype(self, obs: dict[str, Any], kind: str, base: Finding) -> Finding:
+        values: list[Any] = []
+        if kind == "therapeutic-implication":
+            wanted = set(self.knowledge.result_codes.implication_component_codes)
+            for comp in objects(obs.get("component")):
+                if set(codes(comp.get("code"))) & wanted:
+                    values.append(comp.get("valueCodeableConcept") or comp.get("valueString"))
+        else:
+            values.append(obs.get("valueCodeableConcept") or obs.get("valueString"))
+        values = [v for v in values if v]
+        if not values:
+            return replace(base, reason="the result has no value")
+        read = {self._phenotype_value(v, base.gene) for v in values}
+        unclear = f"the value '{describe(values[0])}' is not a clear metabolizer status"
+        if read == {None} and len(values) == 1:
+            return self._phenotype_with_score(values[0], base, unclear)
+        if len(read) != 1 or None in read:
+            return replace(base, reason=unclear)
+        phenotype, legacy = read.pop()  # type: ignore[misc]
+        return replace(
+            base, phenotype=phenotype, reported_as=describe(values[0]), legacy=bool(legacy)
+        )
+
+    def _phenotype_with_score(self, value: Any, base: Finding, unclear: str) -> Finding:
+        """A phenotype printed with its activity score ('Ultrarapid metabolizer (activity
+        score 3.0)'): read when the score lies in the phenotype's CPIC band for the gene."""
+        text = describe(value)
+        phenotype, score_text = split_score(text, base.gene, self.knowledge.gene_symbols)
+        if phenotype is None:
+            return replace(base, reason=unclear)
+        reported = replace(base, phenotype=phenotype, reported_as=text, legacy=legacy_wording(text))
+        if score_text is None:
+            return reported
+        score = float(score_text)
+        band = self.knowledge.band(base.gene, phenotype)
+        if band is None:  # no activity score for this gene: the status alone
+            return reported
+        low, high = band
+        if score < low or (high is not None and score > high):
+            return replace(
+                base,
+                reason=f"the value '{text}' gives an activity score outside its phenotype's band",
+            )
+        return replace(reported, activity_score=score, activity_score_text=score_text)
+
+    def _phenotype_value(self, value: Any, gene: str) -> tuple[str, bool] | None:
+        """(CPIC term, whether the lab used pre-2019 wording), or None when unclear."""
+        symbols = self.knowledge.gene_symbols
+        if isinstance(value, str):
+            term = phenotype_from_text(value, gene, symbols)
+            return (term, legacy_wording(value)) if term else None
+        result_codes = self.knowledge.result_codes
+        codings = objects(as_dict(value).get("coding"))
+        coded = {
+            (result_codes.phenotype_answers[c], c in result_codes.legacy_answers)
+            for c in (as_str(coding.get("code")) for coding in codings)
+            if c in result_codes.phenotype_answers
+        }
+        if len({term for term, _ in coded}) > 1:
+            return None
+        if coded:
+            return coded.pop()
+        words = [as_str(as_dict(value).get("text"))] + [as_str(c.get("display")) for c in codings]
+        found = {
+            (term, legacy_wording(t))
+            for t in words
+            if t and (term := phenotype_from_text(t, gene, symbols))
+        }
+        return found.pop() if len({term for term, _ in found}) == 1 else None
+
+    def _genotype(self, obs: dict[str, Any], gene: str, base: Finding) -> Finding:
+        table = self.knowledge.genes.get(gene)
+        candidates = value_texts(obs)
+        if not candidates:
+            return replace(base, reason="the genotype has no value")
+        if table is None:
+            return replace(base, reason=f"no allele table for {gene}")
+        readable = []
+        for text in candidates:
+            other = gene_in_text(text, self.knowledge)
+            if other and other != gene:
+                return replace(base, reason=f"the value '{text}' names {other}, not {gene}")
+            if normalise_diplotype(text, gene) is not None:
+                readable.append(_score(text, table))
+        if not readable:
+            return replace(
+                base, reason=f"'{candidates[0]}' is not a diplotype the service can read"
+            )
+        # The text and the codes of one result must say the same diplotype.
+        if len({s.diplotype for s in readable}) > 1:
+            return replace(
+                base,
+                diplotype=readable[0].diplotype,
+                reason="the values of this result name different diplotypes ("
+                + ", ".join(sorted({s.diplotype for s in readable}))
+                + ")",
+            )
+        return scored(base, readable[0])
+
+
+def scored(base: Finding, result: Scored) -> Finding:
+    return replace(
+        base,
+        phenotype=result.phenotype,
+        diplotype=result.diplotype,
+        activity_score=result.activity_score,
+        activity_score_text=result.activity_score_text,
+        score_range=result.score_range,
+        reason=result.reason,
+    )
+
+
+def _haplotype(obs: dict[str, Any], gene: str, base: Finding) -> Finding:
+    for text in value_texts(obs):
+        allele = normalise_allele(text, gene)
+        if allele is None:  # a PharmVar display such as 'CYP2D6*4.001 (PV00123)'
+            m = re.search(r"\*[0-9]+[A-Za-z]?(?:\.[0-9]+)?(?:[xX×](?:[0-9]+|[Nn]|≥3))?", text)
+            allele = normalise_allele(m.group(0), gene) if m else None
+        if allele:
+            return replace(base, diplotype=allele)
+    return replace(base, reason="no star allele in the value")
+
+
+def gene_of(obs: dict[str, Any], knowledge: Knowledge) -> str | None:
+    """The gene a result is about: the gene-studied component, else the only gene named."""
+    result_codes = knowledge.result_codes
+    wanted = set(result_codes.gene_component_codes)
+    found: set[str] = set()
+    for comp in objects(obs.get("component")):
+        if not set(codes(comp.get("code"))) & wanted:
+            continue
+        value = as_dict(comp.get("valueCodeableConcept"))
+        for coding in objects(value.get("coding")):
+            code = as_str(coding.get("code"))
+            code = code if code.startswith("HGNC:") else f"HGNC:{code}"
+            if code in result_codes.genes:
+                found.add(result_codes.genes[code])
+        if not found:
+            for text in texts(value):
+                gene = gene_in_text(text, knowledge)
+                if gene:
+                    found.add(gene)
+    if not found:
+        for text in texts(obs.get("code")) + value_texts(obs):
+            gene = gene_in_text(text, knowledge)
+            if gene:
+                found.add(gene)
+    return found.pop() if len(found) == 1 else None
+
+
+def gene_in_text(text: str, knowledge: Knowledge) -> str | None:
+    hits = {s for s, pattern in knowledge.gene_patterns if pattern.search(text[:MAX_TEXT])}
+    return hits.pop() if len(hits) == 1 else None
+
+
+#: How much of one free-text value is searched for a gene name.
+MAX_TEXT = 1000

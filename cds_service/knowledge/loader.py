@@ -1,0 +1,284 @@
+"""The knowledge base: drug-gene recommendations, gene tables and drug codes.
+
+Everything here is data from ``knowledge/`` (see ``knowledge/README.md`` for the schema),
+validated when the service starts so a broken file stops the service rather than
+producing a wrong card.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import (
+    AlternativeProduct,
+    Dosing,
+    Drug,
+    GeneTable,
+    Guideline,
+    GuidelineFile,
+    Inhibitors,
+    LabelRule,
+    LabelStatement,
+    Mme,
+    NoRecommendation,
+    NotCovered,
+    Pretest,
+    Recommendation,
+    ResultCodes,
+)
+
+
+class KnowledgeError(Exception):
+    """The knowledge files are missing or invalid."""
+
+
+class Knowledge:
+    """All knowledge files, loaded and cross-checked once."""
+
+    def __init__(
+        self,
+        directory: Path,
+        site_codes: Path | None = None,
+        extra_codes: dict[str, Any] | None = None,
+    ) -> None:
+        self.directory = directory
+        try:
+            manifest = _read(directory / "manifest.json")
+            self.version: str = manifest["version"]
+            self.drugs: dict[str, Drug] = {
+                name: Drug.model_validate(d)
+                for name, d in _read(directory / "drugs.json")["drugs"].items()
+            }
+            products = _read(directory / "rxnorm_products.json")["products"]
+            self.products: dict[str, frozenset[str]] = {
+                rxcui: frozenset(p["ingredients"]) for rxcui, p in products.items()
+            }
+            self.product_names: dict[str, str] = {rxcui: p["name"] for rxcui, p in products.items()}
+            self.alternative_products: dict[str, AlternativeProduct] = {
+                name: AlternativeProduct.model_validate(p)
+                for name, p in _read(directory / "alternatives.json")["products"].items()
+            }
+            codes = _read(directory / "result_codes.json")
+            if site_codes is not None:
+                # A site's local codes: {"codes": {"system|code": {"kind": ..., "gene": ...}}}
+                codes["codes"] = {**codes["codes"], **_read(site_codes)["codes"]}
+            if extra_codes:  # the same mapping, from the site configuration file
+                codes["codes"] = {**codes["codes"], **extra_codes}
+            self.result_codes = ResultCodes.model_validate(codes)
+            self.genes: dict[str, GeneTable] = {
+                p.stem: GeneTable.model_validate(_read(p))
+                for p in sorted((directory / "genes").glob("*.json"))
+            }
+            self.not_covered = NotCovered.model_validate(_read(directory / "not_covered.json"))
+            self.inhibitors = Inhibitors.model_validate(
+                _read(directory / "interactions" / "cyp2d6_inhibitors.json")
+            )
+            self.label_rules: list[LabelRule] = [
+                LabelRule.model_validate(r)
+                for r in _read(directory / "rules" / "label_rules.json")["rules"]
+            ]
+            self.pretest = Pretest.model_validate(_read(directory / "rules" / "pretest.json"))
+            self.dosing = Dosing.model_validate(_read(directory / "rules" / "dosing.json"))
+            self.mme = Mme.model_validate(_read(directory / "rules" / "mme.json"))
+            self.guidelines: list[GuidelineFile] = [
+                GuidelineFile.model_validate(_read(p))
+                for p in sorted((directory / "recommendations").glob("*.json"))
+            ]
+        except (OSError, KeyError, ValueError, ValidationError) as exc:
+            raise KnowledgeError(f"knowledge in {directory} is invalid: {exc}") from exc
+
+        self.recommendations: list[Recommendation] = [
+            rec.model_copy(update={"guideline": gf.guideline})
+            for gf in self.guidelines
+            for rec in gf.recommendations
+        ]
+        problems = self.check()
+        if problems:
+            raise KnowledgeError("knowledge check failed:\n  " + "\n  ".join(problems))
+
+    # -- queries used on the hot path -------------------------------------------------
+
+    @cached_property
+    def covered_drugs(self) -> frozenset[str]:
+        """Drugs with at least one recommendation row (the only ones that can alert)."""
+        return frozenset(r.drug for r in self.recommendations)
+
+    @cached_property
+    def covered_genes(self) -> frozenset[str]:
+        """Genes and HLA markers that some recommendation depends on."""
+        return frozenset(g for r in self.recommendations for g in r.when)
+
+    @cached_property
+    def gene_symbols(self) -> frozenset[str]:
+        return frozenset(self.result_codes.genes.values())
+
+    @cached_property
+    def gene_patterns(self) -> tuple[tuple[str, re.Pattern[str]], ...]:
+        """Each gene symbol and the pattern that finds it as a word in free text."""
+        return tuple(
+            (s, re.compile(rf"(?<![A-Za-z0-9-]){re.escape(s)}(?![A-Za-z0-9-])"))
+            for s in sorted(self.gene_symbols)
+        )
+
+    @cached_property
+    def recommendations_by_drug(self) -> dict[str, list[Recommendation]]:
+        out: dict[str, list[Recommendation]] = {}
+        for r in self.recommendations:
+            out.setdefault(r.drug, []).append(r)
+        return out
+
+    @cached_property
+    def inhibitor_by_rxcui(self) -> dict[str, str]:
+        """RxNorm codes (products and ingredients) of CYP2D6 inhibitors -> ingredient."""
+        table = self.inhibitors
+        ingredients = {v.rxcui: k for k, v in table.inhibitors.items() if v.rxcui}
+        return {**ingredients, **table.products}  # a product code decides first
+
+    @cached_property
+    def inhibitor_names(self) -> re.Pattern[str]:
+        """One pattern for every inhibitor's name and brand (one pass over a medication's
+        text); ``inhibitor_named`` says which inhibitor a match names."""
+        names = [*self.inhibitors.inhibitors, *self.inhibitors.brands]
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        return re.compile(r"\b(?:" + alternatives + r")\b")
+
+    @cached_property
+    def inhibitor_named(self) -> dict[str, str]:
+        """A name or brand (lower case) -> the inhibitor it names."""
+        return {**{n: n for n in self.inhibitors.inhibitors}, **self.inhibitors.brands}
+
+    @cached_property
+    def markers(self) -> frozenset[str]:
+        """Allele markers (``HLA-B*15:02``) that recommendations depend on."""
+        return frozenset(g for g in self.covered_genes if "*" in g)
+
+    def band(self, gene: str, phenotype: str) -> tuple[float, float | None] | None:
+        """The activity-score range a phenotype stands for (CPIC bands), if the gene has one."""
+        table = self.genes.get(gene)
+        for b in table.phenotype_bands if table else []:
+            if b.phenotype == phenotype:
+                return b.min, b.max
+        return None
+
+    def recommendations_for(self, drug: str) -> list[Recommendation]:
+        return self.recommendations_by_drug.get(drug, [])
+
+    def label_statements_for(self, drug: str, gene: str, phenotype: str) -> list[LabelStatement]:
+        return [
+            s
+            for gf in self.guidelines
+            for s in gf.label_statements
+            if s.drug == drug and s.gene == gene and phenotype in s.phenotypes
+        ]
+
+    def no_recommendations(self) -> list[tuple[Guideline, NoRecommendation]]:
+        return [(gf.guideline, n) for gf in self.guidelines for n in gf.no_recommendation]
+
+    # -- lint ---------------------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Consistency rules for the knowledge; an empty list means it is sound."""
+        problems: list[str] = []
+        ids: set[str] = set()
+        for rec in self.recommendations:
+            where = f"recommendation {rec.id}"
+            if rec.id in ids:
+                problems.append(f"{where}: duplicate id")
+            ids.add(rec.id)
+            if rec.drug not in self.drugs:
+                problems.append(f"{where}: drug {rec.drug!r} has no entry in drugs.json")
+            for alt in rec.alternatives:
+                if alt not in self.alternative_products:
+                    problems.append(
+                        f"{where}: alternative {alt!r} has no product in alternatives.json"
+                    )
+            if rec.action in ("avoid", "alternative") and rec.strength == "none":
+                problems.append(f"{where}: an {rec.action} row needs a strength")
+        for name, drug in self.drugs.items():
+            if drug.rxcui is not None and drug.rxcui not in self.products:
+                problems.append(
+                    f"drug {name}: ingredient code {drug.rxcui} missing from rxnorm_products.json"
+                )
+        for gene in self.covered_genes:
+            if gene in self.genes:
+                problems.extend(self._check_coverage(gene, self.genes[gene]))
+        for rule in self.label_rules:
+            if rule.drug not in self.drugs:
+                problems.append(f"label rule {rule.id}: drug {rule.drug!r} not in drugs.json")
+        for drug, pre in self.pretest.drugs.items():
+            if drug not in self.drugs or pre.test not in self.pretest.tests:
+                problems.append(f"pretest {drug}: unknown drug or test {pre.test!r}")
+        for rec_id in self.dosing.dose_changes:
+            if rec_id not in ids:
+                problems.append(f"dosing: dose change for unknown recommendation {rec_id!r}")
+        for _guideline, item in self.no_recommendations():
+            if item.drug not in self.drugs:
+                problems.append(
+                    f"no-recommendation {item.drug}/{item.gene}: drug not in drugs.json"
+                )
+        return problems
+
+    def _check_coverage(self, gene: str, table: GeneTable) -> list[str]:
+        """Every phenotype (and, for activity-score genes, every reachable score) of a
+        single-gene pair has a row, even if only an explicit no-recommendation row."""
+        problems = []
+        cases = _reachable_cases(table)
+        drugs = {r.drug for r in self.recommendations if list(r.when) == [gene]}
+        for drug in sorted(drugs):
+            rows = [
+                r.when[gene]
+                for r in self.recommendations
+                if r.drug == drug and list(r.when) == [gene]
+            ]
+            for phenotype, score in cases:
+                if not any(c.matches(phenotype, score) for c in rows):
+                    at = f" (activity score {score:g})" if score is not None else ""
+                    problems.append(
+                        f"{drug}/{gene}: no row (or explicit no-recommendation) for {phenotype}{at}"
+                    )
+        return problems
+
+
+def _reachable_cases(table: GeneTable) -> list[tuple[str, float | None]]:
+    """(phenotype, activity score) pairs a diplotype of this gene can have."""
+    if table.scoring == "function_pair":
+        phenotypes = set(table.function_pairs.values())
+        return [
+            (p, None) for p in sorted(phenotypes) if not p.startswith(("Indeterminate", "Likely"))
+        ]
+    values = sorted(
+        {
+            float(a.activity_value.lstrip("≥"))
+            for a in table.alleles.values()
+            if a.activity_value and a.activity_value.lower() != "n/a"
+        }
+    )
+    cases = set()
+    for i, x in enumerate(values):
+        for y in values[i:]:
+            score = x + y
+            band = next(
+                (
+                    b
+                    for b in table.phenotype_bands
+                    if score >= b.min and (b.max is None or score <= b.max)
+                ),
+                None,
+            )
+            if band is not None:
+                cases.add((band.phenotype, score))
+    return sorted(cases, key=lambda c: c[1] or 0)
+
+
+def _read(path: Path) -> dict:
+    with path.open(encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name}: expected a JSON object")
+    return data

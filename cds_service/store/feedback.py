@@ -1,0 +1,260 @@
+"""Feedback on cards (CDS Hooks 2.0.1 §Feedback): validated, then stored before we answer.
+
+A request is stored whole or not at all: one malformed item rejects the request (400)
+and nothing from it is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import (
+    create_engine,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DataError, SQLAlchemyError
+
+from ..core.errors import ClientError, ServiceUnavailable
+from ..core.hook_request import validation_details
+from .card_log import CardLog
+from .db_guard import Bounded
+from .schema import SchemaError, sqlite_file
+from .tables import as_utc, card_log_table, feedback_table
+
+log = logging.getLogger("cds_service.feedback")
+
+
+class _Coding(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(min_length=1, max_length=100)
+    system: str | None = Field(default=None, max_length=255)  # the sandbox sends code+system
+    display: str | None = Field(default=None, max_length=255)
+
+
+class _OverrideReason(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    reason: _Coding | None = None
+    userComment: str | None = Field(default=None, max_length=4000)
+
+
+class _Accepted(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1, max_length=255)
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    card: str = Field(min_length=1, max_length=255)
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[_Accepted] = Field(default_factory=list, max_length=50)
+    overrideReason: _OverrideReason | None = None
+    outcomeTimestamp: datetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeedbackItem:
+        if self.outcome == "accepted" and not self.acceptedSuggestions:
+            raise ValueError("an 'accepted' outcome needs acceptedSuggestions")
+        return self
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)
+
+
+DB_RETRY_AFTER = 30  # seconds, in the 503 answer while the database is down
+DB_CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not hold a call
+#: Seconds to wait for the database: to store feedback (then 503, and a retry is never stored
+#: twice), for the card writer before that, and for readiness.
+STORE_SECONDS = 5.0
+FLUSH_SECONDS = 2.0
+PING_SECONDS = 1.0
+
+
+def _without_nul(value: Any, depth: int = 0) -> Any:
+    """NUL cannot be stored in PostgreSQL text: dropped from every string of the feedback
+    (below the depth of what is stored; deeper parts are never stored)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if depth > 8:
+        return value
+    if isinstance(value, list):
+        return [_without_nul(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k, depth + 1): _without_nul(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+class FeedbackStore:
+    def __init__(
+        self,
+        url: str,
+        hash_key: str | None = None,
+        on_stored: Callable[[list[tuple[str, str]]], None] | None = None,
+    ) -> None:
+        """``on_stored``: told the (service id, outcome) of the items each store wrote (the
+        metrics count them)."""
+        parsed = make_url(url)
+        database = sqlite_file(parsed)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql":
+            # a database that does not answer must not hold calls (or threads) for long
+            options = {
+                "connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT},
+                "pool_timeout": DB_CONNECT_TIMEOUT,
+            }
+        # The schema is made by migrations (``schema``), not here.
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, **options)
+        in_memory = parsed.get_backend_name() == "sqlite" and database is None
+        # an in-memory SQLite database is one per thread: write it from the caller's thread
+        self.card_log = CardLog(self.engine, hash_key, background=not in_memory)
+        self._card_log_table = card_log_table
+        self._bounded = Bounded(self.engine, "feedback")
+        self.on_stored = on_stored
+        #: set when the database was unreachable at start: run before the next store
+        self.prepare: Callable[[], None] | None = None
+
+    @staticmethod
+    def _unavailable(exc: Exception) -> ServiceUnavailable:
+        log.warning("feedback database unavailable (%s)", type(exc).__name__)
+        return ServiceUnavailable(
+            "the feedback database is unavailable; nothing was stored, please retry",
+            retry_after=DB_RETRY_AFTER,
+        )
+
+    def store(self, service_id: str, body: Any) -> int:
+        if not isinstance(body, dict):
+            raise ClientError("the feedback body must be a JSON object with a 'feedback' array")
+        body = _without_nul(body)
+        try:
+            request = FeedbackRequest.model_validate(body)
+        except ValidationError as exc:
+            raise ClientError(
+                "the feedback is invalid; nothing was stored", details=validation_details(exc)
+            ) from None
+        now = datetime.now(UTC)
+        rows = []
+        for item in request.feedback:
+            reason = item.overrideReason.reason if item.overrideReason else None
+            timestamp = item.outcomeTimestamp
+            rows.append(
+                {
+                    "service_id": service_id,
+                    "card_uuid": item.card,
+                    "outcome": item.outcome,
+                    "accepted_suggestions": [s.id for s in item.acceptedSuggestions],
+                    "override_reason_system": reason.system if reason else None,
+                    "override_reason_code": reason.code if reason else None,
+                    "override_reason_display": reason.display if reason else None,
+                    "override_comment": item.overrideReason.userComment
+                    if item.overrideReason
+                    else None,
+                    # in UTC: SQLite keeps no offset, and duplicates are found by equality
+                    "outcome_timestamp": as_utc(timestamp),
+                    "received_at": now,
+                }
+            )
+        # cards issued a moment ago are known before their feedback (else linked later)
+        self.card_log.flush(timeout=FLUSH_SECONDS)
+
+        def insert_rows() -> int:
+            if self.prepare is not None:
+                self.prepare()
+                self.prepare = None
+            return self._insert(rows)
+
+        try:
+            stored = self._bounded.run(insert_rows, STORE_SECONDS)
+        except DataError:
+            raise ClientError("the feedback holds a value the database cannot store") from None
+        except (SQLAlchemyError, SchemaError) as exc:  # down, not answering, or wrong schema
+            raise self._unavailable(exc) from None
+        # a card another replica was writing in this moment: linked now, or by its writer
+        unknown = [r["card_uuid"] for r in rows if not r["card_known"]]
+        if unknown:
+            with contextlib.suppress(SQLAlchemyError):  # stored: the answer is 200 anyway
+                self._bounded.run(lambda: self.card_log.link_feedback(unknown), STORE_SECONDS)
+        self.card_log.forget_cache()
+        return stored
+
+    def _insert(self, rows: list[dict[str, Any]]) -> int:
+        table = self._card_log_table
+        with self.engine.begin() as conn:  # one transaction: all items or none
+            known = {
+                r[0]
+                for r in conn.execute(
+                    select(table.c.card_uuid).where(
+                        table.c.card_uuid.in_([row["card_uuid"] for row in rows])
+                    )
+                )
+            }
+            for row in rows:
+                row["card_known"] = row["card_uuid"] in known
+            rows = _new_items(conn, rows)  # a client's retry stores nothing twice
+            if rows:
+                conn.execute(insert(feedback_table), rows)
+            for row in rows:
+                # an override with a reason: not shown again for this order in this session
+                if (
+                    row["outcome"] == "overridden"
+                    and row["override_reason_code"]
+                    and row["card_known"]
+                ):
+                    conn.execute(
+                        update(table)
+                        .where(table.c.card_uuid == row["card_uuid"])
+                        .values(overridden_at=row["received_at"])
+                    )
+        if self.on_stored is not None:  # committed: counted (a resent item is not)
+            self.on_stored([(r["service_id"], r["outcome"]) for r in rows])
+        return len(rows)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(select(feedback_table).order_by(feedback_table.c.id))
+            ]
+
+    def ping(self) -> None:
+        """Raises unless the database answers within ``PING_SECONDS`` (readiness probes give
+        up after 2 s)."""
+
+        def ping() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+
+        self._bounded.run(ping, PING_SECONDS)
+
+
+def _new_items(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows not stored before: feedback is one item per (card, outcome, outcomeTimestamp),
+    so a repeated item (a client's retry, or twice in one request) is acknowledged, not
+    stored again."""
+    stored = {
+        (card, outcome, as_utc(when))
+        for card, outcome, when in conn.execute(
+            select(
+                feedback_table.c.card_uuid,
+                feedback_table.c.outcome,
+                feedback_table.c.outcome_timestamp,
+            ).where(feedback_table.c.card_uuid.in_({r["card_uuid"] for r in rows}))
+        )
+    }
+    out = []
+    for row in rows:
+        key = (row["card_uuid"], row["outcome"], as_utc(row["outcome_timestamp"]))
+        if key not in stored:
+            stored.add(key)
+            out.append(row)
+    return out

@@ -1,0 +1,84 @@
+"""The service's tables, in one metadata: feedback, the card log and its key, seen client JWTs.
+
+The schema itself is made and changed by the migrations (``migrations/``, run by ``schema``);
+these definitions are what the code reads and writes, and must agree with them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+feedback_table = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(100), nullable=False),
+    Column("card_uuid", String(255), nullable=False, index=True),
+    Column("outcome", String(20), nullable=False),
+    Column("accepted_suggestions", JSON, nullable=False),
+    Column("override_reason_system", String(255)),
+    Column("override_reason_code", String(100)),
+    Column("override_reason_display", String(255)),
+    Column("override_comment", Text),
+    Column("outcome_timestamp", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    # does the card log know this card? (None: feedback stored before the card log existed)
+    Column("card_known", Boolean),
+)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time in UTC (SQLite gives it back without an offset)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+card_log_table = Table(
+    "card_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("card_uuid", String(64), nullable=False, unique=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("hook", String(50), nullable=False),
+    Column("service_id", String(100), nullable=False),
+    Column("drug", String(100), nullable=False),
+    Column("genes", String(200), nullable=False),
+    Column("phenotype", String(300), nullable=False),
+    Column("recommendation_id", String(200), nullable=False, index=True),
+    Column("indicator", String(20), nullable=False),
+    Column("knowledge_version", String(40), nullable=False),
+    Column("shown", Boolean, nullable=False),
+    Column("patient_hash", String(64), nullable=False, index=True),
+    Column("order_hash", String(64), nullable=False, index=True),
+    # indexed: the hook path asks for its maximum (``_latest_override_at``)
+    Column("overridden_at", DateTime(timezone=True), index=True),
+)
+service_key_table = Table(
+    "service_key",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(128), nullable=False),
+)
+
+
+replay_table = Table(
+    "jwt_replay",
+    metadata,
+    # sha256 hex of "iss|jti"
+    Column("jti_hash", String(64), primary_key=True),
+    # unix seconds after which the token is refused as expired (exp + leeway)
+    Column("expires_at", BigInteger, nullable=False, index=True),
+)

@@ -1,0 +1,390 @@
+"""HTTP layer: CDS Hooks endpoints, CORS, health checks and JSON errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
+from gunicorn.http.errors import ParseException
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from werkzeug.exceptions import ClientDisconnected, HTTPException
+
+from ..core.errors import ClientError
+from ..core.hook_request import parse_hook_request
+from ..core.json_limits import parse_json
+from ..core.logsafe import clean, patient_ref, quiet_http_libraries, set_ref_key
+from ..fhir.session import guarded_session
+from ..governance.site_config import load
+from ..pipeline import Engine
+from ..settings import Settings, get_settings
+from ..store import schema
+from ..store.feedback import FeedbackStore
+from ..store.replay import ReplayCache
+from . import metrics, read_deadline
+from .auth import JwtVerifier
+from .discovery import SERVICES, discovery
+from .logs import configure_logging, request_id_from
+
+log = logging.getLogger("cds_service")
+
+CORS_HEADERS = "Authorization, Content-Type, Accept, X-Request-ID"
+MAX_BODY = 5 * 1024 * 1024
+#: Flask endpoint -> the ``endpoint`` label of the request metrics.
+ENDPOINTS = {
+    "_discovery": "discovery",
+    "_call": "hook",
+    "_feedback": "feedback",
+    "_health": "healthz",
+    "_ready": "readyz",
+    "_metrics": "metrics",
+}
+#: The longest the start waits for the database to read (or make) the service's key: a new
+#: connection to a remote database can take seconds; a hook call waits far less.
+START_DB_SECONDS = 10.0
+#: Methods named as they are in log lines; any other (a caller may send any token) is not.
+LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    settings.check_fhir_allowlist()  # also for settings built in code (model_copy skips it)
+    configure_logging(settings.log_level, settings.log_format)
+    quiet_http_libraries()  # urllib3 at DEBUG logs FHIR URLs, and so patient ids
+    # Validated now: a bad file stops start-up rather than giving a wrong card later.
+    knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
+    store = FeedbackStore(
+        settings.database_url, settings.hash_key, on_stored=metrics.record_feedback
+    )
+
+    def bring_schema_up_to_date() -> None:
+        schema.prepare(store.engine, settings.migrate_on_start)
+
+    try:
+        bring_schema_up_to_date()
+    except OperationalError as exc:
+        # The database is down: hook calls do not need it. Feedback answers 503 (and brings
+        # the schema up to date first) until it is back; readiness says "degraded".
+        log.warning(
+            "database %s unreachable at start (%s): serving hooks; feedback waits for it",
+            make_url(settings.database_url).render_as_string(hide_password=True),
+            type(exc).__name__,
+        )
+        store.prepare = bring_schema_up_to_date
+    # The patient references in logs are keyed from the card log's key: set when it is known.
+    store.card_log.on_key = set_ref_key
+    if store.prepare is None:
+        # Read once here (before workers fork), not by the first hook call that logs a card;
+        # a new connection to a remote database may take longer than a hook call may wait.
+        with contextlib.suppress(SQLAlchemyError):
+            store.card_log.key(timeout=START_DB_SECONDS)  # (tells set_ref_key)
+    # FHIR reads go through a session that never connects to link-local/metadata addresses.
+    engine = Engine(
+        knowledge, settings, session=guarded_session(), card_log=store.card_log, site=site
+    )
+    metrics.meter_session(engine.session)
+    metrics.KNOWLEDGE.labels(knowledge.version).set(1)
+    recommendation_by_id = {r.id: r for r in knowledge.recommendations}
+    discovery_body = discovery(knowledge, site.active_hooks())
+    allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
+    # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
+    replay = ReplayCache(store.engine, prepare=bring_schema_up_to_date)
+    verifier = JwtVerifier(settings.trusted_issuers, replay=replay)
+    if not verifier.enabled:
+        log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")
+
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.extensions["pgx"] = {
+        "engine": engine,
+        "store": store,
+        "knowledge": knowledge,
+        "verifier": verifier,
+    }
+
+    # -- CORS and request logging ------------------------------------------------------
+
+    app.wsgi_app = ResponseHeaders(app.wsgi_app, allowed_origins)  # type: ignore[method-assign]
+
+    @app.before_request
+    def _start() -> Response | None:
+        g.started = time.perf_counter()
+        g.request_id = request.environ[REQUEST_ID_KEY]
+        if request.method == "OPTIONS":
+            return Response(status=204)
+        if verifier.enabled and request.path.startswith("/cds-services"):
+            # The audience is the public URL (required with trusted issuers), never the Host
+            # header, which the caller chooses.
+            public = (settings.public_url or "").rstrip("/")
+            claims = verifier.verify(request.headers.get("Authorization"), public + request.path)
+            g.client_issuer = claims["iss"]
+        return None
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        rule = request.url_rule
+        endpoint = ENDPOINTS.get(rule.endpoint, "other") if rule else "other"
+        service_id = (request.view_args or {}).get("service_id", "")
+        service = service_id if service_id in SERVICES else ""
+        status = response.status_code
+        # One line a request. Method, route and status, and for a hook call what it
+        # answered: never bodies, identifiers, tokens or any other text the caller chose
+        # (the route's pattern, not the path).
+        line = (
+            (_logged_method(), _logged_route(), status, seconds * 1000, g.get("answered", ""))
+            if log.isEnabledFor(logging.INFO)
+            else None
+        )
+        later: list[Callable[[], None]] = g.pop("after_answer", [])
+        request_id = g.get("request_id")
+
+        def bookkeeping() -> None:
+            for work in later:
+                try:
+                    work()
+                except Exception as exc:  # the answer is out: what failed is logged, no more
+                    log.error("after the answer: %s failed", type(exc).__name__)
+            metrics.record_request(endpoint, service, status, seconds)
+            if line is not None:
+                log.info("%s %s -> %s in %.1f ms%s", *line, extra={"request_id": request_id})
+
+        response.call_on_close(bookkeeping)
+        return response
+
+    # -- errors: always JSON, never a stack trace ---------------------------------------
+
+    @app.errorhandler(ClientError)
+    def _client_error(exc: ClientError) -> tuple[Response, int]:
+        # ``logged``: the message without what the caller sent (the answer names it)
+        log.info("client error %s: %s", exc.status, clean(exc.logged))
+        response = jsonify(exc.body())
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response, exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        messages = {
+            404: "no such endpoint; see GET /cds-services",
+            405: f"method {request.method} is not allowed here",
+            413: f"the request body is larger than {MAX_BODY // (1024 * 1024)} MB",
+        }
+        code = exc.code or 500
+        return jsonify({"error": messages.get(code, exc.description or exc.name)}), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        log.error(
+            "unexpected error handling %s %s: %s",
+            _logged_method(),
+            _logged_route(),
+            type(exc).__name__,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        return jsonify({"error": "internal error; the service could not process this request"}), 500
+
+    # -- CDS Hooks ----------------------------------------------------------------------
+
+    @app.get("/cds-services")
+    def _discovery() -> Response:
+        return jsonify(discovery_body)
+
+    @app.post("/cds-services/<service_id>")
+    def _call(service_id: str) -> Response:
+        service = _service(service_id)
+        hook_request = parse_hook_request(parse_json(_body()), service.hook)
+        engine.check_fhir_server(hook_request, g.get("client_issuer"))
+        if service.hook == "patient-view":
+            body, trace = engine.patient_view(hook_request)
+        else:
+            body, trace = engine.evaluate(hook_request, service_id=service.id, later=_after_answer)
+        request_id = g.request_id
+        _after_answer(lambda: trace.log(log, request_id))  # (after the card log's lines)
+        # for the request's log line: the service is ours, not the caller's text; the patient
+        # reference is opaque (it correlates lines without naming anyone)
+        g.answered = (
+            f": {service.id}, {len(body['cards'])} card(s) for "
+            f"{patient_ref(hook_request.patient_id)}"
+        )
+        answered = body["cards"]
+        _after_answer(lambda: metrics.record_cards(answered, recommendation_by_id))
+        return jsonify(body)
+
+    @app.post("/cds-services/<service_id>/feedback")
+    def _feedback(service_id: str) -> Response:
+        _service(service_id)
+        feedback = parse_json(_body())
+        count = store.store(service_id, feedback)
+        log.info("%s: stored %d feedback item(s)", service_id, count)  # counted by the store
+        return jsonify({"stored": count})
+
+    # -- operations ---------------------------------------------------------------------
+
+    @app.get("/healthz")
+    def _health() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def _ready() -> tuple[Response, int]:
+        # The database holds feedback and seen client JWTs; hook calls work without it (see
+        # README, Security and hardening). So a database outage is "degraded", still 200: it
+        # must not take every replica out of the load balancer. Knowledge is loaded at start.
+        checks: dict[str, Any] = {"knowledge": knowledge.version}
+        # testing mode is a setting, not a fault: reported, not "degraded"
+        checks["client_authentication"] = "on" if verifier.enabled else "off"
+        degraded: list[str] = []
+        try:
+            store.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # report, don't crash: the load balancer asks often
+            # The exception's name goes to the log, not to whoever asks.
+            log.warning("readiness: database unavailable (%s)", type(exc).__name__)
+            checks["database"] = "unavailable"
+            degraded.append("database unavailable: feedback answers 503, hook calls work")
+        status = "degraded" if degraded else "ok"
+        return jsonify({"status": status, **checks, "degraded": degraded}), 200
+
+    @app.get("/metrics")
+    def _metrics() -> Response:
+        text, content_type = metrics.exposition()
+        return Response(text, content_type=content_type)
+
+    return app
+
+
+REQUEST_ID_KEY = "pgx.request_id"
+
+
+class ResponseHeaders:
+    """WSGI middleware: the headers every answer carries, CORS and the request id (the
+    caller's ``X-Request-ID`` when sane, else a new one; ``before_request`` logs with it),
+    added as plain tuples: a tenth of the cost of setting them one by one on Flask's
+    response."""
+
+    def __init__(self, wsgi_app: Any, allowed_origins: set[str]) -> None:
+        self.wsgi_app = wsgi_app
+        self.allowed_origins = allowed_origins
+        self.static = [
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Allow-Headers", CORS_HEADERS),
+            ("Access-Control-Max-Age", "86400"),
+            ("Access-Control-Expose-Headers", "X-Request-ID"),
+        ]
+        if "*" in allowed_origins:
+            self.static.append(("Access-Control-Allow-Origin", "*"))
+        elif allowed_origins:
+            self.static.append(("Vary", "Origin"))  # the answer depends on the Origin
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        environ[REQUEST_ID_KEY] = request_id
+        added = [*self.static, ("X-Request-ID", request_id)]
+        origin = environ.get("HTTP_ORIGIN")
+        allowed = "*" in self.allowed_origins or (origin and origin in self.allowed_origins)
+        if "*" not in self.allowed_origins and allowed:
+            added.append(("Access-Control-Allow-Origin", origin))
+        if allowed and environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK") == "true":
+            # Chrome's Private Network Access: a public page (the CDS Hooks sandbox) asks
+            # before calling a service on the tester's own machine or network
+            added.append(("Access-Control-Allow-Private-Network", "true"))
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if exc_info is None:
+                return start_response(status, headers + added)
+            return start_response(status, headers + added, exc_info)
+
+        return self.wsgi_app(environ, start)
+
+
+class OrjsonProvider(DefaultJSONProvider):
+    """Every JSON answer written by orjson (about ten times faster than ``json`` on a card),
+    keys sorted and other types turned to JSON as Flask does; by Flask's ``json`` where
+    orjson cannot (an integer past 64 bits copied from the request)."""
+
+    OPTIONS = (
+        orjson.OPT_SORT_KEYS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_APPEND_NEWLINE
+    )
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        try:
+            raw = orjson.dumps(obj, default=self.default, option=self.OPTIONS)
+        except TypeError:
+            return super().response(obj)
+        return self._app.response_class(raw, mimetype=self.mimetype)
+
+
+def _check_encoding() -> None:
+    """A compressed body is not read (no decompression bomb): said plainly, as a 415."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ClientError(
+            "the request body must not be compressed (Content-Encoding is not supported)",
+            status=415,
+        )
+
+
+def _body() -> bytes:
+    """The request body. Flask refuses a Content-Length over MAX_BODY before reading anything;
+    a chunked body is read up to MAX_BODY, and if more follows it is refused (413), never
+    silently cut short. A body that stops short is a 408 when it did not arrive in time (see
+    read_deadline.py), else a 400: never read as if it were the whole."""
+    try:
+        _check_encoding()
+        try:
+            data = request.get_data()
+            if request.content_length is None and len(data) >= MAX_BODY:
+                request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+            complete = request.content_length is None or len(data) >= request.content_length
+        except (ClientDisconnected, OSError):  # a chunked body cut short
+            complete = False
+        except ParseException:  # gunicorn: the chunked framing itself is malformed
+            raise ClientError("the request body's chunked transfer coding is malformed") from None
+        if not complete:
+            if read_deadline.expired():
+                raise ClientError(
+                    f"the request body did not arrive within {read_deadline.READ_TIMEOUT_S:g} s",
+                    status=408,
+                )
+            raise ClientError("the request body ended before it was complete")
+    finally:
+        read_deadline.finish()  # the time the answer takes does not count
+    return data
+
+
+def _after_answer(work: Callable[[], None]) -> None:
+    """Do ``work`` once the answer has been sent (when the server closes it): bookkeeping
+    the caller need not wait for (the card log, metrics, the request's log lines)."""
+    g.setdefault("after_answer", []).append(work)
+
+
+def _service(service_id: str) -> Any:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise ClientError(
+            f"unknown service '{service_id}'; see GET /cds-services",
+            status=404,
+            logged="unknown service (its name, from the URL, is not logged)",
+        )
+    return service
+
+
+def _logged_method() -> str:
+    return request.method if request.method in LOGGED_METHODS else "(other method)"
+
+
+def _logged_route() -> str:
+    """The matched route's pattern (``/cds-services/<service_id>``), never the path itself."""
+    rule = request.url_rule
+    return clean(rule.rule, 80) if rule is not None else "(no such endpoint)"

@@ -1,0 +1,155 @@
+"""Reading a request body: the fast parser (orjson) must read every body exactly as the
+standard library does, or leave it to the standard library (request.py, ``parse_json``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cds_service.core.errors import ClientError
+from cds_service.core.json_limits import loads_finite_json, parse_json
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1 is not 1.0; NaN is NaN)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return bool(a == b)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.dictionaries(st.text(max_size=10), json_values, min_size=1, max_size=5))
+def test_every_body_reads_as_the_standard_library_reads_it(value: dict[str, Any]) -> None:
+    for raw in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        encoded = raw.encode()
+        assert same(parse_json(encoded), json.loads(encoded))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"n": 18446744073709551615}',  # 2**64 - 1: still an int, not a float
+        b'{"n": 18446744073709551616}',  # 2**64
+        b'{"n": -9223372036854775809}',  # below -2**63
+        b'{"n": 123456789012345678901234567890}',
+        b'{"n": 0.1234567890123456789012}',
+        b'{"a": 1, "a": 2}',  # the last one wins, as before
+        b'\xef\xbb\xbf{"bom": true}',  # UTF-8 with a byte-order mark
+        '{"utf16": "é"}'.encode("utf-16"),
+        b'{"pair": "\\ud83d\\ude00"}',
+    ],
+)
+def test_bodies_the_fast_parser_reads_differently_are_read_as_before(raw: bytes) -> None:
+    assert same(parse_json(raw), json.loads(raw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"a": 1} trailing', "not valid JSON"),
+        (b'{"a": "\xff"}', "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_bodies_no_parser_reads_keep_their_message(raw: bytes, message: str) -> None:
+    with pytest.raises(ClientError, match=message):
+        parse_json(raw)
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"n": 1e400}', b'{"n": NaN}', b'{"m": -Infinity}', b'{"n": 12345678901234567890e999}']
+)
+def test_numbers_that_are_not_finite_are_refused(raw: bytes) -> None:
+    """JSON numbers are finite (RFC 8259): the standard library would read NaN and infinity,
+    and an answer that echoed one (a draft order's field copied into a suggestion) would not
+    be JSON."""
+    with pytest.raises(ClientError, match="NaN, Infinity or a number too large"):
+        parse_json(raw)
+
+
+def test_an_upper_case_scheme_in_fhir_server_is_read_as_lower_case() -> None:
+    from cds_service.core.hook_request import HookRequest
+
+    request = HookRequest.model_validate(
+        {
+            "hook": "order-select",
+            "hookInstance": "x",
+            "fhirServer": "HTTPS://ehr.example.org/fhir",
+            "context": {},
+        }
+    )
+    assert request.fhirServer == "https://ehr.example.org/fhir"
+
+
+# -- what the EHR's FHIR server answers: the same value, or the same error, as json.loads ------
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values)
+def test_a_fhir_answer_reads_as_json_loads_reads_it(value: Any) -> None:
+    for raw in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        assert same(loads_finite_json(raw.encode()), json.loads(raw.encode()))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"n": 18446744073709551616}',
+        b'{"n": 123456789012345678901234567890}',
+        b'{"a": 1, "a": 2}',
+        '{"utf16": "é"}'.encode("utf-16"),
+        b'{"lone": "\\ud800"}',
+        b'\xef\xbb\xbf{"bom": true}',  # UTF-8 with a byte-order mark
+    ],
+)
+def test_a_fhir_answer_only_json_loads_reads_is_read_as_it_reads_it(raw: bytes) -> None:
+    assert same(loads_finite_json(raw), json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b'{"a": 1} trailing', b'{"a": "\xff"}', b"", b"nul"])
+def test_a_fhir_answer_json_loads_refuses_is_refused_alike(raw: bytes) -> None:
+    with pytest.raises(ValueError) as ours:
+        loads_finite_json(raw)
+    with pytest.raises(ValueError) as theirs:
+        json.loads(raw)
+    assert type(ours.value) is type(theirs.value)
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"n": NaN}', b'{"n": -Infinity}', b'{"n": Infinity}', b'{"n": 1e400}']
+)
+def test_a_fhir_answer_with_a_number_json_has_not_is_refused(raw: bytes) -> None:
+    """json.loads reads these; orjson's JSON (the caches' keys) would write each as null."""
+    with pytest.raises(ValueError):
+        loads_finite_json(raw)
+
+
+def test_a_fhir_answer_nested_too_deeply_fails_as_json_loads_fails() -> None:
+    raw = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(RecursionError):
+        loads_finite_json(raw)

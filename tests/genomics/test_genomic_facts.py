@@ -1,0 +1,359 @@
+"""Which results count, and what they say: safety rules first."""
+
+from __future__ import annotations
+
+import pytest
+from builders import (
+    APAP_CODEINE,
+    genotype_obs,
+    hook_request,
+    implication_obs,
+    med_order,
+    phenotype_obs,
+    shown,
+    with_results,
+)
+
+from cds_service.core.trace import Trace
+from cds_service.genomics import genomic_facts
+from cds_service.genomics.genomic_facts import _Cache, summarise
+
+
+def cards_for(call, *observations):
+    status, answer = call(
+        hook_request(
+            "order-select", [med_order(APAP_CODEINE)], prefetch=with_results(*observations)
+        )
+    )
+    assert status == 200
+    return answer["cards"]
+
+
+@pytest.mark.parametrize(
+    "status", ["entered-in-error", "preliminary", "registered", "cancelled", None]
+)
+def test_results_not_final_are_ignored(call, status):
+    obs = phenotype_obs("Ultrarapid Metabolizer", status=status)
+    if status is None:
+        del obs["status"]
+    assert cards_for(call, obs) == []
+
+
+@pytest.mark.parametrize("status", ["final", "amended", "corrected"])
+def test_final_amended_corrected_count(call, status):
+    assert len(cards_for(call, phenotype_obs("Poor Metabolizer", status=status))) == 1
+
+
+def test_other_patients_results_are_ignored(call):
+    assert cards_for(call, phenotype_obs("Ultrarapid Metabolizer", patient="someone-else")) == []
+
+
+def test_result_without_subject_is_ignored(call):
+    obs = phenotype_obs("Ultrarapid Metabolizer")
+    del obs["subject"]
+    assert cards_for(call, obs) == []
+
+
+def test_absolute_subject_reference_counts_only_on_the_requests_server(call):
+    obs = phenotype_obs("Ultrarapid Metabolizer")
+    obs["subject"] = {"reference": "https://ehr.example.org/fhir/Patient/pat-1"}
+    body = hook_request(
+        "order-select",
+        [med_order(APAP_CODEINE)],
+        prefetch=with_results(obs),
+        fhir_server="https://ehr.example.org/fhir",
+    )
+    assert len(call(body)[1]["cards"]) == 1
+    # the same id on another hospital's server is another patient
+    body["fhirServer"] = "https://other-hospital.example/fhir"
+    assert call(body)[1]["cards"] == []
+    assert cards_for(call, obs) == []  # no fhirServer: an absolute reference cannot be checked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Indeterminate",
+        "Unknown",
+        "Possible poor metabolizer",
+        "Likely intermediate metabolizer",
+        "see report",
+        "",
+    ],
+)
+def test_unclear_phenotype_text_gives_no_alert(call, text):
+    assert cards_for(call, phenotype_obs(text, as_text=True)) == []
+
+
+@pytest.mark.parametrize(
+    "diplotype",
+    ["*1/*", "*4/*999", "*1/*4/*5", "positive", "*41/*2xN", "*1/*43x2", "CYP2C19 *1/*2"],
+)
+def test_unparseable_or_unknown_diplotype_gives_no_alert(call, diplotype):
+    assert cards_for(call, genotype_obs(diplotype)) == []
+
+
+def test_text_phenotype_is_read(call):
+    [card] = cards_for(call, phenotype_obs("CYP2D6 ultrarapid metabolizer", as_text=True))
+    assert card["indicator"] == "critical"
+
+
+@pytest.mark.parametrize(
+    "component", ["therapeutic-implication", "predicted-therapeutic-implication"]
+)
+def test_therapeutic_implication_forms(call, component):
+    obs = implication_obs("Poor Metabolizer", component_code=component)
+    [card] = cards_for(call, obs)
+    assert "poor metabolizer" in card["summary"]
+
+
+@pytest.mark.parametrize("where", ["text", "display", "valueString"])
+def test_diplotype_wherever_it_is_written(call, where):
+    [card] = cards_for(call, genotype_obs("*4/*4", where=where))
+    assert "poor metabolizer" in card["summary"]
+
+
+def test_gene_from_value_text_when_no_component(call):
+    [card] = cards_for(call, genotype_obs("CYP2D6 *1/*2x2", gene=None))
+    assert "ultrarapid" in card["summary"]
+
+
+def test_gene_of_another_gene_is_not_cyp2d6(call):
+    assert cards_for(call, phenotype_obs("Poor Metabolizer", gene="CYP2C19")) == []
+
+
+def test_most_recent_result_decides_and_older_discrepancy_is_mentioned(call):
+    old = phenotype_obs("Normal Metabolizer", obs_id="old", date="2019-01-01")
+    new = phenotype_obs("Ultrarapid Metabolizer", obs_id="new", date="2024-01-01")
+    [card] = cards_for(call, old, new)
+    assert "ultrarapid" in card["summary"]
+    assert "older result" in card["detail"] and "Normal Metabolizer" in card["detail"]
+    assert (
+        cards_for(
+            call,
+            phenotype_obs("Ultrarapid Metabolizer", obs_id="a", date="2019-01-01"),
+            phenotype_obs("Normal Metabolizer", obs_id="b", date="2024-01-01"),
+        )
+        == []
+    )
+
+
+def test_genotype_on_file_decides_over_a_disagreeing_lab_phenotype(call):
+    """Today's CPIC rules applied to the genotype decide; the lab's label is shown beside."""
+    pheno = phenotype_obs("Normal Metabolizer", obs_id="p")
+    geno = genotype_obs("*4/*4", obs_id="g")
+    [card] = cards_for(call, pheno, geno)
+    assert "poor metabolizer" in card["summary"]
+    assert "reported by the lab as 'normal metabolizer'" in shown(card["detail"]).lower()
+    assert "*4/*4 is a poor metabolizer" in shown(card["detail"])
+    # a lab label that would alert is not trusted over a normal genotype
+    pm_label = phenotype_obs("Poor Metabolizer", obs_id="p")
+    assert cards_for(call, pm_label, genotype_obs("*1/*1")) == []
+
+
+def test_agreeing_genotype_adds_diplotype_to_the_card(call):
+    [card] = cards_for(
+        call,
+        phenotype_obs("Ultrarapid Metabolizer", obs_id="p"),
+        genotype_obs("*1/*1x3", obs_id="g"),
+    )
+    assert "`*1/*1x3`" in card["detail"] and "activity score ≥4" in card["detail"]
+
+
+def test_same_day_conflicting_lab_phenotypes_give_no_alert(call):
+    a = phenotype_obs("Ultrarapid Metabolizer", obs_id="a")
+    b = phenotype_obs("Poor Metabolizer", obs_id="b")
+    assert cards_for(call, a, b) == []
+
+
+def test_trace_says_why_results_were_ignored(knowledge):
+    trace = Trace()
+    facts = summarise(
+        [
+            phenotype_obs("Poor Metabolizer", obs_id="e", status="entered-in-error"),
+            phenotype_obs("Poor Metabolizer", obs_id="o", patient="other"),
+            genotype_obs("*1/*999", obs_id="u"),
+        ],
+        "pat-1",
+        knowledge,
+        trace,
+    )
+    text = trace.render()
+    assert "Observation/e ignored: status 'entered-in-error'" in text
+    assert "Observation/o ignored: its subject is not the patient" in text
+    assert "Observation/u (CYP2D6 genotype): no usable result" in text
+    assert "*999 has no CPIC activity value" in text
+    assert facts["CYP2D6"].phenotype == "Indeterminate"
+    assert "pat-1" not in text and "other" not in text  # no patient identifiers
+
+
+# -- the caches: the same results read again give the same facts, never stale ones ------------
+
+
+def _facts(knowledge, observations, patient="pat-1", resolve=None, needed=None):
+    trace = Trace()
+    facts = summarise(observations, patient, knowledge, trace, resolve, needed=needed)
+    return facts, trace.lines
+
+
+def test_the_same_results_again_give_the_same_facts_and_trace(knowledge):
+    results = [genotype_obs("*1/*1xN", obs_id="g1"), phenotype_obs("Ultrarapid Metabolizer")]
+    first = _facts(knowledge, results)
+    again = _facts(knowledge, [dict(r) for r in results])
+    assert again == first
+    assert first[0]["CYP2D6"].phenotype == "Ultrarapid Metabolizer"
+
+
+def test_a_changed_value_is_read_again_not_taken_from_the_cache(knowledge):
+    before = _facts(knowledge, [phenotype_obs("Ultrarapid Metabolizer", obs_id="p1")])
+    after = _facts(knowledge, [phenotype_obs("Poor Metabolizer", obs_id="p1")])
+    assert before[0]["CYP2D6"].phenotype == "Ultrarapid Metabolizer"
+    assert after[0]["CYP2D6"].phenotype == "Poor Metabolizer"
+
+
+def test_the_same_results_for_another_patient_are_not_theirs(knowledge):
+    results = [phenotype_obs("Ultrarapid Metabolizer", patient="pat-1")]
+    assert _facts(knowledge, results, patient="pat-1")[0]["CYP2D6"].actionable
+    assert "CYP2D6" not in _facts(knowledge, results, patient="pat-2")[0]
+
+
+def test_results_that_needed_another_read_are_read_again_each_time(knowledge):
+    """A 3.0 implication names its gene through the genotype it derives from, read from the
+    FHIR server: that read's answer can change, so the summary is not kept."""
+    implication = implication_obs("Poor Metabolizer", obs_id="t1")
+    implication["component"] = implication["component"][:-1]  # no gene: only derivedFrom
+    implication["derivedFrom"] = [{"reference": "Observation/g-remote"}]
+    reads = []
+
+    def resolve(reference):
+        reads.append(reference)
+        return genotype_obs("*4/*4", obs_id="g-remote")
+
+    first = _facts(knowledge, [implication], resolve=resolve)
+    _facts(knowledge, [implication], resolve=resolve)
+    assert reads == ["Observation/g-remote", "Observation/g-remote"]
+    assert first[0]["CYP2D6"].phenotype == "Poor Metabolizer"
+
+
+def test_a_cache_keeps_at_most_its_bytes_of_keys_dropping_the_least_recently_used():
+    cache: _Cache[str] = _Cache(size=100, max_bytes=250)
+    for name in "abc":
+        cache.put(("p1", name.encode() * 100), name)
+    assert cache.get(("p1", b"a" * 100)) is None  # the oldest went, the limit held
+    assert cache.get(("p1", b"b" * 100)) == "b" and cache.get(("p1", b"c" * 100)) == "c"
+    assert cache.bytes == 204  # the JSON and the patient ids
+    cache.put(("p1", b"c" * 100), "c again")  # the same key again: replaced, not counted twice
+    assert cache.get(("p1", b"c" * 100)) == "c again" and cache.bytes == 204
+    cache.put(("p1", b"d" * 300), "d")  # alone past the limit: not kept, nothing dropped
+    assert cache.get(("p1", b"d" * 300)) is None and cache.bytes == 204
+    cache.put(("p" * 200, b"e"), "e")  # a long patient id counts too
+    assert cache.get(("p1", b"b" * 100)) is None and cache.bytes <= 250
+
+
+def test_a_long_set_of_results_is_remembered_by_its_digest_and_never_confused(
+    knowledge, monkeypatch
+):
+    """Past ``LONGEST_KEY`` of JSON a set is looked up by its SHA-256: the same set again
+    gives the same facts, a changed one is read again."""
+    monkeypatch.setattr(genomic_facts, "LONGEST_KEY", 64)
+    monkeypatch.setattr(genomic_facts, "_SUMMARY_CACHE", _Cache(16))
+    results = [phenotype_obs("Ultrarapid Metabolizer", obs_id="p1")]
+    first = _facts(knowledge, results)
+    ((key, _),) = genomic_facts._SUMMARY_CACHE._items.items()
+    assert key[-2] == "sha256" and len(key[-1]) == 32
+    assert _facts(knowledge, [dict(r) for r in results]) == first
+    changed = _facts(knowledge, [phenotype_obs("Poor Metabolizer", obs_id="p1")])
+    assert changed[0]["CYP2D6"].phenotype == "Poor Metabolizer"
+
+
+# -- several results for one gene: found by a clinical review -------------------------------
+
+CELECOXIB = ("205323", "celecoxib 200 MG Oral Capsule")
+
+
+def _celecoxib_cards(call, *observations):
+    status, answer = call(
+        hook_request("order-select", [med_order(CELECOXIB)], prefetch=with_results(*observations))
+    )
+    assert status == 200
+    return answer["cards"]
+
+
+def test_same_day_results_that_differ_in_activity_score_are_a_conflict_whatever_their_order(
+    call,
+):
+    """CYP2C9 *1/*2 (score 1.5) and *1/*3 (score 1.0) are both intermediate metabolizers, but
+    the NSAID advice depends on the score: the answer must not depend on which comes first."""
+    a = genotype_obs("*1/*2", gene="CYP2C9", obs_id="a")
+    b = genotype_obs("*1/*3", gene="CYP2C9", obs_id="b")
+    assert _celecoxib_cards(call, a, b) == _celecoxib_cards(call, b, a) == []
+
+
+def test_a_newer_phenotype_overrules_an_older_genotype_that_cannot_give_it(call):
+    """A 2024 test reports an ultrarapid metabolizer (e.g. it counted gene copies); a 2019
+    genotype without copy numbers read *1/*1. The newer result decides: avoid codeine."""
+    old = genotype_obs("*1/*1", obs_id="g", date="2019-01-01")
+    new = phenotype_obs("Ultrarapid Metabolizer", obs_id="p", date="2024-05-01")
+    [card] = cards_for(call, old, new)
+    assert card["indicator"] == "critical" and "ultrarapid" in card["summary"].lower()
+    assert "an older genotype (2019-01-01) *1/*1 reads as normal metabolizer" in shown(
+        card["detail"]
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["Ultrarapid metabolizer (activity score 3.0)", "Ultrarapid metabolizer; AS 3.0"]
+)
+def test_a_phenotype_printed_with_its_activity_score_is_read(call, text):
+    [card] = cards_for(call, phenotype_obs(text, as_text=True))
+    assert card["indicator"] == "critical" and "ultrarapid" in card["summary"].lower()
+
+
+def test_the_printed_activity_score_decides_the_nsaid_advice(call):
+    """CYP2C9 intermediate metabolizer: score 1.0 changes the celecoxib dose, 1.5 does not."""
+    one = phenotype_obs("Intermediate metabolizer (activity score 1.0)", "CYP2C9", as_text=True)
+    one_and_half = phenotype_obs(
+        "Intermediate metabolizer (activity score 1.5)", "CYP2C9", as_text=True
+    )
+    [card] = _celecoxib_cards(call, one)
+    assert "celecoxib" in card["summary"].lower()
+    assert _celecoxib_cards(call, one_and_half) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Poor metabolizer (activity score 2.0)", "Normal metabolizer (no enzyme activity)"],
+)
+def test_a_phenotype_whose_printed_score_contradicts_it_is_not_used(call, text):
+    assert cards_for(call, phenotype_obs(text, as_text=True)) == []
+
+
+def test_a_corrected_result_replaces_the_original_of_the_same_date(call):
+    """The lab corrected *1/*1 to *4/*4: the correction, issued later, decides."""
+    original = genotype_obs("*1/*1", obs_id="original")
+    original["issued"] = "2024-03-02T10:00:00Z"
+    corrected = genotype_obs("*4/*4", obs_id="corrected", status="corrected")
+    corrected["issued"] = "2024-04-02T10:00:00Z"
+    for observations in ((original, corrected), (corrected, original)):
+        [card] = cards_for(call, *observations)
+        assert card["indicator"] == "critical" and "poor metabolizer" in card["summary"]
+
+
+def test_a_later_result_that_saw_less_does_not_overrule_the_genotype(call, knowledge):
+    """Only a later ultrarapid result over a genotype without copy numbers overrules it. A
+    later 'normal' over *1/*2x2 (a panel that did not count copies), or a label of the same
+    report in today's words, leaves the genotype to decide."""
+    duplication = genotype_obs("*1/*2x2", obs_id="g", date="2019-01-01")
+    later_normal = phenotype_obs("Normal Metabolizer", obs_id="p", date="2023-01-01")
+    [card] = cards_for(call, duplication, later_normal)
+    assert card["indicator"] == "critical" and "ultrarapid" in card["summary"].lower()
+
+    same_report = genotype_obs("*1/*4", obs_id="g2", date="2018-05-01T10:00:00Z")
+    label = phenotype_obs("Normal Metabolizer", obs_id="p2", date="2018-05-01T10:00:05Z")
+    facts = summarise([same_report, label], "pat-1", knowledge, Trace())
+    assert facts["CYP2D6"].phenotype == "Intermediate Metabolizer"
+
+    undated = genotype_obs("*1/*1", obs_id="g3", date=None)
+    later_um = phenotype_obs("Ultrarapid Metabolizer", obs_id="p3", date="2024-01-01")
+    facts = summarise([undated, later_um], "pat-1", knowledge, Trace())
+    assert facts["CYP2D6"].phenotype == "Normal Metabolizer"  # undated: cannot be "later"

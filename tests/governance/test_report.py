@@ -1,0 +1,210 @@
+"""``pgx-cds report`` over a seeded month: the figures a committee reads, as a table, CSV and
+an HTML page whose plots are real PNGs; ``pgx-cds purge`` keeps only the retention."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from report_history import (
+    OCTOBER,
+    assert_report_matches_the_seeded_month,
+    seed,
+)
+from sqlalchemy import func, select
+
+from cds_service.cli import main
+from cds_service.governance import report as report_module
+from cds_service.governance.report import build, html_page, text, wilson, write_csv
+from cds_service.store import schema
+from cds_service.store.card_log import purge
+from cds_service.store.feedback import FeedbackStore
+from cds_service.store.tables import card_log_table, feedback_table
+
+
+@pytest.fixture
+def store(settings) -> FeedbackStore:
+    store = FeedbackStore(settings.database_url)
+    schema.upgrade(store.engine)
+    seed(store)
+    return store
+
+
+def test_wilson_interval_matches_newcombe_1998():
+    # Newcombe, Stat Med 1998;17:857-72, Table I (method 3)
+    for (successes, n), (low, high) in {
+        (81, 263): (0.2553, 0.3662),
+        (15, 148): (0.0624, 0.1605),
+        (0, 20): (0.0, 0.1611),
+        (1, 29): (0.0061, 0.1718),
+    }.items():
+        found = wilson(successes, n)
+        assert found is not None
+        assert (round(found[0], 4), round(found[1], 4)) == (low, high)
+    assert wilson(0, 0) is None
+
+
+def test_report_figures_match_the_seeded_month(store):
+    assert_report_matches_the_seeded_month(store)
+
+
+def test_retried_feedback_is_stored_once(store):
+    with store.engine.connect() as conn:
+        c1 = conn.execute(
+            select(func.count()).where(feedback_table.c.card_uuid == "c1")
+        ).scalar_one()
+    assert c1 == 1
+
+
+def test_terminal_table_and_csv(store, tmp_path):
+    rep = build(store.engine, *OCTOBER)
+    table = text(rep)
+    codeine = next(line for line in table.splitlines() if line.startswith("codeine / CYP2D6"))
+    assert codeine.split()[3:10] == ["14", "10", "4", "5", "3", "2", "10"]
+    assert codeine.endswith("37.5% (13.7%–69.4%)")
+    assert "2  Benefit outweighs the risk for this patient" in table
+    assert "1  (no reason given)" in table
+    assert "overrides with a comment: 2" in table
+
+    path = tmp_path / "report.csv"
+    write_csv(rep, path)
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    by = {(r["by"], r["drug"] or r["indicator"]): r for r in rows}
+    codeine_row = by[("drug-gene", "codeine")]
+    assert [codeine_row[k] for k in ("issued", "shown", "silent", "accepted", "overridden")] == [
+        "14",
+        "10",
+        "4",
+        "5",
+        "3",
+    ]
+    assert (codeine_row["no_feedback"], codeine_row["patients"]) == ("2", "10")
+    assert (codeine_row["override_rate"], codeine_row["ci_low"], codeine_row["ci_high"]) == (
+        "0.3750",
+        "0.1368",
+        "0.6943",
+    )
+    assert codeine_row["top_reasons"] == "benefit-outweighs-risk (2); tolerated-before (1)"
+    assert by[("drug-gene", "celecoxib")]["override_rate"] == ""
+    assert by[("indicator", "warning")]["issued"] == "11"
+    assert by[("all", "")]["overridden"] == "5"
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_report_embeds_its_plots_as_png(store):
+    from matplotlib.image import imread
+
+    page = html_page(build(store.engine, *OCTOBER))
+    images = re.findall(r'<img alt="([^"]+)"\s+src="data:image/png;base64,([^"]+)"', page)
+    assert [alt for alt, _ in images] == [
+        "Cards issued per week by drug",
+        "Override rate by drug-gene pair with 95% confidence intervals",
+        "Override reasons",
+    ]
+    for _, data in images:
+        png = base64.b64decode(data, validate=True)
+        assert png.startswith(PNG)
+        pixels = imread(io.BytesIO(png), format="png")
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 400
+        assert pixels.std() > 0.05  # something is drawn, not a blank canvas
+    assert "<td>codeine / CYP2D6</td><td>14</td><td>10</td><td>4</td>" in page
+    assert "37.5% (13.7%–69.4%)" in page
+    assert "http" not in page.split("<body>")[1].replace("https://", "")  # no external assets
+
+
+def test_html_report_escapes_what_it_shows(settings):
+    store = FeedbackStore(settings.database_url)
+    schema.upgrade(store.engine)
+    item = {
+        "card": "x",
+        "outcome": "overridden",
+        "overrideReason": {"reason": {"code": "<script>alert(1)</script>", "display": "<b>"}},
+        "outcomeTimestamp": "2026-10-02T10:00:00Z",
+    }
+    store.store("pgx-order-select", {"feedback": [item]})
+    page = html_page(build(store.engine, *OCTOBER))
+    assert "<script>" not in page
+
+
+def test_report_command_writes_csv_and_html(store, settings, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", settings.database_url)
+    out_csv, out_html = tmp_path / "r.csv", tmp_path / "r.html"
+    argv = ["report", "--since", "2026-10-01", "--until", "2026-10-31"]
+    assert main([*argv, "--csv", str(out_csv), "--html", str(out_html)]) == 0
+    printed = capsys.readouterr().out
+    assert "Cards issued 2026-10-01 to 2026-10-31" in printed
+    assert out_csv.read_text().startswith("by,drug,genes,indicator,issued")
+    assert out_html.read_text().count("data:image/png;base64,") == 3
+    assert main(["report", "--since", "2025-01-01", "--until", "2025-01-31"]) == 0
+    assert "No cards were issued in this period." in capsys.readouterr().out
+    assert main(["report", "--since", "2026-11-02", "--until", "2026-11-01"]) == 2
+    with pytest.raises(SystemExit):
+        main(["report", "--since", "October"])
+
+
+def test_silent_go_live_as_a_committee_tries_it(tmp_path, settings, monkeypatch, capsys):
+    """Silent mode on: hook calls return nothing while the log grows; the report counts them."""
+    from cds_service.web.app import create_app
+
+    site = tmp_path / "site.json"
+    site.write_text('{"silent": true}')
+    client = create_app(settings.model_copy(update={"site_config": site})).test_client()
+    um = phenotype_obs("Ultrarapid Metabolizer")
+    for patient in ("a", "b", "a"):
+        body = hook_request(
+            "order-select",
+            [med_order(APAP_CODEINE, patient=patient)],
+            prefetch=with_results({**um, "subject": {"reference": f"Patient/{patient}"}}),
+            patient=patient,
+        )
+        assert client.post("/cds-services/pgx-order-select", json=body).get_json() == {"cards": []}
+    client.application.extensions["pgx"]["store"].card_log.flush()  # written in the background
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", settings.database_url)
+    assert main(["report"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("codeine / CYP2D6"))
+    # issued 3, shown 0, silent 3, no feedback, two patients
+    assert line.split()[3:10] == ["3", "0", "3", "0", "0", "0", "2"]
+
+
+def test_purge_keeps_only_the_retention(store, settings, monkeypatch, capsys):
+    now = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    with store.engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(card_log_table)).scalar_one()
+    cards, items = purge(store.engine, 15, now=now)  # keep from 2026-10-17 12:00
+    with store.engine.connect() as conn:
+        left = [r[0] for r in conn.execute(select(card_log_table.c.issued_at))]
+        received = [r[0] for r in conn.execute(select(feedback_table.c.card_uuid))]
+    assert cards == before - len(left) and len(left) == 10
+    assert min(t.replace(tzinfo=UTC) for t in left) >= now - timedelta(days=15)
+    # feedback goes by when it was received: the seeded items today, "never-issued" in October
+    assert items == 1 and "never-issued" not in received and len(received) == 13
+
+    monkeypatch.setenv("PGX_CDS_DATABASE_URL", settings.database_url)
+    assert main(["purge"]) == 2  # neither --days nor PGX_CDS_RETENTION_DAYS
+    assert "PGX_CDS_RETENTION_DAYS" in capsys.readouterr().err
+    monkeypatch.setenv("PGX_CDS_RETENTION_DAYS", "1")
+    assert main(["purge"]) == 0  # every seeded card is older than a day
+    assert "deleted 10 card log row(s) and 0 feedback item(s)" in capsys.readouterr().out
+    assert main(["purge", "--days", "0"]) == 2
+
+
+def test_html_report_without_matplotlib_says_what_to_install(store, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(RuntimeError, match=r"pgx-pain-cds\[report\]"):
+        report_module.plots(build(store.engine, *OCTOBER))
