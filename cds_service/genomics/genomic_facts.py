@@ -182,15 +182,11 @@ def _summarise(
             continue
         mark = len(trace.lines)
         reader.looked_up = False
-        try:
-            interpreted = reader.interpret(obs)
-        except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-            # A malformed result is ignored (no alert from it), never a failed call.
-            trace.add(
-                "results",
-                f"Observation/{obs.get('id', '?')} ignored: malformed ({type(exc).__name__})",
-            )
-            continue
+        # No error is caught here: the reader reads any JSON value as absent or unclear (an
+        # unclear result is indeterminate, traced with its reason), so an error is a bug in
+        # the service, not the result's fault. It fails the call (a 500, logged at ERROR with
+        # where it happened, counted), never quietly becomes "no result", which is no alert.
+        interpreted = reader.interpret(obs)
         looked_up = looked_up or reader.looked_up
         if key is not None and not reader.looked_up:  # a reading that used others is not kept
             _READ_CACHE.put(key, (tuple(interpreted), tuple(trace.lines[mark:])))

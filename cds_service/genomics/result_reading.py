@@ -120,7 +120,7 @@ class ResultReader:
             if gene is not None and not self._wanted(gene):
                 self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
                 return []
-        status = obs.get("status")
+        status = as_str(obs.get("status"))
         if status not in USABLE_STATUSES:
             self.trace.add(
                 "results",

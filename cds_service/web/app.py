@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,25 @@ ENDPOINTS = {
 START_DB_SECONDS = 10.0
 #: Methods named as they are in log lines; any other (a caller may send any token) is not.
 LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def where(exc: BaseException, frames: int = 8) -> str:
+    """The innermost ``frames`` frames of an exception's traceback as ``file:line in
+    function`` (files relative to the package): where a bug is, with no value from the call."""
+    stack = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return " <- ".join(f"{_short_path(f.filename)}:{f.lineno} in {f.name}" for f in reversed(stack))
+
+
+def _short_path(filename: str) -> str:
+    marker = "/cds_service/"
+    return (
+        filename[filename.rfind(marker) + 1 :] if marker in filename else filename.rsplit("/")[-1]
+    )
+
+
+def _error_type(exc: BaseException) -> str:
+    """The exception's class name (the code's, never the caller's), bounded in length."""
+    return type(exc).__name__[:60]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -182,13 +202,16 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
+        # A bug: where it happened (files, lines, functions), never the message or values,
+        # which may hold what the caller sent (a patient id, a result); counted for alerts.
         log.error(
-            "unexpected error handling %s %s: %s",
+            "unexpected error handling %s %s: %s at %s",
             _logged_method(),
             _logged_route(),
             type(exc).__name__,
-            exc_info=log.isEnabledFor(logging.DEBUG),
+            where(exc),
         )
+        metrics.record_unexpected(ENDPOINTS.get(request.endpoint or "", "other"), _error_type(exc))
         return jsonify({"error": "internal error; the service could not process this request"}), 500
 
     # -- CDS Hooks ----------------------------------------------------------------------

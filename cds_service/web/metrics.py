@@ -91,6 +91,12 @@ FHIR_LATENCY = Histogram(
     ["outcome"],
     buckets=LATENCY_BUCKETS,
 )
+UNEXPECTED = Counter(
+    "pgx_cds_unexpected_errors_total",
+    "Requests that failed with an unexpected error (a bug: answered 500, logged at ERROR "
+    "with where it happened), by endpoint and error type.",
+    ["endpoint", "error"],
+)
 KNOWLEDGE = Gauge(
     "pgx_cds_knowledge_info",
     "The knowledge version loaded (value 1).",
@@ -132,6 +138,10 @@ def record_cards(cards: list[dict[str, Any]], by_id: Mapping[str, Recommendation
         rec = by_id.get(str(topic.get("code")))
         drug, gene = (rec.drug, "+".join(rec.genes)) if rec else ("other", "other")
         CARDS.labels(drug, gene, str(card.get("indicator", "info"))).inc()
+
+
+def record_unexpected(endpoint: str, error: str) -> None:
+    UNEXPECTED.labels(endpoint, error).inc()
 
 
 def record_feedback(stored: Iterable[tuple[str, str]]) -> None:

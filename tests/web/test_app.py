@@ -130,6 +130,40 @@ def test_unexpected_failure_is_a_json_500_without_details(client, app, monkeypat
     assert response.get_json()["error"]
 
 
+def test_a_bug_in_reading_a_result_is_a_500_logged_where_and_counted(
+    client, monkeypatch, capsys
+):
+    """A programming error while reading results must never pass for "no result" (no card):
+    the call fails, the log says where (no value from the call), and a metric counts it."""
+    from cds_service.genomics.result_reading import ResultReader
+    from cds_service.web import metrics
+
+    def buggy(self, obs, kind=None):
+        raise TypeError(f"cannot read {obs.get('id')} of patient-secret-42")
+
+    monkeypatch.setattr(ResultReader, "interpret", buggy)
+    counted = metrics.UNEXPECTED.labels("hook", "TypeError")
+    before = counted._value.get()
+    capsys.readouterr()
+    response = client.post(SERVICE, json=_pm_codeine())
+    assert response.status_code == 500
+    assert response.get_json()["error"].startswith("internal error")
+    logged = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert len(logged) == 1
+    assert "test_app.py:" in logged[0] and "in buggy" in logged[0]
+    assert "genomics/genomic_facts.py:" in logged[0] and "in _summarise" in logged[0]
+    assert "secret" not in logged[0] and "patient-secret" not in response.get_data(as_text=True)
+    assert counted._value.get() == before + 1
+
+
+def test_a_result_whose_status_is_not_a_string_is_ignored_not_a_failure(client):
+    """Found by the fuzzer once errors stopped being swallowed: a list as status."""
+    body = _pm_codeine()
+    body["prefetch"]["genomicResults"]["entry"][0]["resource"]["status"] = ["final"]
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 200 and response.get_json()["cards"] == []
+
+
 def test_cors_preflight_allows_the_sandbox(client):
     response = client.options(
         SERVICE,
