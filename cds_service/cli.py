@@ -108,7 +108,7 @@ def _settings_problem(exc: ValidationError | SettingsError) -> str:
         found = re.search(r'field "(\w+)"', str(exc))
         field = found.group(1) if found else ""
         name = f"PGX_CDS_{field.upper()}" if field else "a PGX_CDS_ setting"
-        hint = _HINTS.get(field, "see the settings table in the README")
+        hint = _HINTS.get(field, "see the settings table in docs/operations.md")
         return f"{name} is not valid JSON; {hint}"
     problems = []
     for error in exc.errors():
@@ -116,7 +116,7 @@ def _settings_problem(exc: ValidationError | SettingsError) -> str:
         name = f"PGX_CDS_{field.upper()}" if field else "settings"
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{name}: {message}")
-    return "invalid setting: " + "; ".join(problems) + " (see the settings table in the README)"
+    return "invalid setting: " + "; ".join(problems) + " (see the settings table in docs/operations.md)"
 
 
 def _serve_flags(settings: Settings, args: argparse.Namespace) -> tuple[int, int, int]:

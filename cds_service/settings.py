@@ -1,4 +1,4 @@
-"""Service settings, from environment variables prefixed ``PGX_CDS_`` (see README)."""
+"""Service settings, from environment variables prefixed ``PGX_CDS_`` (see docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -258,7 +258,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/readyz")
     def _ready() -> tuple[Response, int]:
         # The database holds feedback and seen client JWTs; hook calls work without it (see
-        # README, Security and hardening). So a database outage is "degraded", still 200: it
+        # docs/security.md). So a database outage is "degraded", still 200: it
         # must not take every replica out of the load balancer. Knowledge is loaded at start.
         checks: dict[str, Any] = {"knowledge": knowledge.version}
         # testing mode is a setting, not a fault: reported, not "degraded"
