@@ -116,7 +116,11 @@ def _settings_problem(exc: ValidationError | SettingsError) -> str:
         name = f"PGX_CDS_{field.upper()}" if field else "settings"
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{name}: {message}")
-    return "invalid setting: " + "; ".join(problems) + " (see the settings table in docs/operations.md)"
+    return (
+        "invalid setting: "
+        + "; ".join(problems)
+        + " (see the settings table in docs/operations.md)"
+    )
 
 
 def _serve_flags(settings: Settings, args: argparse.Namespace) -> tuple[int, int, int]:
