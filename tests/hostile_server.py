@@ -123,6 +123,11 @@ class HostileServer:
             return [p for p, _ in self.requests]
 
 
+#: How often the server's loop looks for a shutdown request (the standard library's 0.5 s
+#: made every test's teardown wait about half a second).
+POLL_SECONDS = 0.01
+
+
 @contextmanager
 def hostile_server(tls: ssl.SSLContext | None = None) -> Iterator[HostileServer]:
     """The server, running (on HTTPS with ``tls``, a server-side context)."""
@@ -130,7 +135,10 @@ def hostile_server(tls: ssl.SSLContext | None = None) -> Iterator[HostileServer]
     if tls is not None:
         server.httpd.socket = tls.wrap_socket(server.httpd.socket, server_side=True)
         server.base = f"https://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
+    # a short poll: shutdown() waits for the loop to notice, 0.5 s by default per server
+    thread = threading.Thread(
+        target=server.httpd.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
+    )
     thread.start()
     try:
         yield server
