@@ -17,6 +17,15 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
 
 # -- run: the venv only; no compilers, no build tools, no source tree ------------------------
 FROM python:3.11-slim
+# The package's version (pyproject.toml; tests/test_packaging.py keeps them equal) and where
+# the source is: build with --build-arg SOURCE_URL=<your repository's URL>.
+ARG VERSION=0.1.0
+ARG SOURCE_URL=""
+LABEL org.opencontainers.image.title="pgx-pain-cds" \
+      org.opencontainers.image.description="CDS Hooks service: pharmacogenomic alerts for pain medications (CPIC, FDA labels)" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="$SOURCE_URL"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \

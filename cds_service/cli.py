@@ -21,8 +21,66 @@ from .settings import Settings
 FHIR_PLACEHOLDER = "{{FHIR_BASE}}"
 
 
+def entry() -> int:
+    """The console script: ``main``, and a quiet exit when the reader of our output goes away
+    (``pgx-cds knowledge list | head``): no traceback, as other command-line tools do."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's advice: point stdout at devnull so the flush at exit fails no more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return code
+
+
+def version_text() -> str:
+    """``pgx-cds 0.2.0 (knowledge 2026.12.1)``: the package and the knowledge it ships."""
+    from . import __version__
+    from .settings import default_knowledge_dir
+
+    try:
+        manifest = json.loads((default_knowledge_dir() / "manifest.json").read_text())
+        knowledge = f" (knowledge {manifest['version']})"
+    except (OSError, ValueError, KeyError):
+        knowledge = ""
+    return f"pgx-cds {__version__}{knowledge}"
+
+
+TOKEN_ENV = "PGX_CDS_FHIR_TOKEN"
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token for a command's FHIR server: ``--token-file`` (a file holding it, e.g.
+    a mounted secret), else ``PGX_CDS_FHIR_TOKEN``, else ``--token`` (shown in ``ps``: for
+    tests only). Raises ValueError naming what cannot be read."""
+    path: Path | None = getattr(args, "token_file", None)
+    if path is not None:
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read --token-file {path}: {exc.strerror}") from None
+        if not token:
+            raise ValueError(f"--token-file {path} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or getattr(args, "token", None)
+
+
+def _add_token_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help=f"file holding the FHIR server's bearer token (else ${TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--token",
+        help=f"the bearer token itself (visible to other users in ps; prefer ${TOKEN_ENV})",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pgx-cds", description="PGx pain CDS Hooks service")
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service on a production WSGI server (gunicorn)")
@@ -34,21 +92,41 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--threads", type=int, default=4, help="threads per worker (default: 4)")
 
     db = sub.add_parser("db", help="the feedback database's schema")
-    db.add_argument("action", choices=["upgrade", "current"])
+    db.add_argument(
+        "action",
+        choices=["upgrade", "current"],
+        help="upgrade: bring the schema up to date (under a lock); current: show its revision",
+    )
 
     kn = sub.add_parser("knowledge", help="lint or list the knowledge")
-    kn.add_argument("action", choices=["check", "list"])
+    kn.add_argument(
+        "action",
+        choices=["check", "list"],
+        help="check: lint the knowledge (and the site file); list: the drug-gene pairs covered, "
+        "with their sources, and those reviewed without a recommendation",
+    )
     kn.add_argument("--dir", type=Path, help="knowledge folder (default: PGX_CDS_KNOWLEDGE_DIR)")
 
     explain = sub.add_parser("explain", help="show how the service decides on a hook request file")
-    explain.add_argument("request", type=Path, help="a hook request JSON file (prefetch included)")
+    explain.add_argument(
+        "request",
+        type=Path,
+        help="a hook request JSON file (prefetch included), or the name of a packaged sandbox "
+        "request (see `pgx-cds sandbox requests`)",
+    )
     explain.add_argument("--fhir", help="FHIR server to query when the file has no prefetch")
-    explain.add_argument("--token", help="bearer token for --fhir")
+    _add_token_options(explain)
 
-    sandbox = sub.add_parser("sandbox", help="load the synthetic sandbox patients")
-    sandbox.add_argument("action", choices=["load"])
-    sandbox.add_argument("--fhir", required=True, help="FHIR R4 base URL")
-    sandbox.add_argument("--token", help="bearer token for the FHIR server")
+    sandbox = sub.add_parser("sandbox", help="the sandbox kit: synthetic patients and requests")
+    sandbox.add_argument(
+        "action",
+        choices=["load", "requests", "request"],
+        help="load: put the synthetic patients on a FHIR server (--fhir); requests: list the "
+        "packaged hook requests and the card each gives; request NAME: print one (to POST it)",
+    )
+    sandbox.add_argument("name", nargs="?", help="with `request`: the request's name")
+    sandbox.add_argument("--fhir", help="FHIR R4 base URL (load)")
+    _add_token_options(sandbox)
     sandbox.add_argument(
         "--dir", type=Path, help="folder of patient bundles (default: sandbox/patients)"
     )
@@ -86,13 +164,21 @@ def main(argv: list[str] | None = None) -> int:
             if settings.site_config:
                 print(f"site configuration {settings.site_config}: OK")
         return _knowledge(args.dir or settings.knowledge_dir, settings.site_codes, args.action)
-    if args.command == "explain":
-        return _explain(settings, args.request, args.fhir, args.token)
     if args.command in ("report", "purge"):
         from .governance.report import run_command
 
         return run_command(settings, args)
-    return _sandbox_load(args.fhir, args.token, args.dir)
+    if args.command == "sandbox" and args.action != "load":
+        return _sandbox_requests(args.action, args.name)
+    try:
+        token = _token(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.command == "explain":
+        return _explain(settings, _request_path(args.request), args.fhir, token)
+    if not args.fhir:
+        return _fail("sandbox load needs --fhir URL (the FHIR R4 server to load)")
+    return _sandbox_load(args.fhir, token, args.dir)
 
 
 _HINTS = {
@@ -360,6 +446,41 @@ def _explain(settings: Settings, path: Path, fhir: str | None, token: str | None
     print(f"\n{len(answer['cards'])} card(s)")
     for card in answer["cards"]:
         print(f"- [{card['indicator']}] {card['summary']}")
+    return 0
+
+
+def _requests_dir() -> Path:
+    from .settings import shipped_dir
+
+    return shipped_dir("sandbox") / "requests"
+
+
+def _request_path(given: Path) -> Path:
+    """A request file, or the name of a packaged sandbox request (with or without .json)."""
+    if given.exists() or given.parent != Path("."):
+        return given
+    packaged = _requests_dir() / given.with_suffix(".json").name
+    return packaged if packaged.exists() else given
+
+
+def _sandbox_requests(action: str, name: str | None) -> int:
+    """List the packaged sandbox requests with the card each gives, or print one."""
+    folder = _requests_dir()
+    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+    if action == "requests":
+        for file, what in sorted(expected.items()):
+            indicator = what.get("indicator") or "no card"
+            print(f"{Path(file).stem}\n    [{indicator}] {what['expect']}")
+        print(
+            f"\n{len(expected)} requests in {folder}; print one with `pgx-cds sandbox request NAME`"
+        )
+        return 0
+    if not name:
+        return _fail("sandbox request needs a NAME (see `pgx-cds sandbox requests`)")
+    path = folder / Path(name).with_suffix(".json").name
+    if Path(name).with_suffix(".json").name not in expected or not path.exists():
+        return _fail(f"no packaged sandbox request {name!r} (see `pgx-cds sandbox requests`)")
+    sys.stdout.write(path.read_text(encoding="utf-8"))
     return 0
 
 

@@ -145,6 +145,44 @@ def test_installed_wheel_explains_a_shipped_sandbox_request(installed, tmp_path,
     assert "1 card(s)" in result.stdout
 
 
+def test_installed_wheel_lists_its_sandbox_requests_and_names_its_version(
+    installed, tmp_path, env
+) -> None:
+    """From a wheel there is no sandbox/ folder to browse: the command lists what ships, and
+    explains a request by its name."""
+    listing = _run(installed, "sandbox", "requests", cwd=tmp_path, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "order-select-pgx-cyp2d6-pm-codeine" in listing.stdout
+    explained = _run(
+        installed, "explain", "order-select-pgx-cyp2d6-pm-codeine", cwd=tmp_path, env=env
+    )
+    assert explained.returncode == 0 and "1 card(s)" in explained.stdout, explained.stderr
+    version = _run(installed, "--version", cwd=tmp_path, env=env)
+    assert version.stdout.startswith(f"pgx-cds {_pyproject_version()} (knowledge ")
+
+
+def _pyproject_version() -> str:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_one_version_everywhere() -> None:
+    """Semantic version in pyproject.toml; the package, the image's label and the CHANGELOG's
+    latest release say the same."""
+    import re
+
+    from cds_service import __version__
+
+    version = _pyproject_version()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert __version__ == version
+    assert f"ARG VERSION={version}\n" in (ROOT / "Dockerfile").read_text()
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", changelog, re.MULTILINE)
+    assert releases and releases[0] == version
+
+
 def test_installed_wheel_migrates_and_serves(installed, tmp_path, env) -> None:
     upgrade = _run(installed, "db", "upgrade", cwd=tmp_path, env=env)
     assert upgrade.returncode == 0, upgrade.stderr

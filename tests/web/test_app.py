@@ -130,9 +130,7 @@ def test_unexpected_failure_is_a_json_500_without_details(client, app, monkeypat
     assert response.get_json()["error"]
 
 
-def test_a_bug_in_reading_a_result_is_a_500_logged_where_and_counted(
-    client, monkeypatch, capsys
-):
+def test_a_bug_in_reading_a_result_is_a_500_logged_where_and_counted(client, monkeypatch, capsys):
     """A programming error while reading results must never pass for "no result" (no card):
     the call fails, the log says where (no value from the call), and a metric counts it."""
     from cds_service.genomics.result_reading import ResultReader
