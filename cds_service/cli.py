@@ -292,9 +292,9 @@ def _check_database_dir(url: str) -> None:
 
 
 def _database_problem(url: str, exc: Exception) -> str:
-    from sqlalchemy.engine import make_url
+    from .settings import describe_database
 
-    where = make_url(url).render_as_string(hide_password=True)
+    where = describe_database(url)
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     reason = detail[0] if detail else type(exc).__name__
     return f"cannot use the database {where} (PGX_CDS_DATABASE_URL): {reason}"

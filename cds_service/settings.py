@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{default_data_dir() / 'feedback.sqlite3'}",
         description="SQLAlchemy URL of the feedback database (SQLite file or PostgreSQL).",
+    )
+    database_password: SecretStr | None = Field(
+        default=None,
+        description="The database password, apart from the URL (as it is, no URL-encoding: "
+        "'@', ':' and '/' are fine); it replaces any password in PGX_CDS_DATABASE_URL.",
     )
     knowledge_dir: Path = Field(
         default_factory=default_knowledge_dir,
@@ -186,6 +191,19 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _password(self) -> Settings:
+        """The URL with the separate password in it (encoded by SQLAlchemy, as a URL must
+        hold it); every user of ``database_url`` then gets it."""
+        if self.database_password is not None:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.database_url).set(
+                password=self.database_password.get_secret_value()
+            )
+            self.database_url = url.render_as_string(hide_password=False)
+        return self
+
+    @model_validator(mode="after")
     def _audience(self) -> Settings:
         if self.trusted_issuers and not self.public_url:
             raise ValueError(
@@ -289,12 +307,33 @@ def _require_http_urls(urls: list[str], what: str, issuer: str = "") -> None:
             raise ValueError(f"the {what} {url!r}{whose} is not an http(s) URL with a host")
 
 
+def describe_database(url: str) -> str:
+    """The database as a log line or an error may name it: its kind, host, port and name (or
+    SQLite's file), never who logs in or with what. Split at the last '@', as the connection
+    does: a password written with a bare '@' in it (not URL-encoded) shows none of itself."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(not a database URL)"
+    if scheme.startswith("sqlite"):
+        return f"{scheme}://{rest}"
+    location = rest.split("?", 1)[0]
+    netloc, slash, path = location.partition("/")
+    host = netloc.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path}"
+
+
 def database_url_problem(url: str) -> str | None:
     """What makes ``url`` unusable as the service's database, in words that never repeat it
     (it may hold a password); None when it is a supported database with its driver installed."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    netloc = url.partition("://")[2].split("/", 1)[0]
+    if netloc.count("@") > 1:
+        return (
+            "the URL has more than one '@' before its host: a user name or password holding "
+            "'@' must be URL-encoded (%40), or give the password as PGX_CDS_DATABASE_PASSWORD"
+        )
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):

@@ -101,3 +101,11 @@ def test_compose_runs_the_service_read_only_on_postgresql():
     assert service["read_only"] is True and "/tmp" in service["tmpfs"]
     assert service["environment"]["PGX_CDS_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert service["depends_on"]["db"]["condition"] == "service_healthy"
+
+
+def test_compose_images_are_fully_qualified():
+    """podman does not guess a registry for a short name ('postgres:17' fails there)."""
+    (compose,) = _load(ROOT / "deploy" / "compose.yaml")
+    for name, service in compose["services"].items():
+        registry = service["image"].split("/")[0]
+        assert "." in registry or registry == "localhost", (name, service["image"])

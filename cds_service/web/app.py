@@ -13,7 +13,6 @@ import orjson
 from flask import Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from gunicorn.http.errors import ParseException
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
@@ -24,7 +23,7 @@ from ..core.logsafe import clean, patient_ref, quiet_http_libraries, set_ref_key
 from ..fhir.session import guarded_session
 from ..governance.site_config import load
 from ..pipeline import Engine
-from ..settings import Settings, get_settings
+from ..settings import Settings, describe_database, get_settings
 from ..store import schema
 from ..store.feedback import FeedbackStore
 from ..store.replay import ReplayCache
@@ -93,7 +92,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # the schema up to date first) until it is back; readiness says "degraded".
         log.warning(
             "database %s unreachable at start (%s): serving hooks; feedback waits for it",
-            make_url(settings.database_url).render_as_string(hide_password=True),
+            describe_database(settings.database_url),
             type(exc).__name__,
         )
         store.prepare = bring_schema_up_to_date
