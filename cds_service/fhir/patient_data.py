@@ -203,11 +203,15 @@ def next_link(bundle: dict[str, Any]) -> str | None:
 
 
 def is_operation_outcome(value: Any) -> bool:
+    """Did the client report that it could not fulfil the prefetch (an OperationOutcome, or a
+    Bundle of nothing else)? A search Bundle whose outcomes only say how the search went
+    (``search.mode`` "outcome", none an error: Epic answers an empty search with one warning,
+    "Resource request returns no results") is an empty result, not a failure."""
     if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
         return True
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
         # only OperationOutcomes, at least one (the first other resource settles it)
-        seen = False
+        seen = failed = False
         for entry in _list(value.get("entry")):
             if not isinstance(entry, dict):
                 continue
@@ -215,8 +219,20 @@ def is_operation_outcome(value: Any) -> bool:
             if not isinstance(resource, dict) or resource.get("resourceType") != "OperationOutcome":
                 return False
             seen = True
-        return seen
+            failed = failed or not _search_note(entry, resource)
+        return seen and failed
     return False
+
+
+def _search_note(entry: dict[str, Any], outcome: dict[str, Any]) -> bool:
+    """An OperationOutcome a search returns about itself, with no error in it."""
+    search = entry.get("search")
+    if not isinstance(search, dict) or search.get("mode") != "outcome":
+        return False
+    severities = {
+        issue.get("severity") for issue in _list(outcome.get("issue")) if isinstance(issue, dict)
+    }
+    return bool(severities) and severities <= {"information", "warning"}
 
 
 def genomic_results(

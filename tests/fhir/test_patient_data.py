@@ -15,6 +15,16 @@ SEARCH = re.compile(re.escape(FHIR) + r"/Observation\?.*")
 UM = phenotype_obs("Ultrarapid Metabolizer")
 OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
 NM = phenotype_obs("Normal Metabolizer")
+EMPTY_SEARCH = {
+    "resourceType": "OperationOutcome",
+    "issue": [
+        {
+            "severity": "warning",
+            "code": "processing",
+            "diagnostics": "Resource request returns no results.",
+        }
+    ],
+}
 
 
 def codeine_request(**kwargs):
@@ -85,6 +95,12 @@ def test_operation_outcome_in_prefetch_triggers_a_query(call):
         ([{"resource": UM}, {"resource": OUTCOME}], False),
         ([], False),  # an empty Bundle: no results, nothing to ask
         ([{"search": {}}], False),  # an entry without a resource is not an error report
+        # Epic's empty search: a Bundle holding one warning about the search itself
+        ([{"resource": EMPTY_SEARCH, "search": {"mode": "outcome"}}], False),
+        # the same, but an error about the search: the client failed
+        ([{"resource": OUTCOME, "search": {"mode": "outcome"}}], True),
+        # a warning not marked as the search's own outcome: the client's error report
+        ([{"resource": EMPTY_SEARCH}], True),
     ],
 )
 def test_a_prefetched_bundle_of_operation_outcomes_only_is_the_clients_error(
