@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..core.wording import inert, plain
+from ..core.wording import code_span, escaped, inert
 from ..core.wording import summary as short_summary
 from ..fhir.hook_context import DraftOrder
 from ..genomics.gene_decision import GeneResult
@@ -276,7 +276,7 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
     assert guideline is not None
     strength = _STRENGTH[rec.strength]
     if m.possible:
-        genes = "/".join(rec.genes)
+        genes = escaped("/".join(rec.genes))
         lines = [
             f"**The result does not settle the advice.** It stands for a range of {genes} "
             "activity scores, and the guideline advises differently within it:",
@@ -285,8 +285,8 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         for row in m.possible:
             when = "; ".join(c.describe() for c in row.when.values())
             lines.append(
-                f"- **If {when}:** {row.recommendation} "
-                f"({guideline.organization}, {_STRENGTH[row.strength]})"
+                f"- **If {escaped(when)}:** {escaped(row.recommendation)} "
+                f"({escaped(guideline.organization)}, {_STRENGTH[row.strength]})"
             )
         lines += [
             "",
@@ -298,32 +298,34 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         ]
     else:
         lines = [
-            f"**Recommendation** ({guideline.organization}, {strength}): {rec.recommendation}",
+            f"**Recommendation** ({escaped(guideline.organization)}, {strength}): "
+            f"{escaped(rec.recommendation)}",
             "",
-            f"**Why:** {rec.implication}",
+            f"**Why:** {escaped(rec.implication)}",
             "",
             "**Patient result**",
             "",
         ]
     for r in m.results:
-        parts = [f"{r.gene}"]
+        parts = [escaped(r.gene)]
         if r.diplotype:
-            parts.append(f"`{plain(r.diplotype).replace('`', '')}`")  # a star is Markdown
+            parts.append(code_span(r.diplotype))  # a star is Markdown
         if r.activity_score_text is not None:
-            parts.append(f"activity score {r.activity_score_text}")
-        parts.append(f"**{r.phenotype}**")
+            parts.append(f"activity score {inert(r.activity_score_text)}")
+        parts.append(f"**{escaped(r.phenotype)}**")
         line = "- " + ", ".join(parts)
-        line += f" ({r.kind} result" + (f" of {r.date_text}" if r.date_text else "") + ")"
+        when = f" of {inert(r.date_text, CARD_TEXT_LIMIT)}" if r.date_text else ""
+        line += f" ({r.kind} result{when})"
         lines.append(line)
         lines.extend(f"  - Note: {inert(note, CARD_TEXT_LIMIT)}" for note in r.notes)
     if m.genetic_alerts is False:
         lines.append("  - By genotype alone this order would not alert: the interaction does.")
     ordered = inert(m.drug.medication_text or m.drug.drug, CARD_TEXT_LIMIT)
     if m.dose_text:
-        lines += ["", f"**Dose:** {plain(m.dose_text)}"]
+        lines += ["", f"**Dose:** {escaped(m.dose_text)}"]
     for r in m.results:
         for statement in knowledge.label_statements_for(rec.drug, r.gene, r.phenotype):
-            lines += ["", f"**Also:** {statement.text}"]
+            lines += ["", f"**Also:** {escaped(statement.text)}"]
     pmid = f" PMID {guideline.pmid}." if guideline.pmid else ""
     lines += [
         "",
@@ -331,10 +333,10 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         "",
     ]
     if orders and len(orders) > 1:
-        named = ", ".join(plain(o.reference or "an order without id") for o in orders)
+        named = ", ".join(inert(o.reference or "an order without id") for o in orders)
         lines += [f"**Applies to {len(orders)} draft orders:** {named}", ""]
     lines += [
-        f"**Source:** {guideline.citation}, {rec.table}.{pmid} "
+        f"**Source:** {escaped(guideline.citation)}, {escaped(rec.table)}.{pmid} "
         f"[Guideline]({guideline.url}). Knowledge version {knowledge.version}.",
     ]
     return "\n".join(lines)
@@ -351,8 +353,8 @@ def notice_card(n: Notice) -> dict[str, Any]:
         "uuid": str(uuid.uuid4()),
         "summary": short_summary(n.summary),
         "indicator": n.indicator,
-        "detail": f"{n.text}\n\n**Order:** {ordered}\n\n**Source:** {n.source.title}. "
-        f"[Source]({n.source.url}).",
+        "detail": f"{escaped(n.text)}\n\n**Order:** {ordered}\n\n**Source:** "
+        f"{escaped(n.source.title)}. [Source]({n.source.url}).",
         "source": {
             "label": f"{n.source.organization} {n.source.year} ({SOURCE_LABEL})",
             "url": n.source.url,

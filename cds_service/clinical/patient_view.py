@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.trace import Trace
-from ..core.wording import SUMMARY_LIMIT, inert, number, plain
+from ..core.wording import SUMMARY_LIMIT, code_span, escaped, inert, number
 from ..fhir.hook_context import DraftOrder
 from ..genomics.gene_decision import GeneResult
 from ..knowledge.loader import Knowledge
@@ -296,7 +296,7 @@ def detail(
         lines += [
             "**Not usable (no advice from them):** "
             + "; ".join(
-                f"{g}" + (f" ({inert(facts[g].notes[0])})" if facts[g].notes else "")
+                escaped(g) + (f" ({inert(facts[g].notes[0])})" if facts[g].notes else "")
                 for g in unclear
             )
             + ".",
@@ -312,7 +312,7 @@ def gene_table(fact: GeneResult, items: list[DrugAdvice], knowledge: Knowledge) 
     genetic = fact.genetic_phenotype
     heading = f"{genetic.lower()} by genotype" if genetic else fact.phenotype.lower()
     rows = [
-        f"| **{inert(fact.gene)}** | **{heading}** |",
+        f"| **{inert(fact.gene)}** | **{escaped(heading)}** |",
         "|---|---|",
         f"| result | {_result(fact)} |",
     ]
@@ -333,7 +333,7 @@ def gene_table(fact: GeneResult, items: list[DrugAdvice], knowledge: Knowledge) 
     unchanged = []
     for a in sorted(items, key=lambda a: (-_LEVELS[a.level], a.drug)):
         if not a.affected:
-            unchanged.append(f"{a.drug} ({a.advice.lower()})")
+            unchanged.append(f"{a.drug} ({escaped(a.advice.lower())})")
             continue
         rows.append(f"| {a.drug} | {_advice_cell(a, knowledge)} |")
     if unchanged:
@@ -352,7 +352,8 @@ def _advice_cell(a: DrugAdvice, knowledge: Knowledge) -> str:
         )
         text = f"**{SPANS}** ({options}); the genotype or score decides"
     else:
-        text = f"**{a.advice}** ({org}, {rec.strength}). {inert(_short_advice(rec.recommendation))}"
+        advice = escaped(a.advice)
+        text = f"**{advice}** ({org}, {rec.strength}). {inert(_short_advice(rec.recommendation))}"
     others = [r for r in m.results if r.gene not in _causes(a)]
     if others:
         text += " With " + ", ".join(_result_words(r) for r in others) + "."
@@ -395,7 +396,7 @@ def _result_words(fact: GeneResult) -> str:
 
 
 def _code(text: str) -> str:
-    return "`" + plain(text).replace("`", "").replace("|", "\\|") + "`"
+    return code_span(text, table=True)
 
 
 def guideline_links(affected: list[DrugAdvice]) -> list[dict[str, str]]:

@@ -27,6 +27,42 @@ def plain(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
+#: Characters CommonMark (and GitHub's tables and strikethrough) may read as inline markup or
+#: the start of an HTML tag or entity, wherever they stand.
+_INLINE = re.compile(r"([\\`*_\[\]<>|~&])")
+#: What makes a line a heading, quote, list item, rule or table row where it starts.
+_LINE_START = re.compile(r"^(\s*)(?:([#>+=-])|(\d{1,9})([.)]))", re.MULTILINE)
+
+
+def escaped(text: str) -> str:
+    """Trusted prose (the knowledge's texts, the service's own notes and names) into
+    Markdown, shown as written: every character CommonMark could read as emphasis, code,
+    strikethrough, a link, a table cell or HTML is backslash-escaped (``HLA-B*15:02 …
+    HLA-A*31:01`` keeps both stars instead of turning the words between into italics), and
+    so is a line start that would make a heading, quote or list. Brackets, parentheses and
+    other punctuation that only matter after those stay as they are, so the text reads
+    cleanly where a client shows it raw. Request text goes through ``inert`` instead."""
+    out = _INLINE.sub(r"\\\1", text)
+    return _LINE_START.sub(_escape_line_start, out)
+
+
+def _escape_line_start(m: re.Match[str]) -> str:
+    if m.group(2):  # '# heading', '> quote', '- item', '+ item', '=' or '-' underline
+        return f"{m.group(1)}\\{m.group(2)}"
+    return f"{m.group(1)}{m.group(3)}\\{m.group(4)}"  # '1. item' -> '1\. item'
+
+
+def code_span(text: str, *, table: bool = False, limit: int | None = None) -> str:
+    """A lab's diplotype or typing (``*1/*2x2``, ``HLA-B*15:02+HLA-B*07:02``) as a Markdown code
+    span: shown verbatim, stars and all. One line, no backticks, no HTML (kept inert even by a
+    client that does not follow CommonMark); in a table cell, ``|`` is escaped as GitHub's
+    tables require."""
+    flat = " ".join(plain(text).replace("`", "").split())
+    if limit is not None and len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return "`" + (flat.replace("|", "\\|") if table else flat) + "`"
+
+
 _MARKDOWN = re.compile(r"([\\`*_\[\]{}()#+!|~])")
 
 
