@@ -119,6 +119,12 @@ def decide(findings: list[Finding]) -> GeneResult:
             f"the lab used pre-2019 wording ('{top.reported_as}'), read as today's "
             f"{top.phenotype.lower()}; a genotype would confirm it under current CPIC rules"
         )
+    if top.likely and phenotype == top.phenotype:
+        notes.append(
+            f"the lab reported '{top.reported_as or top.likely}', CPIC's term for a phenotype "
+            f"assigned with less certainty: the advice for {with_article(phenotype.lower())} "
+            "applies"
+        )
 
     older = [f for f in pool if f not in same_date and f.phenotype not in (phenotype,)]
     notes.extend(

@@ -18,6 +18,7 @@ __all__ = [
     "LEGACY_WORDS",
     "legacy_wording",
     "phenotype_from_text",
+    "possible_phenotype",
     "split_score",
 ]
 
@@ -79,6 +80,26 @@ def phenotype_from_text(
     if m and _ABBREVIATIONS.get(abbreviation) == _PHENOTYPE_WORDS[m.group("word")]:
         return _ABBREVIATIONS[abbreviation]
     return None  # also when the two disagree: 'Poor Metabolizer (UM)'
+
+
+_POSSIBLE = re.compile(
+    r"possible (?P<word>ultra ?rapid|rapid|normal|intermediate|poor) metaboli[sz]er"
+)
+
+
+def possible_phenotype(text: str, gene: str | None = None) -> str | None:
+    """'Possible poor metabolizer' -> 'Possible Poor Metabolizer' (CPIC's term for a phenotype
+    that rests on an allele of uncertain or unknown function); anything else -> None. The
+    service gives it no advice; this only names it, so the trace can say why."""
+    lowered = text.lower()
+    if gene:
+        lowered = lowered.replace(gene.lower(), " ")
+    lowered = re.sub(r"[\s:;,()\[\]\-_/]+", " ", lowered).strip()
+    m = _POSSIBLE.fullmatch(lowered)
+    if m is None:
+        return None
+    word = m.group("word").replace(" ", "")
+    return f"Possible {word.capitalize()} Metabolizer"
 
 
 def legacy_wording(text: str) -> bool:

@@ -36,7 +36,7 @@ from ..fhir.values import (
 from ..knowledge.loader import Knowledge
 from ..knowledge.models import ResultKind
 from . import hla
-from .phenotype import legacy_wording, phenotype_from_text, split_score
+from .phenotype import legacy_wording, phenotype_from_text, possible_phenotype, split_score
 from .star_alleles import INDETERMINATE, Scored, normalise_allele, normalise_diplotype
 from .star_alleles import score_diplotype as _score
 
@@ -61,6 +61,8 @@ class Finding:
     score_range: tuple[float, float | None] | None = None
     reported_as: str | None = None  # the lab's own words for a reported phenotype
     legacy: bool = False  # the lab used pre-2019 phenotype wording
+    #: CPIC's "Likely ..." term the lab reported, read as the phenotype it names
+    likely: str | None = None
     reason: str = ""  # why it is indeterminate, if it is
     #: when an amended or corrected result was issued (it replaces what was issued before)
     revised: datetime | None = None
@@ -117,6 +119,14 @@ class ResultReader:
                 return []
         else:
             gene = kind.gene or gene_of(obs, self.knowledge)
+            named = component_genes(obs, self.knowledge) if kind.gene else set()
+            if named - {kind.gene}:
+                self.trace.add(
+                    "results",
+                    f"{ref} ignored: its code is a {kind.gene} result but its gene-studied "
+                    f"component names {', '.join(sorted(named))}",
+                )
+                return []
             if gene is not None and not self._wanted(gene):
                 self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
                 return []
@@ -200,6 +210,11 @@ class ResultReader:
                 detail += f", activity score {f.activity_score_text}"
             if f.reported_as and f.legacy:
                 detail += f", reported as '{f.reported_as}' (pre-2019 wording)"
+            if f.likely:
+                detail += (
+                    f", reported as CPIC's '{f.likely}': read as {f.phenotype.lower()} (no "
+                    f"'Likely' row for {f.gene}; the phenotype it names gives the advice)"
+                )
             self.trace.add("results", f"{what}{detail}) -> {f.phenotype}")
 
     def _gene_via_derived_from(self, obs: dict[str, Any]) -> str | None:
@@ -285,9 +300,15 @@ class ResultReader:
         if len(read) != 1 or None in read:
             return replace(base, reason=unclear)
         phenotype, legacy = read.pop()  # type: ignore[misc]
-        return replace(
-            base, phenotype=phenotype, reported_as=describe(values[0]), legacy=bool(legacy)
+        return self._acting(
+            replace(base, phenotype=phenotype, reported_as=describe(values[0]), legacy=bool(legacy))
         )
+
+    def _acting(self, f: Finding) -> Finding:
+        """CPIC's "Likely poor metabolizer" acts as a poor metabolizer where the knowledge has
+        no "Likely" row for the gene (``Knowledge.acting_phenotype``); the card says so."""
+        acting = self.knowledge.acting_phenotype(f.gene, f.phenotype)
+        return f if acting == f.phenotype else replace(f, phenotype=acting, likely=f.phenotype)
 
     def _phenotype_with_score(self, value: Any, base: Finding, unclear: str) -> Finding:
         """A phenotype printed with its activity score ('Ultrarapid metabolizer (activity
@@ -295,8 +316,17 @@ class ResultReader:
         text = describe(value)
         phenotype, score_text = split_score(text, base.gene, self.knowledge.gene_symbols)
         if phenotype is None:
+            possible = possible_phenotype(text, base.gene)
+            if possible:
+                unclear = (
+                    f"'{text}' is CPIC's '{possible}': a phenotype resting on an allele of "
+                    "uncertain or unknown function, for which the guidelines used here give no "
+                    "advice (no card; a genotype or a definite phenotype would settle it)"
+                )
             return replace(base, reason=unclear)
-        reported = replace(base, phenotype=phenotype, reported_as=text, legacy=legacy_wording(text))
+        reported = self._acting(
+            replace(base, phenotype=phenotype, reported_as=text, legacy=legacy_wording(text))
+        )
         if score_text is None:
             return reported
         score = float(score_text)
@@ -363,7 +393,7 @@ class ResultReader:
                 + ", ".join(sorted({s.diplotype for s in readable}))
                 + ")",
             )
-        return scored(base, readable[0])
+        return self._acting(scored(base, readable[0]))
 
 
 def scored(base: Finding, result: Scored) -> Finding:
@@ -391,6 +421,17 @@ def _haplotype(obs: dict[str, Any], gene: str, base: Finding) -> Finding:
 
 def gene_of(obs: dict[str, Any], knowledge: Knowledge) -> str | None:
     """The gene a result is about: the gene-studied component, else the only gene named."""
+    found = component_genes(obs, knowledge)
+    if not found:
+        for text in texts(obs.get("code")) + value_texts(obs):
+            gene = gene_in_text(text, knowledge)
+            if gene:
+                found.add(gene)
+    return found.pop() if len(found) == 1 else None
+
+
+def component_genes(obs: dict[str, Any], knowledge: Knowledge) -> set[str]:
+    """The genes a result's gene-studied components (LOINC 48018-6) name."""
     result_codes = knowledge.result_codes
     wanted = set(result_codes.gene_component_codes)
     found: set[str] = set()
@@ -408,12 +449,7 @@ def gene_of(obs: dict[str, Any], knowledge: Knowledge) -> str | None:
                 gene = gene_in_text(text, knowledge)
                 if gene:
                     found.add(gene)
-    if not found:
-        for text in texts(obs.get("code")) + value_texts(obs):
-            gene = gene_in_text(text, knowledge)
-            if gene:
-                found.add(gene)
-    return found.pop() if len(found) == 1 else None
+    return found
 
 
 def gene_in_text(text: str, knowledge: Knowledge) -> str | None:

@@ -154,6 +154,25 @@ class Knowledge:
         return {**{n: n for n in self.inhibitors.inhibitors}, **self.inhibitors.brands}
 
     @cached_property
+    def row_phenotypes(self) -> dict[str, frozenset[str]]:
+        """Per gene (or HLA marker), the phenotypes its recommendation rows name."""
+        out: dict[str, set[str]] = {}
+        for r in self.recommendations:
+            for gene, cond in r.when.items():
+                if cond.phenotype:
+                    out.setdefault(gene, set()).add(cond.phenotype)
+        return {g: frozenset(p) for g, p in out.items()}
+
+    def acting_phenotype(self, gene: str, phenotype: str) -> str:
+        """The phenotype whose advice a reported one takes: CPIC's "Likely poor metabolizer"
+        is read as a poor metabolizer where no row names "Likely" for the gene (CYP2D6,
+        CYP2C9); where rows do (CYP2C19), it stays itself."""
+        named = self.result_codes.qualified_phenotypes.get(phenotype)
+        if named is None or phenotype in self.row_phenotypes.get(gene, frozenset()):
+            return phenotype
+        return named
+
+    @cached_property
     def markers(self) -> frozenset[str]:
         """Allele markers (``HLA-B*15:02``) that recommendations depend on."""
         return frozenset(g for g in self.covered_genes if "*" in g)
@@ -208,6 +227,7 @@ class Knowledge:
         for gene in self.covered_genes:
             if gene in self.genes:
                 problems.extend(self._check_coverage(gene, self.genes[gene]))
+        problems.extend(self._check_qualified())
         for rule in self.label_rules:
             if rule.drug not in self.drugs:
                 problems.append(f"label rule {rule.id}: drug {rule.drug!r} not in drugs.json")
@@ -222,6 +242,25 @@ class Knowledge:
                 problems.append(
                     f"no-recommendation {item.drug}/{item.gene}: drug not in drugs.json"
                 )
+        return problems
+
+    def _check_qualified(self) -> list[str]:
+        """A gene whose rows name a "Likely" phenotype for one drug must have it for every
+        drug of that gene (else that drug would read the lab's "Likely" as nothing at all)."""
+        problems = []
+        qualified = set(self.result_codes.qualified_phenotypes)
+        for gene, phenotypes in sorted(self.row_phenotypes.items()):
+            named = phenotypes & qualified
+            for drug in sorted({r.drug for r in self.recommendations if list(r.when) == [gene]}):
+                has = {
+                    r.when[gene].phenotype
+                    for r in self.recommendations
+                    if r.drug == drug and list(r.when) == [gene]
+                }
+                problems += [
+                    f"{drug}/{gene}: no row for {p}, which other drugs' rows of {gene} name"
+                    for p in sorted(named - has)
+                ]
         return problems
 
     def _check_coverage(self, gene: str, table: GeneTable) -> list[str]:

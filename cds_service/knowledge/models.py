@@ -176,6 +176,11 @@ class ResultKind(_Model):
     kind: Literal["phenotype", "genotype", "haplotype", "therapeutic-implication", "presence"]
     gene: str | None = None
     marker: str | None = None  # for presence results: the allele, e.g. "HLA-B*15:02"
+    #: the code's name (LOINC's), where it was confirmed, and reference-lab tests seen sending
+    #: results under it (each with the catalog that shows it)
+    name: str | None = None
+    source: str | None = None
+    labs: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _marker(self) -> ResultKind:
@@ -197,6 +202,10 @@ class ResultCodes(_Model):
     #: answer codes of the pre-2019 vocabulary ("Extensive metabolizer"), by their wording;
     #: each is also in ``phenotype_answers`` with today's term
     legacy_answers: dict[str, str] = Field(default_factory=dict)
+    #: CPIC's "Likely ..." terms -> the phenotype whose advice they take where the knowledge
+    #: has no row of their own for the gene, and the source of that reading
+    qualified_phenotypes: dict[str, str] = Field(default_factory=dict)
+    qualified_phenotypes_source: str = ""
 
     @model_validator(mode="after")
     def _legacy_mapped(self) -> ResultCodes:
