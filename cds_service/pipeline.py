@@ -16,7 +16,15 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from .clinical import cards, interactions, label_rules, medications, patient_view, recommendations
+from .clinical import (
+    cards,
+    interactions,
+    label_rules,
+    medications,
+    patient_view,
+    recommendations,
+    unclear_results,
+)
 from .core.errors import ClientError
 from .core.hook_request import HookRequest
 from .core.trace import Trace
@@ -151,6 +159,10 @@ class Engine:
             self.knowledge,
             self.pretest_drugs,
             trace,
+        )
+        # an unclear result is never quieter than none: its own card (an allele not excluded)
+        notices += unclear_results.notices(
+            drugs, genetic_facts, matched, self.knowledge, self.pretest_drugs, trace
         )
         built = cards.build_cards(matched, self.knowledge, notices)
         return {"cards": self._logged(built, request, service_id, trace, later)}, trace

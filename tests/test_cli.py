@@ -46,7 +46,7 @@ def test_explain_shows_why_a_result_is_silent(tmp_path, capsys):
     assert "Observation/other ignored: its subject is not the patient in context" in out
     assert "Observation/geno (CYP2D6 genotype): no usable result" in out
     assert "CYP2D6: Indeterminate" in out
-    assert "codeine: CYP2D6 result is indeterminate: no alert" in out
+    assert "codeine: CYP2D6 result is indeterminate: no guideline row applies" in out
     assert "RxNorm 993781 contains acetaminophen, codeine" in out
     assert out.rstrip().endswith("0 card(s)")
 

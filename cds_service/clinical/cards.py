@@ -347,14 +347,17 @@ def _who_all(m: Match) -> str:
 
 
 def notice_card(n: Notice) -> dict[str, Any]:
-    """A card for a label rule or a missing test."""
+    """A card for a label rule, a missing test or an unclear result."""
     ordered = inert(n.drug.medication_text or n.drug.drug, CARD_TEXT_LIMIT)
+    result = f"**Result on file:** {_unclear_result(n.result)}\n\n" if n.result else ""
+    where = f" {escaped(n.source.section)}." if n.source.section else ""
+    pmid = f" PMID {n.source.pmid}." if n.source.pmid else ""
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": short_summary(n.summary),
         "indicator": n.indicator,
-        "detail": f"{escaped(n.text)}\n\n**Order:** {ordered}\n\n**Source:** "
-        f"{escaped(n.source.title)}. [Source]({n.source.url}).",
+        "detail": f"{escaped(n.text)}\n\n{result}**Order:** {ordered}\n\n**Source:** "
+        f"{escaped(n.source.title)}.{where}{pmid} [Source]({n.source.url}).",
         "source": {
             "label": f"{n.source.organization} {n.source.year} ({SOURCE_LABEL})",
             "url": n.source.url,
@@ -396,10 +399,22 @@ def notice_card(n: Notice) -> dict[str, Any]:
     card[ISSUED] = IssuedCard(
         uuid=card["uuid"],
         drug=n.drug.drug,
-        genes=n.test[0] if n.test else "-",
-        phenotype="untested" if n.test else "age",
+        genes=n.result.gene if n.result else n.test[0] if n.test else "-",
+        phenotype="unclear" if n.result else "untested" if n.test else "age",
         recommendation_id=n.id,
         indicator=n.indicator,
         order_reference=n.drug.order.reference,
     )
     return card
+
+
+def _unclear_result(r: GeneResult) -> str:
+    """The unclear result a notice is about: gene, typing, date, and why it settles nothing."""
+    parts = [escaped(r.gene)]
+    if r.diplotype:
+        parts.append(code_span(r.diplotype))
+    when = f" of {inert(r.date_text, CARD_TEXT_LIMIT)}" if r.date_text else ""
+    text = ", ".join(parts) + f" ({r.kind} result{when}): not settled"
+    if r.notes:
+        text += f": {inert(r.notes[0], CARD_TEXT_LIMIT)}"
+    return text

@@ -37,6 +37,8 @@ class Notice:
     text: str
     source: RuleSource
     test: tuple[str, str | None] | None = None  # (display, LOINC) of a test to suggest
+    #: the unclear result on file the card is about (``unclear_results``), shown on the card
+    result: GeneResult | None = None
 
 
 def with_genetic_alert(m: Match, alerts: bool) -> Match:
@@ -167,7 +169,7 @@ def pretest(
         if pre is None or d.drug not in switched_on:
             continue
         if pre.test in facts:
-            continue  # a result is on file (even an unclear one: no pre-test card)
+            continue  # a result is on file; an unclear one gets its card in unclear_results
         test = knowledge.pretest.tests[pre.test]
         trace.add("pretest", f"{d.drug}: no {pre.test} result on file: pre-test card")
         out.append(

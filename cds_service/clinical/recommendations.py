@@ -76,7 +76,8 @@ def match(
             trace.add("recommendations", f"{identified.drug}: no {gene} result for this patient")
         for gene in unclear:
             trace.add(
-                "recommendations", f"{identified.drug}: {gene} result is indeterminate: no alert"
+                "recommendations",
+                f"{identified.drug}: {gene} result is indeterminate: no guideline row applies",
             )
 
         usable = {g: score_span(facts[g], knowledge) for g in genes if g not in missing + unclear}

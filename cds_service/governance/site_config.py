@@ -134,6 +134,8 @@ class SiteConfig(BaseModel):
             {r.id for r in knowledge.recommendations}
             | {r.id for r in knowledge.label_rules}
             | {f"{d}-pretest-{p.test}" for d, p in knowledge.pretest.drugs.items()}
+            | {r.id for r in knowledge.unclear_rules}
+            | {f"{d}-unclear-{p.test}" for d, p in knowledge.pretest.drugs.items()}
         )
         out += [
             f"indicators: {key!r} is neither a recommendation id nor a covered drug"

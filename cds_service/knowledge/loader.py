@@ -31,6 +31,7 @@ from .models import (
     Pretest,
     Recommendation,
     ResultCodes,
+    UnclearRule,
 )
 
 
@@ -84,6 +85,10 @@ class Knowledge:
                 for r in _read(directory / "rules" / "label_rules.json")["rules"]
             ]
             self.pretest = Pretest.model_validate(_read(directory / "rules" / "pretest.json"))
+            self.unclear_rules: list[UnclearRule] = [
+                UnclearRule.model_validate(r)
+                for r in _read(directory / "rules" / "unclear_results.json")["rules"]
+            ]
             self.dosing = Dosing.model_validate(_read(directory / "rules" / "dosing.json"))
             self.mme = Mme.model_validate(_read(directory / "rules" / "mme.json"))
             self.guidelines: list[GuidelineFile] = [
@@ -185,6 +190,13 @@ class Knowledge:
                 return b.min, b.max
         return None
 
+    @cached_property
+    def unclear_rules_by_drug(self) -> dict[str, list[UnclearRule]]:
+        out: dict[str, list[UnclearRule]] = {}
+        for rule in self.unclear_rules:
+            out.setdefault(rule.drug, []).append(rule)
+        return out
+
     def recommendations_for(self, drug: str) -> list[Recommendation]:
         return self.recommendations_by_drug.get(drug, [])
 
@@ -234,6 +246,17 @@ class Knowledge:
         for drug, pre in self.pretest.drugs.items():
             if drug not in self.drugs or pre.test not in self.pretest.tests:
                 problems.append(f"pretest {drug}: unknown drug or test {pre.test!r}")
+        seen_unclear: set[tuple[str, str]] = set()
+        for rule in self.unclear_rules:
+            where = f"unclear-result rule {rule.id}"
+            genes = {g for r in self.recommendations_for(rule.drug) for g in r.when}
+            if rule.marker not in genes:
+                problems.append(f"{where}: no recommendation of {rule.drug!r} uses {rule.marker}")
+            if rule.test not in self.pretest.tests:
+                problems.append(f"{where}: test {rule.test!r} not in rules/pretest.json")
+            if (rule.drug, rule.marker) in seen_unclear or rule.id in ids:
+                problems.append(f"{where}: duplicate drug and marker, or id")
+            seen_unclear.add((rule.drug, rule.marker))
         for rec_id in self.dosing.dose_changes:
             if rec_id not in ids:
                 problems.append(f"dosing: dose change for unknown recommendation {rec_id!r}")

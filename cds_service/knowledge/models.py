@@ -234,6 +234,9 @@ class RuleSource(_Model):
     title: str
     url: str = Field(pattern=r"^https://")
     year: int
+    pmid: str | None = Field(default=None, pattern=r"^\d+$")
+    #: where in the source the rule rests (a table, a section), shown on the card
+    section: str | None = None
 
 
 class LabelRule(_Model):
@@ -246,6 +249,20 @@ class LabelRule(_Model):
     indicator: Literal["critical", "warning", "info"]
     summary: str = Field(max_length=139)
     text: str = Field(min_length=10)
+    source: RuleSource
+
+
+class UnclearRule(_Model):
+    """A card for a result on file that does not settle the allele (or gene) a drug's
+    guideline depends on (``rules/unclear_results.json``)."""
+
+    id: str
+    drug: str
+    marker: str
+    indicator: Literal["critical", "warning", "info"]
+    summary: str = Field(max_length=139)
+    text: str = Field(min_length=10)
+    test: str  # a key of rules/pretest.json "tests": the test the card suggests ordering
     source: RuleSource
 
 

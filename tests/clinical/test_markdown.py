@@ -15,7 +15,7 @@ import pytest
 from builders import med_order
 from markdown_it import MarkdownIt
 
-from cds_service.clinical import cards, label_rules, patient_view
+from cds_service.clinical import cards, label_rules, patient_view, unclear_results
 from cds_service.clinical.medications import IdentifiedDrug
 from cds_service.clinical.recommendations import Match
 from cds_service.core.trace import Trace
@@ -122,7 +122,8 @@ def test_every_recommendation_card_shows_allele_names_verbatim(knowledge):
 
 
 def test_every_notice_card_shows_allele_names_verbatim(knowledge):
-    """Pre-test cards (all switched on) and age-rule cards, with their sources' titles."""
+    """Pre-test cards (all switched on), age-rule cards and unclear-result cards, with their
+    sources' titles and sections and the unclear typing."""
     drugs = [
         _drug(knowledge, d)
         for d in sorted({*knowledge.pretest.drugs, *(r.drug for r in knowledge.label_rules)})
@@ -132,10 +133,31 @@ def test_every_notice_card_shows_allele_names_verbatim(knowledge):
     notices = label_rules.pretest(
         drugs, {}, knowledge, frozenset(knowledge.pretest.drugs), Trace()
     ) + label_rules.age_rules(drugs, {"birthDate": "2022-01-01"}, knowledge, Trace())
+    # unclear results: each rule's marker, and each pre-test gene, typed without settling it
+    unclear = {
+        gene: GeneResult(
+            gene,
+            "Indeterminate",
+            "Observation/u",
+            "genotype",
+            "2024-03-01",
+            f"{gene.split(':')[0]}+HLA-B*07:02" if "*" in gene else "*1/*999",
+            notes=(f"'{gene.split(':')[0]}' is ambiguous about {gene}",),
+        )
+        for gene in {r.marker for r in knowledge.unclear_rules}
+        | {p.test for p in knowledge.pretest.drugs.values()}
+    }
+    notices += unclear_results.notices(
+        drugs, unclear, [], knowledge, frozenset(knowledge.pretest.drugs), Trace()
+    )
+    assert {n.id for n in notices} >= {r.id for r in knowledge.unclear_rules}
     assert {n.drug.drug for n in notices} >= {"carbamazepine", "oxcarbazepine", "codeine"}
     for notice in notices:
         [card] = cards.build_cards([], knowledge, [notice])
-        assert_verbatim(card["detail"], notice.text, notice.source.title)
+        sources = [notice.text, notice.source.title, notice.source.section or ""]
+        if notice.result is not None:
+            sources += [notice.result.gene, notice.result.diplotype or "", *notice.result.notes]
+        assert_verbatim(card["detail"], *sources)
 
 
 def test_the_patient_view_card_shows_allele_names_and_typing_verbatim(knowledge):
