@@ -126,7 +126,10 @@ def test_gl_string_non_carrier_gets_no_card(call):
 
 def test_gl_code_and_text_of_one_result_agree_after_the_prefix_is_stripped(call):
     obs = gl_string_genotype(CARRIER, "HLA-B*07:02:01+HLA-B*30:01:01")  # they disagree
-    assert _ask(call, CARBAMAZEPINE, [obs], True)[1]["cards"] == []
+    [card] = _ask(call, CARBAMAZEPINE, [obs], True)[1]["cards"]
+    # neither reading is trusted: HLA-B*15:02 is not excluded (never quieter than no result)
+    assert card["indicator"] == "warning" and "HLA-B*15:02 not excluded" in card["summary"]
+    assert "disagree about HLA-B\\*15:02" in card["detail"]
 
 
 def test_reinterpreted_label_is_on_the_card(call):
