@@ -163,6 +163,25 @@ INHIBITORS = {
 }
 
 
+#: How long an inhibitor keeps acting after the last dose, where its label says so (a
+#: long-lived active metabolite). Without an entry, stopping the drug ends its effect.
+LASTS_AFTER_STOPPING = {
+    "fluoxetine": {
+        "days": 35,
+        "text": "about five weeks",
+        "source": "FDA label for Prozac (fluoxetine), Eli Lilly: allow at least 5 weeks after "
+        "stopping fluoxetine before starting an MAOI (Contraindications, 4.1) and before giving "
+        "thioridazine (4.2), because fluoxetine (half-life 4-6 days with chronic use) and its "
+        "active metabolite norfluoxetine (4-16 days) stay in the body for weeks after the last "
+        "dose (Clinical Pharmacology, 12.3). Figures read in copies quoting the label "
+        "(research notes, 2026); the label's CYP2D6 interaction paragraph (section 7) on "
+        "patients who took fluoxetine in the previous weeks was not re-read.",
+        "url": "https://dailymed.nlm.nih.gov/dailymed/drugInfo.cfm?"
+        "setid=c88f33ed-6dfb-4c5e-bc01-d8e36dd97299",
+    },
+}
+
+
 def build_inhibitors(shared: Path) -> dict[str, object]:
     """CYP2D6 inhibitors (FDA) with the product codes the public sandbox offers."""
     products: dict[str, str] = {}
@@ -190,10 +209,20 @@ def build_inhibitors(shared: Path) -> dict[str, object]:
             "CPIC recommendation.",
             "product_codes": "RxNorm via the public CDS Hooks sandbox medication list",
             "brands": "RxNorm branded products of that list (the brand in square brackets)",
+            "lasts_after_stopping": "each inhibitor's own label (source and url beside the "
+            "figure); an inhibitor without it stops acting when it is stopped",
         },
         "multipliers": {"strong": 0.0, "moderate": 0.5},
         "inhibitors": {
-            name: {"strength": strength, "rxcui": rxcui}
+            name: {
+                "strength": strength,
+                "rxcui": rxcui,
+                **(
+                    {"lasts_after_stopping": LASTS_AFTER_STOPPING[name]}
+                    if name in LASTS_AFTER_STOPPING
+                    else {}
+                ),
+            }
             for name, (strength, rxcui) in INHIBITORS.items()
         },
         "products": dict(sorted(products.items(), key=lambda kv: int(kv[0]))),

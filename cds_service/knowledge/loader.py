@@ -139,6 +139,12 @@ class Knowledge:
         return out
 
     @cached_property
+    def continuing_drugs(self) -> frozenset[str]:
+        """Drugs with a continuing-therapy row (the medication history can change their
+        advice: CPIC's cautious continuation after more than 3 months)."""
+        return frozenset(r.drug for r in self.recommendations if r.continuing_over_days)
+
+    @cached_property
     def inhibitor_by_rxcui(self) -> dict[str, str]:
         """RxNorm codes (products and ingredients) of CYP2D6 inhibitors -> ingredient."""
         table = self.inhibitors
@@ -231,6 +237,14 @@ class Knowledge:
                     )
             if rec.action in ("avoid", "alternative") and rec.strength == "none":
                 problems.append(f"{where}: an {rec.action} row needs a strength")
+            if rec.continuing_over_days is not None and not any(
+                r.continuing_over_days is None and r.when == rec.when
+                for r in self.recommendations_for(rec.drug)
+            ):
+                problems.append(
+                    f"{where}: a continuing-therapy row needs the row it continues (same drug "
+                    "and conditions, without continuing_over_days)"
+                )
         for name, drug in self.drugs.items():
             if drug.rxcui is not None and drug.rxcui not in self.products:
                 problems.append(

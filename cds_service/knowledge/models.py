@@ -103,6 +103,13 @@ class Recommendation(_Model):
     alternatives: list[str] = Field(default_factory=list)
     #: the card summary's first words where the action's default would mislead
     summary: str | None = Field(default=None, max_length=80)
+    #: the card's indicator where the action's default does not fit (CPIC's cautious
+    #: continuation of a drug it says not to start: a warning, not an info card)
+    indicator: Literal["critical", "warning", "info"] | None = None
+    #: continuing therapy: the row applies only when the patient's medication history shows
+    #: the drug taken for more than this many days (an active order or medication statement
+    #: whose start is older), and then replaces the row with the same drug and ``when``
+    continuing_over_days: int | None = Field(default=None, gt=0)
     guideline: Guideline | None = None  # filled in by the loader from the file's header
 
     @property
@@ -304,9 +311,20 @@ class Dosing(_Model):
     dose_changes: dict[str, DoseChange]
 
 
+class LastingEffect(_Model):
+    """How long an inhibitor's effect lasts after the last dose (a long-lived active
+    metabolite), from its label; an inhibitor without one stops acting when it is stopped."""
+
+    days: int = Field(gt=0)
+    text: str = Field(min_length=3)  # as the card says it: "about five weeks"
+    source: str = Field(min_length=10)
+    url: str = Field(pattern=r"^https://")
+
+
 class Inhibitor(_Model):
     strength: Literal["strong", "moderate"]
     rxcui: str | None = None
+    lasts_after_stopping: LastingEffect | None = None
 
 
 class Inhibitors(_Model):
