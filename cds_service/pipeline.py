@@ -1,7 +1,8 @@
 """One hook call, end to end.
 
-context -> medications -> genomic facts -> interactions (phenoconversion) -> recommendations
-(with the order's dose) -> cards, plus label rules (age) and pre-test cards.
+context -> medications -> genomic facts -> medication history (interacting drugs,
+continuing therapy) -> interactions (phenoconversion) -> recommendations (with the order's
+dose) -> cards, plus label rules (age) and pre-test cards.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .clinical import (
     cards,
     interactions,
     label_rules,
+    medication_history,
     medications,
     patient_view,
     recommendations,
@@ -30,8 +32,12 @@ from .core.hook_request import HookRequest
 from .core.trace import Trace
 from .fhir import hook_context, patient_data
 from .fhir.addresses import forbidden_host
-from .fhir.queries import active_medications_query, genomic_query, patient_query
-from .fhir.values import is_about
+from .fhir.queries import (
+    active_medications_query,
+    genomic_query,
+    medication_statements_query,
+    patient_query,
+)
 from .genomics import genomic_facts
 from .governance.site_config import SiteConfig, apply
 from .knowledge.loader import Knowledge
@@ -127,19 +133,30 @@ class Engine:
         ordered = {d.drug for d in drugs}
         uses_cyp2d6 = self._depends_on_cyp2d6(drugs)
         uses_age = any(rule.drug in ordered for rule in self.knowledge.label_rules)
+        continuing = ordered & self.knowledge.continuing_drugs  # the history may change them
         # What the FHIR server must give, all asked for at once (one round)
-        self._read_ahead(request, client, patient, uses_cyp2d6, uses_age)
+        self._read_ahead(request, client, patient, uses_cyp2d6 or bool(continuing), uses_age)
         facts = self._facts(request, client, trace, patient, needed)
         genetic_facts = facts
         cyp2d6 = facts.get(interactions.GENE)
-        if cyp2d6 is not None and cyp2d6.actionable and uses_cyp2d6:
-            inhibitors = self._inhibitors(request, client, trace, patient, session)
+        inhibitors_matter = cyp2d6 is not None and cyp2d6.actionable and uses_cyp2d6
+        history = (
+            self._medication_history(request, client, trace, patient, session)
+            if inhibitors_matter or continuing
+            else medication_history.MedicationHistory()
+        )
+        if inhibitors_matter:
+            assert cyp2d6 is not None
+            inhibitors = interactions.find_inhibitors(history, self.knowledge, trace)
             converted = interactions.phenoconvert(cyp2d6, inhibitors, self.knowledge, trace)
             if converted is not cyp2d6:  # (then the rows are matched on both, below)
                 facts = {**facts, interactions.GENE: converted}
-        matched = recommendations.match(drugs, facts, self.knowledge, trace)
+        therapies = medication_history.therapies(continuing, history, self.knowledge, trace)
+        matched = recommendations.match(drugs, facts, self.knowledge, trace, therapies)
         if facts is not genetic_facts:
-            by_genotype = recommendations.match(drugs, genetic_facts, self.knowledge, Trace())
+            by_genotype = recommendations.match(
+                drugs, genetic_facts, self.knowledge, Trace(), therapies
+            )
             alerting = {(m.drug.drug, m.drug.order.reference) for m in by_genotype if m.alerts}
             matched = [
                 label_rules.with_genetic_alert(m, (m.drug.drug, m.drug.order.reference) in alerting)
@@ -234,12 +251,16 @@ class Engine:
             facts = self._facts(request, client, trace, patient)
             cyp2d6 = facts.get(interactions.GENE)
             inhibitors = (
-                self._inhibitors(
-                    request,
-                    client,
+                interactions.find_inhibitors(
+                    self._medication_history(
+                        request,
+                        client,
+                        trace,
+                        patient,
+                        hook_context.session_orders(request.hook, request.context),
+                    ),
+                    self.knowledge,
                     trace,
-                    patient,
-                    hook_context.session_orders(request.hook, request.context),
                 )
                 if cyp2d6 is not None and cyp2d6.actionable
                 else []
@@ -283,8 +304,9 @@ class Engine:
         patient_needed: bool,
     ) -> None:
         """Start every read the call needs that was not prefetched (the genomic results; the
-        active medications for phenoconversion; the patient for age rules) at once: they run
-        side by side, within one deadline, and each is taken where it is used."""
+        orders on file and the medication list, for phenoconversion and continuing therapy;
+        the patient for age rules) at once: they run side by side, within one deadline, and
+        each is taken where it is used."""
         prefetched = request.prefetch or {}
         if client is None:
             return
@@ -293,6 +315,8 @@ class Engine:
             wanted.append(genomic_query(self.knowledge, patient))
         if patient_data.ACTIVE_MEDICATIONS not in prefetched and medications_needed:
             wanted.append(active_medications_query(patient))
+        if patient_data.MEDICATION_STATEMENTS not in prefetched and medications_needed:
+            wanted.append(medication_statements_query(patient))
         if patient_data.PATIENT not in prefetched and patient_needed:
             wanted.append(patient_query(patient))
         client.send_ahead(wanted, self.pool)
@@ -316,36 +340,34 @@ class Engine:
             for r in self.knowledge.recommendations_for(d.drug)
         )
 
-    def _inhibitors(
+    def _medication_history(
         self,
         request: HookRequest,
         client: patient_data.FhirClient | None,
         trace: Trace,
         patient: str,
         session: list[hook_context.DraftOrder],
-    ) -> list[interactions.InhibitorUse]:
-        """CYP2D6 inhibitors the patient takes: active orders on file (prefetch, else the FHIR
-        server) and the other draft orders of this ordering ``session``."""
-        active = patient_data.optional_resources(
+    ) -> medication_history.MedicationHistory:
+        """The patient's medication records: the orders on file and the medication list
+        (prefetch, else the FHIR server; each may be missing, and the trace says so) and the
+        other draft orders of this ordering ``session``."""
+        orders = patient_data.optional_resources(
             request,
             patient_data.ACTIVE_MEDICATIONS,
             active_medications_query(patient),
             client,
             trace,
         )
-        # Medication resources sent beside the active orders (a search with _include)
-        sent = {
-            f"Medication/{r['id']}": r
-            for r in active or []
-            if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
-        }
-        candidates = [
-            (hook_context.DraftOrder(r, sent), "active medication")
-            for r in active or []
-            if is_about(r, request.patient_id, request.fhirServer)
-        ]
-        candidates += [(o, "ordered in this session") for o in session]
-        return interactions.find_inhibitors(candidates, self.knowledge, trace)
+        statements = patient_data.optional_resources(
+            request,
+            patient_data.MEDICATION_STATEMENTS,
+            medication_statements_query(patient),
+            client,
+            trace,
+        )
+        return medication_history.history(
+            orders, statements, session, request.patient_id, request.fhirServer
+        )
 
     def check_fhir_server(self, request: HookRequest, issuer: str | None = None) -> None:
         """The request's fhirServer is one we may send the EHR's token to (403 otherwise):

@@ -218,6 +218,39 @@ def med_order(
     return res
 
 
+def med_statement(
+    code: tuple[str, str] | None,
+    *,
+    status: str = "active",
+    statement_id: str = "stmt-1",
+    patient: str = PATIENT,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An R4 MedicationStatement (a home medication, reported by the patient)."""
+    res: dict[str, Any] = {
+        "resourceType": "MedicationStatement",
+        "id": statement_id,
+        "status": status,
+        "subject": {"reference": f"Patient/{patient}"},
+        "dateAsserted": "2026-01-15",
+        "informationSource": {"reference": f"Patient/{patient}"},
+    }
+    if code:
+        res["medicationCodeableConcept"] = {
+            "text": code[1],
+            "coding": [{"system": RXNORM, "code": code[0], "display": code[1]}],
+        }
+    res.update(extra)
+    return res
+
+
+def days_ago(days: int) -> str:
+    """The date ``days`` before today, as FHIR writes a date."""
+    from datetime import date, timedelta
+
+    return (date.today() - timedelta(days=days)).isoformat()
+
+
 def hook_request(
     hook: str,
     orders: list[dict[str, Any]],

@@ -62,6 +62,8 @@ CARD_TEXT_LIMIT = 300
 
 
 def indicator(rec: Recommendation) -> str | None:
+    if rec.indicator is not None:  # the row's own, where the action's default does not fit
+        return rec.indicator
     if rec.action == "avoid":
         return "critical" if rec.strength == "strong" else "warning"
     if rec.action in ("alternative", "adjust-dose"):
@@ -320,6 +322,8 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         lines.extend(f"  - Note: {inert(note, CARD_TEXT_LIMIT)}" for note in r.notes)
     if m.genetic_alerts is False:
         lines.append("  - By genotype alone this order would not alert: the interaction does.")
+    if m.history_text:
+        lines += ["", f"**Medication history:** {inert(m.history_text, CARD_TEXT_LIMIT)}"]
     ordered = inert(m.drug.medication_text or m.drug.drug, CARD_TEXT_LIMIT)
     if m.dose_text:
         lines += ["", f"**Dose:** {escaped(m.dose_text)}"]

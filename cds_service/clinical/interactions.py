@@ -1,44 +1,52 @@
 """Phenoconversion: a CYP2D6 inhibitor the patient takes changes the phenotype that acts.
 
-The patient's other medications (active orders on file, and the other unsigned orders of the
-same ordering session) are searched for FDA's CYP2D6 inhibitors
+The patient's medications, wherever the chart records them (``medication_history``: orders
+on file, active or on hold; the medication list, MedicationStatement; the other unsigned
+orders of the same ordering session), are searched for FDA's CYP2D6 inhibitors
 (``knowledge/interactions/cyp2d6_inhibitors.json``). The CYP2D6 activity score is multiplied
 by 0 for a strong and by 0.5 for a moderate inhibitor (Borges et al. 2010; the convention
 clinical PGx programmes use) and the functional phenotype read from CPIC's bands (PM 0,
 IM 0 < AS < 1.25, NM 1.25-2.25, UM > 2.25). A phenotype reported without its score stands for
 its band: the functional phenotype is called only when the whole band lands in one.
 
-Only orders that are in force count: status active or draft, and a validity or bounds period
-that has not ended. With no CYP2D6 result on file nothing is inferred: the EHR's own
+A record counts while it is current (active, on hold, intended, draft, status unknown). One
+that has ended counts only for an inhibitor whose label says its effect outlasts the last
+dose (``lasts_after_stopping``: fluoxetine, about five weeks), until that time has passed
+since the stop date, and the card gives the stop date; an inhibitor without it stops acting
+when it is stopped. With no CYP2D6 result on file nothing is inferred: the EHR's own
 drug-interaction checker handles the interaction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
 
 from ..core.trace import Trace
 from ..core.wording import number, with_article
 from ..fhir.hook_context import DraftOrder
-from ..fhir.values import as_dict, as_str, objects, parse_date, texts
+from ..fhir.values import as_dict, as_str, objects, texts
 from ..genomics.gene_decision import GeneResult
 from ..genomics.star_alleles import INDETERMINATE
 from ..knowledge.loader import Knowledge
+from .medication_history import ON_FILE, MedicationHistory, MedicationUse, days_since, read_use
 from .medications import MAX_TEXT_READ, RXNORM_SYSTEMS, negated_at
 from .recommendations import score_span
 
 GENE = "CYP2D6"
-IN_FORCE = frozenset({"active", "draft"})
+ACTIVE = "active medication"  # an active order on file, as the card has always said it
 
 
 @dataclass(frozen=True)
 class InhibitorUse:
     name: str  # ingredient, e.g. "paroxetine"
     strength: str  # "strong" or "moderate"
-    where: str  # "active medication" or "order in this session"
+    #: where the chart records it ("active medication", "medication list
+    #: (MedicationStatement)", "ordered in this session"), or, for one stopped but still
+    #: acting, the stop and how long it lasts
+    where: str
+    stopped: str | None = None  # the stop date, when stopped but still acting
 
 
 def functional_phenotype(score: float) -> str:
@@ -53,65 +61,95 @@ def functional_phenotype(score: float) -> str:
     return "Ultrarapid Metabolizer"
 
 
-def in_force(resource: dict[str, Any], now: datetime | None = None) -> bool:
-    """Is a medication order active or draft, and not past the end of its period?"""
-    if as_str(resource.get("status")) not in IN_FORCE:
-        return False
-    now = now or datetime.now(UTC)
-    ends = [
-        as_dict(as_dict(resource.get("dispenseRequest")).get("validityPeriod")).get("end"),
-        resource.get("dateEnded"),  # DSTU2
-    ]
-    for dosage in objects(resource.get("dosageInstruction")):
-        repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
-        ends.append(as_dict(repeat.get("boundsPeriod")).get("end"))
-    for end in ends:
-        parsed = parse_date(end) if isinstance(end, str) else None
-        if parsed is not None and parsed < now:
-            return False
-    return True
+def in_force(resource: dict, now: datetime | None = None) -> bool:
+    """Is a medication record taken now (``medication_history.read_use``: active, on hold,
+    draft, …, and not past the end of its period)?"""
+    return read_use(DraftOrder(resource), "", now).state == "current"
 
 
 def find_inhibitors(
-    orders: list[tuple[DraftOrder, str]], knowledge: Knowledge, trace: Trace
+    found: MedicationHistory, knowledge: Knowledge, trace: Trace, now: datetime | None = None
 ) -> list[InhibitorUse]:
-    """CYP2D6 inhibitors among medication orders in force (each with where it came from),
-    whatever shape names the medication (as ``DraftOrder.medication`` reads it: inline, a
-    contained or a sent Medication, a reference's display)."""
+    """CYP2D6 inhibitors among the patient's medication records that act now: current ones,
+    and ended ones whose lasting effect has not passed (see the module's notes). The trace
+    says why each record naming an inhibitor counts or not."""
+    now = now or datetime.now(UTC)
     table = knowledge.inhibitors
-    found: dict[str, InhibitorUse] = {}
-    for order, where in orders:
-        resource = order.resource
-        if not order.is_medication_order:
-            continue
-        name = _inhibitor_named(order, knowledge)
+    counted: dict[str, InhibitorUse] = {}
+    for use in found.uses:
+        name = _inhibitor_named(use.record, knowledge)
         if name is None:
             continue
-        ref = f"{resource.get('resourceType')}/{as_str(resource.get('id')) or '?'}"
-        if not in_force(resource):
-            trace.add(
-                "interactions",
-                f"{ref} ({name}) not counted: status '{as_str(resource.get('status'))}' "
-                "or its period has ended",
-            )
-            continue
-        use = InhibitorUse(name, table.inhibitors[name].strength, where)
-        trace.add("interactions", f"{ref}: {name}, a {use.strength} CYP2D6 inhibitor ({where})")
-        found.setdefault(name, use)
-    return sorted(found.values(), key=lambda u: (table.multipliers[u.strength], u.name))
+        counts = _counted(use, name, knowledge, trace, now)
+        if counts is not None:
+            counted.setdefault(name, counts)
+    return sorted(counted.values(), key=lambda u: (table.multipliers[u.strength], u.name))
+
+
+def _counted(
+    use: MedicationUse, name: str, knowledge: Knowledge, trace: Trace, now: datetime
+) -> InhibitorUse | None:
+    """The inhibitor ``use`` names, if it acts now (the trace says why or why not)."""
+    strength = knowledge.inhibitors.inhibitors[name].strength
+    lasting = knowledge.inhibitors.inhibitors[name].lasts_after_stopping
+    said = f"{use.ref} ({name}, {use.source})"
+    if use.state == "not counted":
+        trace.add("interactions", f"{said} not counted: {use.why}")
+        return None
+    if use.state == "current":
+        where = (
+            ACTIVE
+            if use.source == ON_FILE and use.status == "active"
+            else use.source
+            if use.status in ("active", "draft")
+            else f"{use.source}, {use.why}"
+        )
+        trace.add("interactions", f"{said}: a {strength} CYP2D6 inhibitor, {use.why}: counted")
+        return InhibitorUse(name, strength, where)
+    if lasting is None:
+        trace.add(
+            "interactions",
+            f"{said} not counted: {use.why}; stopping {name} ends its effect",
+        )
+        return None
+    if use.ended is not None and use.ended + timedelta(days=lasting.days) <= now:
+        ago = days_since(use.ended, now)
+        trace.add(
+            "interactions",
+            f"{said} not counted: {use.why} {ago} days ago; its effect lasts "
+            f"{lasting.text} ({lasting.days} days), now over",
+        )
+        return None
+    when = (
+        f"stopped {use.ended_text}" if use.ended_text else "stopped (the stop date is not recorded)"
+    )
+    ago = f" {days_since(use.ended, now)} days ago" if use.ended is not None else ""
+    trace.add(
+        "interactions",
+        f"{said}: {use.why}{ago}; a {strength} CYP2D6 inhibitor whose effect lasts "
+        f"{lasting.text} after the last dose (label): counted",
+    )
+    return InhibitorUse(
+        name,
+        strength,
+        f"{use.source}; {name} {when}: its inhibition lasts {lasting.text}",
+        use.ended_text or "not recorded",
+    )
 
 
 def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
-    concept = as_dict(order.coded_medication)
+    """The CYP2D6 inhibitor a medication record names, whatever shape names it (as
+    ``DraftOrder.medication`` reads it: inline, R5's concept, a contained or a sent
+    Medication, a reference's display)."""
+    concept = as_dict(order.medication)
     by_code = knowledge.inhibitor_by_rxcui
     for coding in objects(concept.get("coding")):
         if as_str(coding.get("system")) in RXNORM_SYSTEMS:
             code = as_str(coding.get("code"))
             if code in by_code:
                 return by_code[code]
-    display = as_str(as_dict(order.resource.get("medicationReference")).get("display"))
-    for text in [*texts(concept), display]:
-        named = _inhibitor_in(text[:MAX_TEXT_READ], knowledge) if text else None
+    for text in texts(concept):
+        named = _inhibitor_in(text[:MAX_TEXT_READ], knowledge)
         if named is not None:
             return named
     return None

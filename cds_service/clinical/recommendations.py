@@ -10,6 +10,11 @@ that give the same advice, that advice applies with the weakest of their strengt
 the rows disagree (a CYP2C9 intermediate metabolizer is AS 1, "lower dose", or AS 1.5,
 "usual dose"), the match lists every possibility: the card says what each means and that
 the genotype or activity score decides. Such a result is never silent.
+
+A continuing-therapy row (``continuing_over_days``: CPIC's cautious continuation of
+carbamazepine or oxcarbazepine taken for more than 3 months) applies only when the medication
+history (``medication_history.therapies``) shows the drug taken for longer, and then replaces
+the row it continues; an unknown start, or none on file, keeps the row for a new start.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..core.trace import Trace
 from ..genomics.gene_decision import GeneResult
 from ..knowledge.loader import Knowledge
 from ..knowledge.models import SILENT_ACTIONS, Recommendation
+from .medication_history import Therapy
 from .medications import IdentifiedDrug
 
 Span = tuple[float, float | None] | None
@@ -40,6 +46,8 @@ class Match:
     low_dose: bool = False
     #: the guideline's daily dose for this order (mg/day, low to high), where it gives one
     dose_target: tuple[float, float] | None = None
+    #: for a drug with a continuing-therapy row: since when the chart shows it taken
+    history_text: str | None = None
 
     @property
     def alerts(self) -> bool:
@@ -58,8 +66,15 @@ def score_span(fact: GeneResult, knowledge: Knowledge) -> tuple[float | None, Sp
 
 
 def match(
-    drugs: list[IdentifiedDrug], facts: dict[str, GeneResult], knowledge: Knowledge, trace: Trace
+    drugs: list[IdentifiedDrug],
+    facts: dict[str, GeneResult],
+    knowledge: Knowledge,
+    trace: Trace,
+    therapies: dict[str, Therapy] | None = None,
 ) -> list[Match]:
+    """The rows that apply to each drug; ``therapies``: since when the patient has taken the
+    drugs that have continuing-therapy rows (none: every drug is a new start)."""
+    therapies = therapies or {}
     matches: list[Match] = []
     for identified in drugs:
         rows = knowledge.recommendations_for(identified.drug)
@@ -81,7 +96,12 @@ def match(
             )
 
         usable = {g: score_span(facts[g], knowledge) for g in genes if g not in missing + unclear}
-        applicable = [r for r in rows if all(g in usable for g in r.when)]
+        therapy = therapies.get(identified.drug)
+        applicable = [
+            r
+            for r in rows
+            if all(g in usable for g in r.when) and _continues(r, therapy) is not False
+        ]
         hits = [
             r
             for r in applicable
@@ -93,6 +113,7 @@ def match(
         if hits:
             most = max(len(r.when) for r in hits)
             hits = [r for r in hits if len(r.when) == most]
+            hits = _continuing(identified.drug, rows, hits, therapy, trace)
         elif applicable:
             trace.add(
                 "recommendations",
@@ -102,8 +123,15 @@ def match(
                     for g in sorted({g for r in applicable for g in r.when})
                 ),
             )
+        history = therapy.describe() if therapy is not None else None
         for row in hits:
-            found = Match(identified, row, tuple(facts[g] for g in row.when), possible)
+            found = Match(
+                identified,
+                row,
+                tuple(facts[g] for g in row.when),
+                possible,
+                history_text=history,
+            )
             verdict = "alert" if found.alerts else "no alert"
             trace.add(
                 "recommendations",
@@ -111,6 +139,57 @@ def match(
             )
             matches.append(found)
     return matches
+
+
+def _continues(row: Recommendation, therapy: Therapy | None) -> bool | None:
+    """Does a continuing-therapy row apply (taken for more than its days)? None for a row
+    without that condition."""
+    if row.continuing_over_days is None:
+        return None
+    days = therapy.days if therapy is not None else None
+    return days is not None and days > row.continuing_over_days
+
+
+def _continuing(
+    drug: str,
+    rows: list[Recommendation],
+    hits: list[Recommendation],
+    therapy: Therapy | None,
+    trace: Trace,
+) -> list[Recommendation]:
+    """``hits`` with each row a continuing-therapy row replaces taken out; the trace says
+    why a continuing-therapy row for the same result applies or not."""
+    for row in rows:
+        if row.continuing_over_days is None or not any(h.when == row.when for h in hits):
+            continue
+        limit = row.continuing_over_days
+        if row in hits and therapy is not None:
+            trace.add(
+                "recommendations",
+                f"{drug}: taken for {therapy.days} days (more than {limit}): {row.id} replaces "
+                "the advice for a new start",
+            )
+            hits = [h for h in hits if h is row or h.when != row.when]
+        elif therapy is None:
+            trace.add(
+                "recommendations",
+                f"{drug}: {row.id} not applied: no record on file shows {drug} taken for more "
+                f"than {limit} days; the advice for a new start stands",
+            )
+        elif therapy.days is None:
+            trace.add(
+                "recommendations",
+                f"{drug}: {row.id} not applied: the record on file ({therapy.ref}) states no "
+                f"start, so more than {limit} days of use cannot be shown; the advice for a new "
+                "start stands",
+            )
+        else:
+            trace.add(
+                "recommendations",
+                f"{drug}: {row.id} not applied: taken for {therapy.days} days, not more than "
+                f"{limit}; the advice for a new start stands",
+            )
+    return hits
 
 
 _WEAKEST_FIRST = {"none": 0, "label": 1, "optional": 1, "moderate": 2, "strong": 3}

@@ -70,6 +70,9 @@ class DraftOrder:
         if coded is not None:
             return coded
         ref_obj = self.resource.get("medicationReference")
+        medication = self.resource.get("medication")
+        if ref_obj is None and isinstance(medication, dict):
+            ref_obj = medication.get("reference")  # R5 CodeableReference
         if isinstance(ref_obj, dict) and isinstance(ref_obj.get("display"), str):
             return {"text": ref_obj["display"]} if ref_obj["display"] else None
         return None

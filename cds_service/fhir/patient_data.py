@@ -294,6 +294,7 @@ def genomic_results(
 
 
 ACTIVE_MEDICATIONS = "activeMedications"
+MEDICATION_STATEMENTS = "medicationStatements"
 PATIENT = "patient"
 
 
@@ -301,8 +302,8 @@ def optional_resources(
     request: HookRequest, key: str, query: str, client: FhirClient | None, trace: Trace
 ) -> list[dict[str, Any]] | None:
     """Resources of a prefetch key the service can work without (the patient, their active
-    medications): from prefetch, else from the FHIR server; None when neither has them (the
-    cards that need them are then not given, and the trace says so)."""
+    medications, their medication list): from prefetch, else from the FHIR server; None when
+    neither has them (the cards that need them are then not given, and the trace says so)."""
     prefetch = request.prefetch or {}
     if key in prefetch:
         value = prefetch[key]

@@ -299,13 +299,15 @@ def test_metering_keeps_the_ssrf_guard():
 
 
 def test_the_reads_of_a_call_run_side_by_side(server, settings):
-    """Results, active medications and the patient, each 0.4 s slow, cost one round trip."""
+    """Results, active orders, the medication list and the patient, each 0.4 s slow, cost one
+    round trip (the same budget)."""
     from builders import genotype_obs
 
     from cds_service.web.app import create_app as make
 
     server.routes["/fhir/Observation"] = json_answer(bundle(genotype_obs("*1/*1")), delay=0.4)
     server.routes["/fhir/MedicationRequest"] = json_answer(bundle(), delay=0.4)
+    server.routes["/fhir/MedicationStatement"] = json_answer(bundle(), delay=0.4)
     server.routes["/fhir/Patient"] = json_answer(
         {"resourceType": "Patient", "id": "pat-1", "birthDate": "1970-01-01"}, delay=0.4
     )
@@ -315,9 +317,10 @@ def test_the_reads_of_a_call_run_side_by_side(server, settings):
     assert {p.split("?")[0] for p, _ in server.requests} == {
         "/fhir/Observation",
         "/fhir/MedicationRequest",
+        "/fhir/MedicationStatement",
         "/fhir/Patient/pat-1",
     }
-    assert took < 1.0  # one round (0.4 s), not three (1.2 s)
+    assert took < 1.0  # one round (0.4 s), not four (1.6 s)
 
 
 def test_a_resolver_that_does_not_answer_is_bounded_by_the_reads_budget(monkeypatch):

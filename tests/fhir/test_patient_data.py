@@ -34,6 +34,7 @@ def codeine_request(**kwargs):
 @responses.activate
 def test_prefetch_is_used_without_querying(call):
     prefetch = {**with_results(UM), "patient": None, "activeMedications": None}
+    prefetch["medicationStatements"] = None
     status, answer = call(codeine_request(prefetch=prefetch, fhir_server=FHIR, token="t"))
     assert status == 200 and len(answer["cards"]) == 1
     assert len(responses.calls) == 0
@@ -55,7 +56,11 @@ def test_partial_prefetch_fetches_only_the_missing_key(call):
     """Patient prefetched, genomic results not: the service fetches those itself."""
     responses.get(SEARCH, json=bundle(UM))
     body = codeine_request(
-        prefetch={"patient": {"resourceType": "Patient", "id": "pat-1"}, "activeMedications": None},
+        prefetch={
+            "patient": {"resourceType": "Patient", "id": "pat-1"},
+            "activeMedications": None,
+            "medicationStatements": None,
+        },
         fhir_server=FHIR,
         token="t",
     )
@@ -66,7 +71,12 @@ def test_partial_prefetch_fetches_only_the_missing_key(call):
 @responses.activate
 def test_null_prefetch_means_no_data_and_no_query(call):
     body = codeine_request(
-        prefetch={"genomicResults": None, "patient": None, "activeMedications": None},
+        prefetch={
+            "genomicResults": None,
+            "patient": None,
+            "activeMedications": None,
+            "medicationStatements": None,
+        },
         fhir_server=FHIR,
         token="t",
     )

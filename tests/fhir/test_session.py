@@ -18,7 +18,7 @@ UM = phenotype_obs("Ultrarapid Metabolizer")
 
 
 def fetching(token: str, patient: str = "pat-1") -> dict:
-    prefetch = {"patient": None, "activeMedications": None}
+    prefetch = {"patient": None, "activeMedications": None, "medicationStatements": None}
     return hook_request(
         "order-select",
         [med_order(APAP_CODEINE, patient=patient)],

@@ -30,9 +30,12 @@ def test_discovery_lists_the_prescribing_hooks_and_patient_view(client):
             "Observation?patient={{context.patientId}}&code="
         )
         assert "http://loinc.org|84413-4" in prefetch["genomicResults"]
-        assert (
-            prefetch["activeMedications"]
-            == "MedicationRequest?patient={{context.patientId}}&status=active"
+        assert prefetch["activeMedications"] == (
+            "MedicationRequest?patient={{context.patientId}}&status=active,on-hold"
+            "&_include=MedicationRequest:medication"
+        )
+        assert prefetch["medicationStatements"].startswith(
+            "MedicationStatement?patient={{context.patientId}}&status=active,intended,on-hold,"
         )
 
 

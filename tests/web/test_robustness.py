@@ -286,6 +286,7 @@ def test_medication_reads_are_cached_and_bounded(call):
             order["medicationReference"] = {"reference": f"{FHIR}/Medication/med-1"}  # absolute
         orders.append(order)
     prefetch = {**with_results(GOOD), "patient": None, "activeMedications": None}
+    prefetch["medicationStatements"] = None
     body = hook_request("order-sign", orders, prefetch=prefetch, fhir_server=FHIR, token="t")
     [card] = call(body)[1]["cards"]  # one card per advice, naming all 20 orders (issue 10)
     assert "Applies to 20 draft orders" in card["detail"]
