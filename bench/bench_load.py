@@ -99,6 +99,7 @@ def prefetch_body(results: int = 31, orders: int = 1) -> dict:
             "genomicResults": realistic_results(results),
             "patient": {"resourceType": "Patient", "id": "pat-1", "birthDate": "1970-01-01"},
             "activeMedications": bundle(),
+            "medicationStatements": bundle(),
         },
     )
 

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PATIENTS = ROOT / "sandbox" / "patients"
 REQUESTS = ROOT / "sandbox" / "requests"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+#: the statuses the service's searches ask for (cds_service/fhir/queries.py; a test checks)
+ORDER_STATUSES = ("active", "on-hold")
+STATEMENT_STATUSES = ("active", "intended", "on-hold", "stopped", "completed", "unknown")
 
 
 def genomic_codes() -> set[str]:
@@ -61,17 +64,33 @@ def prefetch(patient_id: str) -> dict[str, Any]:
         if r["resourceType"] == "Observation"
         and any(f"{c.get('system')}|{c.get('code')}" in codes for c in r["code"].get("coding", []))
     ]
-    meds = [
+    orders = [
         r
         for r in everything
-        if r["resourceType"] == "MedicationRequest" and r["status"] == "active"
+        if r["resourceType"] == "MedicationRequest" and r["status"] in ORDER_STATUSES
+    ]
+    statements = [
+        r
+        for r in everything
+        if r["resourceType"] == "MedicationStatement" and r["status"] in STATEMENT_STATUSES
     ]
     patient = next(r for r in everything if r["resourceType"] == "Patient")
     return {
         "patient": patient,
         "genomicResults": searchset(genomic),
-        "activeMedications": searchset(meds),
+        "activeMedications": searchset(orders + included(orders, everything)),
+        "medicationStatements": searchset(statements + included(statements, everything)),
     }
+
+
+def included(found: list[dict[str, Any]], everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Medications ``found`` reference, as ``_include=…:medication`` brings them."""
+    wanted = {r.get("medicationReference", {}).get("reference") for r in found} - {None}
+    return [
+        r
+        for r in everything
+        if r["resourceType"] == "Medication" and f"Medication/{r['id']}" in wanted
+    ]
 
 
 def order(patient_id: str, rxcui: str, display: str, version: str = "R4") -> dict[str, Any]:

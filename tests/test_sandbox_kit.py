@@ -42,6 +42,30 @@ def test_example_request_gives_the_promised_card(client, name):
     assert expected["expect"].startswith(card["summary"]), (card["summary"], expected["expect"])
 
 
+def test_each_prefetch_answers_the_services_own_templates(knowledge):
+    """The requests hold what an R4 server answers for each prefetch template, no more."""
+    import importlib.util
+    import re
+
+    from cds_service.fhir.queries import prefetch_templates
+
+    templates = prefetch_templates(knowledge)
+    for name in EXPECTED:
+        body = json.loads((REQUESTS / name).read_text())
+        assert set(body["prefetch"]) == set(templates), name
+    spec = importlib.util.spec_from_file_location(
+        "build", ROOT / "scripts" / "build_sandbox_requests.py"
+    )
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for key, statuses in (
+        ("activeMedications", build.ORDER_STATUSES),
+        ("medicationStatements", build.STATEMENT_STATUSES),
+    ):
+        asked = re.search(r"status=([^&]+)", templates[key]).group(1).split(",")
+        assert tuple(asked) == statuses, key
+
+
 @pytest.mark.parametrize("patient", [p["id"] for p in INDEX])
 def test_patient_bundles_are_idempotent_r4_transactions(patient):
     from fhir.resources.R4B.bundle import Bundle

@@ -13,6 +13,9 @@ caution            any                         info
 standard, no-rec.  -                           no card
 =================  ==========================  =========
 
+A row may name its own indicator where the action's default does not fit (CPIC's cautious
+continuation of carbamazepine after more than 3 months: a ``caution`` shown as ``warning``).
+
 Where the guideline says avoid or choose an alternative and names alternatives, the card
 offers suggestions that replace the draft order (delete it, create a new draft in the same
 FHIR version); where it gives a dose, one at that dose; a pre-test card offers the test.

@@ -30,7 +30,7 @@ from ..fhir.values import as_dict, as_str, objects, texts
 from ..genomics.gene_decision import GeneResult
 from ..genomics.star_alleles import INDETERMINATE
 from ..knowledge.loader import Knowledge
-from .medication_history import ON_FILE, MedicationHistory, MedicationUse, days_since, read_use
+from .medication_history import ON_FILE, MedicationHistory, MedicationUse, days_since
 from .medications import MAX_TEXT_READ, RXNORM_SYSTEMS, negated_at
 from .recommendations import score_span
 
@@ -61,12 +61,6 @@ def functional_phenotype(score: float) -> str:
     return "Ultrarapid Metabolizer"
 
 
-def in_force(resource: dict, now: datetime | None = None) -> bool:
-    """Is a medication record taken now (``medication_history.read_use``: active, on hold,
-    draft, …, and not past the end of its period)?"""
-    return read_use(DraftOrder(resource), "", now).state == "current"
-
-
 def find_inhibitors(
     found: MedicationHistory, knowledge: Knowledge, trace: Trace, now: datetime | None = None
 ) -> list[InhibitorUse]:
@@ -81,8 +75,10 @@ def find_inhibitors(
         if name is None:
             continue
         counts = _counted(use, name, knowledge, trace, now)
-        if counts is not None:
-            counted.setdefault(name, counts)
+        known = counted.get(name)
+        # one use per inhibitor; one taken now says more than one stopped but still acting
+        if counts is not None and (known is None or (known.stopped and not counts.stopped)):
+            counted[name] = counts
     return sorted(counted.values(), key=lambda u: (table.multipliers[u.strength], u.name))
 
 
@@ -232,4 +228,4 @@ def phenoconvert(
     )
 
 
-__all__ = ["INDETERMINATE", "InhibitorUse", "find_inhibitors", "in_force", "phenoconvert"]
+__all__ = ["INDETERMINATE", "InhibitorUse", "find_inhibitors", "phenoconvert"]

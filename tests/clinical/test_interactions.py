@@ -247,4 +247,14 @@ def test_a_current_order_and_a_stopped_record_of_the_same_drug_count_once(knowle
     order["status"] = "active"
     stopped = med_statement(FLUOXETINE, status="stopped", effectivePeriod={"end": days_ago(1)})
     [card] = evaluate(knowledge, settings, orders=[order], statements=[stopped])[0]
-    assert "active medication" in shown(card["detail"])
+    assert "active medication" in shown(card["detail"]) and "stopped" not in card["detail"]
+
+
+def test_the_record_taken_now_is_named_whichever_comes_first(knowledge, settings):
+    stopped = med_order(FLUOXETINE, order_id="flx-1")  # orders on file are read first
+    stopped["status"] = "stopped"
+    stopped["dispenseRequest"] = {"validityPeriod": {"end": days_ago(1)}}
+    taken = med_statement(FLUOXETINE)
+    [card] = evaluate(knowledge, settings, orders=[stopped], statements=[taken])[0]
+    detail = shown(card["detail"])
+    assert "medication list (MedicationStatement)" in detail and "stopped" not in detail
