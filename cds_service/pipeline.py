@@ -250,27 +250,37 @@ class Engine:
             self._read_ahead(request, client, patient, True, False)
             facts = self._facts(request, client, trace, patient)
             cyp2d6 = facts.get(interactions.GENE)
-            inhibitors = (
-                interactions.find_inhibitors(
-                    self._medication_history(
-                        request,
-                        client,
-                        trace,
-                        patient,
-                        hook_context.session_orders(request.hook, request.context),
-                    ),
-                    self.knowledge,
+            # (the same history as a prescribing call: every covered drug is judged as ordered)
+            continuing = (
+                self.knowledge.continuing_drugs
+                if self.knowledge.continuing_genes & facts.keys()
+                else frozenset()
+            )
+            inhibitors_matter = cyp2d6 is not None and cyp2d6.actionable
+            history = (
+                self._medication_history(
+                    request,
+                    client,
                     trace,
+                    patient,
+                    hook_context.session_orders(request.hook, request.context),
                 )
-                if cyp2d6 is not None and cyp2d6.actionable
+                if inhibitors_matter or continuing
+                else medication_history.MedicationHistory()
+            )
+            inhibitors = (
+                interactions.find_inhibitors(history, self.knowledge, trace)
+                if inhibitors_matter
                 else []
             )
+        therapies = medication_history.therapies(set(continuing), history, self.knowledge, trace)
         found = patient_view.build_cards(
             facts,
             inhibitors,
             self.knowledge,
             trace,
             no_results_card=self.settings.patient_view_no_results_card,
+            therapies=therapies,
         )
         return {"cards": found}, trace
 

@@ -31,6 +31,7 @@ from ..knowledge.loader import Knowledge
 from ..knowledge.models import Guideline
 from . import interactions, recommendations
 from .cards import SOURCE_LABEL, TOPIC_SYSTEM, match_indicator
+from .medication_history import Therapy
 from .medications import IdentifiedDrug
 from .recommendations import Match
 
@@ -129,16 +130,21 @@ def drug_advice(
     genetic: dict[str, GeneResult],
     knowledge: Knowledge,
     trace: Trace,
+    therapies: dict[str, Therapy] | None = None,
 ) -> dict[str, DrugAdvice]:
     """Per covered drug, the advice its prescribing card would give from ``facts`` (drugs
     without a usable result for their genes are left out: they would get no card). Where
     ``facts`` differ from the ``genetic`` ones (phenoconversion), the advice by genotype alone
     is noted when it differs."""
     drugs = virtual_orders(knowledge)
-    found = _most_severe(recommendations.match(drugs, facts, knowledge, trace), knowledge)
+    found = _most_severe(
+        recommendations.match(drugs, facts, knowledge, trace, therapies), knowledge
+    )
     if facts.get(interactions.GENE) is genetic.get(interactions.GENE):
         return found
-    by_genotype = _most_severe(recommendations.match(drugs, genetic, knowledge, Trace()), knowledge)
+    by_genotype = _most_severe(
+        recommendations.match(drugs, genetic, knowledge, Trace(), therapies), knowledge
+    )
     out = {}
     for drug, advice in found.items():
         before = by_genotype.get(drug)
@@ -166,6 +172,7 @@ def build_cards(
     trace: Trace,
     *,
     no_results_card: bool = False,
+    therapies: dict[str, Therapy] | None = None,
 ) -> list[dict[str, Any]]:
     """The patient-view cards: one summary card, or none (see the module's notes)."""
     if not facts:
@@ -175,7 +182,7 @@ def build_cards(
         trace.add("patient view", "no usable result for a gene the guidelines use: no card")
         return []
     acting = functional_facts(facts, inhibitors, knowledge, trace)
-    advice = drug_advice(acting, facts, knowledge, trace)
+    advice = drug_advice(acting, facts, knowledge, trace, therapies)
     affected = [a for a in advice.values() if a.affected]
     trace.add(
         "patient view",

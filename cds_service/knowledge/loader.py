@@ -145,6 +145,11 @@ class Knowledge:
         return frozenset(r.drug for r in self.recommendations if r.continuing_over_days)
 
     @cached_property
+    def continuing_genes(self) -> frozenset[str]:
+        """Genes and markers whose results a continuing-therapy row depends on."""
+        return frozenset(g for r in self.recommendations if r.continuing_over_days for g in r.when)
+
+    @cached_property
     def inhibitor_by_rxcui(self) -> dict[str, str]:
         """RxNorm codes (products and ingredients) of CYP2D6 inhibitors -> ingredient."""
         table = self.inhibitors

@@ -281,6 +281,8 @@ def _prescribing_advice(summary: str, drug: str) -> str:
         return "Reduced or uncertain response possible"
     if summary.startswith(f"{drug.capitalize()}: advice depends on the activity score"):
         return "Advice depends on the activity score"
+    if summary.startswith(f"{drug.capitalize()}: continue cautiously (taken over 3 months)"):
+        return "Continue cautiously (taken over 3 months)"
     raise AssertionError(f"unknown prescribing summary: {summary}")
 
 

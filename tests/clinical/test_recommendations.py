@@ -65,7 +65,7 @@ def test_carbamazepine_taken_for_more_than_three_months_gets_a_warning(knowledge
     cards, trace = evaluate(knowledge, settings, orders=[on_file(CARBAMAZEPINE, started)])
     [card] = cards
     assert card["indicator"] == "warning"
-    assert card["summary"].startswith("Continue carbamazepine cautiously (taken over 3 months)")
+    assert card["summary"].startswith("Carbamazepine: continue cautiously (taken over 3 months)")
     assert card["source"]["topic"]["code"] == "carbamazepine-hlab1502-pos-continuing"
     detail = shown(card["detail"])
     assert "(CPIC, optional)" in detail and "cautious continued use may be considered" in detail
@@ -204,3 +204,21 @@ def test_a_continuing_row_without_the_row_it_continues_fails_the_knowledge_check
     path.write_text(json.dumps(doc))
     with pytest.raises(KnowledgeError, match="continuing-therapy row needs the row it continues"):
         Knowledge(copy)
+
+
+def test_the_patient_view_tells_the_same_story(call):
+    """Chart opened for a carrier who has taken carbamazepine for months: the summary lists
+    it as the renewal's card would (continue cautiously), oxcarbazepine as avoid."""
+    from test_patient_view import rows, view_request
+
+    prefetch = {
+        **with_results(CARRIER),
+        "activeMedications": bundle(on_file(CARBAMAZEPINE, days_ago(200))),
+        "medicationStatements": bundle(),
+        "patient": None,
+    }
+    status, answer = call(view_request(prefetch))
+    assert status == 200
+    advice = rows(answer["cards"][0]["detail"])
+    assert advice["carbamazepine"].startswith("**Continue cautiously (taken over 3 months)**")
+    assert advice["oxcarbazepine"].startswith("**Avoid**")
