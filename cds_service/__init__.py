@@ -18,7 +18,8 @@ Beside them: ``knowledge`` (the knowledge files' models and loader: the data eve
 (the site's alerting policy and the committee's report) and ``core`` (what every stage
 shares: errors, the decision trace, log-safe references, wording, JSON limits, deadlines, the
 hook request's model). At the top: ``pipeline`` (one hook call), ``cli`` (``pgx-cds``),
-``settings`` (``PGX_CDS_*``) and ``sandbox`` (loading the sandbox kit).
+``settings`` (``PGX_CDS_*``), ``sandbox`` (loading the sandbox kit) and ``worklist`` (the
+pharmacist's worklist: every active order judged by ``pipeline``, as a hook call would).
 
 Imports run one way: a package imports only those ``ALLOWED_IMPORTS`` lists for it (and
 itself), so lower stages never know higher ones (``genomics`` knows nothing of ``web``,
@@ -45,5 +46,6 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "pipeline": _STAGES,
     "web": _STAGES | {"pipeline"},
     "sandbox": frozenset({"core", "settings", "fhir"}),
-    "cli": _STAGES | {"pipeline", "web", "sandbox"},
+    "worklist": _STAGES | {"pipeline"},
+    "cli": _STAGES | {"pipeline", "web", "sandbox", "worklist"},
 }

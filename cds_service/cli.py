@@ -1,4 +1,5 @@
-"""The ``pgx-cds`` command: serve, knowledge check/list, explain, sandbox load, report, purge."""
+"""The ``pgx-cds`` command: serve, knowledge check/list, explain, sandbox load, worklist, report,
+purge."""
 
 from __future__ import annotations
 
@@ -131,6 +132,36 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", type=Path, help="folder of patient bundles (default: sandbox/patients)"
     )
 
+    worklist = sub.add_parser(
+        "worklist",
+        help="list the active orders whose prescribing check gives a warning or critical card "
+        "(read from a FHIR server)",
+    )
+    worklist.add_argument("--fhir-server", required=True, help="the FHIR R4 server's base URL")
+    worklist.add_argument(
+        "--since",
+        help="only orders written, or results issued, on or after this FHIR date or dateTime "
+        "(e.g. 2026-01-31)",
+    )
+    worklist.add_argument("--csv", type=Path, help="write the list as CSV to this file")
+    worklist.add_argument("--html", type=Path, help="write the list as an HTML page to this file")
+    worklist.add_argument(
+        "--task",
+        action="store_true",
+        help="write a FHIR Task for the pharmacist per listed order and advice (the only "
+        "writes; a rerun writes none twice)",
+    )
+    worklist.add_argument(
+        "--budget", type=float, help="seconds for the whole run (default: PGX_CDS_WORKLIST_BUDGET)"
+    )
+    worklist.add_argument(
+        "--max-pages",
+        type=int,
+        help="pages a search may have at most (default: PGX_CDS_WORKLIST_MAX_PAGES)",
+    )
+    worklist.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_token_options(worklist)
+
     from .governance.report import add_commands
 
     add_commands(sub)
@@ -176,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     if args.command == "explain":
         return _explain(settings, _request_path(args.request), args.fhir, token)
+    if args.command == "worklist":
+        from .worklist.command import worklist
+
+        return worklist(settings, args, token)
     if not args.fhir:
         return _fail("sandbox load needs --fhir URL (the FHIR R4 server to load)")
     return _sandbox_load(args.fhir, token, args.dir)

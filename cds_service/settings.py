@@ -148,6 +148,20 @@ class Settings(BaseSettings):
         le=50,
         description="How many search result pages (next links) to follow at most.",
     )
+    worklist_budget: float = Field(
+        default=1800.0,
+        gt=0,
+        le=86400,
+        description="`pgx-cds worklist`: seconds in total for a run (each single FHIR read "
+        "stays within PGX_CDS_FHIR_TIMEOUT and PGX_CDS_FHIR_BUDGET); `--budget` overrides it.",
+    )
+    worklist_max_pages: int = Field(
+        default=200,
+        ge=1,
+        le=100_000,
+        description="`pgx-cds worklist`: pages of 100 a search may have at most (the searches "
+        "for all active orders of a drug are long); `--max-pages` overrides it.",
+    )
     hash_key: str | None = Field(
         default=None,
         description="Key for the keyed hashes of patient and order ids in the card log; "
