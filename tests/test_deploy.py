@@ -109,3 +109,58 @@ def test_compose_images_are_fully_qualified():
     for name, service in compose["services"].items():
         registry = service["image"].split("/")[0]
         assert "." in registry or registry == "localhost", (name, service["image"])
+
+
+def test_the_worklist_runs_nightly_as_locked_down_as_the_service(monkeypatch):
+    cronjob = _kind("CronJob")
+    spec = cronjob["spec"]
+    minute, hour, *every_day = spec["schedule"].split()
+    assert every_day == ["*", "*", "*"] and minute.isdigit() and hour.isdigit()
+    assert spec["concurrencyPolicy"] == "Forbid"
+    job = spec["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert (
+        container["image"]
+        == _kind("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert set(env) <= SETTINGS
+    # the job's own deadline is the backstop: the run stops itself first
+    assert job["activeDeadlineSeconds"] > float(env["PGX_CDS_WORKLIST_BUDGET"])
+    command = container["command"]
+    assert command[:2] == ["pgx-cds", "worklist"]
+
+    def given(flag: str) -> str:
+        return command[command.index(flag) + 1]
+
+    # the server is one the site allows; its token a mounted secret file, not an argument
+    assert given("--fhir-server") in _kind("ConfigMap")["data"]["PGX_CDS_FHIR_SERVERS"].split(",")
+    assert "--token" not in command
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[str(Path(given("--token-file")).parent)]["readOnly"] is True
+    # it writes its lists to the worklist volume, and nowhere else but /tmp
+    assert [p for p, m in mounts.items() if not m.get("readOnly")] == ["/worklist", "/tmp"]
+    assert given("--html").startswith("/worklist/") and given("--csv").startswith("/worklist/")
+    claims = {v["name"]: v for v in pod["volumes"]}
+    claim = claims[mounts["/worklist"]["name"]]["persistentVolumeClaim"]["claimName"]
+    assert claim == _kind("PersistentVolumeClaim")["metadata"]["name"]
+    # the command line is one pgx-cds accepts
+    from cds_service import cli
+
+    seen = []
+    monkeypatch.setattr(
+        "cds_service.worklist.command.worklist", lambda s, args, token: seen.append(args) or 0
+    )
+    monkeypatch.setattr(cli, "_token", lambda args: None)
+    assert cli.main(command[1:]) == 0
+    assert seen[0].html == Path("/worklist/worklist.html")
