@@ -102,12 +102,13 @@ def _suffix(order_type: str, changed: str, include: str | None) -> str:
 
 def _each(reader: Reader, found: Found, order_type: str, queries: list[str], how: str) -> None:
     what = f"{order_type} {how}"
+    before = len(found.orders)
     for number, query in enumerate(queries, 1):
         try:
             found.add(reader.search(query, f"{what} ({number}/{len(queries)})"), order_type)
         except SearchFailed as exc:
             found.problems.append(str(exc))
-    reader.progress(f"{what}: {sum(k.startswith(order_type) for k in found.orders)} so far")
+    reader.progress(f"{what}: {len(found.orders) - before} found in {len(queries)} search(es)")
 
 
 def _by_medication(

@@ -161,7 +161,7 @@ def _html_row(r: Row) -> str:
     indicator = r.indicator if r.indicator in ("critical", "warning") else ""
     result = e(r.result_date) if r.result_date else "&ndash;"
     if r.result_issued:
-        result += f"<br><small>issued {e(r.result_issued)}</small>"
+        result += f"<br><small>issued {e(r.result_issued[:10])}</small>"
     return (
         f'<tr class="{indicator}"><td><input type="checkbox" aria-label="done"></td>'
         f'<td><span class="badge">{e(r.indicator)}</span><br>{e(r.summary)}</td>'

@@ -137,6 +137,32 @@ def write_seed(folder: Path) -> Path:
     return folder
 
 
+def write_sandbox_orders(folder: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every sandbox patient under a ``wls-`` id, with an active order for each drug its
+    ``index.json`` entry tries; returns (patient, order, the try)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index, tries = [], []
+    for patient in json.loads((PATIENTS / "index.json").read_text(encoding="utf-8")):
+        source = patient["id"]
+        new = "wls-" + source.removeprefix("pgx-")
+        bundle = json.loads(
+            (PATIENTS / f"{source}.json").read_text(encoding="utf-8").replace(source, new)
+        )
+        for attempt in patient["try"]:
+            order = _order(new, attempt["order"], (attempt["order"], attempt["order_display"]))
+            bundle["entry"].append(
+                {
+                    "resource": order,
+                    "request": {"method": "PUT", "url": f"MedicationRequest/{order['id']}"},
+                }
+            )
+            tries.append((f"Patient/{new}", f"MedicationRequest/{order['id']}", attempt))
+        (folder / f"{new}.json").write_text(json.dumps(bundle), encoding="utf-8")
+        index.append({"id": new, "name": new, "try": []})
+    (folder / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    return tries
+
+
 def _pgx(*args: str, token: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PGX_CDS, *args],
@@ -263,3 +289,38 @@ def test_tasks_are_written_once(fhir_server, seeded, tmp_path):
     assert tramadol["status"] == "requested" and tramadol["priority"] == "urgent"
     assert tramadol["description"].startswith("Avoid tramadol")
     assert "already there" in done.stdout
+
+
+def test_every_sandbox_scenario_is_listed_as_its_hook_card_says(fhir_server, tmp_path):
+    """Each sandbox patient on every drug its scenarios try: the worklist lists exactly the
+    orders whose hook card (sandbox/patients/index.json) is warning or critical, with that
+    card's summary: results, phenoconversion, age rules and HLA as a hook call reads them."""
+    tries = write_sandbox_orders(tmp_path / "sandbox")
+    loaded = _pgx(
+        "sandbox",
+        "load",
+        "--fhir",
+        fhir_server.base_url,
+        "--dir",
+        str(tmp_path / "sandbox"),
+        token=fhir_server.token,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    table = tmp_path / "all.csv"
+    done = _pgx(
+        "worklist",
+        "--fhir-server",
+        fhir_server.base_url,
+        "--csv",
+        str(table),
+        "--quiet",
+        token=fhir_server.token,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in csv.DictReader(table.open(encoding="utf-8")) if "/wls-" in r["patient"]]
+    listed = {(r["patient"], r["order"]): r for r in rows}
+    expected = {(p, o): t for p, o, t in tries if t["indicator"] in ("warning", "critical")}
+    assert listed.keys() == expected.keys()
+    for key, attempt in expected.items():
+        assert listed[key]["indicator"] == attempt["indicator"], key
+        assert attempt["expect"].startswith(listed[key]["summary"]), key
