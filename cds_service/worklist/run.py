@@ -7,6 +7,7 @@ Progress goes to ``progress`` (stderr): counts and phases, never a patient or or
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,7 @@ from .reader import PATIENTS_PER_SEARCH, OutOfTime, Reader
 from .tasks import TaskReport, write_tasks
 
 _RANK = {"critical": 0, "warning": 1}
+log = logging.getLogger("cds_service.worklist")
 
 
 @dataclass
@@ -128,6 +130,11 @@ def _judge_all(
                     )
                 except ClientError as exc:
                     outcome.unjudged.append((f"Patient/{patient}", reference, exc.message))
+                    continue
+                except Exception as exc:  # a bug: this order unjudged, the others go on
+                    log.error("unexpected error judging an order: %s", type(exc).__name__)
+                    why = f"an unexpected error in the service ({type(exc).__name__})"
+                    outcome.unjudged.append((f"Patient/{patient}", reference, why))
                     continue
                 outcome.judged += 1
                 outcome.rows += [r for r in rows if _new(r, since_date)]

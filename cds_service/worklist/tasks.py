@@ -26,6 +26,7 @@ from urllib.parse import quote
 from ..core.deadlines import WATCHDOG
 from ..fhir.addresses import Watch, current
 from ..fhir.limits import READ_ERRORS
+from ..fhir.session import proxies_for
 from ..fhir.values import as_str, objects
 from .judge import Row
 from .reader import PAGE_SIZE, OutOfTime, Reader, SearchFailed, joined
@@ -148,6 +149,7 @@ def _post(reader: Reader, resource: dict[str, Any], value: str) -> int | None:
             headers=headers,
             timeout=(timeout, timeout),
             allow_redirects=False,
+            proxies=proxies_for(reader.base),  # (as the reads: the session ignores the env)
             stream=True,  # the answer's body is not needed: only its status is read
         ) as response:
             return response.status_code

@@ -187,3 +187,25 @@ def test_help_names_every_option(capsys):
         "--quiet",
     ):
         assert option in text
+
+
+def test_an_order_that_breaks_the_service_is_unjudged_and_the_others_go_on(
+    seeded, capsys, monkeypatch
+):
+    from cds_service.pipeline import Engine
+
+    real = Engine.evaluate
+
+    def fails_for_one(self, request, **kwargs):
+        if request.patient_id == "secret-nm":
+            raise RuntimeError("a bug, with secret-nm in its message")
+        return real(self, request, **kwargs)
+
+    monkeypatch.setattr(Engine, "evaluate", fails_for_one)
+    code, out, err = worklist(capsys, "--quiet")
+    assert code == 1 and "MedicationRequest/secret-order" in out
+    assert "not judged: Patient/secret-nm  MedicationRequest/nm-order" in out
+    assert (
+        "1 order(s) could not be judged: an unexpected error in the service (RuntimeError)" in err
+    )
+    assert "secret" not in err
