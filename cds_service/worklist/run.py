@@ -122,7 +122,10 @@ def _judge_all(
         for patient in group:
             if reader.left() <= 0:
                 raise OutOfTime("the run's time budget (--budget) is spent")
-            results = results_of(engine, patient, prefetch[patient], fhir_server)
+            try:
+                results = results_of(engine, patient, prefetch[patient], fhir_server)
+            except Exception:  # (the judging below meets the same problem and says so)
+                results = None
             for reference, resource in by_patient[patient]:
                 try:
                     rows = judge.order(
