@@ -181,6 +181,7 @@ class Judge:
         knowledge = engine.knowledge
         self.recommendations = {r.id: r for r in knowledge.recommendations}
         self.label_rules = {r.id: r for r in knowledge.label_rules}
+        self.unclear_rules = {r.id: r for r in knowledge.unclear_rules}
 
     def order(
         self,
@@ -218,10 +219,13 @@ class Judge:
     ) -> Row:
         topic = as_str(as_dict(as_dict(card.get("source")).get("topic")).get("code"))
         recommendation = self.recommendations.get(topic)
+        unclear = self.unclear_rules.get(topic)
         rule = self.label_rules.get(topic)
-        genes = recommendation.genes if recommendation else ()
+        genes: tuple[str, ...] = ()
         if recommendation:
-            drug = recommendation.drug
+            drug, genes = recommendation.drug, recommendation.genes
+        elif unclear:
+            drug, genes = unclear.drug, (unclear.marker,)
         elif rule:
             drug = rule.drug
         else:
@@ -243,9 +247,10 @@ class Judge:
             result_date=result_date,
             result_issued=issued,
             recommendation=topic,
-            # a card resting on results whose date is unknown: unknown (kept by --since)
+            # an age rule rests on the order alone; a card on results whose date is unknown
+            # (or on what the worklist does not know): unknown, kept by --since
             changed_since=_latest(written, issued or result_date)
-            if result_date or issued or not genes
+            if result_date or issued or rule
             else "",
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from builders import phenotype_obs
+from builders import gene_component, phenotype_obs
 from conftest import BASE, TOKEN, order, patient, with_site
 
 from cds_service.core.errors import ClientError
@@ -166,3 +166,26 @@ def test_advice_is_the_first_paragraph_as_plain_text():
     )
     assert advice(detail) == "Recommendation (CPIC, strong): Use *4 guideline text."
     assert advice("") == ""
+
+
+def test_typing_that_cannot_exclude_hla_b_15_02_is_listed_and_kept_by_since(engine):
+    """An unclear result's card (knowledge/rules/unclear_results.json) is a warning on the
+    worklist too; with no date the worklist can read, --since keeps it."""
+    low_resolution = {
+        "resourceType": "Observation",
+        "id": "hla-low",
+        "status": "final",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "84414-2"}]},
+        "valueCodeableConcept": {"text": "HLA-B*15"},
+        "component": [gene_component("HLA-B")],
+    }
+    carbamazepine = ("308979", "carbamazepine 200 MG Oral Tablet")
+    [row] = judge(engine, order("rx-1", "p1", carbamazepine), prefetch(low_resolution))
+    assert (row.indicator, row.recommendation, row.drug, row.genes) == (
+        "warning",
+        "carbamazepine-hlab1502-unclear",
+        "carbamazepine",
+        "HLA-B*15:02",
+    )
+    assert (row.result_date, row.changed_since) == ("", "")  # the result has no date
