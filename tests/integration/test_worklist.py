@@ -16,6 +16,7 @@ import csv
 import json
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,7 @@ def _order(
         "subject": {"reference": f"Patient/{patient}"},
         "medicationCodeableConcept": _medication(code),
         "authoredOn": "2025-03-02",
-        **more,
-    }
+    } | more
 
 
 #: new id -> (sandbox patient it copies, the resources to add)
@@ -138,9 +138,12 @@ def write_seed(folder: Path) -> Path:
 
 
 def write_sandbox_orders(folder: Path) -> list[tuple[str, str, dict[str, Any]]]:
-    """Every sandbox patient under a ``wls-`` id, with an active order for each drug its
-    ``index.json`` entry tries; returns (patient, order, the try)."""
+    """Every sandbox patient under a ``wls-`` id, with an order written today (a new start, as
+    at a hook call) for each drug its ``index.json`` entry tries; returns (patient, order,
+    the try), the chart's own active orders of a tried drug included (they get its card too:
+    the continuing carbamazepine of ``pgx-hla-b1502-continuing``)."""
     folder.mkdir(parents=True, exist_ok=True)
+    today = date.today().isoformat()
     index, tries = [], []
     for patient in json.loads((PATIENTS / "index.json").read_text(encoding="utf-8")):
         source = patient["id"]
@@ -148,8 +151,10 @@ def write_sandbox_orders(folder: Path) -> list[tuple[str, str, dict[str, Any]]]:
         bundle = json.loads(
             (PATIENTS / f"{source}.json").read_text(encoding="utf-8").replace(source, new)
         )
+        on_file = [e["resource"] for e in bundle["entry"]]
         for attempt in patient["try"]:
-            order = _order(new, attempt["order"], (attempt["order"], attempt["order_display"]))
+            code = (attempt["order"], attempt["order_display"])
+            order = _order(new, attempt["order"], code, authoredOn=today)
             bundle["entry"].append(
                 {
                     "resource": order,
@@ -157,6 +162,13 @@ def write_sandbox_orders(folder: Path) -> list[tuple[str, str, dict[str, Any]]]:
                 }
             )
             tries.append((f"Patient/{new}", f"MedicationRequest/{order['id']}", attempt))
+            tries += [
+                (f"Patient/{new}", f"{r['resourceType']}/{r['id']}", attempt)
+                for r in on_file
+                if r["resourceType"] in ("MedicationRequest", "MedicationStatement")
+                and r.get("status") in ("active", "on-hold")
+                and attempt["order"] in json.dumps(r.get("medicationCodeableConcept"))
+            ]
         (folder / f"{new}.json").write_text(json.dumps(bundle), encoding="utf-8")
         index.append({"id": new, "name": new, "try": []})
     (folder / "index.json").write_text(json.dumps(index), encoding="utf-8")
