@@ -229,6 +229,7 @@ class Engine:
                     shown=shown,
                     trace=trace,
                     session=session,
+                    client=request.client,
                 )
 
         if later is None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import math
 import os
+import re
 from functools import lru_cache
 from importlib import resources
 from importlib import util as import_util
@@ -162,10 +165,42 @@ class Settings(BaseSettings):
         description="`pgx-cds worklist`: pages of 100 a search may have at most (the searches "
         "for all active orders of a drug are long); `--max-pages` overrides it.",
     )
-    hash_key: str | None = Field(
+    hash_key: SecretStr | None = Field(
         default=None,
-        description="Key for the keyed hashes of patient and order ids in the card log; "
-        "unset: a random key is made once and kept in the database (shared by replicas).",
+        description="Key of the keyed hashes of patient and order ids in the card log: at least "
+        "32 random bytes written as hex or base64 (`openssl rand -hex 32`); older keys follow "
+        "it, comma-separated, while rows hashed with them are still checked (rotation). "
+        "Required (or PGX_CDS_HASH_KEY_FILE) with PGX_CDS_TRUSTED_ISSUERS; unset without "
+        "them: a random key kept in the database (testing only).",
+    )
+    hash_key_file: Path | None = Field(
+        default=None,
+        description="File holding PGX_CDS_HASH_KEY's value (a mounted secret): the current key "
+        "first, older ones after it, one a line.",
+    )
+    feedback_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Feedback items stored per client a minute at most (counted in the "
+        "database, across replicas); more is a 429.",
+    )
+    feedback_unknown_per_hour: int = Field(
+        default=100,
+        ge=1,
+        description="Feedback items per client an hour about cards the card log does not know "
+        "(yet: a card another replica is still writing) at most; more is a 429.",
+    )
+    replay_fallback: Literal["pod", "refuse"] = Field(
+        default="pod",
+        description="While the database is unreachable: `pod` checks client-JWT replays in a "
+        "file shared by the pod's workers (a token may then pass once per replica); "
+        "`refuse` answers authenticated calls 503 instead.",
+    )
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="With client authentication, allow http:// key-set and FHIR URLs on hosts "
+        "other than this machine (loopback is always allowed); logged at start. Never in "
+        "production: keys and patient data would cross the network in clear.",
     )
     pretest_drugs: str = Field(
         default="",
@@ -225,7 +260,30 @@ class Settings(BaseSettings):
                 "checked against the service's public URL, never the request's Host header"
             )
         self.check_fhir_allowlist()
+        self.hash_keys()  # (ValueError naming what is wrong)
+        self.check_transport()
         return self
+
+    def check_transport(self) -> None:
+        """With client authentication, key sets and FHIR servers must be https:// (an
+        http:// one on this machine's loopback, or with ``allow_insecure_http``, passes):
+        ValueError naming the first that is not."""
+        if not self.trusted_issuers or self.allow_insecure_http:
+            return
+        urls = [("key set (JWKS) URL", u) for u in self.trusted_issuers.values()]
+        urls += [("FHIR server", u) for u in self.fhir_server_list()]
+        urls += [("FHIR server", u) for us in self.issuer_fhir_servers.values() for u in us]
+        for what, url in urls:
+            if insecure_http(url):
+                raise ValueError(
+                    f"the {what} {url!r} is http://: with PGX_CDS_TRUSTED_ISSUERS only https:// "
+                    "(or http:// on this machine's loopback) is accepted; "
+                    "PGX_CDS_ALLOW_INSECURE_HTTP=true allows it (testing only)"
+                )
+
+    def check(self) -> None:
+        """The checks across settings, again (settings made with ``model_copy`` skip them)."""
+        self._audience()
 
     def check_fhir_allowlist(self) -> None:
         """With client authentication, the FHIR servers must be listed (ValueError if not)."""
@@ -236,6 +294,36 @@ class Settings(BaseSettings):
                 "is required with PGX_CDS_TRUSTED_ISSUERS: an authenticated service must not "
                 "send requests (with the EHR's token) to any server a caller names"
             )
+
+    def hash_keys(self) -> list[bytes]:
+        """The card log's hashing keys, the current one first (``[]``: none configured, the
+        key kept in the database is used). ValueError when a key is too short or not
+        random-looking, when both settings are given, or when client authentication is on
+        and no key is configured (a key kept in the database it protects is no protection)."""
+        if self.hash_key is not None and self.hash_key_file is not None:
+            raise ValueError("set PGX_CDS_HASH_KEY or PGX_CDS_HASH_KEY_FILE, not both")
+        if self.hash_key_file is not None:
+            text, where = _read_key_file(self.hash_key_file), "PGX_CDS_HASH_KEY_FILE"
+        elif self.hash_key is not None:
+            text, where = self.hash_key.get_secret_value(), "PGX_CDS_HASH_KEY"
+        else:
+            text, where = "", ""
+        keys = [k for k in re.split(r"[\s,]+", text) if k]
+        if where and not keys:
+            raise ValueError(f"{where} holds no key")
+        if not keys and self.trusted_issuers:
+            raise ValueError(
+                "PGX_CDS_HASH_KEY (or PGX_CDS_HASH_KEY_FILE) is required with "
+                "PGX_CDS_TRUSTED_ISSUERS: the card log's patient hashes must not be keyed by a "
+                "key kept in the same database (make one with `openssl rand -hex 32`)"
+            )
+        for position, key in enumerate(keys):
+            problem = hash_key_problem(key)
+            if problem:
+                which = "the key" if position == 0 else f"older key {position}"
+                raise ValueError(f"{where}: {which} {problem}")
+        # the key's text is the HMAC key (as before: a key set earlier hashes alike)
+        return [k.encode("ascii") for k in keys]
 
     @field_validator("database_url")
     @classmethod
@@ -272,6 +360,8 @@ class Settings(BaseSettings):
     @classmethod
     def _trusted_issuers(cls, value: dict[str, str]) -> dict[str, str]:
         for issuer, jwks in value.items():
+            if len(issuer) > 255:
+                raise ValueError(f"the issuer {issuer[:40]!r}… is longer than 255 characters")
             _require_http_urls([jwks], "key set (JWKS) URL", issuer)
         return value
 
@@ -305,6 +395,20 @@ class Settings(BaseSettings):
         return url in allowed
 
 
+def insecure_http(url: str) -> bool:
+    """Is ``url`` plain http:// to a host other than this machine's loopback?"""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def _is_http_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
@@ -334,6 +438,49 @@ def describe_database(url: str) -> str:
     netloc, slash, path = location.partition("/")
     host = netloc.rpartition("@")[2]
     return f"{scheme}://{host}{slash}{path}"
+
+
+#: The shortest hashing key accepted, in bytes (HMAC-SHA256's own key size).
+MIN_HASH_KEY_BYTES = 32
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def hash_key_problem(key: str) -> str | None:
+    """What makes ``key`` unfit to key the card log's hashes (None: fit). It must be hex or
+    base64 of at least 32 bytes that look random: patient ids are few enough to hash them
+    all, so a guessable key gives them back."""
+    if re.fullmatch(r"[0-9a-fA-F]+", key) and len(key) % 2 == 0:
+        raw = bytes.fromhex(key)
+    elif re.fullmatch(r"[A-Za-z0-9+/_-]+={0,2}", key):
+        padded = key.replace("-", "+").replace("_", "/").rstrip("=")
+        try:
+            raw = base64.b64decode(padded + "=" * (-len(padded) % 4), validate=True)
+        except ValueError:
+            return "is not hex or base64"
+    else:
+        return "is not hex or base64 (make one with `openssl rand -hex 32`)"
+    if len(raw) < MIN_HASH_KEY_BYTES:
+        return (
+            f"is {len(raw)} byte(s); at least {MIN_HASH_KEY_BYTES} random bytes are needed "
+            "(`openssl rand -hex 32`)"
+        )
+    if len(set(raw)) < 16:  # 32 random bytes have about 30 distinct values
+        return "does not look random (too few distinct bytes); make one with `openssl rand -hex 32`"
+    return None
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"PGX_CDS_HASH_KEY_FILE: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise ValueError(f"PGX_CDS_HASH_KEY_FILE: {path} is larger than a key file can be")
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError(f"PGX_CDS_HASH_KEY_FILE: {path} is not hex or base64 text") from None
 
 
 def database_url_problem(url: str) -> str | None:

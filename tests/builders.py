@@ -334,3 +334,8 @@ def shown(markdown: str) -> str:
     import re
 
     return re.sub(r"\\(.)", r"\1", markdown)
+
+
+#: A hashing key for the card log as a site makes one (``openssl rand -hex 32``): required
+#: with client authentication.
+HASH_KEY = "3f1c9a7be24d5086c1f7e9a2b4d6083e5a7c9e1f3b5d7092a4c6e8f0b2d4f617"

@@ -8,8 +8,9 @@ import time
 import uuid
 
 import jwt
-from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from builders import APAP_CODEINE, HASH_KEY, hook_request, med_order, phenotype_obs, with_results
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pydantic import SecretStr
 
 from cds_service.web.app import create_app
 
@@ -45,6 +46,7 @@ def make_client(settings, jwks_url=JKU):
                 "trusted_issuers": {ISSUER: jwks_url},
                 "public_url": BASE,
                 "fhir_servers": "https://ehr.example.org/fhir",
+                "hash_key": SecretStr(HASH_KEY),
             }
         )
     )

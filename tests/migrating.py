@@ -41,5 +41,9 @@ def create_pre_migration_schema(engine) -> None:  # type: ignore[no-untyped-def]
     from cds_service.store.tables import feedback_table
 
     old = MetaData()
-    Table("feedback", old, *(c.copy() for c in feedback_table.columns if c.name != "card_known"))
+    Table(
+        "feedback",
+        old,
+        *(c.copy() for c in feedback_table.columns if c.name not in ("card_known", "client")),
+    )
     old.create_all(engine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ClientError
 
@@ -35,6 +35,17 @@ class HookRequest(BaseModel):
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
+    #: the authenticated client (JWT ``iss``) that made the call: set by the edge, never
+    #: read from the body
+    _client: str | None = PrivateAttr(default=None)
+
+    @property
+    def client(self) -> str | None:
+        return self._client
+
+    def authenticated_as(self, client: str | None) -> HookRequest:
+        self._client = client
+        return self
 
     @field_validator("fhirServer")
     @classmethod

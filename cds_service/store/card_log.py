@@ -3,8 +3,9 @@
 One row per card (its uuid, when, hook and service, drug, genes, phenotype, recommendation,
 indicator, knowledge version, whether it was shown), with keyed hashes (HMAC-SHA256) of the
 patient and of the order so repeated cards can be counted and suppressed without anyone being
-identified. The key is random, made once and kept in the database, so every replica hashes
-alike; ``PGX_CDS_HASH_KEY`` sets it explicitly.
+identified. The key comes from outside the database (``PGX_CDS_HASH_KEY`` or a mounted
+secret file) and may be rotated: see ``keys``. Each row names its key and the authenticated
+client the card was issued to (only that client may give feedback on it).
 
 Feedback refers to these rows: an override with a reason marks the card's advice for that
 order as overridden, and the same advice for the same order is not shown again within the
@@ -12,9 +13,9 @@ ordering session: the same draft order, clinician and encounter, within ``SESSIO
 public sandbox gives every draft the same id, and many testers share its patients).
 
 Logging a card never fails a hook call and never delays it: rows are written by a background
-writer (flushed at exit); a database fault is logged and the cards are still returned. A fault
-on the hook path (the override check) pauses that check for ``DOWN_SECONDS``, not the logging:
-the writer still gets every card once the key is known. The
+writer (``card_writer``), which keeps them while the database is down and writes them when it
+is back (bounded; real losses are counted). A fault on the hook path (the override check)
+pauses that check for ``DOWN_SECONDS``, not the logging. The
 check for earlier overrides asks the database only when some card was overridden recently
 (known to every replica within ``OVERRIDE_CHECK_SECONDS``).
 
@@ -24,13 +25,9 @@ replica's writer; ``link_feedback`` joins the two whichever is stored second.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import hmac
 import logging
-import queue
-import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,8 +45,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..core.trace import Trace
+from . import keys
+from .card_writer import CardWriter
 from .db_guard import Bounded
-from .tables import as_utc, card_log_table, feedback_table, service_key_table
+from .tables import as_utc, card_log_table, feedback_table
 
 log = logging.getLogger("cds_service.card_log")
 
@@ -60,13 +59,6 @@ DOWN_SECONDS = 15.0
 #: The longest a hook call waits for the card log's database (it answers in milliseconds):
 #: then it goes on without the check, as when the database is down.
 HOOK_DB_SECONDS = 0.5
-#: At most this many calls' cards in one write.
-WRITE_BATCH = 100
-#: The writer gathers the cards of the calls made within this long into one write (sooner
-#: when asked to flush): its database work, a few tenths of a millisecond of CPU a write, is
-#: then paid once for many calls, not at the start of each next call, where it would hold
-#: the interpreter lock while that call builds its FHIR reads.
-WRITE_DELAY = 0.2
 
 
 #: When a card was last overridden: asked on the hook path, answered from the index above.
@@ -93,19 +85,42 @@ def ordering_session(context: dict[str, Any]) -> str:
 
 
 class CardLog:
-    def __init__(self, engine: Engine, key: str | None = None, *, background: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        key: str | bytes | list[bytes] | None = None,
+        *,
+        background: bool = True,
+        on_lost: Callable[[int], None] | None = None,
+    ) -> None:
+        """``key``: the configured hashing keys, the current one first (a single key may be
+        given alone); None: the key kept in the database (testing only). ``on_lost``: told
+        how many cards could not be logged at all (counted in a metric)."""
         self.engine = engine
-        self._key = key.encode() if key else None
+        secrets_ = [key] if isinstance(key, str | bytes) else list(key or [])
+        self._keys = keys.configured([s.encode() if isinstance(s, str) else s for s in secrets_])
+        self._key: keys.HashKey | None = self._keys[0] if self._keys else None
+        self._stored_dropped = not self._keys  # a configured key: the stored one goes
         self._latest_override: tuple[float, datetime | None] = (0.0, None)
-        self._queue: queue.Queue[list[dict[str, Any]] | None] | None = None
-        self._writer: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._hurry = threading.Event()  # flush: write what is queued now, not after the delay
         self.background = background
+        self._writer = CardWriter(lambda rows: self._write(rows), on_lost)
         self._down_until = 0.0  # after a database fault, hook calls skip it for a while
         self._bounded = Bounded(engine, "card-log")
         #: told the key once it is known (the log's patient references are keyed from it)
         self.on_key: Callable[[bytes], None] | None = None
+
+    @property
+    def configured_key(self) -> bool:
+        """Does the key come from the settings (not from the database)?"""
+        return bool(self._keys)
+
+    @property
+    def on_lost(self) -> Callable[[int], None] | None:
+        return self._writer.on_lost
+
+    @on_lost.setter
+    def on_lost(self, tell: Callable[[int], None] | None) -> None:
+        self._writer.on_lost = tell
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -115,18 +130,40 @@ class CardLog:
         log.warning("card log unavailable (%s): %s", type(exc).__name__, what)
         trace.add("card log", f"the database is unavailable: {what}")
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[dict[str, Any]]) -> bool:
+        """Insert the rows (the writer's work); False if the database refused them."""
         try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(card_log_table), rows)
+            if not self._stored_dropped:
+                keys.drop_stored(self.engine)
+                self._stored_dropped = True
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(card_log_table), rows)
+            except IntegrityError:
+                # a retry of rows whose commit was not acknowledged: write the rest only
+                uuids = [r["card_uuid"] for r in rows]
+                with self.engine.begin() as conn:
+                    there = set(
+                        conn.execute(
+                            select(card_log_table.c.card_uuid).where(
+                                card_log_table.c.card_uuid.in_(uuids)
+                            )
+                        ).scalars()
+                    )
+                    rest = [r for r in rows if r["card_uuid"] not in there]
+                    if rest:
+                        conn.execute(insert(card_log_table), rest)
         except SQLAlchemyError as exc:
             log.warning(
-                "card log unavailable (%s): %d card(s) not logged", type(exc).__name__, len(rows)
+                "card log unavailable (%s): %d card(s) kept for later",
+                type(exc).__name__,
+                len(rows),
             )
-            return
+            return False
         # feedback about these cards may have reached another replica while they were queued
         if self.link_feedback([r["card_uuid"] for r in rows]):
             self.forget_cache()
+        return True
 
     def link_feedback(self, card_uuids: list[str]) -> bool:
         """Join feedback that was stored before its card to the card.
@@ -144,27 +181,35 @@ class CardLog:
         try:
             with self.engine.begin() as conn:
                 early = conn.execute(
-                    select(f.card_uuid, f.outcome, f.override_reason_code, f.received_at).where(
-                        f.card_uuid.in_(card_uuids), f.card_known.is_(False)
-                    )
+                    select(
+                        f.id,
+                        f.card_uuid,
+                        f.outcome,
+                        f.override_reason_code,
+                        f.received_at,
+                        f.client,
+                    ).where(f.card_uuid.in_(card_uuids), f.card_known.is_(False))
                 ).all()
                 if not early:
                     return False
-                known = set(
+                issued_to = dict(
                     conn.execute(
-                        select(c.card_uuid).where(c.card_uuid.in_({r[0] for r in early}))
-                    ).scalars()
+                        select(c.card_uuid, c.client).where(c.card_uuid.in_({r[1] for r in early}))
+                    ).all()
                 )
-                if not known:
+                # only the client the card was issued to may give feedback on it: another's
+                # stays unlinked (counted as about an unknown card, never an override)
+                mine = [r for r in early if r[1] in issued_to and issued_to[r[1]] == r[5]]
+                if not mine:
                     return False
                 conn.execute(
                     update(feedback_table)
-                    .where(f.card_uuid.in_(known), f.card_known.is_(False))
+                    .where(f.id.in_([r[0] for r in mine]))
                     .values(card_known=True)
                 )
                 overridden: dict[str, datetime] = {}
-                for uuid, outcome, reason, received in early:
-                    if uuid in known and outcome == "overridden" and reason:
+                for _, uuid, outcome, reason, received, _ in mine:
+                    if outcome == "overridden" and reason:
                         overridden[uuid] = min(received, overridden.get(uuid, received))
                 for uuid, received in overridden.items():
                     conn.execute(
@@ -178,90 +223,40 @@ class CardLog:
         return bool(overridden)
 
     def _enqueue(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._queue = queue.Queue(maxsize=10_000)
-                self._writer = threading.Thread(
-                    target=self._drain, name="card-log-writer", daemon=True
-                )
-                self._writer.start()
-                atexit.register(self.flush)
-        assert self._queue is not None
-        try:
-            self._queue.put_nowait(rows)
-        except queue.Full:
-            log.warning("card log queue full: %d card(s) not logged", len(rows))
+        self._writer.put(rows)
 
-    def _drain(self) -> None:
-        """Write what is queued, in one transaction for all the calls queued within
-        ``WRITE_DELAY`` (one commit and one feedback check for many calls, not one per call)."""
-        assert self._queue is not None
-        while True:
-            batch = [self._queue.get()]
-            if batch[0] is not None:
-                self._hurry.wait(WRITE_DELAY)
-            self._hurry.clear()
-            while len(batch) < WRITE_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            rows = [row for item in batch if item is not None for row in item]
-            if rows:
-                self._write(rows)
-            for _ in batch:
-                self._queue.task_done()
-            if None in batch:
-                return
+    def flush(self, timeout: float | None = None, *, kept: bool = True) -> bool:
+        """Wait until every card handed to the writer is written, at most ``timeout``
+        seconds; False if some are still waiting then (``kept``: also those kept while the
+        database was down)."""
+        return self._writer.flush(timeout, kept=kept)
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued row is written (tests, shutdown, before feedback is
-        stored), at most ``timeout`` seconds; False if rows are still waiting then."""
-        q = self._queue
-        if q is None or self._writer is None or not self._writer.is_alive():
-            return True
-        end = None if timeout is None else time.monotonic() + timeout
-        with q.all_tasks_done:
-            while q.unfinished_tasks:
-                self._hurry.set()  # (again: the writer may have taken the last call's hurry)
-                remaining = None if end is None else end - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                q.all_tasks_done.wait(0.05 if remaining is None else min(remaining, 0.05))
-        return True
+    @property
+    def lost(self) -> int:
+        """Cards this process could not log at all."""
+        return self._writer.lost
 
     def key(self, timeout: float = HOOK_DB_SECONDS) -> bytes:
-        """The service's hashing key (read at start with a longer ``timeout``; asked again
-        only if the database was down then)."""
+        """The current hashing key (the configured one; else the one kept in the database,
+        read at start with a longer ``timeout`` and asked again only if the database was
+        down then)."""
+        return self._current(timeout).secret
+
+    def _current(self, timeout: float = HOOK_DB_SECONDS) -> keys.HashKey:
         if self._key is None:
-            self._key = self._bounded.run(self._stored_key, timeout)
+            self._key = self._bounded.run(lambda: keys.stored(self.engine), timeout)
         if self.on_key is not None:  # told once, however the key became known
             self.on_key, tell = None, self.on_key
-            tell(self._key)
+            tell(self._key.secret)
         return self._key
 
-    def _stored_key(self) -> bytes:
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                select(service_key_table.c.value).where(service_key_table.c.name == "hash")
-            ).first()
-            if row is not None:
-                return str(row[0]).encode()
-        value = secrets.token_hex(32)
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(service_key_table).values(name="hash", value=value))
-        except IntegrityError:
-            pass  # another replica made it first: use theirs
-        with self.engine.begin() as conn:
-            stored = conn.execute(
-                select(service_key_table.c.value).where(service_key_table.c.name == "hash")
-            ).scalar_one()
-        return str(stored).encode()
+    def _all_keys(self) -> list[keys.HashKey]:
+        """Every key rows may have been hashed with that is still known (current first)."""
+        return self._keys or [self._current()]
 
-    def digest(self, *parts: str) -> str:
+    def digest(self, *parts: str, secret: bytes | None = None) -> str:
         message = "\x1f".join(parts).encode("utf-8", "surrogatepass")
-        return hmac.new(self.key(), message, hashlib.sha256).hexdigest()
+        return hmac.new(secret or self.key(), message, hashlib.sha256).hexdigest()
 
     def record(
         self,
@@ -274,16 +269,21 @@ class CardLog:
         shown: bool,
         trace: Trace,
         session: str = "",
+        client: str | None = None,
     ) -> None:
+        """Log the cards of one call (``client``: the authenticated client they were issued
+        to, the only one whose feedback on them is accepted)."""
         if not issued:
             return
         if self._key is None and not self._available():
             # no key to hash with, and asking the database again would hold this call
             trace.add("card log", "the database was unavailable moments ago: cards not logged")
+            self._writer.lose(len(issued), "no hashing key: the database holding it is down")
             return
         try:
             now = datetime.now(UTC)
-            patient_hash = self.digest("patient", patient_id)
+            key = self._current()
+            patient_hash = self.digest("patient", patient_id, secret=key.secret)
             rows = [
                 {
                     "card_uuid": c.uuid,
@@ -299,30 +299,35 @@ class CardLog:
                     "shown": shown,
                     "patient_hash": patient_hash,
                     "order_hash": self.digest(
-                        "order", patient_id, session, c.order_reference or ""
+                        "order", patient_id, session, c.order_reference or "", secret=key.secret
                     ),
+                    "key_id": key.id,
+                    "client": client,
                 }
                 for c in issued
             ]
-            if self.background:
-                self._enqueue(rows)
-            else:
-                self._write(rows)
-            trace.add("card log", f"{len(issued)} card(s) logged")
         except SQLAlchemyError as exc:
             self._fault(exc, "cards returned, not logged", trace)
+            self._writer.lose(len(issued), "no hashing key: the database holding it is down")
+            return
+        if self.background:
+            self._enqueue(rows)
+        elif not self._write(rows):
+            self._writer.lose(len(rows), "the database refused them")
+        trace.add("card log", f"{len(issued)} card(s) logged")
 
     def overridden(
         self, issued: list[IssuedCard], patient_id: str, trace: Trace, session: str = ""
     ) -> set[tuple[str, str | None]]:
         """(recommendation id, order reference) pairs overridden with a reason for this order
-        in this ordering ``session`` (``ordering_session``)."""
+        in this ordering ``session`` (``ordering_session``), under any key still known."""
         if not issued or not self._available() or self._latest_is_fresh():
             return set()  # (fresh: no override lately, known without asking the database)
         since = datetime.now(UTC) - SESSION
         try:
             wanted = {
-                self.digest("order", patient_id, session, c.order_reference or ""): c
+                self.digest("order", patient_id, session, c.order_reference, secret=k.secret): c
+                for k in self._all_keys()
                 for c in issued
                 if c.order_reference
             }
@@ -379,7 +384,7 @@ class CardLog:
         self._latest_override = (0.0, None)
 
     def all(self) -> list[dict[str, Any]]:
-        self.flush()
+        self.flush(timeout=10)
         with self.engine.connect() as conn:
             return [
                 dict(r._mapping)

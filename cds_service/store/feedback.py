@@ -2,6 +2,16 @@
 
 A request is stored whole or not at all: one malformed item rejects the request (400)
 and nothing from it is written.
+
+Feedback is bound to the client the card was issued to: with client authentication, the
+card log keeps each card's client (JWT ``iss``) and feedback on a card issued to another
+client is refused whole (403), here and when feedback that arrived before its card is linked
+to it later. Per client (all unauthenticated callers count as one) at most ``per_minute``
+items are stored a minute and ``unknown_per_hour`` items about cards the log does not know
+(yet) an hour; more is a 429 with ``Retry-After``. Both are counted in the database, so the
+limits hold across workers and replicas (calls arriving at the same instant may pass them
+together by at most one call's items each). One item is stored once: a unique index on
+(card, outcome, outcomeTimestamp) and an insert that ignores what is already there.
 """
 
 from __future__ import annotations
@@ -9,16 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import (
-    create_engine,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import create_engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
@@ -65,9 +71,25 @@ class FeedbackItem(BaseModel):
         return self
 
 
+#: Items in one feedback request at most (a clinician acts on one card at a time).
+MAX_ITEMS = 50
+
+
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
-    feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class Forbidden(ClientError):
+    status = 403
+
+
+class TooMany(ClientError):
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 DB_RETRY_AFTER = 30  # seconds, in the 503 answer while the database is down
@@ -77,6 +99,9 @@ DB_CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not hold
 STORE_SECONDS = 5.0
 FLUSH_SECONDS = 2.0
 PING_SECONDS = 1.0
+#: Default limits per client (``PGX_CDS_FEEDBACK_PER_MINUTE``, ``..._UNKNOWN_PER_HOUR``).
+PER_MINUTE = 600
+UNKNOWN_PER_HOUR = 100
 
 
 def _without_nul(value: Any, depth: int = 0) -> Any:
@@ -97,11 +122,16 @@ class FeedbackStore:
     def __init__(
         self,
         url: str,
-        hash_key: str | None = None,
+        hash_key: str | bytes | list[bytes] | None = None,
         on_stored: Callable[[list[tuple[str, str]]], None] | None = None,
+        *,
+        per_minute: int = PER_MINUTE,
+        unknown_per_hour: int = UNKNOWN_PER_HOUR,
     ) -> None:
-        """``on_stored``: told the (service id, outcome) of the items each store wrote (the
-        metrics count them)."""
+        """``hash_key``: the card log's keys (``CardLog``). ``on_stored``: told the (service
+        id, outcome) of the items each store wrote (the metrics count them)."""
+        self.per_minute = per_minute
+        self.unknown_per_hour = unknown_per_hour
         parsed = make_url(url)
         database = sqlite_file(parsed)
         if database is not None:
@@ -132,7 +162,9 @@ class FeedbackStore:
             retry_after=DB_RETRY_AFTER,
         )
 
-    def store(self, service_id: str, body: Any) -> int:
+    def store(self, service_id: str, body: Any, client: str | None = None) -> int:
+        """Store the feedback sent by ``client`` (the authenticated JWT ``iss``; None without
+        authentication); the number of items stored (an item stored before is not again)."""
         if not isinstance(body, dict):
             raise ClientError("the feedback body must be a JSON object with a 'feedback' array")
         body = _without_nul(body)
@@ -162,10 +194,12 @@ class FeedbackStore:
                     # in UTC: SQLite keeps no offset, and duplicates are found by equality
                     "outcome_timestamp": as_utc(timestamp),
                     "received_at": now,
+                    "client": client,
                 }
             )
-        # cards issued a moment ago are known before their feedback (else linked later)
-        self.card_log.flush(timeout=FLUSH_SECONDS)
+        # cards issued a moment ago are known before their feedback (else linked later); not
+        # those kept while the database was down (it is then likely down for this too)
+        self.card_log.flush(timeout=FLUSH_SECONDS, kept=False)
 
         def insert_rows() -> int:
             if self.prepare is not None:
@@ -177,6 +211,8 @@ class FeedbackStore:
             stored = self._bounded.run(insert_rows, STORE_SECONDS)
         except DataError:
             raise ClientError("the feedback holds a value the database cannot store") from None
+        except ClientError:
+            raise  # (refused: another client's card, or over a limit)
         except (SQLAlchemyError, SchemaError) as exc:  # down, not answering, or wrong schema
             raise self._unavailable(exc) from None
         # a card another replica was writing in this moment: linked now, or by its writer
@@ -189,21 +225,26 @@ class FeedbackStore:
 
     def _insert(self, rows: list[dict[str, Any]]) -> int:
         table = self._card_log_table
+        client = rows[0]["client"]
         with self.engine.begin() as conn:  # one transaction: all items or none
-            known = {
-                r[0]
-                for r in conn.execute(
-                    select(table.c.card_uuid).where(
-                        table.c.card_uuid.in_([row["card_uuid"] for row in rows])
+            issued_to = dict(
+                conn.execute(
+                    select(table.c.card_uuid, table.c.client).where(
+                        table.c.card_uuid.in_({row["card_uuid"] for row in rows})
                     )
+                ).all()
+            )
+            others = {c for c in issued_to.values() if c != client}
+            if others:
+                raise Forbidden(
+                    "feedback on a card issued to another client is not accepted; nothing was "
+                    "stored"
                 )
-            }
             for row in rows:
-                row["card_known"] = row["card_uuid"] in known
-            rows = _new_items(conn, rows)  # a client's retry stores nothing twice
-            if rows:
-                conn.execute(insert(feedback_table), rows)
-            for row in rows:
+                row["card_known"] = row["card_uuid"] in issued_to
+            self._check_limits(conn, rows, client)
+            stored = [row for row in rows if self._insert_once(conn, row)]
+            for row in stored:
                 # an override with a reason: not shown again for this order in this session
                 if (
                     row["outcome"] == "overridden"
@@ -216,8 +257,47 @@ class FeedbackStore:
                         .values(overridden_at=row["received_at"])
                     )
         if self.on_stored is not None:  # committed: counted (a resent item is not)
-            self.on_stored([(r["service_id"], r["outcome"]) for r in rows])
-        return len(rows)
+            self.on_stored([(r["service_id"], r["outcome"]) for r in stored])
+        return len(stored)
+
+    def _insert_once(self, conn: Connection, row: dict[str, Any]) -> bool:
+        """Insert the item unless it is stored already (the unique index on card, outcome
+        and outcome time, so that concurrent retries store it once); True if inserted."""
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(feedback_table).values(**row).on_conflict_do_nothing()
+        return conn.execute(statement).rowcount == 1
+
+    def _check_limits(
+        self, conn: Connection, rows: list[dict[str, Any]], client: str | None
+    ) -> None:
+        """429 when the client's items of the last minute, or its items about unknown cards
+        of the last hour, would pass the limits (counted in the database: every replica)."""
+        f = feedback_table.c
+        same = f.client.is_(None) if client is None else f.client == client
+        now = rows[0]["received_at"]
+        recent = conn.execute(
+            select(func.count()).where(same, f.received_at >= now - timedelta(minutes=1))
+        ).scalar_one()
+        if recent + len(rows) > self.per_minute:
+            raise TooMany(
+                f"more than {self.per_minute} feedback items a minute from this client; nothing "
+                "was stored, please retry later",
+                retry_after=60,
+            )
+        unknown = [r for r in rows if not r["card_known"]]
+        if not unknown:
+            return
+        waiting = conn.execute(
+            select(func.count()).where(
+                same, f.card_known.is_(False), f.received_at >= now - timedelta(hours=1)
+            )
+        ).scalar_one()
+        if waiting + len(unknown) > self.unknown_per_hour:
+            raise TooMany(
+                f"more than {self.unknown_per_hour} feedback items an hour about cards this "
+                "service has not issued (or not yet logged); nothing was stored",
+                retry_after=600,
+            )
 
     def all(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -235,26 +315,3 @@ class FeedbackStore:
                 conn.execute(select(1))
 
         self._bounded.run(ping, PING_SECONDS)
-
-
-def _new_items(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows not stored before: feedback is one item per (card, outcome, outcomeTimestamp),
-    so a repeated item (a client's retry, or twice in one request) is acknowledged, not
-    stored again."""
-    stored = {
-        (card, outcome, as_utc(when))
-        for card, outcome, when in conn.execute(
-            select(
-                feedback_table.c.card_uuid,
-                feedback_table.c.outcome,
-                feedback_table.c.outcome_timestamp,
-            ).where(feedback_table.c.card_uuid.in_({r["card_uuid"] for r in rows}))
-        )
-    }
-    out = []
-    for row in rows:
-        key = (row["card_uuid"], row["outcome"], as_utc(row["outcome_timestamp"]))
-        if key not in stored:
-            stored.add(key)
-            out.append(row)
-    return out

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -38,6 +39,11 @@ feedback_table = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     # does the card log know this card? (None: feedback stored before the card log existed)
     Column("card_known", Boolean),
+    # the authenticated client that sent it (its JWT ``iss``; None without authentication)
+    Column("client", String(255)),
+    # one item per (card, outcome, outcomeTimestamp): a retry or a race stores nothing twice
+    Index("uq_feedback_item", "card_uuid", "outcome", "outcome_timestamp", unique=True),
+    Index("ix_feedback_client_received_at", "client", "received_at"),
 )
 
 
@@ -65,6 +71,12 @@ card_log_table = Table(
     Column("order_hash", String(64), nullable=False, index=True),
     # indexed: the hook path asks for its maximum (``_latest_override_at``)
     Column("overridden_at", DateTime(timezone=True), index=True),
+    # which key made patient_hash and order_hash (``card_log.HashKeys``; "db": the key the
+    # service once kept in this database)
+    Column("key_id", String(16)),
+    # the authenticated client the card was issued to (its JWT ``iss``); only it may give
+    # feedback on the card
+    Column("client", String(255)),
 )
 service_key_table = Table(
     "service_key",

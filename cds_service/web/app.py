@@ -73,14 +73,30 @@ def _error_type(exc: BaseException) -> str:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
-    settings.check_fhir_allowlist()  # also for settings built in code (model_copy skips it)
+    settings.check()  # also for settings built in code (model_copy skips the checks)
     configure_logging(settings.log_level, settings.log_format)
     quiet_http_libraries()  # urllib3 at DEBUG logs FHIR URLs, and so patient ids
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
     knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
+    hash_keys = settings.hash_keys()
+    if not hash_keys:
+        log.warning(
+            "no PGX_CDS_HASH_KEY: the card log's patient hashes are keyed by a key kept in the "
+            "same database (anyone with a copy of it can find the patients): testing only"
+        )
+    if settings.trusted_issuers and settings.allow_insecure_http:
+        log.warning(
+            "PGX_CDS_ALLOW_INSECURE_HTTP: key sets and FHIR servers may be read over plain "
+            "http:// (keys and patient data in clear on the network): testing only"
+        )
     store = FeedbackStore(
-        settings.database_url, settings.hash_key, on_stored=metrics.record_feedback
+        settings.database_url,
+        hash_keys,
+        on_stored=metrics.record_feedback,
+        per_minute=settings.feedback_per_minute,
+        unknown_per_hour=settings.feedback_unknown_per_hour,
     )
+    store.card_log.on_lost = metrics.record_cards_lost
 
     def bring_schema_up_to_date() -> None:
         schema.prepare(store.engine, settings.migrate_on_start)
@@ -223,6 +239,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(_body()), service.hook)
+        hook_request.authenticated_as(g.get("client_issuer"))  # (the cards are bound to it)
         engine.check_fhir_server(hook_request, g.get("client_issuer"))
         if service.hook == "patient-view":
             body, trace = engine.patient_view(hook_request)
@@ -244,7 +261,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _feedback(service_id: str) -> Response:
         _service(service_id)
         feedback = parse_json(_body())
-        count = store.store(service_id, feedback)
+        count = store.store(service_id, feedback, client=g.get("client_issuer"))
         log.info("%s: stored %d feedback item(s)", service_id, count)  # counted by the store
         return jsonify({"stored": count})
 

@@ -79,6 +79,11 @@ FEEDBACK = Counter(
     "Feedback items stored, by CDS service and outcome.",
     ["service", "outcome"],
 )
+CARDS_LOST = Counter(
+    "pgx_cds_card_log_lost_total",
+    "Cards returned but never written to the card log (kept while the database was down "
+    "until the limit, or still waiting at exit).",
+)
 FHIR_REQUESTS = Counter(
     "pgx_cds_fhir_requests_total",
     "Reads from the EHR's FHIR server, by outcome (ok, not_found, client_error, "
@@ -149,6 +154,11 @@ def record_feedback(stored: Iterable[tuple[str, str]]) -> None:
     acknowledged but not stored again, is not counted again."""
     for service, outcome in stored:
         FEEDBACK.labels(service, outcome).inc()
+
+
+def record_cards_lost(count: int) -> None:
+    """Count cards that could not be written to the card log at all."""
+    CARDS_LOST.inc(count)
 
 
 def _fhir_outcome(status: int) -> str:

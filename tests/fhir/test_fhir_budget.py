@@ -9,7 +9,7 @@ import time
 import hostile_server as hostile
 import pytest
 import responses
-from builders import APAP_CODEINE, bundle, hook_request, med_order, phenotype_obs
+from builders import APAP_CODEINE, HASH_KEY, bundle, hook_request, med_order, phenotype_obs
 from hostile_server import closed_port, hostile_server, json_answer
 from pydantic import ValidationError
 
@@ -279,6 +279,7 @@ def test_per_issuer_fhir_servers():
         public_url="https://cds.example.org",
         issuer_fhir_servers={ISSUER: ["https://ehr.example.org/fhir"]},
         fhir_servers="https://shared.example.org/fhir",
+        hash_key=HASH_KEY,
     )
     assert settings.fhir_server_allowed("https://ehr.example.org/fhir/", ISSUER)
     assert not settings.fhir_server_allowed("https://shared.example.org/fhir", ISSUER)

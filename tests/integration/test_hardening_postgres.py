@@ -9,7 +9,7 @@ import uuid
 
 import jwt
 import responses
-from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from builders import APAP_CODEINE, HASH_KEY, hook_request, med_order, phenotype_obs, with_results
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, text
 
@@ -45,6 +45,7 @@ def _secured(url: str):
         trusted_issuers={ISSUER: JKU},
         public_url=BASE,
         fhir_servers="https://ehr.example.org/fhir",
+        hash_key=HASH_KEY,
     )
     return create_app(settings).test_client()
 

@@ -287,7 +287,7 @@ def test_the_cards_of_calls_made_close_together_are_written_at_once_and_flush_hu
     """The writer gathers the calls of ``WRITE_DELAY`` into one write (its database work is
     not paid at the start of every next call); a flush (feedback, shutdown) does not wait."""
     card_log = app.extensions["pgx"]["store"].card_log
-    monkeypatch.setattr("cds_service.store.card_log.WRITE_DELAY", 60.0)
+    monkeypatch.setattr("cds_service.store.card_writer.WRITE_DELAY", 60.0)
     writes: list[int] = []
     real_write = card_log._write
     monkeypatch.setattr(

@@ -9,8 +9,9 @@ import uuid
 import jwt
 import pytest
 import responses
-from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from builders import APAP_CODEINE, HASH_KEY, hook_request, med_order, phenotype_obs, with_results
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pydantic import SecretStr
 
 from cds_service.web.app import create_app
 
@@ -63,6 +64,7 @@ def secured(settings):
                 "trusted_issuers": {ISSUER: JKU},
                 "public_url": BASE,
                 "fhir_servers": "https://ehr.example.org/fhir",
+                "hash_key": SecretStr(HASH_KEY),
             }
         )
     )
@@ -173,6 +175,7 @@ def test_public_url_sets_the_expected_audience(settings):
                 "trusted_issuers": {ISSUER: JKU},
                 "public_url": "https://cds.example.org/",
                 "fhir_servers": "https://ehr.example.org/fhir",
+                "hash_key": SecretStr(HASH_KEY),
             }
         )
     )

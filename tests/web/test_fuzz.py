@@ -24,6 +24,7 @@ import pytest
 import responses
 from builders import (
     APAP_CODEINE,
+    HASH_KEY,
     bundle,
     feedback_body,
     genotype_obs,
@@ -299,6 +300,7 @@ def secured_client(tmp_path_factory):
         trusted_issuers={JWT_ISSUER: JWT_JKU},
         public_url="http://localhost",
         fhir_servers="https://ehr.example.org/fhir",
+        hash_key=HASH_KEY,
     )
     return create_app(settings).test_client()
 

@@ -9,7 +9,7 @@ import hostile_server as hostile
 import jwt
 import pytest
 import responses
-from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from builders import APAP_CODEINE, HASH_KEY, hook_request, med_order, phenotype_obs, with_results
 from hostile_server import hostile_server, json_answer
 from jwt_clients import (
     BASE,
@@ -23,6 +23,7 @@ from jwt_clients import (
     rsa_jwks,
     token,
 )
+from pydantic import SecretStr
 
 from cds_service.web import auth
 from cds_service.web.app import create_app
@@ -182,6 +183,7 @@ def test_an_authenticated_caller_may_name_only_its_own_fhir_servers(settings):
                 "trusted_issuers": {ISSUER: JKU},
                 "public_url": BASE,
                 "issuer_fhir_servers": {ISSUER: [own]},
+                "hash_key": SecretStr(HASH_KEY),
             }
         )
     )

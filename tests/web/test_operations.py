@@ -14,7 +14,7 @@ import sys
 import pytest
 import requests
 import responses
-from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from builders import APAP_CODEINE, HASH_KEY, hook_request, med_order, phenotype_obs, with_results
 from migrating import create_pre_migration_schema, upgrade_concurrently
 from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, text
@@ -331,6 +331,7 @@ def test_working_urls_are_accepted():
         fhir_servers="https://ehr.example.org/fhir, http://127.0.0.1:8103/fhir",
         trusted_issuers={"https://ehr.example.org": "https://ehr.example.org/jwks.json"},
         issuer_fhir_servers={"https://ehr.example.org": ["https://ehr.example.org/r4"]},
+        hash_key=HASH_KEY,
     )
 
 
