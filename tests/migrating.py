@@ -47,3 +47,11 @@ def create_pre_migration_schema(engine) -> None:  # type: ignore[no-untyped-def]
         *(c.copy() for c in feedback_table.columns if c.name not in ("card_known", "client")),
     )
     old.create_all(engine)
+
+
+def upgrade_to(engine, revision: str) -> None:  # type: ignore[no-untyped-def]
+    """Bring an empty database to ``revision`` (to test the migrations after it on data)."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), revision)

@@ -163,24 +163,7 @@ def test_the_card_writer_writes_everything_queued_in_order_and_links_early_feedb
 
     store = app.extensions["pgx"]["store"]
     log = CardLog(store.engine, "k" * 32)
-    rows = [
-        {
-            "card_uuid": f"card-{i}",
-            "issued_at": datetime.now(UTC),
-            "hook": "order-select",
-            "service_id": "pgx-order-select",
-            "drug": "codeine",
-            "genes": "CYP2D6",
-            "phenotype": "Ultrarapid Metabolizer",
-            "recommendation_id": "codeine-cyp2d6-um",
-            "indicator": "critical",
-            "knowledge_version": "v",
-            "shown": True,
-            "patient_hash": "p" * 64,
-            "order_hash": f"{i:064d}",
-        }
-        for i in range(250)
-    ]
+    rows = _card_rows(250)
     override(_replica_b(settings), "pgx-order-select", "card-7")  # before its card exists
     for i in range(0, 250, 2):
         log._enqueue(rows[i : i + 2])
@@ -297,3 +280,25 @@ def test_the_cards_of_calls_made_close_together_are_written_at_once_and_flush_hu
         codeine(call, "order-select", order_id=order)
     assert card_log.flush(timeout=5)  # not after the minute
     assert writes == [3]
+
+
+def _card_rows(n: int) -> list[dict]:
+    """``n`` card log rows as the card log writes them."""
+    return [
+        {
+            "card_uuid": f"card-{i}",
+            "issued_at": datetime.now(UTC),
+            "hook": "order-select",
+            "service_id": "pgx-order-select",
+            "drug": "codeine",
+            "genes": "CYP2D6",
+            "phenotype": "Ultrarapid Metabolizer",
+            "recommendation_id": "codeine-cyp2d6-um",
+            "indicator": "critical",
+            "knowledge_version": "v",
+            "shown": True,
+            "patient_hash": "p" * 64,
+            "order_hash": f"{i:064d}",
+        }
+        for i in range(n)
+    ]
