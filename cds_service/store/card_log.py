@@ -153,12 +153,8 @@ class CardLog:
                     rest = [r for r in rows if r["card_uuid"] not in there]
                     if rest:
                         conn.execute(insert(card_log_table), rest)
-        except SQLAlchemyError as exc:
-            log.warning(
-                "card log unavailable (%s): %d card(s) kept for later",
-                type(exc).__name__,
-                len(rows),
-            )
+        except SQLAlchemyError as exc:  # (the writer says when the cards are kept)
+            log.debug("card log: write failed (%s)", type(exc).__name__)
             return False
         # feedback about these cards may have reached another replica while they were queued
         if self.link_feedback([r["card_uuid"] for r in rows]):

@@ -183,7 +183,8 @@ class CardWriter:
             time.sleep(0.05 if remaining is None else min(remaining, 0.05))
 
     def close(self) -> None:
-        """At exit: write what is waiting, within ``EXIT_SECONDS``; count the rest as lost."""
-        if not self.flush(timeout=EXIT_SECONDS):
+        """At exit: write what is waiting, within ``EXIT_SECONDS`` (one second when the
+        database is failing already); count the rest as lost."""
+        if not self.flush(timeout=min(EXIT_SECONDS, 1.0) if self._failures else EXIT_SECONDS):
             self.lose(len(self._pending), "the process stopped while the database was away")
             self._pending.clear()

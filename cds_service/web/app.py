@@ -129,7 +129,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     discovery_body = discovery(knowledge, site.active_hooks())
     allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
     # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
-    replay = ReplayCache(store.engine, prepare=bring_schema_up_to_date)
+    replay = ReplayCache(
+        store.engine, prepare=bring_schema_up_to_date, fallback=settings.replay_fallback
+    )
     verifier = JwtVerifier(settings.trusted_issuers, replay=replay)
     if not verifier.enabled:
         log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")

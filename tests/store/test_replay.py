@@ -8,6 +8,7 @@ import time
 
 import pytest
 import responses
+from hostile_server import closed_port
 from jwt_clients import JKU, make_client, post, rsa_jwks, token
 from sqlalchemy import create_engine, func, select
 
@@ -80,18 +81,19 @@ def test_with_the_database_down_replays_are_caught_in_the_process():
 
 @pytest.mark.parametrize("n", [20_000])
 def test_checking_is_not_a_scan_of_every_entry(n):
-    """The old in-memory cache scanned every entry under a lock on each call."""
+    """The old in-memory cache scanned every entry under a lock on each call; the pod's
+    shared file is indexed (and not synced to disk)."""
     engine = create_engine(
         "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
     )
     cache = ReplayCache(engine)
     expires = int(time.time()) + 100
     for i in range(n):
-        cache._memory_first_use(str(i), expires, time.time())
+        cache._pod.first_use(str(i), expires, time.time())
     started = time.perf_counter()
     for i in range(1000):
-        cache._memory_first_use(f"new-{i}", expires, time.time())
-    assert time.perf_counter() - started < 0.1
+        cache._pod.first_use(f"new-{i}", expires, time.time())
+    assert time.perf_counter() - started < 0.5
 
 
 def test_a_failing_database_is_not_waited_on_by_every_call(monkeypatch):
@@ -119,3 +121,68 @@ def test_the_replay_table_comes_from_the_migrations_only(tmp_path):
     assert cache.first_use("iss", "a", int(time.time()) + 100)
     assert schema.upgrade(engine) == schema.head()
     assert schema.current(engine) == schema.head()
+
+
+# -- issue 26, item 11: the fallback is shared by the pod's workers, or refuses -------------
+
+
+def _down_engine():
+    return create_engine(
+        f"postgresql+psycopg://nobody@127.0.0.1:{closed_port()}/none",
+        connect_args={"connect_timeout": 1},
+    )
+
+
+def _in_a_forked_worker(cache: ReplayCache, jti: str) -> bool:
+    """What ``first_use`` answers in a worker process forked from this one (gunicorn forks
+    its workers after the app is made)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    answer = context.Queue()
+    worker = context.Process(
+        target=lambda: answer.put(cache.first_use("iss", jti, int(time.time()) + 100))
+    )
+    worker.start()
+    worker.join(timeout=30)
+    return answer.get(timeout=5)
+
+
+def test_with_the_database_down_a_token_passes_once_per_pod_not_once_per_worker():
+    """Before: each worker remembered tokens in its own memory, so one token was accepted
+    once per worker (three times over two replicas)."""
+    cache = ReplayCache(_down_engine())
+    expires = int(time.time()) + 100
+    assert _in_a_forked_worker(cache, "shared") is True
+    assert _in_a_forked_worker(cache, "shared") is False  # another worker of the pod
+    assert cache.first_use("iss", "shared", expires) is False  # and this one
+    assert cache.first_use("iss", "other", expires) is True
+
+
+def test_the_pods_file_is_private_and_one_made_by_someone_else_is_refused(tmp_path):
+    import stat
+
+    from cds_service.core.errors import ServiceUnavailable
+    from cds_service.store.replay import PodReplay
+
+    cache = ReplayCache(_down_engine())
+    assert cache.first_use("iss", "a", int(time.time()) + 100)
+    assert stat.S_IMODE(cache._pod.path.parent.stat().st_mode) == 0o700
+    planted = tmp_path / "planted"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    with pytest.raises(ServiceUnavailable):  # refused, never waved through
+        PodReplay(planted / "seen.sqlite3").first_use("k", time.time() + 100, time.time())
+
+
+@responses.activate
+def test_sites_may_refuse_authenticated_calls_while_the_database_is_down(settings):
+    """PGX_CDS_REPLAY_FALLBACK=refuse: a 503 with Retry-After, never an unchecked token."""
+    responses.get(JKU, json=rsa_jwks())
+    url = f"postgresql+psycopg://pgx@127.0.0.1:{closed_port()}/postgres"
+    down = settings.model_copy(update={"database_url": url, "replay_fallback": "refuse"})
+    answer = post(make_client(down), f"Bearer {token()}")
+    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0
+    assert "replay" in answer.get_json()["error"]
+    pod = settings.model_copy(update={"database_url": url})
+    assert post(make_client(pod), f"Bearer {token()}").status_code == 200
