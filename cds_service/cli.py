@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from .core.errors import ClientError
+from .core.files import TooLarge, read_config
 from .knowledge.loader import Knowledge, KnowledgeError
 from .settings import Settings
 
@@ -292,12 +293,14 @@ def _check_site_codes(path: Path | None) -> None:
     if path is None:
         return
     try:
-        json.loads(path.read_text(encoding="utf-8"))
+        json.loads(read_config(path))
     except OSError as exc:
         raise StartupError(
             f"cannot read the site-code file {path} (PGX_CDS_SITE_CODES): {exc.strerror}; "
             "fix the path or its permissions, or unset PGX_CDS_SITE_CODES"
         ) from None
+    except TooLarge as exc:
+        raise StartupError(f"the site-code file (PGX_CDS_SITE_CODES): {exc}") from None
     except ValueError as exc:
         raise StartupError(
             f"the site-code file {path} (PGX_CDS_SITE_CODES) is not valid JSON: {exc}"

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..core.files import TooLarge, read_config
 from ..core.trace import Trace
 from ..knowledge.loader import Knowledge, KnowledgeError
 from ..knowledge.models import ResultKind
@@ -154,9 +155,11 @@ class SiteConfig(BaseModel):
 def read(path: Path) -> SiteConfig:
     """Parse and validate the file's shape (not yet against the knowledge)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_config(path))
     except OSError as exc:
         raise SiteConfigError(f"site configuration {path}: cannot read: {exc.strerror}") from None
+    except TooLarge as exc:
+        raise SiteConfigError(f"site configuration: {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SiteConfigError(f"site configuration {path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..core.files import MAX_KNOWLEDGE_BYTES, read_config
 from .models import (
     AlternativeProduct,
     Dosing,
@@ -358,8 +359,7 @@ def _reachable_cases(table: GeneTable) -> list[tuple[str, float | None]]:
 
 
 def _read(path: Path) -> dict:
-    with path.open(encoding="utf-8") as fh:
-        data = json.load(fh)
+    data = json.loads(read_config(path, MAX_KNOWLEDGE_BYTES))
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected a JSON object")
     return data

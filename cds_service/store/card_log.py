@@ -228,6 +228,11 @@ class CardLog:
         return self._writer.flush(timeout, kept=kept)
 
     @property
+    def failing(self) -> bool:
+        """Are cards waiting because the database refused them?"""
+        return self._writer.failing
+
+    @property
     def lost(self) -> int:
         """Cards this process could not log at all."""
         return self._writer.lost

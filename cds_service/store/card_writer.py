@@ -80,6 +80,11 @@ class CardWriter:
             self.lose(len(rows), "the card log's queue is full")
 
     @property
+    def failing(self) -> bool:
+        """Did the last write fail (rows are kept for the database)?"""
+        return self._failures > 0 and bool(self._pending)
+
+    @property
     def waiting(self) -> int:
         """Rows kept because the database could not take them yet."""
         return len(self._pending)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -99,6 +101,10 @@ DB_CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not hold
 STORE_SECONDS = 5.0
 FLUSH_SECONDS = 2.0
 PING_SECONDS = 1.0
+#: Free space under which a SQLite database's disk counts as full (readiness).
+MIN_FREE_BYTES = 8 * 1024 * 1024
+#: How long a refused write keeps readiness "degraded" (unless a write succeeds).
+WRITE_FAILED_SECONDS = 60.0
 #: Default limits per client (``PGX_CDS_FEEDBACK_PER_MINUTE``, ``..._UNKNOWN_PER_HOUR``).
 PER_MINUTE = 600
 UNKNOWN_PER_HOUR = 100
@@ -153,6 +159,7 @@ class FeedbackStore:
         self.on_stored = on_stored
         #: set when the database was unreachable at start: run before the next store
         self.prepare: Callable[[], None] | None = None
+        self._write_failed: float | None = None  # (monotonic) the last store that failed
 
     @staticmethod
     def _unavailable(exc: Exception) -> ServiceUnavailable:
@@ -214,7 +221,9 @@ class FeedbackStore:
         except ClientError:
             raise  # (refused: another client's card, or over a limit)
         except (SQLAlchemyError, SchemaError) as exc:  # down, not answering, or wrong schema
+            self._write_failed = time.monotonic()  # (readiness: "degraded")
             raise self._unavailable(exc) from None
+        self._write_failed = None
         # a card another replica was writing in this moment: linked now, or by its writer
         unknown = [r["card_uuid"] for r in rows if not r["card_known"]]
         if unknown:
@@ -315,3 +324,22 @@ class FeedbackStore:
                 conn.execute(select(1))
 
         self._bounded.run(ping, PING_SECONDS)
+
+    def write_problem(self) -> str | None:
+        """Why the database answers but cannot take writes, if it cannot (readiness): a
+        SQLite file's disk nearly full, or this process's last feedback or card log write
+        refused within ``WRITE_FAILED_SECONDS``. None when writes look fine."""
+        database = sqlite_file(self.engine.url)
+        if database is not None:
+            try:
+                disk = os.statvfs(database.parent)
+            except OSError:
+                disk = None
+            if disk is not None and disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+                return "the database's disk is full"
+        failed = self._write_failed
+        if failed is not None and time.monotonic() - failed < WRITE_FAILED_SECONDS:
+            return "the database refused the last feedback write"
+        if self.card_log.failing:
+            return "the database refuses the card log's writes"
+        return None

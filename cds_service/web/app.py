@@ -284,7 +284,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         degraded: list[str] = []
         try:
             store.ping()
-            checks["database"] = "ok"
+            problem = store.write_problem()  # (answers, but a full disk refuses writes)
+            checks["database"] = "ok" if problem is None else "refuses writes"
+            if problem is not None:
+                log.warning("readiness: %s", problem)
+                degraded.append(f"{problem}: feedback answers 503, hook calls work")
         except Exception as exc:  # report, don't crash: the load balancer asks often
             # The exception's name goes to the log, not to whoever asks.
             log.warning("readiness: database unavailable (%s)", type(exc).__name__)

@@ -237,3 +237,36 @@ def test_patient_view_can_be_switched_off(site):
     s = site({"hooks": {"patient-view": "off"}})
     services = [x["id"] for x in s.client.get("/cds-services").get_json()["services"]]
     assert "pgx-patient-view" not in services
+
+
+# -- issue 26, item 14: start-up reads the site file with a size cap -------------------------
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_device_named_as_the_site_file_stops_the_start_at_once(settings, device):
+    """Read whole, /dev/zero ran a machine out of memory."""
+    with pytest.raises(SiteConfigError, match="not a regular file"):
+        create_app(settings.model_copy(update={"site_config": Path(device)}))
+
+
+def test_a_named_pipe_does_not_block_the_start(tmp_path, settings):
+    import os
+
+    pipe = tmp_path / "site.json"
+    os.mkfifo(pipe)
+    with pytest.raises(SiteConfigError, match="not a regular file"):
+        create_app(settings.model_copy(update={"site_config": pipe}))
+
+
+def test_a_site_file_larger_than_a_megabyte_is_refused_unread(tmp_path, settings):
+    huge = tmp_path / "site.json"
+    with huge.open("w") as fh:  # valid JSON, padded past the cap
+        fh.write('{"description": "' + "x" * (1024 * 1024) + '"}')
+    with pytest.raises(SiteConfigError, match="larger than 1024 KB"):
+        create_app(settings.model_copy(update={"site_config": huge}))
+
+
+def test_site_codes_from_a_device_are_refused(monkeypatch, capsys):
+    monkeypatch.setenv("PGX_CDS_SITE_CODES", "/dev/zero")
+    assert main(["knowledge", "check"]) == 1
+    assert "not a regular file" in capsys.readouterr().err

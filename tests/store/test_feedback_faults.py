@@ -66,3 +66,47 @@ def test_nul_characters_are_not_stored(client):
     assert client.post(FEEDBACK, json={"feedback": [item]}).status_code == 200
     [row] = client.application.extensions["pgx"]["store"].all()
     assert row["override_comment"] == "ab" and row["override_reason_code"] == "x"
+
+
+# -- issue 26, item 14: a database that answers but cannot write is "degraded" ----------------
+
+
+def test_readiness_says_degraded_when_sqlite_refuses_writes(client):
+    """The disk is full: SQLite still answers reads (SELECT 1 worked, readiness said "ok")
+    while feedback answered 503."""
+    from sqlalchemy import event, text
+
+    store = client.application.extensions["pgx"]["store"]
+    assert client.get("/readyz").get_json()["status"] == "ok"
+    with store.engine.connect() as conn:
+        pages = conn.execute(text("PRAGMA page_count")).scalar_one()
+
+    @event.listens_for(store.engine, "connect")
+    def _full(dbapi_connection, _record) -> None:  # no page may be added: "disk is full"
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    store.engine.dispose()
+    big = {**ITEM, "overrideReason": {"userComment": "x" * 4000}}
+    refused = client.post(FEEDBACK, json={"feedback": [big]})
+    assert refused.status_code == 503
+    ready = client.get("/readyz")
+    assert ready.status_code == 200  # hooks still work: stays in the load balancer
+    assert ready.get_json()["status"] == "degraded"
+    assert ready.get_json()["database"] == "refuses writes"
+
+
+def test_readiness_says_degraded_when_the_sqlite_disk_is_full(client, monkeypatch):
+    import os
+
+    from cds_service.store import feedback
+
+    real = os.statvfs
+
+    def full(path):
+        found = real(path)
+        return os.statvfs_result((*found[:4], 10, *found[5:]))  # 10 blocks free
+
+    monkeypatch.setattr(feedback.os, "statvfs", full)
+    ready = client.get("/readyz").get_json()
+    assert ready["status"] == "degraded" and ready["database"] == "refuses writes"
+    assert "disk is full" in ready["degraded"][0]
