@@ -11,6 +11,13 @@ feedback for a card nobody touched).
 
 Output: a table in the terminal, a CSV file and a stand-alone HTML page with plots
 (matplotlib, Agg, PNGs embedded as data URIs; ``pip install '.[report]'``).
+
+Override reasons are text a caller sent, and the report is read by people with tools that act
+on text: the service's own reason codes are shown with the service's own labels (a caller's
+``display`` cannot rename them); control characters (terminal escape sequences) and bidi
+controls are removed from everything shown (``shown``); a CSV cell that a spreadsheet would
+run as a formula is written as text (``csv_cell``, OWASP's CSV injection advice); plot labels
+are drawn as plain text, never parsed as math (a ``$`` could otherwise fail the whole page).
 ``pgx-cds purge`` deletes rows older than the retention (``PGX_CDS_RETENTION_DAYS``).
 """
 
@@ -22,6 +29,7 @@ import csv
 import html
 import io
 import math
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +49,30 @@ from ..store.feedback import FeedbackStore
 from ..store.tables import as_utc, card_log_table, feedback_table
 
 Z95 = 1.959963984540054
+#: C0 and C1 controls, DEL, and the bidi controls that reorder what a terminal shows.
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: What a spreadsheet reads as the start of a formula (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "|", "%")
+#: The longest caller text shown for one reason.
+MAX_SHOWN = 100
+
+
+def shown(value: str, limit: int = MAX_SHOWN) -> str:
+    """``value`` without control characters, as one line of at most ``limit`` characters."""
+    text = _HIDDEN.sub("", value.replace("\n", " ").replace("\t", " "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: control characters removed, and a cell that
+    would start a formula (``=HYPERLINK(...)``, ``+``, ``-``, ``@``) prefixed with ``'``.
+    Numbers are written as they are."""
+    if not isinstance(value, str):
+        return value
+    text = _HIDDEN.sub("", value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 NO_REASON = "(no reason given)"
 _REASON_TEXT = dict(OVERRIDE_REASONS)
 _INDICATORS = ("critical", "warning", "info")
@@ -136,7 +168,9 @@ class Report:
     knowledge_versions: list[str]
 
     def reason_label(self, code: str) -> str:
-        return self.reason_names.get(code) or _REASON_TEXT.get(code) or code
+        """How a reason is shown: the service's own label for its own codes, else the
+        caller's display or the code, without control characters."""
+        return shown(_REASON_TEXT.get(code) or self.reason_names.get(code) or code)
 
 
 def build(engine: Engine, since: date, until: date) -> Report:
@@ -249,7 +283,7 @@ def text(report: Report) -> str:
     ):
         lines += [title + head[len(title) :], "-" * len(head)]
         for g in [*groups, report.total]:
-            label = g.label if g is not report.total else "all cards"
+            label = shown(g.label) if g is not report.total else "all cards"
             lines.append(
                 f"{label[:33]:<34}" + "".join(f"{n:>12}" for n in g.counts()) + f"  {rate_text(g)}"
             )
@@ -299,21 +333,20 @@ def write_csv(report: Report, path: Path) -> None:
             for g in groups:
                 ci = g.ci
                 rate = g.override_rate
-                out.writerow(
-                    [
-                        by,
-                        g.drug,
-                        g.genes,
-                        g.indicator,
-                        *g.counts()[:6],
-                        len(g.patients),
-                        "" if rate is None else f"{rate:.4f}",
-                        "" if ci is None else f"{ci[0]:.4f}",
-                        "" if ci is None else f"{ci[1]:.4f}",
-                        g.comments,
-                        "; ".join(f"{code} ({n})" for code, n in g.reasons.most_common(3)),
-                    ]
-                )
+                row = [
+                    by,
+                    g.drug,
+                    g.genes,
+                    g.indicator,
+                    *g.counts()[:6],
+                    len(g.patients),
+                    "" if rate is None else f"{rate:.4f}",
+                    "" if ci is None else f"{ci[0]:.4f}",
+                    "" if ci is None else f"{ci[1]:.4f}",
+                    g.comments,
+                    "; ".join(f"{shown(code)} ({n})" for code, n in g.reasons.most_common(3)),
+                ]
+                out.writerow([csv_cell(cell) for cell in row])
 
 
 # -- HTML with plots ------------------------------------------------------------------------
@@ -344,7 +377,7 @@ def plots(report: Report) -> dict[str, str]:
     bottom = [0] * len(weeks)
     for drug in drugs:
         heights = [report.weekly[w][drug] for w in weeks]
-        ax.bar([w.isoformat() for w in weeks], heights, bottom=bottom, label=drug)
+        ax.bar([w.isoformat() for w in weeks], heights, bottom=bottom, label=shown(drug))
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     if drugs:
         ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -368,7 +401,12 @@ def plots(report: Report) -> dict[str, str]:
         lower = [r - 100 * lo for r, (lo, _) in zip(rates, cis, strict=True)]
         upper = [100 * hi - r for r, (_, hi) in zip(rates, cis, strict=True)]
         ax.errorbar(rates, ys, xerr=[lower, upper], fmt="o", capsize=4, color="#b03a2e")
-        ax.set_yticks(ys, [f"{g.label}  (n={g.with_feedback})" for g in rated], fontsize=8)
+        ax.set_yticks(
+            ys,
+            [f"{shown(g.label)}  (n={g.with_feedback})" for g in rated],
+            fontsize=8,
+            parse_math=False,
+        )
         ax.set_ylim(-0.7, len(rated) - 0.3)
     else:
         ax.text(0.5, 0.5, "no feedback in this period", ha="center", transform=ax.transAxes)
@@ -384,8 +422,14 @@ def plots(report: Report) -> dict[str, str]:
     fig = Figure(figsize=(8, 0.45 * max(len(reasons), 2) + 1.2))
     ax = fig.add_subplot()
     if reasons:
-        ax.barh([report.reason_label(c) for c, _ in reasons], [n for _, n in reasons])
-        ax.tick_params(axis="y", labelsize=8)
+        # positions, then the labels as plain text: a category axis would parse "$...$"
+        ax.barh(range(len(reasons)), [n for _, n in reasons])
+        ax.set_yticks(
+            range(len(reasons)),
+            [report.reason_label(c) for c, _ in reasons],
+            fontsize=8,
+            parse_math=False,
+        )
     else:
         ax.text(0.5, 0.5, "no overrides in this period", ha="center", transform=ax.transAxes)
         ax.set_yticks([])

