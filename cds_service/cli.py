@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -18,6 +19,8 @@ from .core.errors import ClientError
 from .core.files import TooLarge, read_config
 from .knowledge.loader import Knowledge, KnowledgeError
 from .settings import Settings
+
+log = logging.getLogger("cds_service")
 
 #: The FHIR base in sandbox/requests/no-prefetch: replaced by --fhir (or with sed, see README).
 FHIR_PLACEHOLDER = "{{FHIR_BASE}}"
@@ -278,7 +281,17 @@ def _open_app(settings: Settings) -> Any:
     _check_site_codes(settings.site_codes)
     _check_database_dir(settings.database_url)
     try:
-        return create_app(settings)
+        app = create_app(settings)
+        # the key sets, fetched once before the workers fork (they inherit them); readiness
+        # fetches any still missing
+        missing = app.extensions["pgx"]["verifier"].warm()
+        if missing:
+            log.warning(
+                "%d trusted issuer(s)' key sets could not be fetched at start: their calls "
+                "answer 503 and /readyz is not ready until they are",
+                len(missing),
+            )
+        return app
     except KnowledgeError as exc:
         raise StartupError(str(exc).replace("\n", " ")) from None
     except SchemaError as exc:

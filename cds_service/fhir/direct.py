@@ -251,6 +251,8 @@ class DirectGet:
         self.observed = False
         #: ``time.perf_counter()`` when its answer was seen arriving (``wait_for``)
         self.arrived: float | None = None
+        #: filled with the answer's headers (lower-case names) when set (``bounded_get``)
+        self.answer_headers: dict[str, str] | None = None
 
     def sent(self, *, idle_only: bool) -> DirectGet:
         """Write the request: on a kept-alive connection, else (unless ``idle_only``) on a new
@@ -347,6 +349,8 @@ class DirectGet:
                 self.conn, self.arrived = None, None
                 self._send(reuse=False, connect=True)
         status = response.status
+        if self.answer_headers is not None:
+            self.answer_headers.update({k.lower(): v for k, v in response.getheaders()})
         if self.observe is not None:
             self.observed = True
             self.observe(status, (self.arrived or time.perf_counter()) - self.started)

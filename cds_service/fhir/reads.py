@@ -40,9 +40,11 @@ def bounded_get(
     max_bytes: int,
     timeout: float,
     headers: dict[str, str] | None = None,
+    answer_headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """(status, body) of a GET that ends by ``deadline`` (``time.monotonic``) and reads at
-    most ``max_bytes``; otherwise ``FetchFailed``. No redirects are followed.
+    most ``max_bytes``; otherwise ``FetchFailed``. No redirects are followed. The answer's
+    headers (names in lower case) are put in ``answer_headers`` when it is given.
 
     The read goes the direct way (``DirectGet``) unless a proxy, a client certificate or a
     replaced requests transport asks for requests' (``_requests_get``)."""
@@ -51,13 +53,16 @@ def bounded_get(
         raise FetchFailed("no time left in the budget")
     direct = _direct_get(session, url, deadline, max_bytes, timeout, headers)
     if direct is not None:
+        direct.answer_headers = answer_headers
         return direct.sent(idle_only=False).result()
     per_read = min(timeout, remaining)
     watch = Watch(deadline=deadline)
     current.watch = watch
     WATCHDOG.arm(deadline, watch)
     try:
-        return _requests_get(session, url, headers or {}, per_read, deadline, max_bytes)
+        return _requests_get(
+            session, url, headers or {}, per_read, deadline, max_bytes, answer_headers
+        )
     except READ_ERRORS as exc:
         failure = failure_text(exc, deadline)
     finally:
@@ -174,9 +179,12 @@ def _requests_get(
     per_read: float,
     deadline: float,
     max_bytes: int,
+    answer_headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """Through the session's adapter: urllib3's pool, with proxies and client certificates."""
     with send_through_adapter(session, url, headers, (per_read, per_read)) as response:
+        if answer_headers is not None:
+            answer_headers.update({k.lower(): v for k, v in response.headers.items()})
         if response.status_code != 200:
             return response.status_code, b""
         return 200, read_body(

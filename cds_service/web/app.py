@@ -294,6 +294,16 @@ def create_app(settings: Settings | None = None) -> Flask:
             log.warning("readiness: database unavailable (%s)", type(exc).__name__)
             checks["database"] = "unavailable"
             degraded.append("database unavailable: feedback answers 503, hook calls work")
+        if verifier.enabled:
+            # without an issuer's keys no call of that issuer can be served: not ready (the
+            # probe fetches them: at start, and after their host failed)
+            missing = verifier.warm()
+            checks["key_sets"] = "ok" if not missing else f"{len(missing)} not fetched yet"
+            if missing:
+                body = {"status": "unavailable", **checks, "degraded": degraded}
+                response = jsonify(body)
+                response.headers["Retry-After"] = "2"
+                return response, 503
         status = "degraded" if degraded else "ok"
         return jsonify({"status": status, **checks, "degraded": degraded}), 200
 

@@ -14,11 +14,22 @@ discovery, a service or feedback must carry ``Authorization: Bearer <JWT>`` with
   or after a restart (``replay.py``: a table in the service's database).
 
 A failure is a 401 whose body says why; the token itself is never logged.
+
+Key sets are cached for their ``Cache-Control: max-age`` (between one minute and an hour;
+five minutes without one), so a key the issuer removed stops working within that time, and
+refetched at once (at most every 10 s) for a ``kid`` not in them. While the key-set host
+fails, the cached keys keep working for at most ``JWKS_STALE`` past their expiry, then are
+dropped. A replica without usable keys for an issuer answers that issuer's calls 503 with
+``Retry-After`` (its keys could not be fetched: no fault of the caller) and tries again
+after ``JWKS_RETRY_EMPTY`` seconds (with keys: ``JWKS_RETRY``). ``warm`` fetches every key
+set at start and for readiness: a replica is ready only with every issuer's keys.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,11 +40,13 @@ import requests
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
-from ..core.errors import ClientError
+from ..core.errors import ClientError, ServiceUnavailable
 from ..fhir.limits import FetchFailed
 from ..fhir.reads import bounded_get
 from ..fhir.session import guarded_session
 from ..store.replay import ReplayCache
+
+log = logging.getLogger("cds_service.auth")
 
 ALLOWED_ALGORITHMS = [
     "ES256",
@@ -49,8 +62,12 @@ ALLOWED_ALGORITHMS = [
 # A key without "alg": the algorithms its type allows (EC: fixed by the curve).
 EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 RSA_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
-JWKS_TTL = 3600.0
+JWKS_TTL = 300.0  # a key set without Cache-Control: max-age is kept this long
+JWKS_MIN_TTL = 60.0  # max-age is honoured within these bounds
+JWKS_MAX_TTL = 3600.0
+JWKS_STALE = 900.0  # while its host fails, a key set is used this long past its expiry
 JWKS_RETRY = 30.0  # after a failed key-set fetch, wait this long before fetching again
+JWKS_RETRY_EMPTY = 2.0  # ... when there are no keys to use meanwhile (calls answer 503)
 JWKS_BUDGET = 2.0  # seconds in total for one key-set fetch (a dripping host is cut off)
 JWKS_MAX_BYTES = 1_000_000
 LEEWAY = 60  # seconds of clock skew tolerated
@@ -59,6 +76,40 @@ MAX_LIFETIME = 3600  # a client JWT valid longer than this is refused (spec: ~5 
 
 class Unauthorized(ClientError):
     status = 401
+
+
+class KeySetUnavailable(ServiceUnavailable):
+    """The issuer's key set could not be fetched and no usable copy is cached: a 503 (the
+    caller's token may be fine), retried soon."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the issuer's key set could not be fetched; please retry",
+            retry_after=max(1, math.ceil(JWKS_RETRY_EMPTY)),
+        )
+
+
+@dataclass(frozen=True)
+class _Cached:
+    fetched: float  # time.monotonic()
+    expires: float
+    keys: dict[str, Any]
+
+
+def max_age(cache_control: str | None) -> float:
+    """How long a key set may be kept, from its ``Cache-Control`` (``no-store``/``no-cache``:
+    the least), bounded by ``JWKS_MIN_TTL`` and ``JWKS_MAX_TTL``."""
+    seconds = JWKS_TTL
+    for directive in (cache_control or "").lower().split(","):
+        name, _, value = directive.strip().partition("=")
+        if name in ("no-store", "no-cache"):
+            return JWKS_MIN_TTL
+        if name == "max-age":
+            try:
+                seconds = float(int(value.strip().strip('"')))
+            except ValueError:
+                continue
+    return min(max(seconds, JWKS_MIN_TTL), JWKS_MAX_TTL)
 
 
 def _memory_replay_cache() -> ReplayCache:
@@ -81,7 +132,7 @@ class JwtVerifier:
     timeout: float = 3.0
     session: requests.Session = field(default_factory=guarded_session)
     replay: ReplayCache = field(default_factory=_memory_replay_cache)
-    _keys: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    _keys: dict[str, _Cached] = field(default_factory=dict)
     _refreshed: dict[str, float] = field(default_factory=dict)
     _failed: dict[str, float] = field(default_factory=dict)
     _fetching: dict[str, threading.Lock] = field(default_factory=dict)
@@ -170,46 +221,70 @@ class JwtVerifier:
                         ) from None
         raise Unauthorized("no key with the JWT's kid in the issuer's key set")
 
+    def warm(self) -> list[str]:
+        """Fetch the key set of every issuer that has no usable one (at start, and for
+        readiness); the issuers still without keys."""
+        missing = []
+        for issuer, url in self.issuers.items():
+            try:
+                self._jwks(url, refresh=False)
+            except (KeySetUnavailable, Unauthorized):
+                missing.append(issuer)
+        return missing
+
+    def _usable(self, url: str, now: float) -> _Cached | None:
+        """The cached key set, unless it is past its expiry by more than ``JWKS_STALE``
+        (then dropped: a key set host that stays down does not keep old keys valid)."""
+        with self._lock:
+            cached = self._keys.get(url)
+            if cached is not None and now > cached.expires + JWKS_STALE:
+                del self._keys[url]
+                log.warning("an issuer's key set expired while its host failed: dropped")
+                return None
+        return cached
+
     def _jwks(self, url: str, refresh: bool) -> dict[str, Any]:
         """The issuer's key set: cached; fetched by one thread at a time per issuer (the
         others use the cached keys or wait for that fetch's result)."""
         now = time.monotonic()
+        cached = self._usable(url, now)
         with self._lock:
-            cached = self._keys.get(url)
             failed = self._failed.get(url)
             fetching = self._fetching.setdefault(url, threading.Lock())
-        if cached and not refresh and now - cached[0] < JWKS_TTL:
-            return cached[1]
-        if failed is not None and now - failed < JWKS_RETRY:
+        if cached and not refresh and now < cached.expires:
+            return cached.keys
+        retry = JWKS_RETRY if cached else JWKS_RETRY_EMPTY
+        if failed is not None and now - failed < retry:
             # the key-set host is failing: don't let every forged request wait on it
             if cached:
-                return cached[1]
-            raise Unauthorized("the issuer's key set could not be fetched")
+                return cached.keys
+            raise KeySetUnavailable()
         if cached and refresh:
             with self._lock:
                 last = self._refreshed.get(url)
                 if last is not None and now - last < 10:
-                    return cached[1]  # unknown kids refetch the key set at most every 10 s
+                    return cached.keys  # unknown kids refetch the key set at most every 10 s
                 self._refreshed[url] = now
         if not fetching.acquire(blocking=not cached, timeout=JWKS_BUDGET if not cached else -1):
             if cached:
-                return cached[1]  # another thread is fetching: use what we have
-            raise Unauthorized("the issuer's key set could not be fetched")
+                return cached.keys  # another thread is fetching: use what we have
+            raise KeySetUnavailable()
         try:
             with self._lock:  # did the fetch we waited for settle it?
                 latest = self._keys.get(url)
                 failed = self._failed.get(url)
-            if latest is not None and latest[0] >= now and latest is not cached:
-                return latest[1]
+            if latest is not None and latest.fetched >= now and latest is not cached:
+                return latest.keys
             if failed is not None and failed >= now:
                 if cached:
-                    return cached[1]
-                raise Unauthorized("the issuer's key set could not be fetched")
+                    return cached.keys
+                raise KeySetUnavailable()
             return self._fetch(url, cached)
         finally:
             fetching.release()
 
-    def _fetch(self, url: str, cached: tuple[float, dict[str, Any]] | None) -> dict[str, Any]:
+    def _fetch(self, url: str, cached: _Cached | None) -> dict[str, Any]:
+        headers: dict[str, str] = {}
         try:
             status, raw = bounded_get(
                 self.session,
@@ -217,6 +292,7 @@ class JwtVerifier:
                 deadline=time.monotonic() + JWKS_BUDGET,
                 max_bytes=JWKS_MAX_BYTES,
                 timeout=self.timeout,
+                answer_headers=headers,
             )
             if status != 200:
                 raise ValueError(f"HTTP {status}")
@@ -224,16 +300,14 @@ class JwtVerifier:
             if not isinstance(keys, dict):
                 raise ValueError("not a JSON object")
         except (FetchFailed, ValueError, RecursionError):
-            now = time.monotonic()
             with self._lock:
-                self._failed[url] = now
-                if cached:  # keep using the old keys while the host is down
-                    self._keys[url] = (now, cached[1])
-            if cached:
-                return cached[1]
-            raise Unauthorized("the issuer's key set could not be fetched") from None
+                self._failed[url] = time.monotonic()
+            if cached:  # the old keys, until their bounded life ends (``_usable``)
+                return cached.keys
+            raise KeySetUnavailable() from None
+        now = time.monotonic()
         with self._lock:
-            self._keys[url] = (time.monotonic(), keys)
+            self._keys[url] = _Cached(now, now + max_age(headers.get("cache-control")), keys)
             self._failed.pop(url, None)
         return keys
 

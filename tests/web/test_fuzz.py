@@ -338,7 +338,8 @@ def test_mutated_client_jwts_are_refused_without_failing(secured_client, data):
             {"Authorization": f"{scheme} {token}"},
         )
     _check(response, took)
-    assert response.status_code in (200, 400, 401)
+    # (503: the drawn key set is not a JSON object, so no keys could be read)
+    assert response.status_code in ((200, 400, 401) if isinstance(keyset, dict) else (401, 503))
 
 
 def _post_with(client, path: str, body: Any, headers: dict[str, str]):
