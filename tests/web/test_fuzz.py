@@ -217,9 +217,12 @@ def _post(client, path: str, body: Any):
     return response, time.perf_counter() - started
 
 
-def _check(response, took: float) -> None:
+def _check(response, took: float, unavailable: bool = False) -> None:
+    """``unavailable``: a 503 is the right answer too (what the service needs is down)."""
     event(f"status {response.status_code}")  # see: pytest --hypothesis-show-statistics
-    assert response.status_code < 500, response.data[:500]
+    assert response.status_code < 500 or (unavailable and response.status_code == 503), (
+        response.data[:500]
+    )
     assert response.is_json and isinstance(response.get_json(), dict)
     assert took < MAX_SECONDS
 
@@ -337,7 +340,7 @@ def test_mutated_client_jwts_are_refused_without_failing(secured_client, data):
             HOOK_BODIES[0],
             {"Authorization": f"{scheme} {token}"},
         )
-    _check(response, took)
+    _check(response, took, unavailable=not isinstance(keyset, dict))
     # (503: the drawn key set is not a JSON object, so no keys could be read)
     assert response.status_code in ((200, 400, 401) if isinstance(keyset, dict) else (401, 503))
 
