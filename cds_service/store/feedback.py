@@ -273,8 +273,13 @@ class FeedbackStore:
         """Insert the item unless it is stored already (the unique index on card, outcome
         and outcome time, so that concurrent retries store it once); True if inserted."""
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(feedback_table).values(**row).on_conflict_do_nothing()
-        return conn.execute(statement).rowcount == 1
+        statement = (
+            dialect.insert(feedback_table)
+            .values(**row)
+            .on_conflict_do_nothing()
+            .returning(feedback_table.c.id)
+        )
+        return conn.execute(statement).first() is not None
 
     def _check_limits(
         self, conn: Connection, rows: list[dict[str, Any]], client: str | None

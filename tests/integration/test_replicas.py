@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 import pytest
 import requests
+from builders import HASH_KEY
 from cryptography.hazmat.primitives.asymmetric import ec
 from migrating import upgrade_concurrently
 from serving import ROOT, Service, clean_env, start_service, wait_ready, without_ids
@@ -70,6 +71,8 @@ def replicas(postgres_url: str, jwks_url: str) -> Iterator[tuple[Service, Servic
         PGX_CDS_TRUSTED_ISSUERS=json.dumps({issuer: jwks_url}),
         # authenticated: the FHIR servers the EHR's token may go to must be listed (issue 10)
         PGX_CDS_FHIR_SERVERS="https://ehr.example.org/fhir",
+        # authenticated: the card log's key from outside the database (issue 26)
+        PGX_CDS_HASH_KEY=HASH_KEY,
     )
     # both at once: the second must wait for the first's migration, not fail on it
     pair = (start_service(env, "--workers", "1", wait=False), start_service(env, "--workers", "1"))
