@@ -17,7 +17,9 @@ Outputs:
 * ``knowledge/genes/<GENE>.json``     allele table and phenotype rules (derived, then
   checked against every diplotype in the CPIC table; the script fails on a mismatch)
 * ``knowledge/rxnorm_products.json``  product RxCUI -> covered ingredients, for the drugs
-  listed in the hand-written ``knowledge/drugs.json``
+  listed in the hand-written ``knowledge/drugs.json``; ``cough_cold: true`` on prescription
+  opioid cough-and-cold products (an opioid and an ingredient of ``cough_cold`` in the
+  hand-written ``knowledge/rules/label_rules.json``)
 * ``tests/genomics/data/cpic_diplotypes/<GENE>.tsv``  the CPIC expectations, so the tests can check
   the phenotype engine against every diplotype without the reference folder
 
@@ -119,7 +121,19 @@ def build_gene(gene: str, shared: Path) -> tuple[dict, list[dict[str, str]]]:
     return doc, expected
 
 
-def build_products(shared: Path, drugs: dict) -> dict[str, dict[str, object]]:
+def names(text: str, words: list[str]) -> bool:
+    """Does ``text`` name one of ``words`` as a whole word ('chlorpheniramine polistirex'
+    names chlorpheniramine; 'dexchlorpheniramine' does not)?"""
+    lowered = text.lower()
+    return any(re.search(rf"\b{re.escape(w.lower())}\b", lowered) for w in words)
+
+
+def build_products(
+    shared: Path, drugs: dict, cough_cold: dict | None = None
+) -> dict[str, dict[str, object]]:
+    """Product RxCUI -> name and covered ingredients; with ``cough_cold`` (the section of
+    label_rules.json), products that combine one of its opioids with one of its cough and
+    cold ingredients are marked ``cough_cold`` (FDA's 2018 limit to adults)."""
     covered = {name.lower() for name in drugs}
     products: dict[str, dict[str, object]] = {}
 
@@ -129,6 +143,12 @@ def build_products(shared: Path, drugs: dict) -> dict[str, dict[str, object]]:
             return
         entry = products.setdefault(rxcui, {"name": name, "ingredients": []})
         entry["ingredients"] = sorted(set(entry["ingredients"]) | set(hits))  # type: ignore[arg-type]
+        if (
+            cough_cold
+            and set(entry["ingredients"]) & set(cough_cold["opioids"])  # type: ignore[arg-type]
+            and names(name, cough_cold["ingredients"])
+        ):
+            entry["cough_cold"] = True
 
     rx = shared / "rxnorm"
     for row in read_tsv(rx / "opioid_products.tsv"):
@@ -271,7 +291,8 @@ def main() -> None:
 
     write_json(KNOWLEDGE / "interactions" / "cyp2d6_inhibitors.json", build_inhibitors(args.shared))
     drugs = json.loads((KNOWLEDGE / "drugs.json").read_text(encoding="utf-8"))["drugs"]
-    products = build_products(args.shared, drugs)
+    rules = json.loads((KNOWLEDGE / "rules" / "label_rules.json").read_text(encoding="utf-8"))
+    products = build_products(args.shared, drugs, rules["cough_cold"])
     write_products(
         KNOWLEDGE / "rxnorm_products.json",
         {
@@ -281,7 +302,11 @@ def main() -> None:
         },
         products,
     )
-    print(f"wrote {len(GENES)} gene tables and {len(products)} RxNorm products")
+    marked = sum(1 for p in products.values() if p.get("cough_cold"))
+    print(
+        f"wrote {len(GENES)} gene tables and {len(products)} RxNorm products "
+        f"({marked} opioid cough-and-cold products)"
+    )
 
 
 if __name__ == "__main__":

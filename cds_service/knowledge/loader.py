@@ -25,6 +25,7 @@ from .models import (
     GuidelineFile,
     Inhibitors,
     LabelRule,
+    LabelRules,
     LabelStatement,
     Mme,
     NoRecommendation,
@@ -62,6 +63,10 @@ class Knowledge:
                 rxcui: frozenset(p["ingredients"]) for rxcui, p in products.items()
             }
             self.product_names: dict[str, str] = {rxcui: p["name"] for rxcui, p in products.items()}
+            #: prescription opioid cough-and-cold products (marked by build_knowledge.py)
+            self.cough_cold_products: frozenset[str] = frozenset(
+                rxcui for rxcui, p in products.items() if p.get("cough_cold") is True
+            )
             self.alternative_products: dict[str, AlternativeProduct] = {
                 name: AlternativeProduct.model_validate(p)
                 for name, p in _read(directory / "alternatives.json")["products"].items()
@@ -81,10 +86,10 @@ class Knowledge:
             self.inhibitors = Inhibitors.model_validate(
                 _read(directory / "interactions" / "cyp2d6_inhibitors.json")
             )
-            self.label_rules: list[LabelRule] = [
-                LabelRule.model_validate(r)
-                for r in _read(directory / "rules" / "label_rules.json")["rules"]
-            ]
+            self.label_rule_file = LabelRules.model_validate(
+                _read(directory / "rules" / "label_rules.json")
+            )
+            self.label_rules: list[LabelRule] = list(self.label_rule_file.rules)
             self.pretest = Pretest.model_validate(_read(directory / "rules" / "pretest.json"))
             self.unclear_rules: list[UnclearRule] = [
                 UnclearRule.model_validate(r)
@@ -263,6 +268,9 @@ class Knowledge:
         for rule in self.label_rules:
             if rule.drug not in self.drugs:
                 problems.append(f"label rule {rule.id}: drug {rule.drug!r} not in drugs.json")
+        for opioid in self.label_rule_file.cough_cold.opioids:
+            if opioid not in self.drugs:
+                problems.append(f"cough_cold: opioid {opioid!r} not in drugs.json")
         for drug, pre in self.pretest.drugs.items():
             if drug not in self.drugs or pre.test not in self.pretest.tests:
                 problems.append(f"pretest {drug}: unknown drug or test {pre.test!r}")

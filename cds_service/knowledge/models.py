@@ -242,21 +242,156 @@ class RuleSource(_Model):
     url: str = Field(pattern=r"^https://")
     year: int
     pmid: str | None = Field(default=None, pattern=r"^\d+$")
-    #: where in the source the rule rests (a table, a section), shown on the card
+    #: where in the source the rule rests (a table, a label section), shown on the card
     section: str | None = None
+    date: str | None = Field(default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
+    #: what is known about the link (e.g. a URL that follows the publisher's pattern, unread)
+    url_note: str | None = None
+
+
+#: What a label rule needs beside the patient's age: a finding of ``LabelRules.findings``,
+#: or a prescription opioid cough-and-cold product (``COUGH_COLD``).
+COUGH_COLD = "cough-cold-product"
 
 
 class LabelRule(_Model):
-    """A label rule that applies whatever the genotype (``rules/label_rules.json``)."""
+    """A label rule that applies whatever the genotype (``rules/label_rules.json``): the
+    patient's age is in [``min_age_years``, ``max_age_years``) (either end open when None)
+    and, where ``requires`` is set, one of its findings is on the chart or in the order."""
 
     id: str
     drug: str
-    max_age_years: float
-    reason_words: list[str] = Field(default_factory=list)
+    min_age_years: float | None = None
+    max_age_years: float | None = None
+    requires: list[str] = Field(default_factory=list)
     indicator: Literal["critical", "warning", "info"]
     summary: str = Field(max_length=139)
+    #: the summary when the inputs leave the rule open (a partial birth date, a reason that
+    #: suggests the finding without proving it): the card is then at most a warning
+    possible_summary: str = Field(max_length=139)
     text: str = Field(min_length=10)
     source: RuleSource
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LabelRule:
+        if self.min_age_years is None and self.max_age_years is None and not self.requires:
+            raise ValueError(f"label rule {self.id}: needs an age limit or a finding")
+        return self
+
+
+class CodeSystem(_Model):
+    """A code system by its short name in ``label_rules.json``: its display name and every
+    URI clients send for it (the canonical one first, then OIDs)."""
+
+    name: str
+    uris: list[str] = Field(min_length=1)
+
+
+class CodeSet(_Model):
+    """Codes of one system that stand for a finding, with where they come from.
+
+    Codes are compared without dots and case (ICD-10-CM ``G47.33`` and ``G4733`` are one
+    code); a prefix matches every code that starts with it, except those ``excluding``
+    (prefixes too)."""
+
+    system: str  # a key of LabelRules.systems
+    codes: list[str] = Field(default_factory=list)
+    prefixes: list[str] = Field(default_factory=list)
+    excluding: list[str] = Field(default_factory=list)
+    what: str = Field(min_length=5)  # e.g. "ICD-10-CM category E66 excluding E66.3"
+    source: str = Field(min_length=5)
+    confidence: str = "confirmed"
+
+    @model_validator(mode="after")
+    def _something(self) -> CodeSet:
+        if not self.codes and not self.prefixes:
+            raise ValueError(f"code set {self.what!r}: no codes or prefixes")
+        return self
+
+
+class ObservationCodes(_Model):
+    """A status recorded as an Observation (breastfeeding status, LOINC 63895-7): its
+    codes, the answers that say yes or no, and how old a record may be to count."""
+
+    codes: list[CodeSet] = Field(min_length=1)
+    positive: list[CodeSet] = Field(min_length=1)
+    negative: list[CodeSet] = Field(default_factory=list)
+    recent_days: int = Field(gt=0)
+    recent_days_source: str = Field(min_length=5)
+
+
+class Finding(_Model):
+    """Something on the chart or in the order that a label rule depends on (a tonsillectomy,
+    obesity, breastfeeding, ...), and how to recognise it."""
+
+    label: str  # as the card names it: "tonsillectomy or adenoidectomy"
+    description: str
+    #: where the service looks for it besides the order's reasons
+    chart: list[Literal["procedures", "conditions", "observations"]] = Field(default_factory=list)
+    codes: list[CodeSet] = Field(min_length=1)
+    #: codes that suggest the finding in an order's reason without proving it (the usual
+    #: indication of the surgery): the rule's card is then at most a warning
+    possible_codes: list[CodeSet] = Field(default_factory=list)
+    #: whole words in any case ("tonsillectomy"), and case-sensitive abbreviations ("T&A"),
+    #: never inside another word; a negated mention ("no obesity") does not count
+    words: list[str] = Field(default_factory=list)
+    abbreviations: list[str] = Field(default_factory=list)
+    #: a Procedure counts when performed within this many days (or planned, or in progress)
+    recent_days: int | None = Field(default=None, gt=0)
+    recent_days_source: str | None = None
+    observation: ObservationCodes | None = None
+
+
+class CoughCold(_Model):
+    """Prescription opioid cough-and-cold products (FDA, January 2018): an opioid with an
+    antitussive, expectorant, decongestant or antihistamine. ``scripts/build_knowledge.py``
+    marks the RxNorm products that contain one of ``opioids`` and one of ``ingredients``;
+    an order without a known code counts when its text names one of them or ``words``."""
+
+    description: str
+    source: str
+    opioids: list[str] = Field(min_length=1)
+    ingredients: list[str] = Field(min_length=1)
+    words: list[str] = Field(default_factory=list)
+
+
+class LabelRules(_Model):
+    """``rules/label_rules.json``: the rules, the findings they depend on, the code systems."""
+
+    description: str
+    systems: dict[str, CodeSystem]
+    findings: dict[str, Finding]
+    cough_cold: CoughCold
+    rules: list[LabelRule]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabelRules:
+        problems = []
+        for name, finding in self.findings.items():
+            sets = [*finding.codes, *finding.possible_codes]
+            if finding.observation is not None:
+                o = finding.observation
+                sets += [*o.codes, *o.positive, *o.negative]
+            problems += [
+                f"finding {name}: unknown code system {s.system!r}"
+                for s in sets
+                if s.system not in self.systems
+            ]
+            if "procedures" in finding.chart and finding.recent_days is None:
+                problems.append(f"finding {name}: read from procedures needs recent_days")
+            if "observations" in finding.chart and finding.observation is None:
+                problems.append(f"finding {name}: read from observations needs observation")
+        for rule in self.rules:
+            problems += [
+                f"label rule {rule.id}: unknown finding {r!r}"
+                for r in rule.requires
+                if r != COUGH_COLD and r not in self.findings
+            ]
+        ids = [r.id for r in self.rules]
+        problems += [f"label rule {i}: duplicate id" for i in sorted(set(ids)) if ids.count(i) > 1]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class UnclearRule(_Model):
