@@ -2,7 +2,8 @@
 
 context -> medications -> genomic facts -> medication history (interacting drugs,
 continuing therapy) -> interactions (phenoconversion) -> recommendations (with the order's
-dose) -> cards, plus label rules (age) and pre-test cards.
+dose) -> cards, plus label rules (age, and what the chart says: procedures, conditions,
+breastfeeding) and pre-test cards.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -34,6 +36,7 @@ from .fhir import hook_context, patient_data
 from .fhir.addresses import forbidden_host
 from .fhir.queries import (
     active_medications_query,
+    chart_reads,
     genomic_query,
     medication_statements_query,
     patient_query,
@@ -132,10 +135,22 @@ class Engine:
         needed = None if read_results else self._genes_for(drugs)
         ordered = {d.drug for d in drugs}
         uses_cyp2d6 = self._depends_on_cyp2d6(drugs)
-        uses_age = any(rule.drug in ordered for rule in self.knowledge.label_rules)
+        uses_label_rules = any(rule.drug in ordered for rule in self.knowledge.label_rules)
+        needs_patient, chart_kinds = (
+            label_rules.chart_needs(drugs, self.knowledge)
+            if uses_label_rules
+            else (False, frozenset())
+        )
         continuing = ordered & self.knowledge.continuing_drugs  # the history may change them
         # What the FHIR server must give, all asked for at once (one round)
-        self._read_ahead(request, client, patient, uses_cyp2d6 or bool(continuing), uses_age)
+        self._read_ahead(
+            request,
+            client,
+            patient,
+            uses_cyp2d6 or bool(continuing),
+            needs_patient,
+            chart_kinds,
+        )
         facts = self._facts(request, client, trace, patient, needed)
         genetic_facts = facts
         cyp2d6 = facts.get(interactions.GENE)
@@ -164,12 +179,15 @@ class Engine:
             ]
         matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
         notices: list[label_rules.Notice] = []
-        if uses_age:
-            found = patient_data.optional_resources(
-                request, patient_data.PATIENT, patient_query(patient), client, trace
-            )
-            person = label_rules.patient_in_context(found, request.patient_id, trace)
-            notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
+        if needs_patient or chart_kinds:
+            person = None
+            if needs_patient:
+                found = patient_data.optional_resources(
+                    request, patient_data.PATIENT, patient_query(patient), client, trace
+                )
+                person = label_rules.patient_in_context(found, request.patient_id, trace)
+            chart = self._chart(request, client, trace, patient, chart_kinds)
+            notices += label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart)
         notices += label_rules.pretest(
             drugs,
             genetic_facts,
@@ -313,11 +331,13 @@ class Engine:
         patient: str,
         medications_needed: bool,
         patient_needed: bool,
+        chart: frozenset[str] = frozenset(),
     ) -> None:
         """Start every read the call needs that was not prefetched (the genomic results; the
         orders on file and the medication list, for phenoconversion and continuing therapy;
-        the patient for age rules) at once: they run side by side, within one deadline, and
-        each is taken where it is used."""
+        the patient for age rules; the ``chart`` sources of the label rules' findings) at once:
+        they run side by side, within one deadline, and each is taken where it is used (or
+        dropped, if no rule needs it)."""
         prefetched = request.prefetch or {}
         if client is None:
             return
@@ -330,7 +350,46 @@ class Engine:
             wanted.append(medication_statements_query(patient))
         if patient_data.PATIENT not in prefetched and patient_needed:
             wanted.append(patient_query(patient))
+        reads = chart_reads(self.knowledge, patient)
+        wanted += [reads[k][1] for k in sorted(chart) if reads[k][0] not in prefetched]
         client.send_ahead(wanted, self.pool)
+
+    def _chart(
+        self,
+        request: HookRequest,
+        client: patient_data.FhirClient | None,
+        trace: Trace,
+        patient: str,
+        kinds: frozenset[str],
+    ) -> label_rules.Chart:
+        """The chart sources of the label rules (``kinds``), each taken when a rule first
+        needs it (prefetch, else the read sent ahead), and a reader for the Condition or
+        Procedure an order's reason references (on the request's FHIR server, a few a call)."""
+        reads = chart_reads(self.knowledge, patient)
+        loaders = {
+            kind: partial(
+                patient_data.optional_resources,
+                request,
+                reads[kind][0],
+                reads[kind][1],
+                client,
+                trace,
+                first_page=True,
+            )
+            for kind in kinds
+        }
+        readers = {
+            kind: _reference_reader(client, trace, "label rules", kind)
+            for kind in ("Condition", "Procedure")
+        }
+
+        def resolve(reference: str) -> dict[str, Any] | None:
+            if client is not None and reference.startswith(client.base_url):
+                reference = reference[len(client.base_url) :]  # absolute, on this server
+            read = readers.get(reference.split("/")[0])
+            return read(reference, "an order's reason") if read is not None else None
+
+        return label_rules.Chart(request.patient_id, request.fhirServer, loaders, resolve)
 
     def _genes_for(self, drugs: list[medications.IdentifiedDrug]) -> frozenset[str]:
         """The genes and HLA alleles the ordered drugs' rows and pre-test cards depend on."""

@@ -303,6 +303,21 @@ def with_results(*observations: dict[str, Any]) -> dict[str, Any]:
     return {"genomicResults": bundle(*observations)}
 
 
+#: The label rules' chart reads (a codeine or tramadol order asks for them), prefetched as
+#: "the client has no such data": a test of other reads then sees only its own.
+NO_CHART: dict[str, Any] = {
+    "recentProcedures": None,
+    "activeConditions": None,
+    "breastfeedingStatus": None,
+}
+
+
+def is_results_search(url: str | None) -> bool:
+    """A search for genomic results (not the breastfeeding-status search, also an
+    Observation search)."""
+    return "/Observation?" in (url or "") and "63895-7" not in (url or "")
+
+
 def feedback_body(comment: str | None = None) -> dict[str, Any]:
     """Feedback on two cards, as an EHR sends it: one suggestion taken, one card overridden
     with a coded reason (and ``comment``, if given)."""

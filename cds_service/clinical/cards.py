@@ -356,15 +356,30 @@ def _who_all(m: Match) -> str:
 def notice_card(n: Notice) -> dict[str, Any]:
     """A card for a label rule, a missing test or an unclear result."""
     ordered = inert(n.drug.medication_text or n.drug.drug, CARD_TEXT_LIMIT)
-    result = f"**Result on file:** {_unclear_result(n.result)}\n\n" if n.result else ""
-    where = f" {escaped(n.source.section)}." if n.source.section else ""
-    pmid = f" PMID {n.source.pmid}." if n.source.pmid else ""
+    lines = [escaped(n.text)]
+    if n.result:
+        lines.append(f"**Result on file:** {_unclear_result(n.result)}")
+    if n.facts:  # (from the request: inert)
+        lines.append("**This patient:** " + "; ".join(inert(f, CARD_TEXT_LIMIT) for f in n.facts))
+    if n.uncertain:
+        lines.append(
+            "**Not certain, please confirm:** "
+            + "; ".join(inert(u, CARD_TEXT_LIMIT) for u in n.uncertain)
+            + ". The card follows the more cautious reading."
+        )
+    source = n.source
+    when = f" ({source.date})" if source.date else ""
+    where = f" {escaped(source.section)}." if source.section else ""
+    pmid = f" PMID {source.pmid}." if source.pmid else ""
+    lines += [
+        f"**Order:** {ordered}",
+        f"**Source:** {escaped(source.title)}{when}.{where}{pmid} [Source]({source.url}).",
+    ]
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": short_summary(n.summary),
         "indicator": n.indicator,
-        "detail": f"{escaped(n.text)}\n\n{result}**Order:** {ordered}\n\n**Source:** "
-        f"{escaped(n.source.title)}.{where}{pmid} [Source]({n.source.url}).",
+        "detail": "\n\n".join(lines),
         "source": {
             "label": f"{n.source.organization} {n.source.year} ({SOURCE_LABEL})",
             "url": n.source.url,
@@ -407,7 +422,7 @@ def notice_card(n: Notice) -> dict[str, Any]:
         uuid=card["uuid"],
         drug=n.drug.drug,
         genes=n.result.gene if n.result else n.test[0] if n.test else "-",
-        phenotype="unclear" if n.result else "untested" if n.test else "age",
+        phenotype="unclear" if n.result else "untested" if n.test else n.basis,
         recommendation_id=n.id,
         indicator=n.indicator,
         order_reference=n.drug.order.reference,

@@ -1,12 +1,20 @@
-"""What the order and the patient add to the guideline row: the ordered dose, the patient's
-age (FDA label rules) and a missing test (pre-test cards).
+"""What the order and the patient add to the guideline row: the ordered dose, FDA label rules
+(age, and what the chart says) and a missing test (pre-test cards).
 
 * **Dose.** CPIC's tricyclic dose advice is written for depression doses; an order at or
   below the low-dose limit in ``knowledge/rules/dosing.json`` (neuropathic-pain doses) gets a
   caution card instead of "avoid". Where CPIC gives a dose change, the card computes it for
   the ordered drug and strength.
-* **Age.** Codeine and tramadol are contraindicated under 12, and under 18 after
-  tonsillectomy or adenoidectomy (FDA 2017), whatever the genotype.
+* **Label rules** (``knowledge/rules/label_rules.json``), whatever the genotype, each its own
+  card citing the FDA communication: codeine, tramadol and dihydrocodeine contraindicated
+  under 12, and under 18 after tonsillectomy or adenoidectomy; codeine and hydrocodone cough
+  and cold medicines for adults only (2018); codeine and tramadol not recommended while
+  breastfeeding, nor at 12 to 18 with obesity, obstructive sleep apnoea or severe lung disease
+  (2017). The age comes from the Patient's birth date; the findings from the order's reasons
+  and the chart (``chart.py``). Where the inputs leave a rule open (a birth date of a year or
+  a month on both sides of a limit, a reason that only suggests a tonsillectomy), the card is
+  still given, at most a warning, and says what to confirm. Missing inputs (no Patient, no
+  Conditions read) give no card, and the trace says so.
 * **Pre-test.** Carbamazepine or oxcarbazepine ordered with no HLA-B*15:02 result on file:
   an info card suggesting the test (on by default); others switched on per site.
 """
@@ -14,15 +22,19 @@ age (FDA label rules) and a missing test (pre-test cards).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from ..core.trace import Trace
 from ..core.wording import number
 from ..genomics.gene_decision import GeneResult
 from ..knowledge.loader import Knowledge
-from ..knowledge.models import RuleSource
+from ..knowledge.models import COUGH_COLD, LabelRule, RuleSource
+from . import order_details
+from .chart import CHART_TYPES, Chart, Evidence, Findings, cough_cold_product, matchers
 from .medications import IdentifiedDrug
-from .order_details import age_range, order_dose, reason_texts
+from .order_details import age_range, birth_date_precision, order_dose
 from .recommendations import Match
 
 
@@ -39,6 +51,12 @@ class Notice:
     test: tuple[str, str | None] | None = None  # (display, LOINC) of a test to suggest
     #: the unclear result on file the card is about (``unclear_results``), shown on the card
     result: GeneResult | None = None
+    #: what made a label rule apply to this patient and order (age, findings), for the card
+    facts: tuple[str, ...] = ()
+    #: what leaves it open (a partial birth date, a finding only suggested): confirm these
+    uncertain: tuple[str, ...] = ()
+    #: what the card is about, for the card log ("age", "age, tonsillectomy", ...)
+    basis: str = "age"
 
 
 def with_genetic_alert(m: Match, alerts: bool) -> Match:
@@ -119,39 +137,206 @@ def patient_in_context(
     return None
 
 
+@lru_cache(maxsize=8)
+def _rules_by_drug(knowledge: Knowledge) -> dict[str, list[LabelRule]]:
+    out: dict[str, list[LabelRule]] = {}
+    for rule in knowledge.label_rules:
+        out.setdefault(rule.drug, []).append(rule)
+    return out
+
+
+def _has_age(rule: LabelRule) -> bool:
+    return rule.min_age_years is not None or rule.max_age_years is not None
+
+
+def chart_needs(drugs: list[IdentifiedDrug], knowledge: Knowledge) -> tuple[bool, frozenset[str]]:
+    """Whether the label rules of the ordered ``drugs`` need the Patient (an age limit), and
+    which chart sources (``procedures``, ``conditions``, ``observations``) their findings are
+    looked for in. A cough-and-cold rule needs nothing unless the product is one."""
+    by_drug = _rules_by_drug(knowledge)
+    findings = knowledge.label_rule_file.findings
+    patient = False
+    kinds: set[str] = set()
+    for d in drugs:
+        for rule in by_drug.get(d.drug, []):
+            if rule.requires == [COUGH_COLD] and cough_cold_product(d, knowledge) is None:
+                continue
+            patient = patient or _has_age(rule)
+            kinds.update(
+                k for name in rule.requires if name in findings for k in findings[name].chart
+            )
+    return patient, frozenset(kinds)
+
+
 def age_rules(
     drugs: list[IdentifiedDrug],
     patient: dict[str, Any] | None,
     knowledge: Knowledge,
     trace: Trace,
+    chart: Chart | None = None,
+    today: date | None = None,
 ) -> list[Notice]:
-    ages = age_range(patient)
-    if patient is not None and ages is None:
-        trace.add("age", "the patient's birth date is missing or unreadable: age rules not applied")
-    if ages is None:
+    """The label rules' cards for the ordered ``drugs`` (see the module's notes): ``patient``
+    gives the age (None: unknown, age-limited rules are not applied); ``chart`` the Procedures,
+    Conditions and breastfeeding status (None: only the orders' reasons are looked at)."""
+    by_drug = _rules_by_drug(knowledge)
+    ordered = [d for d in drugs if d.drug in by_drug]
+    if not ordered:
         return []
-    youngest, oldest = ages
+    today = today or order_details.current_date()
+    ages = age_range(patient, today)
+    if any(_has_age(r) for d in ordered for r in by_drug[d.drug]):
+        if patient is None:
+            trace.add("age", "no Patient resource: the age is unknown, age rules not applied")
+        elif ages is None:
+            trace.add(
+                "age", "the patient's birth date is missing or unreadable: age rules not applied"
+            )
+    found = Findings(knowledge, chart, trace, today)
+    precision = birth_date_precision(patient)
     out = []
-    for d in drugs:
-        reasons: str | None = None  # read once a rule needs them
-        for rule in knowledge.label_rules:
-            if rule.drug != d.drug or youngest >= rule.max_age_years:
-                continue
-            if rule.reason_words:
-                if reasons is None:
-                    reasons = " ".join(reason_texts(d.order.resource)).lower()
-                if not any(w.lower() in reasons for w in rule.reason_words):
-                    continue
-            if oldest >= rule.max_age_years:  # a partial birth date on both sides of the limit
-                trace.add(
-                    "age",
-                    f"{d.drug}: {rule.id} not applied: the birth date is partial and the patient "
-                    f"may be {youngest} or {oldest} years old (limit {rule.max_age_years:g})",
-                )
-                continue
-            trace.add("age", f"{d.drug}: {rule.id} applies (age under {rule.max_age_years:g})")
-            out.append(Notice(rule.id, d, rule.indicator, rule.summary, rule.text, rule.source))
+    for d in ordered:
+        for rule in by_drug[d.drug]:
+            notice = _judge(rule, d, ages, precision, found, knowledge, trace)
+            if notice is not None:
+                out.append(notice)
     return out
+
+
+def _age_fit(rule: LabelRule, ages: tuple[int, int] | None) -> str | None:
+    """'yes', 'possible' (the birth date puts the patient on both sides of a limit), 'no', or
+    None (the rule has an age limit and the age is unknown)."""
+    if not _has_age(rule):
+        return "yes"
+    if ages is None:
+        return None
+    low = rule.min_age_years if rule.min_age_years is not None else float("-inf")
+    high = rule.max_age_years if rule.max_age_years is not None else float("inf")
+    youngest, oldest = ages
+    if youngest >= low and oldest < high:
+        return "yes"
+    if oldest >= low and youngest < high:
+        return "possible"
+    return "no"
+
+
+def _limits(rule: LabelRule) -> str:
+    if rule.min_age_years is not None and rule.max_age_years is not None:
+        return f"{rule.min_age_years:g} to {rule.max_age_years:g}"
+    if rule.max_age_years is not None:
+        return f"under {rule.max_age_years:g}"
+    return f"{rule.min_age_years:g} or over"
+
+
+def _judge(
+    rule: LabelRule,
+    d: IdentifiedDrug,
+    ages: tuple[int, int] | None,
+    precision: str | None,
+    found: Findings,
+    knowledge: Knowledge,
+    trace: Trace,
+) -> Notice | None:
+    """``rule``'s card for the order of ``d``, or None (the trace says why)."""
+    if rule.requires == [COUGH_COLD] and cough_cold_product(d, knowledge) is None:
+        return None  # (not a cough and cold medicine: the rule is not about this order)
+    fit = _age_fit(rule, ages)
+    where = f"{d.drug}: {rule.id}"
+    if fit is None:
+        trace.add("age", f"{where} not applied: the patient's age is unknown")
+        return None
+    if fit == "no":
+        return None
+    facts: list[str] = []
+    uncertain: list[str] = []
+    if ages is not None and _has_age(rule):
+        youngest, oldest = ages
+        age = f"{youngest}" if youngest == oldest else f"{youngest} or {oldest}"
+        if fit == "possible":
+            trace.add(
+                "age",
+                f"{where}: the birth date gives only the {precision} and the patient may be "
+                f"{youngest} or {oldest} years old (limit {_limits(rule)}): card as a warning, "
+                "confirm the age",
+            )
+            uncertain.append(
+                f"the birth date on file gives only the {precision}: the patient is {age} "
+                f"years old, on both sides of the limit ({_limits(rule)})"
+            )
+        else:
+            facts.append(f"age {age}")
+    if rule.requires:
+        evidence, missing = _evidence(rule, d, found, knowledge)
+        label = {e.finding: _label(e.finding, knowledge) for e in evidence}
+        sure = _unique(f"{label[e.finding]} ({e.text})" for e in evidence if e.certain)
+        if not evidence:
+            named = ", ".join(_label(n, knowledge) for n in rule.requires)
+            not_read = ", ".join(f"the patient's {CHART_TYPES[k]}s" for k in sorted(set(missing)))
+            trace.add(
+                "label rules",
+                f"{where} not applied: no {named} found"
+                + (f"; not checked in {not_read} (not read)" if not_read else ""),
+            )
+            return None
+        if sure:
+            facts += sure
+        else:
+            uncertain += _unique(f"{label[e.finding]} only suggested ({e.text})" for e in evidence)
+    certain = not uncertain
+    level = rule.indicator if certain or rule.indicator == "info" else "warning"
+    trace.add(
+        "label rules",
+        f"{where} applies ({level}"
+        + ("" if certain else ", uncertain: confirm")
+        + f"): {'; '.join(facts + uncertain) or _limits(rule)}",
+    )
+    return Notice(
+        rule.id,
+        d,
+        level,
+        rule.summary if certain else rule.possible_summary,
+        rule.text,
+        rule.source,
+        facts=tuple(facts),
+        uncertain=tuple(uncertain),
+        basis=", ".join((["age"] if _has_age(rule) else []) + rule.requires),
+    )
+
+
+def _evidence(
+    rule: LabelRule, d: IdentifiedDrug, found: Findings, knowledge: Knowledge
+) -> tuple[list[Evidence], list[str]]:
+    """Evidence of any of the rule's findings (the order first; the chart only when the
+    order does not settle it), and the chart sources that could not be read."""
+    evidence: list[Evidence] = []
+    missing: list[str] = []
+    for name in rule.requires:
+        if name == COUGH_COLD:
+            product = cough_cold_product(d, knowledge)
+            evidence += [product] if product is not None else []
+            continue
+        in_order = found.in_order(d, name)
+        evidence += in_order
+        if any(e.certain for e in in_order):
+            continue
+        on_chart, not_read = found.on_chart(name)
+        evidence += on_chart
+        missing += not_read
+    return evidence, missing
+
+
+def _label(name: str, knowledge: Knowledge) -> str:
+    if name == COUGH_COLD:
+        return "cough and cold medicine"
+    return matchers(knowledge)[name].finding.label
+
+
+def _unique(texts: Any) -> list[str]:
+    out: list[str] = []
+    for t in texts:
+        if t not in out:
+            out.append(t)
+    return out[:4]
 
 
 def pretest(

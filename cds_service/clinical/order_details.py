@@ -191,19 +191,20 @@ def _doses_per_day(timing: dict[str, Any], free: str, *, most: bool = False) -> 
     return None
 
 
-def reason_texts(resource: dict[str, Any]) -> list[str]:
-    """Why the drug is ordered, as text: coded reasons' text and displays, references'
-    displays (R4 ``reasonCode``/``reasonReference``, DSTU2 ``reasonCodeableConcept``)."""
-    out: list[str] = []
-    for field in ("reasonCode", "reasonCodeableConcept", "reason"):
-        for concept in objects(resource.get(field)):
-            out.extend(texts(concept.get("concept", concept)))
-    for ref in objects(resource.get("reasonReference")):
-        out.append(as_str(ref.get("display")))
-    return [t[:MAX_TEXT_READ] for t in out if t]
-
-
 _BIRTH_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+
+
+def current_date() -> date:
+    """The day the age and date rules reckon with (one place, so a test can fix it)."""
+    return date.today()
+
+
+def birth_date_precision(patient: dict[str, Any] | None) -> str | None:
+    """'year', 'month' or 'day': how much of the patient's ``birthDate`` is given."""
+    m = _BIRTH_DATE.fullmatch(as_str((patient or {}).get("birthDate")).strip())
+    if not m:
+        return None
+    return "day" if m.group(3) else "month" if m.group(2) else "year"
 
 
 def age_range(patient: dict[str, Any] | None, today: date | None = None) -> tuple[int, int] | None:
@@ -215,7 +216,7 @@ def age_range(patient: dict[str, Any] | None, today: date | None = None) -> tupl
     m = _BIRTH_DATE.fullmatch(birth.strip())
     if not m:
         return None
-    today = today or date.today()
+    today = today or current_date()
     year = int(m.group(1))
     try:
         if m.group(3):

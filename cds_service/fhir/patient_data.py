@@ -127,9 +127,14 @@ class FhirClient:
             "timeout": self.timeout,
         }
 
-    def search(self, query: str, trace: Trace) -> list[dict[str, Any]]:
-        """All resources of a search (``Type?params``), following ``next`` within the bound."""
-        return self.follow(self.base_url + query, trace)
+    def search(self, query: str, trace: Trace, *, first_page: bool = False) -> list[dict[str, Any]]:
+        """All resources of a search (``Type?params``), following ``next`` within the bound;
+        with ``first_page``, those of its first page only (a search sorted newest first)."""
+        if not first_page:
+            return self.follow(self.base_url + query, trace)
+        found = bundle_resources(self._get(self.base_url + query))
+        trace.add("fetch", f"read {len(found)} resources (first page of {query.split('?')[0]})")
+        return found
 
     def read(self, reference: str) -> dict[str, Any]:
         """One resource by relative reference (``Observation/123``)."""
@@ -296,14 +301,26 @@ def genomic_results(
 ACTIVE_MEDICATIONS = "activeMedications"
 MEDICATION_STATEMENTS = "medicationStatements"
 PATIENT = "patient"
+#: the label rules' chart reads (``queries.chart_reads``)
+RECENT_PROCEDURES = "recentProcedures"
+ACTIVE_CONDITIONS = "activeConditions"
+BREASTFEEDING_STATUS = "breastfeedingStatus"
 
 
 def optional_resources(
-    request: HookRequest, key: str, query: str, client: FhirClient | None, trace: Trace
+    request: HookRequest,
+    key: str,
+    query: str,
+    client: FhirClient | None,
+    trace: Trace,
+    *,
+    first_page: bool = False,
 ) -> list[dict[str, Any]] | None:
     """Resources of a prefetch key the service can work without (the patient, their active
-    medications, their medication list): from prefetch, else from the FHIR server; None when
-    neither has them (the cards that need them are then not given, and the trace says so)."""
+    medications, their medication list, the label rules' chart reads): from prefetch, else
+    from the FHIR server; None when neither has them (the cards that need them are then not
+    given, and the trace says so). ``first_page``: a search sorted newest first is read one
+    page only."""
     prefetch = request.prefetch or {}
     if key in prefetch:
         value = prefetch[key]
@@ -325,7 +342,7 @@ def optional_resources(
         return None
     try:
         if "?" in query:
-            return client.search(query, trace)
+            return client.search(query, trace, first_page=first_page)
         resource = client.read(query)
         trace.add("fetch", f"read {query.split('/')[0]}")
         return [resource]

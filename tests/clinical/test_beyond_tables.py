@@ -264,21 +264,21 @@ def test_age_range_from_full_and_partial_birth_dates(birth_date, ages):
     assert age_range({"birthDate": birth_date}, today=date(2026, 6, 15)) == ages
 
 
-def test_a_partial_birth_date_across_the_limit_gives_no_age_card_and_says_why(knowledge):
+def test_a_partial_birth_date_across_the_limit_gives_a_warning_and_says_why(knowledge):
+    """Born in 2014, on 2026-06-15 the patient is 11 or 12: not silence (issue 22), but a
+    warning to confirm the age; the trace says what is uncertain."""
     from datetime import date
-    from unittest import mock
 
     from cds_service.clinical.label_rules import age_rules
+    from cds_service.clinical.medications import IdentifiedDrug
     from cds_service.core.trace import Trace
+    from cds_service.fhir.hook_context import DraftOrder
 
     trace = Trace()
-    drug = mock.Mock(drug="codeine")  # an identified codeine order without a reason
-    drug.order.resource = {}
-    with mock.patch("cds_service.clinical.order_details.date") as fake:
-        fake.today.return_value = date(2026, 6, 15)
-        fake.side_effect = date
-        notices = age_rules([drug], {"birthDate": "2014"}, knowledge, trace)
-    assert notices == []
+    drug = IdentifiedDrug("codeine", DraftOrder(med_order(APAP_CODEINE)), "RxNorm", "codeine")
+    [notice] = age_rules([drug], {"birthDate": "2014"}, knowledge, trace, today=date(2026, 6, 15))
+    assert notice.id == "codeine-under-12" and notice.indicator == "warning"
+    assert "may be under 12" in notice.summary and "confirm age" in notice.summary
     assert any("may be 11 or 12 years old" in message for _, message in trace.lines)
 
 

@@ -8,7 +8,16 @@ import re
 import pytest
 import requests
 import responses
-from builders import APAP_CODEINE, bundle, hook_request, med_order, phenotype_obs, with_results
+from builders import (
+    APAP_CODEINE,
+    NO_CHART,
+    bundle,
+    hook_request,
+    is_results_search,
+    med_order,
+    phenotype_obs,
+    with_results,
+)
 
 FHIR = "https://ehr.example.org/fhir"
 SEARCH = re.compile(re.escape(FHIR) + r"/Observation\?.*")
@@ -33,7 +42,7 @@ def codeine_request(**kwargs):
 
 @responses.activate
 def test_prefetch_is_used_without_querying(call):
-    prefetch = {**with_results(UM), "patient": None, "activeMedications": None}
+    prefetch = {**with_results(UM), "patient": None, "activeMedications": None, **NO_CHART}
     prefetch["medicationStatements"] = None
     status, answer = call(codeine_request(prefetch=prefetch, fhir_server=FHIR, token="t"))
     assert status == 200 and len(answer["cards"]) == 1
@@ -45,7 +54,7 @@ def test_without_prefetch_the_service_queries_with_the_bearer_token(call):
     responses.get(SEARCH, json=bundle(UM))
     status, answer = call(codeine_request(fhir_server=FHIR, token="secret-token"))
     assert status == 200 and len(answer["cards"]) == 1
-    [sent] = [c for c in responses.calls if "/Observation?" in c.request.url]
+    [sent] = [c for c in responses.calls if is_results_search(c.request.url)]
     assert sent.request.headers["Authorization"] == "Bearer secret-token"
     url = sent.request.url
     assert "patient=pat-1" in url and "84413-4" in url and "53040-2" in url
@@ -60,6 +69,7 @@ def test_partial_prefetch_fetches_only_the_missing_key(call):
             "patient": {"resourceType": "Patient", "id": "pat-1"},
             "activeMedications": None,
             "medicationStatements": None,
+            **NO_CHART,
         },
         fhir_server=FHIR,
         token="t",
@@ -76,6 +86,7 @@ def test_null_prefetch_means_no_data_and_no_query(call):
             "patient": None,
             "activeMedications": None,
             "medicationStatements": None,
+            **NO_CHART,
         },
         fhir_server=FHIR,
         token="t",
@@ -120,7 +131,7 @@ def test_a_prefetched_bundle_of_operation_outcomes_only_is_the_clients_error(
     prefetch = {"genomicResults": {"resourceType": "Bundle", "type": "searchset", "entry": entries}}
     status, answer = call(codeine_request(prefetch=prefetch, fhir_server=FHIR, token="t"))
     assert status == 200
-    searched = [c for c in responses.calls if SEARCH.match(c.request.url or "")]
+    searched = [c for c in responses.calls if is_results_search(c.request.url)]
     assert bool(searched) is queried
     has_um = queried or any(isinstance(e, dict) and e.get("resource") is UM for e in entries)
     assert len(answer["cards"]) == (1 if has_um else 0)
@@ -189,7 +200,7 @@ def test_page_bound(call, app):
     responses.get(SEARCH, json=endless)
     status, _ = call(codeine_request(fhir_server=FHIR, token="t"))
     assert status == 412
-    pages = [c for c in responses.calls if "/Observation?" in c.request.url]
+    pages = [c for c in responses.calls if is_results_search(c.request.url)]
     assert len(pages) == app.extensions["pgx"]["engine"].settings.fhir_max_pages
 
 

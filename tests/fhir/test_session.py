@@ -8,7 +8,15 @@ import re
 
 import pytest
 import responses
-from builders import APAP_CODEINE, bundle, hook_request, med_order, phenotype_obs
+from builders import (
+    APAP_CODEINE,
+    NO_CHART,
+    bundle,
+    hook_request,
+    is_results_search,
+    med_order,
+    phenotype_obs,
+)
 
 from cds_service.fhir.session import _proxies_for_origin, guarded_session, proxies_for
 
@@ -19,6 +27,7 @@ UM = phenotype_obs("Ultrarapid Metabolizer")
 
 def fetching(token: str, patient: str = "pat-1") -> dict:
     prefetch = {"patient": None, "activeMedications": None, "medicationStatements": None}
+    prefetch.update(NO_CHART)
     return hook_request(
         "order-select",
         [med_order(APAP_CODEINE, patient=patient)],
@@ -30,7 +39,7 @@ def fetching(token: str, patient: str = "pat-1") -> dict:
 
 
 def observation_reads() -> list[responses.Call]:
-    return [c for c in responses.calls if "/Observation?" in c.request.url]
+    return [c for c in responses.calls if is_results_search(c.request.url)]
 
 
 @responses.activate

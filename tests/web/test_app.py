@@ -37,6 +37,19 @@ def test_discovery_lists_the_prescribing_hooks_and_patient_view(client):
         assert prefetch["medicationStatements"].startswith(
             "MedicationStatement?patient={{context.patientId}}&status=active,intended,on-hold,"
         )
+        # the label rules' chart reads: bounded (newest first, one page of at most _count)
+        assert (
+            prefetch["recentProcedures"]
+            == "Procedure?patient={{context.patientId}}&_sort=-date&_count=50"
+        )
+        assert prefetch["activeConditions"] == (
+            "Condition?patient={{context.patientId}}"
+            "&clinical-status=active,recurrence,relapse&_count=100"
+        )
+        assert prefetch["breastfeedingStatus"] == (
+            "Observation?patient={{context.patientId}}"
+            "&code=http://loinc.org|63895-7,http://snomed.info/sct|413712001&_sort=-date&_count=10"
+        )
 
 
 @pytest.mark.parametrize(
