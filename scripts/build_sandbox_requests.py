@@ -8,7 +8,9 @@ send: the public sandbox's DSTU2 ``MedicationOrder``, ``order-sign``, the legacy
 ``medication-prescribe`` (STU3), and calls without prefetch. Every patient also gets a
 ``patient-view`` request (the chart opens; no order) expecting the summary in the index.
 ``expected.json`` records the card each should give (from the index), and the tests check
-every file against it.
+every file against it. An attempt whose card depends on the day (a birth date of a year
+only, a surgery counted for 30 days) says in ``as_of`` the day its expectation holds; the
+kit's test reckons from that day.
 
 Usage: ``python scripts/build_sandbox_requests.py``
 """
@@ -54,6 +56,65 @@ def searchset(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def status_codes() -> set[str]:
+    """'system|code' of the status Observations the label rules read (breastfeeding)."""
+    rules = json.loads((ROOT / "knowledge" / "rules" / "label_rules.json").read_text())
+    return {
+        f"{uri}|{code}"
+        for finding in rules["findings"].values()
+        if "observation" in finding
+        for group in finding["observation"]["codes"]
+        for uri in rules["systems"][group["system"]]["uris"]
+        for code in group.get("codes", [])
+    }
+
+
+def newest_first(items: list[dict[str, Any]], *fields: str) -> list[dict[str, Any]]:
+    """As ``_sort=-date`` orders them: by the first of ``fields`` present, newest first."""
+
+    def when(r: dict[str, Any]) -> str:
+        for f in fields:
+            value = r
+            for part in f.split("."):
+                value = value.get(part, {}) if isinstance(value, dict) else {}
+            if isinstance(value, str):
+                return value
+        return ""
+
+    return sorted(items, key=when, reverse=True)
+
+
+def chart(everything: list[dict[str, Any]]) -> dict[str, Any]:
+    """The label rules' chart reads as an R4 server answers their templates:
+    ``Procedure?patient=…&_sort=-date&_count=50``, ``Condition?patient=…&clinical-status=
+    active,recurrence,relapse&_count=100``, ``Observation?patient=…&code=<breastfeeding
+    status>&_sort=-date&_count=10``."""
+    procedures = [r for r in everything if r["resourceType"] == "Procedure"]
+    current = {"active", "recurrence", "relapse"}
+    conditions = [
+        r
+        for r in everything
+        if r["resourceType"] == "Condition"
+        and any(c.get("code") in current for c in r.get("clinicalStatus", {}).get("coding", []))
+    ]
+    codes = status_codes()
+    statuses = [
+        r
+        for r in everything
+        if r["resourceType"] == "Observation"
+        and any(f"{c.get('system')}|{c.get('code')}" in codes for c in r["code"].get("coding", []))
+    ]
+    return {
+        "recentProcedures": searchset(
+            newest_first(procedures, "performedDateTime", "performedPeriod.start")[:50]
+        ),
+        "activeConditions": searchset(conditions[:100]),
+        "breastfeedingStatus": searchset(
+            newest_first(statuses, "effectiveDateTime", "effectivePeriod.start")[:10]
+        ),
+    }
+
+
 def prefetch(patient_id: str) -> dict[str, Any]:
     """What an R4 server answers for the service's prefetch templates."""
     codes = genomic_codes()
@@ -80,6 +141,7 @@ def prefetch(patient_id: str) -> dict[str, Any]:
         "genomicResults": searchset(genomic),
         "activeMedications": searchset(orders + included(orders, everything)),
         "medicationStatements": searchset(statements + included(statements, everything)),
+        **chart(everything),
     }
 
 
@@ -175,6 +237,8 @@ def main() -> None:
             "indicator": attempt["indicator"],
             "expect": attempt["expect"],
         }
+        if "as_of" in attempt:
+            expected[name]["as_of"] = attempt["as_of"]
 
     for entry in index:
         for attempt in entry["try"]:

@@ -505,7 +505,7 @@ def cough_cold_product(drug: IdentifiedDrug, knowledge: Knowledge) -> Evidence |
     for coding in objects(concept.get("coding")):
         code = as_str(coding.get("code"))
         if coding.get("system") in RXNORM_SYSTEMS and code in knowledge.cough_cold_products:
-            return Evidence("cough-cold-product", f"RxNorm {code} is a cough and cold medicine")
+            return Evidence("cough-cold-product", f"RxNorm {code}")
     pattern = _cough_cold_words(knowledge)
     resource = drug.order.resource
     said = [drug.medication_text, *texts(concept)]

@@ -32,7 +32,7 @@ from ..genomics.gene_decision import GeneResult
 from ..knowledge.loader import Knowledge
 from ..knowledge.models import COUGH_COLD, LabelRule, RuleSource
 from . import order_details
-from .chart import CHART_TYPES, Chart, Evidence, Findings, cough_cold_product, matchers
+from .chart import Chart, Evidence, Findings, cough_cold_product, matchers
 from .medications import IdentifiedDrug
 from .order_details import age_range, birth_date_precision, order_dose
 from .recommendations import Match
@@ -253,14 +253,8 @@ def _judge(
         youngest, oldest = ages
         age = f"{youngest}" if youngest == oldest else f"{youngest} or {oldest}"
         if fit == "possible":
-            trace.add(
-                "age",
-                f"{where}: the birth date gives only the {precision} and the patient may be "
-                f"{youngest} or {oldest} years old (limit {_limits(rule)}): card as a warning, "
-                "confirm the age",
-            )
             uncertain.append(
-                f"the birth date on file gives only the {precision}: the patient is {age} "
+                f"the birth date on file gives only the {precision}: the patient may be {age} "
                 f"years old, on both sides of the limit ({_limits(rule)})"
             )
         else:
@@ -270,13 +264,7 @@ def _judge(
         label = {e.finding: _label(e.finding, knowledge) for e in evidence}
         sure = _unique(f"{label[e.finding]} ({e.text})" for e in evidence if e.certain)
         if not evidence:
-            named = ", ".join(_label(n, knowledge) for n in rule.requires)
-            not_read = ", ".join(f"the patient's {CHART_TYPES[k]}s" for k in sorted(set(missing)))
-            trace.add(
-                "label rules",
-                f"{where} not applied: no {named} found"
-                + (f"; not checked in {not_read} (not read)" if not_read else ""),
-            )
+            trace.add("label rules", f"{where} not applied: {_not_found(rule, missing, knowledge)}")
             return None
         if sure:
             facts += sure
@@ -323,6 +311,31 @@ def _evidence(
         evidence += on_chart
         missing += not_read
     return evidence, missing
+
+
+#: How the trace names the chart sources of ``Finding.chart``.
+_SOURCES = {
+    "procedures": "the patient's Procedures",
+    "conditions": "the patient's Conditions",
+    "observations": "the patient's status Observations",
+}
+
+
+def _not_found(rule: LabelRule, missing: list[str], knowledge: Knowledge) -> str:
+    """'no obesity, obstructive sleep apnoea or severe lung disease in the order's reasons or
+    the patient's Conditions', and which sources could not be read."""
+    labels = [_label(n, knowledge) for n in rule.requires]
+    named = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]
+    findings = knowledge.label_rule_file.findings
+    kinds = sorted({k for n in rule.requires if n in findings for k in findings[n].chart})
+    looked = ["the order's reasons"] + [_SOURCES[k] for k in kinds if k not in missing]
+    said = f"no {named} in " + (
+        looked[0] if len(looked) == 1 else ", ".join(looked[:-1]) + " or " + looked[-1]
+    )
+    not_read = [_SOURCES[k] for k in kinds if k in missing]
+    if not_read:
+        said += f"; not checked in {', '.join(not_read)}: not read"
+    return said
 
 
 def _label(name: str, knowledge: Knowledge) -> str:

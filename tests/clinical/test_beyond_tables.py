@@ -279,7 +279,11 @@ def test_a_partial_birth_date_across_the_limit_gives_a_warning_and_says_why(know
     [notice] = age_rules([drug], {"birthDate": "2014"}, knowledge, trace, today=date(2026, 6, 15))
     assert notice.id == "codeine-under-12" and notice.indicator == "warning"
     assert "may be under 12" in notice.summary and "confirm age" in notice.summary
-    assert any("may be 11 or 12 years old" in message for _, message in trace.lines)
+    assert any(
+        "codeine-under-12 applies (warning, uncertain: confirm)" in message
+        and "may be 11 or 12 years old" in message
+        for _, message in trace.lines
+    )
 
 
 # -- the order's dose -----------------------------------------------------------------------

@@ -32,7 +32,7 @@ HOMATROPINE_HYDROCODONE = (
     "992656",
     "homatropine methylbromide 1.5 MG / hydrocodone bitartrate 5 MG Oral Tablet",
 )
-APAP_HYDROCODONE = ("856999", "Acetaminophen 325 MG / Hydrocodone Bitartrate 5 MG Oral Tablet")
+APAP_HYDROCODONE = ("856999", "acetaminophen 325 MG / hydrocodone bitartrate 10 MG Oral Tablet")
 APAP_CAFFEINE_DHC = (
     "1234871",
     "acetaminophen 356.4 MG / caffeine 30 MG / dihydrocodeine bitartrate 16 MG Oral Capsule",
@@ -413,8 +413,8 @@ def test_explain_says_when_the_procedures_were_not_read():
     trace = explain(med_order(APAP_CODEINE), prefetch)
     assert "recentProcedures not prefetched and no fhirServer: not used" in trace
     assert (
-        "codeine-tonsillectomy-under-18 not applied: no tonsillectomy or adenoidectomy found; "
-        "not checked in the patient's Procedures (not read)" in trace
+        "codeine-tonsillectomy-under-18 not applied: no tonsillectomy or adenoidectomy in the "
+        "order's reasons; not checked in the patient's Procedures: not read" in trace
     )
 
 
@@ -677,11 +677,30 @@ def test_explain_says_when_the_conditions_were_not_read():
     prefetch = {"genomicResults": bundle(), "activeMedications": bundle(), "patient": aged(15)}
     trace = explain(med_order(APAP_CODEINE), prefetch)
     assert (
-        "codeine-12-to-18-breathing-risk not applied: no obesity, obstructive sleep apnoea, "
-        "severe lung disease found; not checked in the patient's Conditions (not read)" in trace
+        "codeine-12-to-18-breathing-risk not applied: no obesity, obstructive sleep apnoea or "
+        "severe lung disease in the order's reasons; not checked in the patient's Conditions: "
+        "not read" in trace
     )
-    assert "not checked in the patient's Conditions, the patient's Observations (not read)" in (
-        trace
+    assert (
+        "codeine-breastfeeding not applied: no breastfeeding in the order's reasons; not checked "
+        "in the patient's Conditions, the patient's status Observations: not read" in trace
+    )
+
+
+def test_explain_says_where_a_finding_was_looked_for():
+    prefetch = {
+        "genomicResults": bundle(),
+        "activeMedications": bundle(),
+        "patient": aged(15),
+        "recentProcedures": bundle(procedure(TA, days_ago(300))),
+        "activeConditions": bundle(),
+        "breastfeedingStatus": bundle(),
+    }
+    trace = explain(med_order(APAP_CODEINE), prefetch)
+    assert "Procedure/proc-1 (tonsillectomy) of '" in trace and "more than 30 days ago" in trace
+    assert (
+        "codeine-tonsillectomy-under-18 not applied: no tonsillectomy or adenoidectomy in the "
+        "order's reasons or the patient's Procedures" in trace
     )
 
 
