@@ -276,7 +276,8 @@ def _judge(
         "label rules",
         f"{where} applies ({level}"
         + ("" if certain else ", uncertain: confirm")
-        + f"): {'; '.join(facts + uncertain) or _limits(rule)}",
+        # (quoted: the patient's details are shown by explain, left out of the logs)
+        + f"): '{'; '.join(facts + uncertain) or _limits(rule)}'",
     )
     return Notice(
         rule.id,
