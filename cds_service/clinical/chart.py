@@ -108,6 +108,10 @@ class _Codes:
                 return True
         return False
 
+    def excluded(self, code: str) -> bool:
+        """Is ``code`` left out on purpose (E66.3 overweight from obesity's E66)?"""
+        return any(excluding and code.startswith(excluding) for _, _, excluding, _ in self.groups)
+
 
 @dataclass(frozen=True)
 class Matcher:
@@ -123,6 +127,14 @@ class Matcher:
     system_names: Mapping[str, str]
     #: a status Observation's codes, and its answers that say yes and no
     observation: tuple[Mapping[str, _Codes], Mapping[str, _Codes], Mapping[str, _Codes]] | None
+
+    def excluded(self, concept: Any) -> bool:
+        """Does the concept carry a code this finding leaves out on purpose?"""
+        for coding in objects(as_dict(concept).get("coding")):
+            system, code = as_str(coding.get("system")), normalise(as_str(coding.get("code")))
+            if code and system in self.codes and self.codes[system].excluded(code):
+                return True
+        return False
 
     def coded(self, concept: Any, possible: bool = True) -> tuple[str, bool] | None:
         """(the matching code as '<system> <code>', certain) for a CodeableConcept."""
@@ -157,6 +169,8 @@ class Matcher:
         coded = self.coded(concept, possible)
         if coded is not None and coded[1]:
             return coded
+        if self.excluded(concept):
+            return coded  # (a code left out on purpose: its display's words do not count)
         for text in texts(concept):
             word = self.named(text)
             if word is not None:

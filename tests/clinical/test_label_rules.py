@@ -603,6 +603,7 @@ def test_an_adolescent_with_a_breathing_risk_factor_gets_a_warning(call, code, n
     "code",
     [
         concept(ICD10CM, "E66.3", "Overweight"),
+        concept(ICD10CM, "E66.3", "Overweight and obesity"),  # excluded: words do not override
         concept(ICD10CM, "Z68.53"),  # 85th to 95th percentile: overweight
         concept(ICD10CM, "J45.20", "Mild intermittent asthma"),
         concept(SNOMED, "238131007", "Overweight"),
