@@ -18,6 +18,7 @@ from builders import (
     bundle,
     gene_component,
     hook_request,
+    is_results_search,
     med_order,
     phenotype_obs,
     with_results,
@@ -196,7 +197,7 @@ def test_a_result_coded_only_with_40425_1_is_fetched_and_gives_the_card(call):
     assert status == 200
     [card] = answer["cards"]
     assert card["indicator"] == "critical" and "CYP2D6 poor metabolizer" in card["summary"]
-    [search] = [c for c in responses.calls if "/Observation?" in c.request.url]
+    [search] = [c for c in responses.calls if is_results_search(c.request.url)]
     assert "http://loinc.org|40425-1" in unquote(search.request.url)
 
 
