@@ -248,9 +248,10 @@ class Judge:
             result_issued=issued,
             recommendation=topic,
             # an age rule rests on the order alone; a card on results whose date is unknown
-            # (or on what the worklist does not know): unknown, kept by --since
+            # (or on what the worklist does not know, e.g. a label rule on the chart's
+            # procedures, conditions or breastfeeding status): unknown, kept by --since
             changed_since=_latest(written, issued or result_date)
-            if result_date or issued or rule
+            if result_date or issued or (rule is not None and not rule.requires)
             else "",
         )
 

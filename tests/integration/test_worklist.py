@@ -332,6 +332,12 @@ def test_every_sandbox_scenario_is_listed_as_its_hook_card_says(fhir_server, tmp
     rows = [r for r in csv.DictReader(table.open(encoding="utf-8")) if "/wls-" in r["patient"]]
     listed = {(r["patient"], r["order"]): r for r in rows}
     expected = {(p, o): t for p, o, t in tries if t["indicator"] in ("warning", "critical")}
+    # a scenario whose card depends on the day holds as of its as_of day only (the served
+    # code reckons from today): on other days it is left out on both sides
+    today = date.today().isoformat()
+    other_day = {(p, o) for p, o, t in tries if t.get("as_of", today) != today}
+    listed = {k: v for k, v in listed.items() if k not in other_day}
+    expected = {k: v for k, v in expected.items() if k not in other_day}
     assert listed.keys() == expected.keys()
     for key, attempt in expected.items():
         assert listed[key]["indicator"] == attempt["indicator"], key

@@ -3,6 +3,7 @@ when signing it; the rows are that call's warning and critical cards."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -102,6 +103,28 @@ def test_a_child_on_codeine_is_listed_by_the_age_rule_without_any_result(engine)
     assert row.recommendation == "codeine-under-12" and row.drug == "codeine"
     assert row.genes == "" and row.result_date == ""
     assert row.changed_since == "2026-01-10"  # the order's date alone
+
+
+def test_a_label_rule_on_the_chart_is_listed_and_kept_by_since(engine):
+    """Breastfeeding recorded after the order was written: the card rests on the chart, whose
+    date the worklist does not know, so --since keeps it (changed_since unknown)."""
+    data = prefetch(person=patient("p1", birth_date="1990-01-01"))
+    data["breastfeedingStatus"] = _bundle(
+        {
+            "resourceType": "Observation",
+            "id": "bf",
+            "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "63895-7"}]},
+            "effectiveDateTime": date.today().isoformat(),
+            "valueCodeableConcept": {
+                "coding": [{"system": "http://loinc.org", "code": "LA29252-6"}]
+            },
+        }
+    )
+    [row] = judge(engine, order("rx-1", "p1", CODEINE), data)
+    assert row.recommendation == "codeine-breastfeeding" and row.indicator == "warning"
+    assert row.changed_since == ""
 
 
 def test_a_medication_statement_is_judged_as_the_order_it_stands_for(engine):
