@@ -1,21 +1,27 @@
 """Deciding one phenotype per gene (or HLA marker) from all of a patient's findings.
 
-Genes do not change, so the rules favour the most informative definite result:
+Genes do not change, so the rules favour the most informative definite result, and results
+that disagree are shown, never resolved silently:
 
 1. **A genotype on file decides**, re-interpreted with today's CPIC tables. A lab-reported
-   phenotype that disagrees (an outdated label such as "Extensive metabolizer" for ``*1/*4``,
-   which CPIC has called an intermediate metabolizer since 2019) is shown beside it.
+   phenotype that a former CPIC rule gives for that genotype (an outdated label such as
+   "Extensive metabolizer" for ``*1/*4``, an intermediate metabolizer since 2019; see
+   ``former_rules``) is shown beside it.
 2. Without a definite genotype, the reported phenotype decides (pre-2019 wording is mapped
    to today's term and the card says the lab used it).
-3. Among definite results of the same kind, the newest decides; older ones that disagree are
-   mentioned. Definite results of the newest date that disagree (in phenotype, or in activity
-   score) give no alert, unless one was amended or corrected after the others: it replaces
-   them. One exception to rule 1: a CYP2D6 genotype that states no copy number, and a later
-   day's reported ultrarapid metabolizer: the later test counted copies and found a
-   duplication; it decides.
-4. **An indeterminate or failed newer result does not erase an older definite one**: the
+3. Among definite results of the same kind, the newest decides. An older result that
+   disagrees is mentioned when a former rule explains the difference; one exception to
+   rule 1: a CYP2D6 genotype that states no copy number and a later result that finds a
+   duplication (a reported ultrarapid metabolizer, or the same diplotype with copies): the
+   later test counted copies; it decides.
+4. **A disagreement nothing explains is a discordance** (``*1/*1`` and a later "poor
+   metabolizer"; ultrarapid and normal on one day): the result carries each reading
+   (``readings``) and the results behind them (``disagreeing``); the recommendation follows
+   the riskier reading and the card says that the results disagree. An amended or corrected
+   result issued after the others of its date replaces them (no discordance).
+5. **An indeterminate or failed newer result does not erase an older definite one**: the
    older result stands and the card mentions the newer one.
-5. Two haplotype results of one date make a diplotype (an HLA marker: present if either
+6. Two haplotype results of one date make a diplotype (an HLA marker: present if either
    copy carries it, absent only when both copies are typed without it).
 """
 
@@ -28,10 +34,24 @@ from ..core.trace import Trace
 from ..core.wording import with_article
 from ..knowledge.loader import Knowledge
 from . import hla
+from .former_rules import former_phenotypes, relabelling, same_call
 from .result_reading import Finding, scored
 from .star_alleles import INDETERMINATE, score_diplotype
 
 _OLDEST = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Reported:
+    """One result of a gene whose results disagree, as the card lists it."""
+
+    observation: str
+    kind: str
+    value: str  # what the lab reported: "*1/*1", "Poor metabolizer"
+    phenotype: str  # today's reading of it
+    activity_score_text: str | None = None
+    date_text: str | None = None
+    performer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,15 +73,34 @@ class GeneResult:
     reinterpreted_from: str | None = None
     #: set when an interacting drug changes the phenotype that acts (phenoconversion)
     genetic_phenotype: str | None = None
+    #: the interacting drugs, on both readings: the functional one (``genetic_phenotype``
+    #: set) and the genetic one (``functional_phenotype`` set, when the effect can be called)
     phenoconverted_by: tuple[str, ...] = ()
+    #: on the genetic reading of a result an interacting drug converts: what it converts to
+    functional_phenotype: str | None = None
+    #: the readings the inputs leave open (discordant results; the genotype and the
+    #: phenotype an interacting drug gives), each a result of its own, the preferred first;
+    #: empty when the result is settled. Recommendations follow the most severe reading.
+    readings: tuple[GeneResult, ...] = ()
+    #: the results that disagree (a discordance), for the card; empty when none do
+    disagreeing: tuple[Reported, ...] = ()
 
     @property
     def actionable(self) -> bool:
         return self.phenotype != INDETERMINATE
 
+    @property
+    def discordant(self) -> bool:
+        return bool(self.disagreeing)
 
-def decide(findings: list[Finding]) -> GeneResult:
-    """One result for a gene from all of its findings (see the module's rules)."""
+    @property
+    def all_readings(self) -> tuple[GeneResult, ...]:
+        return self.readings or (self,)
+
+
+def decide(findings: list[Finding], knowledge: Knowledge | None = None) -> GeneResult:
+    """One result for a gene from all of its findings (see the module's rules). Without
+    ``knowledge`` no former CPIC rule explains a disagreement."""
     # newest first; within a date a fixed order (the answer never depends on the input's)
     newest_first = sorted(findings, key=lambda f: (f.date or _OLDEST, f.observation), reverse=True)
     definite = [f for f in newest_first if f.phenotype != INDETERMINATE]
@@ -73,10 +112,22 @@ def decide(findings: list[Finding]) -> GeneResult:
         return _result(top, INDETERMINATE, notes=[top.reason] if top.reason else [])
 
     notes: list[str] = []
+    settled: list[Finding] = []  # results whose difference from the deciding one is explained
     newer = _newer_report(definite, genotypes)
     if newer is not None:  # a later test (e.g. with copy numbers) overrules an older genotype
         older_genotype = genotypes[0]
         pool = [f for f in definite if f.kind != "genotype"]
+        settled += [g for g in genotypes if _counted_no_copies(g, newer)]
+        # and the reports of those tests that read the same (they could not count copies)
+        settled += [
+            f
+            for f in definite
+            if f.kind != "genotype"
+            and any(
+                same_call(f.phenotype, g.phenotype) and (f.date or _OLDEST) <= (g.date or _OLDEST)
+                for g in settled
+            )
+        ]
         notes.append(
             f"an older genotype ({older_genotype.date_text or 'undated'}) "
             f"{older_genotype.diplotype} reads as {older_genotype.phenotype.lower()} under "
@@ -90,31 +141,31 @@ def decide(findings: list[Finding]) -> GeneResult:
             f"{replaced.observation} was amended or corrected after the other results of its "
             "date: it replaces them"
         )
+        settled += [f for f in same_date if f is not replaced]
         same_date = [replaced]
-    scores = {f.activity_score for f in same_date if f.activity_score is not None}
     top = next((f for f in same_date if f.activity_score is not None), same_date[0])
     phenotype = top.phenotype
-    if len({f.phenotype for f in same_date}) > 1 or len(scores) > 1:
-        phenotype = INDETERMINATE
-        notes.append(
-            f"{top.kind} results of the same date disagree ("
-            + ", ".join(sorted({_label(f) for f in same_date}))
-            + "): no alert"
-        )
 
+    agreeing: list[Finding] = []
+    discordant: list[Finding] = []
     reinterpreted_from = None
-    if top.kind == "genotype" and "*" not in top.gene and phenotype != INDETERMINATE:
-        for reported in [f for f in definite if f.kind == "phenotype"][:2]:
-            if reported.phenotype != phenotype or reported.legacy:
-                when = f" in {reported.date_text[:4]}" if reported.date_text else ""
-                label = reported.reported_as or reported.phenotype
-                wording = " (pre-2019 wording)" if reported.legacy else ""
-                notes.append(
-                    f"reported by the lab as '{label}'{wording}{when}; under current CPIC "
-                    f"rules {top.diplotype} is {with_article(phenotype.lower())}"
-                )
-                reinterpreted_from = reinterpreted_from or label
-    elif top.legacy:
+    for f in definite:
+        if f is top or any(f is s for s in settled):
+            continue
+        if _agrees(f, top):
+            agreeing.append(f)
+            if _is_genotype(top) and f.kind == "phenotype" and f.legacy:
+                notes.append(_reinterpreted(f, top))
+                reinterpreted_from = reinterpreted_from or f.reported_as or f.phenotype
+            continue
+        explanation = _explanation(f, top, knowledge)
+        if explanation is None:
+            discordant.append(f)
+            continue
+        notes.append(explanation)
+        if _is_genotype(top) and f.kind == "phenotype":
+            reinterpreted_from = reinterpreted_from or f.reported_as or f.phenotype
+    if not _is_genotype(top) and top.legacy:
         notes.append(
             f"the lab used pre-2019 wording ('{top.reported_as}'), read as today's "
             f"{top.phenotype.lower()}; a genotype would confirm it under current CPIC rules"
@@ -125,11 +176,6 @@ def decide(findings: list[Finding]) -> GeneResult:
             f"assigned with less certainty: the advice for {with_article(phenotype.lower())} "
             "applies"
         )
-
-    older = [f for f in pool if f not in same_date and f.phenotype not in (phenotype,)]
-    notes.extend(
-        f"an older result ({f.date_text or 'undated'}) said {_label(f)}" for f in older[:2]
-    )
     newer_unclear = [
         f
         for f in newest_first
@@ -140,7 +186,129 @@ def decide(findings: list[Finding]) -> GeneResult:
         f" the earlier result stands, as genes do not change"
         for f in newer_unclear[:2]
     )
-    return _result(top, phenotype, notes=notes, reinterpreted_from=reinterpreted_from)
+    result = _result(top, phenotype, notes=notes, reinterpreted_from=reinterpreted_from)
+    if not discordant:
+        return result
+    return _discordance(result, top, agreeing, discordant)
+
+
+def _discordance(
+    result: GeneResult, top: Finding, agreeing: list[Finding], discordant: list[Finding]
+) -> GeneResult:
+    """``result`` with the readings its disagreeing results leave open: the deciding
+    result's first, then one per other phenotype (and activity score), newest first."""
+    disagreeing = tuple(_reported(f) for f in [top, *agreeing, *discordant])
+    readings = [replace(result, disagreeing=disagreeing)]
+    for f in discordant:
+        if any(_agrees(f, _as_finding(r)) for r in readings):
+            continue
+        readings.append(
+            replace(
+                _result(f, f.phenotype, notes=list(result.notes)),
+                disagreeing=disagreeing,
+            )
+        )
+    return replace(readings[0], readings=tuple(readings))
+
+
+def _as_finding(r: GeneResult) -> Finding:
+    return Finding(
+        r.gene,
+        r.kind,
+        r.phenotype,
+        r.observation,
+        activity_score=r.activity_score,
+        activity_score_text=r.activity_score_text,
+        score_range=r.score_range,
+    )
+
+
+def _is_genotype(f: Finding) -> bool:
+    return f.kind == "genotype" and "*" not in f.gene
+
+
+def _agrees(f: Finding, top: Finding) -> bool:
+    """The same call: one phenotype (CPIC's "Likely" aside) and, where both give a single
+    activity score, the same score."""
+    if not same_call(f.phenotype, top.phenotype):
+        return False
+    if _exact_score(f) is None or _exact_score(top) is None:
+        return True
+    return f.activity_score == top.activity_score
+
+
+def _exact_score(f: Finding) -> float | None:
+    if f.score_range is not None or (f.activity_score_text or "").startswith("≥"):
+        return None
+    return f.activity_score
+
+
+def _explanation(f: Finding, top: Finding, knowledge: Knowledge | None) -> str | None:
+    """Why ``f`` disagrees with the deciding result ``top`` (a note for the card), when a
+    former CPIC rule or a test that counted copies explains it; None: a discordance."""
+    if _is_genotype(top) and f.kind == "phenotype" and knowledge is not None:
+        former = former_phenotypes(knowledge, top.gene, top.diplotype or "")
+        if any(same_call(f.phenotype, p) for p in former):
+            return _reinterpreted(f, top)
+    if _is_genotype(top) and _is_genotype(f) and _counted_no_copies(f, top):
+        return (
+            f"an older genotype ({f.date_text or 'undated'}) {f.diplotype} stated no copy "
+            f"number; the newer result ({top.date_text}) counted copies and is used"
+        )
+    older = (f.date or _OLDEST) < (top.date or _OLDEST)
+    if not _is_genotype(top) and not _is_genotype(f) and older and knowledge is not None:
+        rule = relabelling(knowledge, top.gene, f.phenotype, top.phenotype)
+        if rule is not None:
+            return (
+                f"an older result ({f.date_text or 'undated'}) said {_label(f)}; CPIC's rules "
+                f"then ({rule.in_use}) gave that label to results now read as "
+                f"{with_article(top.phenotype.lower())}"
+            )
+    return None
+
+
+def _reinterpreted(f: Finding, top: Finding) -> str:
+    when = f" in {f.date_text[:4]}" if f.date_text else ""
+    label = f.reported_as or f.phenotype
+    wording = " (pre-2019 wording)" if f.legacy else ""
+    return (
+        f"reported by the lab as '{label}'{wording}{when}; under current CPIC "
+        f"rules {top.diplotype} is {with_article(top.phenotype.lower())}"
+    )
+
+
+def _counted_no_copies(older: Finding, newer: Finding) -> bool:
+    """An older CYP2D6 genotype without a copy number, and a later result that found a
+    duplication (a reported ultrarapid metabolizer, or the same diplotype with copies)."""
+    if older.gene not in COPY_NUMBER_GENES or older.date is None or newer.date is None:
+        return False
+    if _states_copies(older.diplotype or "") or newer.date.date() <= older.date.date():
+        return False
+    if not _is_genotype(newer):
+        return newer.phenotype == _ULTRARAPID and not newer.legacy
+    return _without_copies(newer.diplotype or "") == (older.diplotype or "") and (
+        newer.diplotype != older.diplotype
+    )
+
+
+def _without_copies(diplotype: str) -> str:
+    return "/".join(h.split("x")[0] for h in diplotype.split("/"))
+
+
+def _reported(f: Finding) -> Reported:
+    if _is_genotype(f) or f.kind == "haplotype":
+        value = f.diplotype or f.phenotype
+    else:
+        value = f.reported_as or f.diplotype or f.phenotype
+    return Reported(
+        f.observation,
+        f.kind,
+        value,
+        f.phenotype,
+        f.activity_score_text,
+        f.date_text,
+        f.performer,
+    )
 
 
 #: Genes whose copies a genotype may not count: a later test that reports an ultrarapid

@@ -22,7 +22,7 @@ import orjson
 
 from ..core.trace import Trace
 from ..knowledge.loader import Knowledge
-from .gene_decision import GeneResult, combine_haplotypes, decide
+from .gene_decision import GeneResult, Reported, combine_haplotypes, decide
 from .result_reading import Finding, ResultReader
 
 __all__ = ["GeneResult", "Resolver", "summarise"]
@@ -196,11 +196,29 @@ def _summarise(
 
     results: dict[str, GeneResult] = {}
     for gene in sorted({f.gene for f in findings}):
-        result = decide([f for f in findings if f.gene == gene])
+        result = decide([f for f in findings if f.gene == gene], knowledge)
         results[gene] = result
+        if result.discordant:
+            trace.add(
+                "facts",
+                f"{gene}: results disagree and no change of CPIC's rules explains it: "
+                + "; ".join(_reported(r) for r in result.disagreeing)
+                + f". Readings: {', '.join(r.phenotype for r in result.readings)}; each "
+                "drug follows the riskier one and its card says the results disagree",
+            )
         trace.add(
             "facts",
             f"{gene}: {result.phenotype} (from {result.kind} {result.observation})"
             + "".join(f"; {n}" for n in result.notes),
         )
     return results, looked_up
+
+
+def _reported(r: Reported) -> str:
+    """One disagreeing result in a trace line (the lab's words quoted: not logged)."""
+    lab = f", lab '{r.performer}'" if r.performer else ""
+    score = f", activity score {r.activity_score_text}" if r.activity_score_text else ""
+    return (
+        f"{r.observation} ({r.kind} '{r.value}' -> {r.phenotype}{score}, "
+        f"{r.date_text or 'undated'}{lab})"
+    )

@@ -66,6 +66,8 @@ class Finding:
     reason: str = ""  # why it is indeterminate, if it is
     #: when an amended or corrected result was issued (it replaces what was issued before)
     revised: datetime | None = None
+    #: who reported it, as the Observation's performer names it (the lab), if it does
+    performer: str | None = None
 
 
 class ResultReader:
@@ -147,9 +149,19 @@ class ResultReader:
             if status in ("amended", "corrected") and isinstance(issued, str)
             else None
         )
+        performer = performer_of(obs)
 
         if kind.kind == "presence":
-            base = Finding("?", kind.kind, INDETERMINATE, ref, date, date_text, revised=revised)
+            base = Finding(
+                "?",
+                kind.kind,
+                INDETERMINATE,
+                ref,
+                date,
+                date_text,
+                revised=revised,
+                performer=performer,
+            )
             findings = self._presence(obs, kind.marker, base)
         else:
             if gene is None and kind.kind == "therapeutic-implication":
@@ -162,7 +174,16 @@ class ResultReader:
             if not self._wanted(gene):
                 self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
                 return []
-            base = Finding(gene, kind.kind, INDETERMINATE, ref, date, date_text, revised=revised)
+            base = Finding(
+                gene,
+                kind.kind,
+                INDETERMINATE,
+                ref,
+                date,
+                date_text,
+                revised=revised,
+                performer=performer,
+            )
             if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
                 findings = self._hla_typing(obs, gene, base)
             elif kind.kind == "genotype":
@@ -417,6 +438,19 @@ def _haplotype(obs: dict[str, Any], gene: str, base: Finding) -> Finding:
         if allele:
             return replace(base, diplotype=allele)
     return replace(base, reason="no star allele in the value")
+
+
+#: How much of a performer's name is kept (a lab's name, not a page).
+MAX_PERFORMER = 120
+
+
+def performer_of(obs: dict[str, Any]) -> str | None:
+    """Who reported a result: the first performer's display (the lab), if one is given."""
+    for performer in objects(obs.get("performer")):
+        display = as_str(performer.get("display")).strip()
+        if display:
+            return display[:MAX_PERFORMER]
+    return None
 
 
 def gene_of(obs: dict[str, Any], knowledge: Knowledge) -> str | None:

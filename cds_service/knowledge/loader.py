@@ -20,6 +20,7 @@ from .models import (
     AlternativeProduct,
     Dosing,
     Drug,
+    FormerRules,
     GeneTable,
     Guideline,
     GuidelineFile,
@@ -97,6 +98,9 @@ class Knowledge:
             ]
             self.dosing = Dosing.model_validate(_read(directory / "rules" / "dosing.json"))
             self.mme = Mme.model_validate(_read(directory / "rules" / "mme.json"))
+            self.former_rules = FormerRules.model_validate(
+                _read(directory / "rules" / "former_phenotypes.json")
+            )
             self.guidelines: list[GuidelineFile] = [
                 GuidelineFile.model_validate(_read(p))
                 for p in sorted((directory / "recommendations").glob("*.json"))
@@ -285,6 +289,7 @@ class Knowledge:
             if (rule.drug, rule.marker) in seen_unclear or rule.id in ids:
                 problems.append(f"{where}: duplicate drug and marker, or id")
             seen_unclear.add((rule.drug, rule.marker))
+        problems.extend(self._check_former_rules())
         for rec_id in self.dosing.dose_changes:
             if rec_id not in ids:
                 problems.append(f"dosing: dose change for unknown recommendation {rec_id!r}")
@@ -312,6 +317,32 @@ class Knowledge:
                     f"{drug}/{gene}: no row for {p}, which other drugs' rows of {gene} name"
                     for p in sorted(named - has)
                 ]
+        return problems
+
+    def _check_former_rules(self) -> list[str]:
+        """Each former rule is about a gene with a table and names what that table has."""
+        problems = []
+        for rule in self.former_rules.rules:
+            where = f"former rule {rule.id}"
+            table = self.genes.get(rule.gene)
+            if table is None:
+                problems.append(f"{where}: no allele table for {rule.gene}")
+                continue
+            functions = {a.function for a in table.alleles.values()}
+            problems += [
+                f"{where}: no {rule.gene} allele has the function {f!r}"
+                for f in rule.activity_values_by_function
+                if f not in functions
+            ]
+            problems += [
+                f"{where}: {a} is not in the {rule.gene} table"
+                for a in rule.activity_values
+                if a not in table.alleles
+            ]
+            if (rule.phenotype_bands or rule.activity_values) and table.scoring != "activity_score":
+                problems.append(f"{where}: {rule.gene} is not scored by activity score")
+            if rule.function_pairs and table.scoring != "function_pair":
+                problems.append(f"{where}: {rule.gene} is not scored by function pairs")
         return problems
 
     def _check_coverage(self, gene: str, table: GeneTable) -> list[str]:

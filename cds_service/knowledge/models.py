@@ -471,3 +471,38 @@ class Inhibitors(_Model):
     inhibitors: dict[str, Inhibitor]
     products: dict[str, str]
     brands: dict[str, str] = {}  # brand name (lower case) -> inhibitor
+
+
+class FormerRule(_Model):
+    """How CPIC called a genotype's phenotype before today's tables
+    (``rules/former_phenotypes.json``): today's table with these values or bands changed."""
+
+    id: str
+    gene: str
+    in_use: str
+    what: str = Field(min_length=10)
+    #: activity value per copy of every allele of this function (e.g. decreased: 0.5)
+    activity_values_by_function: dict[str, float] = Field(default_factory=dict)
+    #: activity value per copy of single alleles (applied after the function's)
+    activity_values: dict[str, float] = Field(default_factory=dict)
+    phenotype_bands: list[PhenotypeBand] | None = None
+    function_pairs: dict[str, str] = Field(default_factory=dict)
+    source: dict[str, str]
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> FormerRule:
+        if not (
+            self.activity_values_by_function
+            or self.activity_values
+            or self.phenotype_bands
+            or self.function_pairs
+        ):
+            raise ValueError(f"former rule {self.id}: changes nothing")
+        if not {"citation", "url"} <= set(self.source):
+            raise ValueError(f"former rule {self.id}: its source needs a citation and a url")
+        return self
+
+
+class FormerRules(_Model):
+    description: str
+    rules: list[FormerRule]

@@ -123,12 +123,21 @@ def test_gene_of_another_gene_is_not_cyp2d6(call):
     assert cards_for(call, phenotype_obs("Poor Metabolizer", gene="CYP2C19")) == []
 
 
-def test_most_recent_result_decides_and_older_discrepancy_is_mentioned(call):
+def test_older_and_newer_results_that_no_rule_change_explains_are_shown_not_resolved(call):
+    """'Normal' in 2019 and 'ultrarapid' in 2024: no CPIC change makes a normal metabolizer
+    ultrarapid. The card follows the riskier reading and says the results disagree."""
     old = phenotype_obs("Normal Metabolizer", obs_id="old", date="2019-01-01")
     new = phenotype_obs("Ultrarapid Metabolizer", obs_id="new", date="2024-01-01")
     [card] = cards_for(call, old, new)
+    assert card["indicator"] == "critical"
+    assert card["summary"].startswith("CYP2D6 results disagree — verify before prescribing")
     assert "ultrarapid" in card["summary"]
-    assert "older result" in card["detail"] and "Normal Metabolizer" in card["detail"]
+    assert "'Normal metabolizer' (read as normal metabolizer), 2019-01-01" in card["detail"]
+
+
+def test_an_older_label_a_former_cpic_rule_explains_leaves_the_newer_to_decide(call):
+    """'Ultrarapid' in 2019 and 'normal' in 2024: before the 2019 consensus an activity score
+    of 2.5 (e.g. *1x2/*41) was ultrarapid; it is normal today. The newer result decides."""
     assert (
         cards_for(
             call,
@@ -139,17 +148,31 @@ def test_most_recent_result_decides_and_older_discrepancy_is_mentioned(call):
     )
 
 
-def test_genotype_on_file_decides_over_a_disagreeing_lab_phenotype(call):
-    """Today's CPIC rules applied to the genotype decide; the lab's label is shown beside."""
-    pheno = phenotype_obs("Normal Metabolizer", obs_id="p")
-    geno = genotype_obs("*4/*4", obs_id="g")
+def test_genotype_on_file_decides_over_a_lab_label_a_former_rule_gives(call):
+    """Today's CPIC rules applied to the genotype decide; a label a former rule gives for it
+    (*1/*4, activity score 1, was normal before 2019) is shown beside."""
+    pheno = phenotype_obs("Normal Metabolizer", obs_id="p", date="2018-01-01")
+    geno = genotype_obs("*1/*4", obs_id="g", date="2018-01-01")
     [card] = cards_for(call, pheno, geno)
-    assert "poor metabolizer" in card["summary"]
+    assert card["indicator"] == "info" and "intermediate metabolizer" in card["summary"]
     assert "reported by the lab as 'normal metabolizer'" in shown(card["detail"]).lower()
-    assert "*4/*4 is a poor metabolizer" in shown(card["detail"])
-    # a lab label that would alert is not trusted over a normal genotype
-    pm_label = phenotype_obs("Poor Metabolizer", obs_id="p")
-    assert cards_for(call, pm_label, genotype_obs("*1/*1")) == []
+    assert "*1/*4 is an intermediate metabolizer" in shown(card["detail"])
+    assert "disagree" not in card["detail"]
+
+
+def test_a_lab_label_no_rule_gives_for_the_genotype_is_a_discordance(call):
+    """*4/*4 and a 'normal' label, or *1/*1 and a 'poor' one: shown, the riskier reading
+    followed (the poor metabolizer's avoid), whichever of the two it is."""
+    for label, genotype in (("Normal Metabolizer", "*4/*4"), ("Poor Metabolizer", "*1/*1")):
+        [card] = cards_for(
+            call, phenotype_obs(label, obs_id="p"), genotype_obs(genotype, obs_id="g")
+        )
+        assert card["indicator"] == "critical"
+        assert card["summary"] == (
+            "CYP2D6 results disagree — verify before prescribing codeine "
+            "(if poor metabolizer: avoid)"
+        )
+        assert f"`{genotype}`" in card["detail"]
 
 
 def test_agreeing_genotype_adds_diplotype_to_the_card(call):
@@ -161,10 +184,23 @@ def test_agreeing_genotype_adds_diplotype_to_the_card(call):
     assert "`*1/*1x3`" in card["detail"] and "activity score ≥4" in card["detail"]
 
 
-def test_same_day_conflicting_lab_phenotypes_give_no_alert(call):
+def test_same_day_conflicting_lab_phenotypes_are_shown_with_the_riskier_advice(call):
     a = phenotype_obs("Ultrarapid Metabolizer", obs_id="a")
     b = phenotype_obs("Poor Metabolizer", obs_id="b")
-    assert cards_for(call, a, b) == []
+    [card] = cards_for(call, a, b)
+    assert card["indicator"] == "critical"
+    assert card["summary"].startswith("CYP2D6 results disagree — verify before prescribing")
+    # both readings say avoid: the card names each, with its advice
+    assert "**If CYP2D6 ultrarapid metabolizer" in card["detail"]
+    assert "**If CYP2D6 poor metabolizer" in card["detail"]
+
+
+def test_same_day_results_that_agree_give_the_usual_card(call):
+    [card] = cards_for(
+        call, phenotype_obs("Poor Metabolizer", obs_id="a"), genotype_obs("*4/*4", obs_id="b")
+    )
+    assert card["summary"] == "Avoid codeine: CYP2D6 poor metabolizer"
+    assert "disagree" not in card["detail"]
 
 
 def test_trace_says_why_results_were_ignored(knowledge):
@@ -287,7 +323,13 @@ def test_same_day_results_that_differ_in_activity_score_are_a_conflict_whatever_
     the NSAID advice depends on the score: the answer must not depend on which comes first."""
     a = genotype_obs("*1/*2", gene="CYP2C9", obs_id="a")
     b = genotype_obs("*1/*3", gene="CYP2C9", obs_id="b")
-    assert _celecoxib_cards(call, a, b) == _celecoxib_cards(call, b, a) == []
+    first, second = _celecoxib_cards(call, a, b), _celecoxib_cards(call, b, a)
+    for cards in (first, second):  # the lower score's advice, with the discordance stated
+        [card] = cards
+        assert card["indicator"] == "warning"
+        assert card["summary"].startswith("CYP2C9 results disagree — verify before prescribing")
+        assert "(if intermediate metabolizer: adjust dose)" in card["summary"]
+    assert [c["detail"] for c in first] == [c["detail"] for c in second]
 
 
 def test_a_newer_phenotype_overrules_an_older_genotype_that_cannot_give_it(call):
@@ -342,12 +384,14 @@ def test_a_corrected_result_replaces_the_original_of_the_same_date(call):
 
 def test_a_later_result_that_saw_less_does_not_overrule_the_genotype(call, knowledge):
     """Only a later ultrarapid result over a genotype without copy numbers overrules it. A
-    later 'normal' over *1/*2x2 (a panel that did not count copies), or a label of the same
-    report in today's words, leaves the genotype to decide."""
+    later 'normal' over *1/*2x2 (a panel that did not count copies) is a discordance: the
+    genotype's ultrarapid reading is followed, the disagreement stated. A label a former CPIC
+    rule gives for the genotype (same report, today's words) leaves the genotype to decide."""
     duplication = genotype_obs("*1/*2x2", obs_id="g", date="2019-01-01")
     later_normal = phenotype_obs("Normal Metabolizer", obs_id="p", date="2023-01-01")
     [card] = cards_for(call, duplication, later_normal)
     assert card["indicator"] == "critical" and "ultrarapid" in card["summary"].lower()
+    assert "results disagree" in card["summary"]
 
     same_report = genotype_obs("*1/*4", obs_id="g2", date="2018-05-01T10:00:00Z")
     label = phenotype_obs("Normal Metabolizer", obs_id="p2", date="2018-05-01T10:00:05Z")
@@ -357,4 +401,9 @@ def test_a_later_result_that_saw_less_does_not_overrule_the_genotype(call, knowl
     undated = genotype_obs("*1/*1", obs_id="g3", date=None)
     later_um = phenotype_obs("Ultrarapid Metabolizer", obs_id="p3", date="2024-01-01")
     facts = summarise([undated, later_um], "pat-1", knowledge, Trace())
-    assert facts["CYP2D6"].phenotype == "Normal Metabolizer"  # undated: cannot be "later"
+    # undated: it cannot be "later", so no copy count explains it: both readings stand
+    assert facts["CYP2D6"].phenotype == "Normal Metabolizer"
+    assert [r.phenotype for r in facts["CYP2D6"].readings] == [
+        "Normal Metabolizer",
+        "Ultrarapid Metabolizer",
+    ]

@@ -158,12 +158,15 @@ def test_indeterminate_retest_keeps_the_older_definite_result(call):
     assert "a newer result (2025-06-01) could not be used" in shown(card["detail"])
 
 
-def test_two_definite_results_newest_decides_with_the_discrepancy(call):
+def test_two_genotypes_that_disagree_are_shown_with_the_riskier_advice(call):
     old = genotype_obs("*1/*1", obs_id="old", date="2018-01-01")
     new = genotype_obs("*4/*4", obs_id="new", date="2025-06-01")
     [card] = _ask(call, APAP_CODEINE, [old, new], True)[1]["cards"]
-    assert "poor metabolizer" in card["summary"]
-    assert "an older result (2018-01-01) said *1/*1 (Normal Metabolizer)" in shown(card["detail"])
+    assert "if poor metabolizer: avoid" in card["summary"]
+    assert (
+        "genotype `*1/*1` (read as normal metabolizer, activity score 2), 2018-01-01"
+        in (card["detail"])
+    )
 
 
 def test_explain_shows_the_reinterpretation(tmp_path, capsys):
