@@ -45,7 +45,7 @@ from .genomics import genomic_facts
 from .governance.site_config import SiteConfig, apply
 from .knowledge.loader import Knowledge
 from .settings import Settings
-from .store.card_log import CardLog, ordering_session
+from .store.card_log import CardLog, IssuedCard, ordering_session
 
 log = logging.getLogger("cds_service")
 
@@ -164,19 +164,11 @@ class Engine:
             assert cyp2d6 is not None
             inhibitors = interactions.find_inhibitors(history, self.knowledge, trace)
             converted = interactions.phenoconvert(cyp2d6, inhibitors, self.knowledge, trace)
-            if converted is not cyp2d6:  # (then the rows are matched on both, below)
+            if converted is not cyp2d6:
                 facts = {**facts, interactions.GENE: converted}
         therapies = medication_history.therapies(continuing, history, self.knowledge, trace)
+        # (a converted result carries both readings: each drug follows the more severe)
         matched = recommendations.match(drugs, facts, self.knowledge, trace, therapies)
-        if facts is not genetic_facts:
-            by_genotype = recommendations.match(
-                drugs, genetic_facts, self.knowledge, Trace(), therapies
-            )
-            alerting = {(m.drug.drug, m.drug.order.reference) for m in by_genotype if m.alerts}
-            matched = [
-                label_rules.with_genetic_alert(m, (m.drug.drug, m.drug.order.reference) in alerting)
-                for m in matched
-            ]
         matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
         notices: list[label_rules.Notice] = []
         if needs_patient or chart_kinds:
@@ -258,15 +250,18 @@ class Engine:
 
     def patient_view(self, request: HookRequest) -> tuple[dict[str, Any], Trace]:
         """The ``patient-view`` hook (no orders): the patient's PGx profile for pain care,
-        from the same results, phenoconversion and rows as ``evaluate`` (``patient_view.py``)."""
+        from the same results, phenoconversion, rows, age and pre-test rules and site policy
+        as ``evaluate`` (``patient_view.py``)."""
         trace = Trace()
         mode = self.site.hook_mode(request.hook)
         if mode != "on":
             trace.add("site", f"hook {request.hook} is {mode} by site configuration: no cards")
             return {"cards": []}, trace
         patient = quote(request.patient_id, safe="")
+        drugs = patient_view.virtual_orders(self.knowledge)
+        uses_age = bool(self.knowledge.label_rules)
         with self._client(request) as client:
-            self._read_ahead(request, client, patient, True, False)
+            self._read_ahead(request, client, patient, True, uses_age)
             facts = self._facts(request, client, trace, patient)
             cyp2d6 = facts.get(interactions.GENE)
             # (the same history as a prescribing call: every covered drug is judged as ordered)
@@ -292,16 +287,47 @@ class Engine:
                 if inhibitors_matter
                 else []
             )
+            notices: list[label_rules.Notice] = []
+            if uses_age:  # as for an order of each covered drug
+                found = patient_data.optional_resources(
+                    request, patient_data.PATIENT, patient_query(patient), client, trace
+                )
+                person = label_rules.patient_in_context(found, request.patient_id, trace)
+                notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
         therapies = medication_history.therapies(set(continuing), history, self.knowledge, trace)
-        found = patient_view.build_cards(
+        notices += label_rules.pretest(drugs, facts, self.knowledge, self.pretest_drugs, trace)
+        found_cards = patient_view.build_cards(
             facts,
             inhibitors,
             self.knowledge,
             trace,
+            notices=notices,
+            policy=self._patient_view_policy(request.hook),
             no_results_card=self.settings.patient_view_no_results_card,
             therapies=therapies,
         )
-        return {"cards": found}, trace
+        return {"cards": found_cards}, trace
+
+    def _patient_view_policy(self, hook: str) -> patient_view.Policy:
+        """The site's policy for a drug's advice in the patient view, as ``apply`` decides it
+        for a prescribing card (mode by drug and gene, the site's indicator)."""
+
+        def policy(
+            drug: str, genes: tuple[str, ...], topic: str, level: str | None
+        ) -> tuple[str, str | None]:
+            record = IssuedCard(
+                uuid="",
+                drug=drug,
+                genes="/".join(genes) or "-",
+                phenotype="",
+                recommendation_id=topic,
+                indicator=level or "info",
+                order_reference=None,
+            )
+            mode = self.site.card_mode(record, hook)
+            return mode, (self.site.indicator_for(record) if level is not None else None)
+
+        return policy
 
     def _facts(
         self,

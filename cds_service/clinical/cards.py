@@ -1,26 +1,18 @@
 """CDS Hooks cards from matched recommendations.
 
-Indicator, from the guideline's action and strength:
-
-=================  ==========================  =========
-action             strength                    indicator
-=================  ==========================  =========
-avoid              strong                      critical
-avoid              moderate / optional         warning
-alternative        any                         warning
-adjust-dose        any                         warning
-caution            any                         info
-standard, no-rec.  -                           no card
-=================  ==========================  =========
-
-A row may name its own indicator where the action's default does not fit (CPIC's cautious
-continuation of carbamazepine after more than 3 months: a ``caution`` shown as ``warning``).
-
-Where the guideline says avoid or choose an alternative and names alternatives, the card
+The indicator comes from the guideline's action and strength (``severity``; a row may name
+its own where the action's default does not fit, as CPIC's cautious continuation of
+carbamazepine after more than 3 months); a card whose results disagree is at least a
+``warning``. Where the guideline says avoid or choose an alternative and names alternatives,
+the card
 offers suggestions that replace the draft order (delete it, create a new draft in the same
 FHIR version); where it gives a dose, one at that dose; a pre-test card offers the test.
 Every card with suggestions says ``selectionBehavior: at-most-one`` (CDS Hooks 2.0.1 requires
 it with suggestions); a card without suggestions has neither.
+
+Where the results leave the advice open between readings (results that disagree; a genotype
+and the phenotype an interacting drug gives), the card follows the most severe reading and
+says what is uncertain: the results behind it and what each reading would advise.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..core.wording import code_span, escaped, inert
+from ..core.wording import code_span, escaped, inert, with_article
 from ..core.wording import summary as short_summary
 from ..fhir.hook_context import DraftOrder
 from ..genomics.gene_decision import GeneResult
@@ -36,7 +28,15 @@ from ..knowledge.loader import Knowledge
 from ..knowledge.models import Recommendation
 from ..store.card_log import IssuedCard
 from .label_rules import Notice
-from .recommendations import Match
+from .recommendations import Match, Reading, inhibitor_name, reading_words
+from .severity import (
+    LEVELS,
+    advice,
+    indicator,
+    indicator_with_floor,
+    most_severe,
+    spanned_indicator,
+)
 from .suggestions import dose_suggestion, patient_reference, replacements
 
 OVERRIDE_SYSTEM = "urn:pgx-pain-cds:override-reason"
@@ -52,6 +52,8 @@ OVERRIDE_REASONS = [
     ("no-alternative", "No suitable alternative"),
 ]
 
+__all__ = ["LEVELS", "build_cards", "indicator", "indicator_with_floor", "match_indicator"]
+
 _STRENGTH = {
     "strong": "strong",
     "moderate": "moderate",
@@ -64,74 +66,24 @@ _STRENGTH = {
 CARD_TEXT_LIMIT = 300
 
 
-def indicator(rec: Recommendation) -> str | None:
-    if rec.indicator is not None:  # the row's own, where the action's default does not fit
-        return rec.indicator
-    if rec.action == "avoid":
-        return "critical" if rec.strength == "strong" else "warning"
-    if rec.action in ("alternative", "adjust-dose"):
-        return "warning"
-    if rec.action == "caution":
-        return "info"
-    return None
-
-
-_LEVELS = {None: 0, "info": 1, "warning": 2, "critical": 3}
-_DIRECTION = {
-    "Poor Metabolizer": (-1, 2),
-    "Likely Poor Metabolizer": (-1, 2),
-    "Intermediate Metabolizer": (-1, 1),
-    "Likely Intermediate Metabolizer": (-1, 1),
-    "Normal Metabolizer": (0, 0),
-    "Rapid Metabolizer": (1, 1),
-    "Ultrarapid Metabolizer": (1, 2),
-}
-
-
-def _at_least_as_impaired(row: Recommendation, other: Recommendation) -> bool:
-    """Is every gene of ``row`` as far from normal as in ``other``, in the same direction?"""
-    if set(row.when) != set(other.when):
-        return False
-    for gene, cond in row.when.items():
-        mine = _DIRECTION.get(cond.phenotype or "")
-        theirs = _DIRECTION.get(other.when[gene].phenotype or "")
-        if mine is None or theirs is None:
-            return False
-        if theirs[0] != 0 and theirs[0] != mine[0]:
-            return False
-        if mine[1] < theirs[1]:
-            return False
-    return True
-
-
-def indicator_with_floor(rec: Recommendation, knowledge: Knowledge) -> str | None:
-    """The row's indicator, never milder than that of a row of the same drug whose result is
-    less impaired (CPIC's strengths can make PM x PM milder than PM x NM for amitriptyline)."""
-    level = indicator(rec)
-    if level is None:
-        return None
-    for other in knowledge.recommendations_for(rec.drug):
-        if other.id != rec.id and _at_least_as_impaired(rec, other):
-            theirs = indicator(other)
-            if _LEVELS[theirs] > _LEVELS[level]:
-                level = theirs
-    return level
-
-
 def match_indicator(m: Match, knowledge: Knowledge | None = None) -> str | None:
     """The card's indicator: the row's (with the impairment floor); a caution at a low
     tricyclic dose; for a result that spans rows with different advice, the most severe of
-    them, at most ``warning`` (the result does not settle it)."""
+    them, at most ``warning`` (the result does not settle it). Results that disagree make
+    any card at least a ``warning`` (verify before prescribing)."""
     if m.low_dose:
-        return "info"
-    if not m.possible:
-        return (
+        level: str | None = "info"
+    elif m.possible:
+        level = spanned_indicator(m.possible)
+    else:
+        level = (
             indicator_with_floor(m.recommendation, knowledge)
             if knowledge
             else indicator(m.recommendation)
         )
-    levels = [indicator(r) for r in m.possible]
-    return "info" if all(lv in (None, "info") for lv in levels) else "warning"
+    if level is not None and any(r.discordant for r in m.results):
+        level = most_severe(level, "warning")
+    return level
 
 
 def build_cards(
@@ -253,12 +205,24 @@ def take_issued(cards: list[dict[str, Any]]) -> list[IssuedCard]:
 
 def _who(r: GeneResult) -> str:
     if r.genetic_phenotype:
-        inhibitor = r.phenoconverted_by[0].split(" (")[0] if r.phenoconverted_by else "?"
-        return f"{r.gene} {r.phenotype.lower()} while taking {inhibitor}"
+        return f"{r.gene} {r.phenotype.lower()} while taking {inhibitor_name(r)}"
+    if r.phenoconverted_by:
+        return f"{r.gene} {r.phenotype.lower()} by genotype (taking {inhibitor_name(r)})"
     return f"{r.gene} {r.phenotype.lower()}"
 
 
 def summary(rec: Recommendation, results: tuple[GeneResult, ...], spans: bool = False) -> str:
+    discordant = [r for r in results if r.discordant]
+    if discordant:
+        r = discordant[0]
+        words = "advice depends on the activity score" if spans else advice(rec).lower()
+        reading = r.phenotype.lower() + (
+            f" while taking {inhibitor_name(r)}" if r.genetic_phenotype else ""
+        )
+        return short_summary(
+            f"{r.gene} results disagree — verify before prescribing {rec.drug} "
+            f"(if {reading}: {words})"
+        )
     who = " and ".join(_who(r) for r in results)
     if spans:
         text = f"{rec.drug.capitalize()}: advice depends on the activity score ({who}, no score)"
@@ -280,9 +244,10 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
     guideline = rec.guideline
     assert guideline is not None
     strength = _STRENGTH[rec.strength]
+    lines = _uncertain(m, knowledge)
     if m.possible:
         genes = escaped("/".join(rec.genes))
-        lines = [
+        lines += [
             f"**The result does not settle the advice.** It stands for a range of {genes} "
             "activity scores, and the guideline advises differently within it:",
             "",
@@ -302,7 +267,7 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
             "",
         ]
     else:
-        lines = [
+        lines += [
             f"**Recommendation** ({escaped(guideline.organization)}, {strength}): "
             f"{escaped(rec.recommendation)}",
             "",
@@ -323,8 +288,7 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         line += f" ({r.kind} result{when})"
         lines.append(line)
         lines.extend(f"  - Note: {inert(note, CARD_TEXT_LIMIT)}" for note in r.notes)
-    if m.genetic_alerts is False:
-        lines.append("  - By genotype alone this order would not alert: the interaction does.")
+    lines += _by_genotype(m)
     if m.history_text:
         lines += ["", f"**Medication history:** {inert(m.history_text, CARD_TEXT_LIMIT)}"]
     ordered = inert(m.drug.medication_text or m.drug.drug, CARD_TEXT_LIMIT)
@@ -347,6 +311,140 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         f"[Guideline]({guideline.url}). Knowledge version {knowledge.version}.",
     ]
     return "\n".join(lines)
+
+
+def _uncertain(m: Match, knowledge: Knowledge) -> list[str]:
+    """What the results leave open, before the advice: results that disagree (each result
+    and what each reading advises), or an interacting drug the advice must not rely on."""
+    lines: list[str] = []
+    for r in m.results:
+        if r.discordant:
+            lines += _discordance(r, m, knowledge)
+            break
+    for r in m.results:
+        if r.phenoconverted_by and not r.genetic_phenotype:
+            lines += _not_relied_on(r, m)
+    return lines
+
+
+def _discordance(r: GeneResult, m: Match, knowledge: Knowledge) -> list[str]:
+    gene = escaped(r.gene)
+    lines = [
+        f"**{gene} results disagree — verify before prescribing.** No change of CPIC's "
+        f"rules explains the difference; {_possible_causes(r.gene)}, can. Until the results "
+        "are reconciled (confirm with the lab or repeat the test), this card follows the "
+        "riskier reading.",
+        "",
+        f"**{gene} results on file**",
+        "",
+    ]
+    for reported in r.disagreeing:
+        read = reported.phenotype.lower()
+        if reported.activity_score_text:
+            read += f", activity score {inert(reported.activity_score_text)}"
+        when = inert(reported.date_text) if reported.date_text else "undated"
+        lab = f", {inert(reported.performer, CARD_TEXT_LIMIT)}" if reported.performer else ""
+        lines.append(f"- {reported.kind} {_value(reported.value)} (read as {read}), {when}{lab}")
+    lines += ["", "**Advice by reading**", ""]
+    chosen = "; ".join(reading_words(x) for x in m.results)
+    lines.append(f"- **If {escaped(chosen)}** (this card): {_advice_text(m.recommendation)}")
+    for other in m.alternatives:
+        lines.append(f"- **If {escaped(_reading_words(other, m))}:** {_reading_advice(other)}")
+    lines.append("")
+    return lines
+
+
+def _possible_causes(gene: str) -> str:
+    if "*" in gene:  # an HLA allele
+        return "a typing that could not tell the allele apart, or a sample mix-up"
+    return "a test that could not detect a gene deletion, duplication or hybrid, or a sample mix-up"
+
+
+def _not_relied_on(r: GeneResult, m: Match) -> list[str]:
+    """The genotype's reading followed while the patient takes an inhibitor (an
+    ultrarapid metabolizer on duloxetine or paroxetine): the inhibitor may lower activity,
+    but the advice must not rely on it."""
+    use = escaped(r.phenoconverted_by[0])
+    if r.functional_phenotype:
+        functional = next(
+            (
+                a
+                for a in m.alternatives
+                if any(x.genetic_phenotype and x.gene == r.gene for x in a.results)
+            ),
+            None,
+        )
+        effect = (
+            f"by the usual convention to that of {with_article(r.functional_phenotype.lower())}"
+        )
+        if functional is not None:
+            effect += f", which alone would mean: {_reading_words_advice(functional)}"
+    else:
+        effect = "by an amount this result does not allow to call"
+    returns = (
+        "the ultrarapid metabolizer's risk of toxicity returns"
+        if r.phenotype == "Ultrarapid Metabolizer"
+        else "the advice by genotype applies again"
+    )
+    return [
+        f"**{escaped(r.gene)} {r.phenotype.lower()} by genotype, for life.** The patient takes "
+        f"{use}: it may lower {escaped(r.gene)} activity ({effect}), but do not rely on it. "
+        "Inhibition varies from person to person and ends when doses are missed or the drug "
+        f"is stopped, and then {returns}. This card follows the genotype.",
+        "",
+    ]
+
+
+def _by_genotype(m: Match) -> list[str]:
+    """For a card that follows an interacting drug's phenotype: what the genotype alone
+    would advise."""
+    if not any(r.genetic_phenotype for r in m.results):
+        return []
+    genetic = [
+        a
+        for a in m.alternatives
+        if not any(x.genetic_phenotype for x in a.results)
+        and not any(x.discordant for x in a.results)
+    ]
+    if not genetic or genetic[0].level is None:
+        return ["  - By genotype alone this order would not alert: the interaction does."]
+    return [f"  - By genotype alone: {_reading_advice(genetic[0])}"]
+
+
+def _reading_words(reading: Reading, m: Match) -> str:
+    """The genes in which a reading differs from the card's (all of them if none does)."""
+    differing = [x for x in reading.results if x not in m.results]
+    return "; ".join(reading_words(x) for x in differing or reading.results)
+
+
+def _reading_words_advice(reading: Reading) -> str:
+    """A reading's advice in a few words (``label dosing``, ``avoid``)."""
+    if reading.possible:
+        return "advice depends on the activity score"
+    row = reading.recommendation
+    return escaped(advice(row).lower()) if row is not None else "no genotype-based advice"
+
+
+def _reading_advice(reading: Reading) -> str:
+    if reading.recommendation is None or reading.level is None:
+        row = reading.recommendation
+        words = escaped(advice(row).lower()) if row is not None else "no genotype-based advice"
+        return f"no card ({words})."
+    if reading.possible:
+        return "advice depends on the activity score."
+    return _advice_text(reading.recommendation)
+
+
+def _advice_text(rec: Recommendation) -> str:
+    org = rec.guideline.organization if rec.guideline else "guideline"
+    return f"{escaped(advice(rec))} ({escaped(org)}, {_STRENGTH[rec.strength]})."
+
+
+def _value(text: str) -> str:
+    """A lab's value in a card: code for a diplotype (its stars), else escaped words."""
+    if "*" in text and " " not in text.strip():
+        return code_span(text, limit=CARD_TEXT_LIMIT)
+    return f"'{inert(text, CARD_TEXT_LIMIT)}'"
 
 
 def _who_all(m: Match) -> str:

@@ -166,18 +166,43 @@ def _inhibitor_in(text: str, knowledge: Knowledge) -> str | None:
 def phenoconvert(
     fact: GeneResult, inhibitors: list[InhibitorUse], knowledge: Knowledge, trace: Trace
 ) -> GeneResult:
-    """The CYP2D6 result as it acts while the patient takes ``inhibitors``."""
+    """The CYP2D6 result while the patient takes ``inhibitors``: a result with two readings,
+    the genotype's and the functional (converted) phenotype, when the inhibitor changes the
+    phenotype; each drug then follows the more severe advice (an interacting drug may add or
+    raise advice, never lower or remove it). The result itself reads as the functional
+    phenotype (``genetic_phenotype`` says the genotype's). Results that disagree
+    (``readings``) are converted reading by reading."""
     if not inhibitors or fact.gene != GENE or not fact.actionable:
         return fact
+    readings: list[GeneResult] = []
+    primary: GeneResult | None = None
+    for reading in fact.all_readings:
+        genetic, functional = _convert(reading, inhibitors, knowledge, trace)
+        readings.append(genetic)
+        if functional is not None:
+            readings.append(functional)
+        if primary is None:
+            primary = functional or genetic
+    assert primary is not None
+    if len(readings) == 1:
+        return readings[0]
+    return replace(primary, readings=tuple(readings))
+
+
+def _convert(
+    fact: GeneResult, inhibitors: list[InhibitorUse], knowledge: Knowledge, trace: Trace
+) -> tuple[GeneResult, GeneResult | None]:
+    """One reading's (genetic reading, functional reading or None when unchanged)."""
     use = inhibitors[0]  # the strongest
     factor = knowledge.inhibitors.multipliers[use.strength]
+    by = tuple(f"{u.name} ({u.strength} inhibitor, {u.where})" for u in inhibitors)
     score, span = score_span(fact, knowledge)
     if score is not None:
         low, high = score * factor, score * factor
         exact: float | None = low
     else:
         if span is None:
-            return fact
+            return fact, None
         low = span[0] * factor
         high = span[1] * factor if span[1] is not None else (0.0 if factor == 0 else None)
         exact = low if high == low else None
@@ -191,41 +216,48 @@ def phenoconvert(
         )
         return replace(
             fact,
+            phenoconverted_by=by,
             notes=(
                 *fact.notes,
                 f"the patient takes {use.name}, a {use.strength} CYP2D6 inhibitor; its effect "
                 "on this result cannot be called, so the genetic phenotype is used",
             ),
-        )
+        ), None
     if phenotype == fact.phenotype:
         trace.add(
             "interactions",
             f"{GENE}: {use.name} ({use.strength}) leaves the phenotype {phenotype.lower()}",
         )
-        return fact
+        return fact, None
     score_text = number(exact) if exact is not None else None
     trace.add(
         "interactions",
         f"{GENE}: {fact.phenotype.lower()} by genotype, functionally {phenotype.lower()} while "
-        f"taking {use.name} (activity score x{factor:g})",
+        f"taking {use.name} (activity score x{factor:g}); both are judged and each drug "
+        "follows the more severe advice",
     )
-    return replace(
+    note = (
+        f"{GENE} {fact.phenotype.lower()} by {fact.kind}, functionally "
+        f"{with_article(phenotype.lower())} while taking {use.name} ({use.strength} CYP2D6 "
+        f"inhibitor, {use.where}; activity score x{factor:g}, Borges et al. 2010)"
+    )
+    genetic = replace(
+        fact,
+        phenoconverted_by=by,
+        functional_phenotype=phenotype,
+        notes=(*fact.notes, note),
+    )
+    functional = replace(
         fact,
         phenotype=phenotype,
         activity_score=exact,
         activity_score_text=score_text,
         score_range=None if exact is not None else (low, high),
         genetic_phenotype=fact.phenotype,
-        phenoconverted_by=tuple(
-            f"{u.name} ({u.strength} inhibitor, {u.where})" for u in inhibitors
-        ),
-        notes=(
-            *fact.notes,
-            f"{GENE} {fact.phenotype.lower()} by {fact.kind}, functionally "
-            f"{with_article(phenotype.lower())} while taking {use.name} ({use.strength} CYP2D6 "
-            f"inhibitor, {use.where}; activity score x{factor:g}, Borges et al. 2010)",
-        ),
+        phenoconverted_by=by,
+        notes=(*fact.notes, note),
     )
+    return genetic, functional
 
 
 __all__ = ["INDETERMINATE", "InhibitorUse", "find_inhibitors", "phenoconvert"]

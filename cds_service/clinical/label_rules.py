@@ -59,10 +59,6 @@ class Notice:
     basis: str = "age"
 
 
-def with_genetic_alert(m: Match, alerts: bool) -> Match:
-    return replace(m, genetic_alerts=alerts)
-
-
 def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
     """The order's dose against the row's dose advice (see the module's notes)."""
     drug = m.drug.drug

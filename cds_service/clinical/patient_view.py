@@ -2,25 +2,35 @@
 
 ``patient-view`` has no orders. Every drug the knowledge covers is judged as a virtual order
 through the prescribing hooks' own stages: the same genomic facts, phenoconversion
-(``interactions.phenoconvert``), guideline rows (``recommendations.match``) and card
-indicator (``cards.match_indicator``). A drug is listed as affected exactly when ordering it
-would give a card, with that card's advice, so the summary never contradicts a prescribing
-card. Nothing here is a second copy of a rule.
+(``interactions.phenoconvert``: the genotype and the converted phenotype are both judged),
+guideline rows (``recommendations.match``: reading by reading, the most severe followed),
+card indicator (``cards.match_indicator``), FDA age rules and pre-test rules
+(``label_rules``, with the patient's birth date) and the site's policy. A drug is listed as
+affected exactly when ordering it would give a card, with that card's advice, so the summary
+never contradicts a prescribing card. Nothing here is a second copy of a rule.
 
 One ``info`` card when the patient has a usable result for a gene the guidelines use: the
 summary names the genes that change advice ("PGx for pain: CYP2D6 poor metabolizer, CYP2C9
-poor metabolizer (AS 0) — 13 pain drugs affected"), or says that none does; the detail is a
-small table per such gene (result, the drugs it affects with the advice, the drugs whose
-advice is unchanged, phenoconversion, re-interpretation), with the genes that change nothing
-on one line. No result on file: no card, unless the site switches on the "no PGx results on
-file" card (``PGX_CDS_PATIENT_VIEW_NO_RESULTS_CARD``). Only indeterminate results: no card.
+poor metabolizer (AS 0) — 13 pain drugs affected"), the label rules for the patient's age,
+or says that nothing changes; the detail is a small table per such gene (result, the drugs
+it affects with the advice, the drugs whose advice is unchanged, phenoconversion with the
+genotype beside it, results that disagree, re-interpretation), the genes that change nothing
+on one line, the rules that apply whatever the genotype (age, tests to order first), and the
+drugs the site does not show yet. No result on file: no card, unless the site switches on
+the "no PGx results on file" card (``PGX_CDS_PATIENT_VIEW_NO_RESULTS_CARD``). Only
+indeterminate results: no card.
+
+The site's policy: a drug ``off`` for the site is not listed at all; a ``silent`` one (its
+prescribing card is logged, not shown) is not given advice here either, and is named on one
+line, "Not shown at this site", so that its absence is never read as "no change in advice".
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.trace import Trace
@@ -31,9 +41,15 @@ from ..knowledge.loader import Knowledge
 from ..knowledge.models import Guideline
 from . import interactions, recommendations
 from .cards import SOURCE_LABEL, TOPIC_SYSTEM, match_indicator
+from .label_rules import Notice
 from .medication_history import Therapy
 from .medications import IdentifiedDrug
-from .recommendations import Match
+from .recommendations import Match, Reading, inhibitor_name, reading_words
+from .severity import ADVICE, LEVELS, advice
+
+#: The site's policy for one would-be card: (drug, genes, topic id, indicator) -> (mode,
+#: indicator): mode "on", "silent" or "off" (``governance.site_config``).
+Policy = Callable[[str, tuple[str, ...], str, str | None], tuple[str, str | None]]
 
 SUMMARY_TOPIC = "patient-view-summary"
 NO_RESULTS_TOPIC = "patient-view-no-results"
@@ -41,16 +57,7 @@ VIRTUAL = "patient view (every covered drug, as if ordered)"
 MAX_SUMMARY = SUMMARY_LIMIT - 1  # under 140 characters
 ADVICE_CHARS = 160
 
-_LEVELS = {None: 0, "info": 1, "warning": 2, "critical": 3}
-#: the advice of each guideline action, in the words of the prescribing card's summary
-ADVICE = {
-    "avoid": "Avoid",
-    "alternative": "Consider an alternative",
-    "adjust-dose": "Adjust dose",
-    "caution": "Reduced or uncertain response possible",
-    "standard": "Label dosing",
-    "no-recommendation": "No genotype-based advice",
-}
+_LEVELS = LEVELS
 UNREMARKABLE = frozenset({"Normal Metabolizer", "negative"})
 SPANS = "Advice depends on the activity score"
 _SHORT = {
@@ -64,13 +71,9 @@ _SHORT = {
 
 def advice_words(match: Match) -> str:
     """The advice in a few words: the row's own summary wording where it has one."""
-    rec = match.recommendation
     if match.possible:
         return SPANS
-    if rec.summary:
-        words = rec.summary.format(drug="", Drug="").lstrip(": ").strip()
-        return words[:1].upper() + words[1:]
-    return ADVICE[rec.action]
+    return advice(match.recommendation)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,6 @@ class DrugAdvice:
     drug: str
     match: Match
     level: str | None
-    #: with phenoconversion, the advice by genotype alone when it differs
-    by_genotype: str | None = None
 
     @property
     def affected(self) -> bool:
@@ -94,6 +95,18 @@ class DrugAdvice:
     @property
     def genes(self) -> tuple[str, ...]:
         return tuple(r.gene for r in self.match.results)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the card shows once the site's policy is applied."""
+
+    advice: dict[str, DrugAdvice]
+    notices: list[Notice] = field(default_factory=list)
+    #: drugs the site keeps silent (their advice is not shown)
+    silent: list[str] = field(default_factory=list)
+    #: of those, the ones whose card would be shown were they on
+    silent_affected: list[DrugAdvice] = field(default_factory=list)
 
 
 def virtual_orders(knowledge: Knowledge) -> list[IdentifiedDrug]:
@@ -127,32 +140,16 @@ def functional_facts(
 
 def drug_advice(
     facts: dict[str, GeneResult],
-    genetic: dict[str, GeneResult],
     knowledge: Knowledge,
     trace: Trace,
     therapies: dict[str, Therapy] | None = None,
 ) -> dict[str, DrugAdvice]:
     """Per covered drug, the advice its prescribing card would give from ``facts`` (drugs
-    without a usable result for their genes are left out: they would get no card). Where
-    ``facts`` differ from the ``genetic`` ones (phenoconversion), the advice by genotype alone
-    is noted when it differs."""
+    without a usable result for their genes are left out: they would get no card). A result
+    with several readings (results that disagree, phenoconversion) is matched reading by
+    reading, as for an order: the most severe advice, with the others beside it."""
     drugs = virtual_orders(knowledge)
-    found = _most_severe(
-        recommendations.match(drugs, facts, knowledge, trace, therapies), knowledge
-    )
-    if facts.get(interactions.GENE) is genetic.get(interactions.GENE):
-        return found
-    by_genotype = _most_severe(
-        recommendations.match(drugs, genetic, knowledge, Trace(), therapies), knowledge
-    )
-    out = {}
-    for drug, advice in found.items():
-        before = by_genotype.get(drug)
-        text = before.advice if before is not None else "no advice"
-        out[drug] = (
-            advice if text == advice.advice else DrugAdvice(drug, advice.match, advice.level, text)
-        )
-    return out
+    return _most_severe(recommendations.match(drugs, facts, knowledge, trace, therapies), knowledge)
 
 
 def _most_severe(matches: list[Match], knowledge: Knowledge) -> dict[str, DrugAdvice]:
@@ -165,31 +162,74 @@ def _most_severe(matches: list[Match], knowledge: Knowledge) -> dict[str, DrugAd
     return out
 
 
+def site_policy(
+    advice: dict[str, DrugAdvice], notices: list[Notice], policy: Policy | None, trace: Trace
+) -> Shown:
+    """The site's policy, as for the prescribing cards: ``off`` drops the drug's advice,
+    ``silent`` keeps it from the card (the drug is named as not shown), an indicator the
+    site sets replaces the row's."""
+    if policy is None:
+        return Shown(advice, notices)
+    shown: dict[str, DrugAdvice] = {}
+    silent: set[str] = set()
+    silent_affected: list[DrugAdvice] = []
+    for drug, a in advice.items():
+        rec = a.match.recommendation
+        mode, level = policy(drug, rec.genes, rec.id, a.level)
+        if mode == "on":
+            shown[drug] = DrugAdvice(drug, a.match, level if a.affected else None)
+            continue
+        trace.add("site", f"patient view: {drug} ({rec.id}) is {mode} by site configuration")
+        if mode == "silent":
+            silent.add(drug)
+            if a.affected:
+                silent_affected.append(a)
+    kept: list[Notice] = []
+    for n in notices:
+        genes = (n.test[0],) if n.test else ()
+        mode, level = policy(n.drug.drug, genes, n.id, n.indicator)
+        if mode == "on":
+            kept.append(n)
+            continue
+        trace.add("site", f"patient view: {n.id} is {mode} by site configuration")
+        if mode == "silent":
+            silent.add(n.drug.drug)
+    return Shown(shown, kept, sorted(silent), silent_affected)
+
+
 def build_cards(
     facts: dict[str, GeneResult],
     inhibitors: list[interactions.InhibitorUse],
     knowledge: Knowledge,
     trace: Trace,
     *,
+    notices: list[Notice] | None = None,
+    policy: Policy | None = None,
     no_results_card: bool = False,
     therapies: dict[str, Therapy] | None = None,
 ) -> list[dict[str, Any]]:
-    """The patient-view cards: one summary card, or none (see the module's notes)."""
+    """The patient-view cards: one summary card, or none (see the module's notes).
+    ``notices``: the label and pre-test rules for every covered drug (as if ordered);
+    ``policy``: the site's (None: every card shown)."""
+    notices = notices or []
     if not facts:
         trace.add("patient view", "no pharmacogenomic results on file")
-        return [no_results(knowledge)] if no_results_card else []
+        if not no_results_card:
+            return []
+        return [no_results(knowledge, site_policy({}, notices, policy, trace).notices)]
     if not any(f.actionable and f.gene in knowledge.covered_genes for f in facts.values()):
         trace.add("patient view", "no usable result for a gene the guidelines use: no card")
         return []
     acting = functional_facts(facts, inhibitors, knowledge, trace)
-    advice = drug_advice(acting, facts, knowledge, trace, therapies)
-    affected = [a for a in advice.values() if a.affected]
+    shown = site_policy(drug_advice(acting, knowledge, trace, therapies), notices, policy, trace)
+    affected = [a for a in shown.advice.values() if a.affected]
     trace.add(
         "patient view",
         f"{len(affected)} covered drug(s) would get a card"
-        + "".join(f"; {a.drug} ({a.level})" for a in affected),
+        + "".join(f"; {a.drug} ({a.level})" for a in affected)
+        + "".join(f"; {n.drug.drug} ({n.indicator}: {n.id})" for n in shown.notices),
     )
-    return [summary_card(acting, advice, knowledge)]
+    return [summary_card(acting, shown, knowledge)]
 
 
 def _causes(a: DrugAdvice) -> tuple[str, ...]:
@@ -202,8 +242,11 @@ def _causes(a: DrugAdvice) -> tuple[str, ...]:
 
 
 def summary_card(
-    facts: dict[str, GeneResult], advice: dict[str, DrugAdvice], knowledge: Knowledge
+    facts: dict[str, GeneResult], shown: Shown | dict[str, DrugAdvice], knowledge: Knowledge
 ) -> dict[str, Any]:
+    if not isinstance(shown, Shown):
+        shown = Shown(shown)
+    advice = shown.advice
     per_gene: dict[str, list[DrugAdvice]] = {g: [] for g in facts}
     for a in advice.values():
         for gene in _causes(a):
@@ -216,13 +259,27 @@ def summary_card(
             g,
         )
     )
+    hidden = {g for a in shown.silent_affected for g in _causes(a)} - set(changing)
     affected = [a for a in advice.values() if a.affected]
-    unchanged = [facts[g] for g in sorted(facts) if g not in changing and facts[g].actionable]
+    by_label = sorted({n.drug.drug for n in shown.notices if n.test is None})
+    unchanged = [
+        facts[g]
+        for g in sorted(facts)
+        if g not in changing and g not in hidden and facts[g].actionable
+    ]
+    count = len({a.drug for a in affected} | set(by_label))
     return {
         "uuid": str(uuid.uuid4()),
-        "summary": summary([facts[g] for g in changing], unchanged, len(affected), knowledge),
+        "summary": summary(
+            [facts[g] for g in changing],
+            unchanged,
+            count,
+            knowledge,
+            label_rules=_label_words(shown.notices),
+            hidden=[facts[g] for g in sorted(hidden)],
+        ),
         "indicator": "info",
-        "detail": detail(facts, per_gene, changing, knowledge),
+        "detail": detail(facts, per_gene, changing, knowledge, shown, hidden),
         "source": {
             "label": f"CPIC guidelines ({SOURCE_LABEL})",
             "topic": {
@@ -235,17 +292,44 @@ def summary_card(
     }
 
 
+def _label_words(notices: list[Notice]) -> str | None:
+    """The label rules for the patient in a few words: ``codeine, tramadol contraindicated
+    (FDA label)``; None when none applies."""
+    rules = [n for n in notices if n.test is None]
+    if not rules:
+        return None
+    drugs = sorted({n.drug.drug for n in rules})
+    what = "contraindicated" if all(n.indicator == "critical" for n in rules) else "restricted"
+    return f"{', '.join(drugs)} {what} (FDA label)"
+
+
 def summary(
-    changing: list[GeneResult], unchanged: list[GeneResult], drugs: int, knowledge: Knowledge
+    changing: list[GeneResult],
+    unchanged: list[GeneResult],
+    drugs: int,
+    knowledge: Knowledge,
+    *,
+    label_rules: str | None = None,
+    hidden: list[GeneResult] | None = None,
 ) -> str:
     """``PGx for pain: CYP2D6 poor metabolizer, CYP2C9 poor metabolizer (AS 0) — 13 pain drugs
-    affected`` (or ``PGx for pain, no change in advice: CYP2D6 normal metabolizer``), shortened
-    to fit the 140 characters CDS Hooks allows."""
+    affected`` (or ``PGx for pain, no change in advice: CYP2D6 normal metabolizer``), with
+    the label rules for the patient's age first, shortened to fit the 140 characters CDS
+    Hooks allows."""
+    hidden = hidden or []
+    prefix = f"{label_rules}; " if label_rules else ""
     if changing:
-        head, named = "PGx for pain: ", changing
+        head, named = f"PGx for pain: {prefix}", changing
         tail = f" — {drugs} pain drug{'s' if drugs != 1 else ''} affected"
+    elif label_rules:
+        head, named, tail = f"PGx for pain: {prefix}no change by genotype: ", unchanged, ""
+    elif hidden:
+        head, named = "PGx for pain: ", hidden + unchanged
+        tail = " (advice for some drugs not shown at this site)"
     else:
         head, named, tail = "PGx for pain, no change in advice: ", unchanged, ""
+    if not named:
+        return (head.rstrip(": ;") + tail)[:MAX_SUMMARY]
     for short in (False, True):
         text = head + ", ".join(_who(f, knowledge, short) for f in named) + tail
         if len(text) <= MAX_SUMMARY:
@@ -259,12 +343,25 @@ def summary(
 
 
 def _who(fact: GeneResult, knowledge: Knowledge, short: bool) -> str:
-    phenotype = _SHORT.get(fact.phenotype, fact.phenotype) if short else fact.phenotype.lower()
-    text = f"{fact.gene} {phenotype}"
+    def words(phenotype: str) -> str:
+        return _SHORT.get(phenotype, phenotype) if short else phenotype.lower()
+
+    if fact.discordant:
+        called: list[str] = []
+        for r in fact.all_readings:
+            said = words(r.phenotype).removesuffix(" metabolizer")
+            if not r.genetic_phenotype and said not in called:
+                called.append(said)
+        kind = "" if short or not fact.phenotype.endswith("Metabolizer") else " metabolizer"
+        return f"{fact.gene} results disagree ({' vs '.join(called)}{kind})"
+    text = f"{fact.gene} {words(fact.genetic_phenotype or fact.phenotype)}"
     if fact.activity_score_text is not None and _score_decides(fact.gene, knowledge):
         text += f" (AS {fact.activity_score_text})"
     if fact.genetic_phenotype and fact.phenoconverted_by:
-        text += f" while taking {fact.phenoconverted_by[0].split(' (')[0]}"
+        on = "on" if short else "while taking"
+        text += f" by genotype, {words(fact.phenotype)} {on} {inhibitor_name(fact)}"
+    elif fact.phenoconverted_by:
+        text += f" by genotype (taking {inhibitor_name(fact)})"
     return text
 
 
@@ -283,21 +380,38 @@ def detail(
     per_gene: dict[str, list[DrugAdvice]],
     changing: list[str],
     knowledge: Knowledge,
+    shown: Shown | None = None,
+    hidden: set[str] | None = None,
 ) -> str:
+    shown = shown or Shown({})
+    hidden = hidden or set()
     lines: list[str] = [
         "What each result means for the pain drugs CPIC covers: the advice a prescribing "
         "card gives when one is ordered.",
         "",
     ]
-    for gene in changing:
-        lines += [*gene_table(facts[gene], per_gene[gene], knowledge), ""]
-    usable = [g for g in sorted(facts) if g not in changing and facts[g].actionable]
-    if usable:
+    # results that disagree get their table even when no advice changes (they are listed)
+    tables = changing + [
+        g for g in sorted(facts) if g not in changing and g not in hidden and facts[g].discordant
+    ]
+    # a drug a label rule restricts for this patient is not "unchanged" (it is listed below)
+    ruled = {n.drug.drug for n in shown.notices if n.test is None}
+    for gene in tables:
+        items = [a for a in per_gene.get(gene, []) if a.affected or a.drug not in ruled]
+        lines += [*gene_table(facts[gene], items, knowledge), ""]
+    usable = [g for g in sorted(facts) if g not in tables and facts[g].actionable]
+    quiet = [g for g in usable if g not in hidden]
+    if quiet:
         parts = []
-        for g in usable:
-            drugs = sorted({a.drug for a in per_gene.get(g, [])})
+        for g in quiet:
+            drugs = sorted({a.drug for a in per_gene.get(g, []) if a.drug not in ruled})
             parts.append(f"{_result_words(facts[g])}" + (f" ({', '.join(drugs)})" if drugs else ""))
         lines += ["**No change in advice:** " + "; ".join(parts) + ".", ""]
+    if hidden:
+        lines += [
+            "**Results:** " + "; ".join(_result_words(facts[g]) for g in sorted(hidden)) + ".",
+            "",
+        ]
     unclear = [g for g in sorted(facts) if not facts[g].actionable]
     if unclear:
         lines += [
@@ -309,33 +423,78 @@ def detail(
             + ".",
             "",
         ]
+    lines += _notice_lines(shown.notices)
+    if shown.silent:
+        lines += [
+            "**Not shown at this site** (site configuration; no advice is given here, which "
+            f"does not mean none applies): {', '.join(shown.silent)}.",
+            "",
+        ]
     lines.append(
         f"**Source:** CPIC guidelines (links below). Knowledge version {knowledge.version}."
     )
     return "\n".join(lines)
 
 
+def _notice_lines(notices: list[Notice]) -> list[str]:
+    """The rules that apply whatever the genotype: FDA label rules for the patient's age,
+    and the tests to order before a drug (pre-test cards), each as its card says it."""
+    lines: list[str] = []
+    rules = [n for n in notices if n.test is None]
+    tests = [n for n in notices if n.test is not None]
+    if rules:
+        lines += ["**Whatever the genotype** (FDA label rules for this patient):", ""]
+        lines += [
+            f"- {n.drug.drug}: **{inert(n.summary)}**. {inert(_short_advice(n.text))}"
+            for n in rules
+        ]
+        lines.append("")
+    if tests:
+        lines += ["**Test before prescribing:**", ""]
+        lines += [
+            f"- {n.drug.drug}: **{inert(n.summary)}**. Suggested test: "
+            f"{inert(n.test[0] if n.test else '')}."
+            for n in tests
+        ]
+        lines.append("")
+    return lines
+
+
 def gene_table(fact: GeneResult, items: list[DrugAdvice], knowledge: Knowledge) -> list[str]:
     genetic = fact.genetic_phenotype
-    heading = f"{genetic.lower()} by genotype" if genetic else fact.phenotype.lower()
-    rows = [
-        f"| **{inert(fact.gene)}** | **{escaped(heading)}** |",
-        "|---|---|",
-        f"| result | {_result(fact)} |",
-    ]
-    if genetic:
+    if fact.discordant:
+        heading = "results disagree — verify before prescribing"
+    else:
+        heading = f"{genetic.lower()} by genotype" if genetic else fact.phenotype.lower()
+    rows = [f"| **{inert(fact.gene)}** | **{escaped(heading)}** |", "|---|---|"]
+    if fact.discordant:
+        rows += [f"| result | {_reported(r)} |" for r in fact.disagreeing]
         rows.append(
-            f"| phenoconversion | functionally **{fact.phenotype.lower()}** while taking "
+            "| note | no change of CPIC's rules explains the difference: confirm with the lab "
+            "or repeat the test; until then each drug follows the riskier reading |"
+        )
+    else:
+        rows.append(f"| result | {_result(fact)} |")
+    if genetic or fact.phenoconverted_by:
+        functional = (
+            f"functionally **{fact.phenotype.lower()}**"
+            if genetic
+            else "an effect this result does not allow to call"
+        )
+        rows.append(
+            f"| phenoconversion | {functional} while taking "
             + ", ".join(inert(p) for p in fact.phenoconverted_by)
-            + " |"
+            + "; the genotype stays, so advice by genotype is never dropped |"
         )
     if fact.reinterpreted_from:
         rows.append(
             f"| lab's label | {inert(fact.reinterpreted_from)} (outdated; re-interpreted) |"
         )
     for note in fact.notes:
-        if genetic and note.startswith(f"{fact.gene} {genetic.lower()} by"):
+        if fact.phenoconverted_by and note.startswith(f"{fact.gene} ") and " by " in note:
             continue  # the phenoconversion row says it
+        if fact.phenoconverted_by and note.startswith("the patient takes "):
+            continue
         rows.append(f"| note | {inert(note)} |")
     unchanged = []
     for a in sorted(items, key=lambda a: (-_LEVELS[a.level], a.drug)):
@@ -348,19 +507,36 @@ def gene_table(fact: GeneResult, items: list[DrugAdvice], knowledge: Knowledge) 
     return rows
 
 
+def _reported(r: Any) -> str:
+    """One of the results that disagree, in a table cell."""
+    value = _code(r.value) if "*" in r.value and " " not in r.value else f"'{inert(r.value)}'"
+    read = r.phenotype.lower()
+    if r.activity_score_text:
+        read += f", activity score {inert(r.activity_score_text)}"
+    when = inert(r.date_text) if r.date_text else "undated"
+    lab = f", {inert(r.performer)}" if r.performer else ""
+    return f"{r.kind} {value} (read as {read}), {when}{lab}"
+
+
 def _advice_cell(a: DrugAdvice, knowledge: Knowledge) -> str:
     m = a.match
     rec = m.recommendation
     org = rec.guideline.organization if rec.guideline else "guideline"
+    discordant = [r for r in m.results if r.discordant]
+    condition = (
+        f" if {inert('; '.join(reading_words(r) for r in discordant))}" if discordant else ""
+    )
     if m.possible:
         options = "; ".join(
             f"{'; '.join(c.describe() for c in row.when.values())}: {ADVICE[row.action].lower()}"
             for row in m.possible
         )
-        text = f"**{SPANS}** ({options}); the genotype or score decides"
+        text = f"**{SPANS}**{condition} ({options}); the genotype or score decides"
     else:
-        advice = escaped(a.advice)
-        text = f"**{advice}** ({org}, {rec.strength}). {inert(_short_advice(rec.recommendation))}"
+        text = (
+            f"**{escaped(a.advice)}**{condition} ({org}, {rec.strength}). "
+            f"{inert(_short_advice(rec.recommendation))}"
+        )
     others = [r for r in m.results if r.gene not in _causes(a)]
     if others:
         text += " With " + ", ".join(_result_words(r) for r in others) + "."
@@ -369,9 +545,32 @@ def _advice_cell(a: DrugAdvice, knowledge: Knowledge) -> str:
     if low is not None and rec.action in ("avoid", "alternative", "adjust-dose"):
         # as label_rules.with_dose: the dose advice is for depression doses
         text += f" At ≤{number(low)} mg/day (neuropathic-pain doses): use with caution."
-    if a.by_genotype is not None:
-        text += f" By genotype alone: {a.by_genotype.lower()}."
+    for reading in m.alternatives:
+        text += " " + _other_reading(reading, m)
     return text
+
+
+def _other_reading(reading: Reading, m: Match) -> str:
+    """What another reading of the results advises: ``By genotype alone: label dosing.``,
+    ``While taking duloxetine: label dosing (not to be relied on).``, ``If normal
+    metabolizer: label dosing.``"""
+    row = reading.recommendation
+    if reading.possible:
+        words = SPANS.lower()
+    elif row is None:
+        words = "no genotype-based advice"
+    else:
+        words = advice(row).lower()
+    followed_functional = any(r.genetic_phenotype for r in m.results)
+    differing = [r for r in reading.results if r not in m.results]
+    if any(r.discordant for r in differing):
+        return f"If {inert('; '.join(reading_words(r) for r in differing))}: {words}."
+    if followed_functional:
+        return f"By genotype alone: {words}."
+    converted = [r for r in differing if r.genetic_phenotype]
+    if converted:
+        return f"While taking {inhibitor_name(converted[0])}: {words} (not to be relied on)."
+    return f"Otherwise: {words}."
 
 
 def _short_advice(text: str) -> str:
@@ -398,7 +597,9 @@ def _result(fact: GeneResult) -> str:
 
 
 def _result_words(fact: GeneResult) -> str:
-    text = f"{fact.gene} {fact.phenotype.lower()}"
+    text = f"{fact.gene} {(fact.genetic_phenotype or fact.phenotype).lower()}"
+    if fact.genetic_phenotype:
+        text += f" by genotype, {fact.phenotype.lower()} while taking {inhibitor_name(fact)}"
     return inert(text) + (f" {_code(fact.diplotype)}" if fact.diplotype else "")
 
 
@@ -423,8 +624,9 @@ def guideline_links(affected: list[DrugAdvice]) -> list[dict[str, str]]:
     ]
 
 
-def no_results(knowledge: Knowledge) -> dict[str, Any]:
-    """The optional card for a patient with no pharmacogenomic result on file."""
+def no_results(knowledge: Knowledge, notices: list[Notice] | None = None) -> dict[str, Any]:
+    """The optional card for a patient with no pharmacogenomic result on file (with the
+    label and pre-test rules that apply to the patient, as the prescribing cards give them)."""
     by_gene: dict[str, set[str]] = {}
     guidelines: dict[str, tuple[Guideline, list[str]]] = {}
     for rec in knowledge.recommendations:
@@ -437,13 +639,15 @@ def no_results(knowledge: Knowledge) -> dict[str, Any]:
     genes = "; ".join(
         f"{inert(g)} ({', '.join(sorted(drugs))})" for g, drugs in sorted(by_gene.items())
     )
+    rules = "\n".join(_notice_lines(notices or []))
     return {
         "uuid": str(uuid.uuid4()),
         "summary": "PGx for pain: no pharmacogenomic results on file",
         "indicator": "info",
         "detail": "No pharmacogenomic result was found for this patient. Results for these "
         f"genes change the advice for pain drugs: {genes}.\n\n"
-        f"**Source:** CPIC guidelines (links below). Knowledge version {knowledge.version}.",
+        + (f"{rules}\n" if rules else "")
+        + f"**Source:** CPIC guidelines (links below). Knowledge version {knowledge.version}.",
         "source": {
             "label": f"CPIC guidelines ({SOURCE_LABEL})",
             "topic": {

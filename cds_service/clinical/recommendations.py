@@ -11,6 +11,12 @@ the rows disagree (a CYP2C9 intermediate metabolizer is AS 1, "lower dose", or A
 "usual dose"), the match lists every possibility: the card says what each means and that
 the genotype or activity score decides. Such a result is never silent.
 
+A result that leaves more than one reading open (``GeneResult.readings``: results that
+disagree; the genotype and the phenotype an interacting drug gives) is matched reading by
+reading, and the most severe advice is followed: the match carries the other readings with
+their advice (``alternatives``) so the card can say what is uncertain. On a tie the first
+reading (the genotype before an interacting drug's phenotype) is followed. Uncertainty never
+silences an alert, and an interacting drug may add or raise advice, never lower it.
 A continuing-therapy row (``continuing_over_days``: CPIC's cautious continuation of
 carbamazepine or oxcarbazepine taken for more than 3 months) applies only when the medication
 history (``medication_history.therapies``) shows the drug taken for longer, and then replaces
@@ -19,7 +25,8 @@ the row it continues; an unknown start, or none on file, keeps the row for a new
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 
 from ..core.trace import Trace
 from ..genomics.gene_decision import GeneResult
@@ -27,8 +34,22 @@ from ..knowledge.loader import Knowledge
 from ..knowledge.models import SILENT_ACTIONS, Recommendation
 from .medication_history import Therapy
 from .medications import IdentifiedDrug
+from .severity import ACTIONS, LEVELS, STRENGTHS, indicator_with_floor, spanned_indicator
 
 Span = tuple[float, float | None] | None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Another reading of the patient's results, and the advice it would give."""
+
+    #: the results of this reading, one per gene the drug's rows use
+    results: tuple[GeneResult, ...]
+    #: the row it matches (None: no row, e.g. a phenotype the guideline has no row for)
+    recommendation: Recommendation | None
+    #: the card's indicator for it (None: no card)
+    level: str | None
+    possible: tuple[Recommendation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,8 +59,9 @@ class Match:
     results: tuple[GeneResult, ...]
     #: rows the result may fall in when they disagree (``recommendation`` is the most severe)
     possible: tuple[Recommendation, ...] = ()
-    #: with phenoconversion: would the genotype alone have alerted? (None: no interaction)
-    genetic_alerts: bool | None = None
+    #: the other readings the results leave open, with their advice (this match follows
+    #: the most severe)
+    alternatives: tuple[Reading, ...] = ()
     #: the order's dose against the guideline's dose advice, for the card
     dose_text: str | None = None
     #: a tricyclic ordered at a low (pain) dose: the guideline's dose advice does not apply
@@ -54,6 +76,38 @@ class Match:
         if self.possible:
             return True
         return self.recommendation.action not in SILENT_ACTIONS
+
+    @property
+    def genetic_alerts(self) -> bool | None:
+        """With an interacting drug whose phenotype this match follows: would the genotype
+        alone have alerted? (None: the match follows no interacting drug's phenotype.)"""
+        if not any(r.genetic_phenotype for r in self.results):
+            return None
+        genetic = [
+            a
+            for a in self.alternatives
+            if not any(r.genetic_phenotype for r in a.results)
+            and not any(r.discordant for r in a.results)
+        ]
+        return any(a.level is not None for a in genetic)
+
+
+def reading_words(r: GeneResult) -> str:
+    """A reading in a few words: ``CYP2D6 ultrarapid metabolizer by genotype``,
+    ``CYP2D6 poor metabolizer while taking paroxetine``."""
+    text = f"{r.gene} {r.phenotype.lower()}"
+    if r.activity_score_text is not None and r.discordant:
+        text += f" (activity score {r.activity_score_text})"
+    if r.genetic_phenotype:
+        text += f" while taking {inhibitor_name(r)}"
+    elif r.phenoconverted_by:
+        text += " by genotype"
+    return text
+
+
+def inhibitor_name(r: GeneResult) -> str:
+    """The (strongest) interacting drug of a converted result: ``paroxetine``."""
+    return r.phenoconverted_by[0].split(" (")[0] if r.phenoconverted_by else "?"
 
 
 def score_span(fact: GeneResult, knowledge: Knowledge) -> tuple[float | None, Span]:
@@ -94,51 +148,123 @@ def match(
                 "recommendations",
                 f"{identified.drug}: {gene} result is indeterminate: no guideline row applies",
             )
-
-        usable = {g: score_span(facts[g], knowledge) for g in genes if g not in missing + unclear}
         therapy = therapies.get(identified.drug)
         applicable = [
             r
             for r in rows
-            if all(g in usable for g in r.when) and _continues(r, therapy) is not False
+            if all(g in facts and g not in unclear for g in r.when)
+            and _continues(r, therapy) is not False
         ]
-        hits = [
-            r
-            for r in applicable
-            if all(c.matches(facts[g].phenotype, *usable[g]) for g, c in r.when.items())
-        ]
-        possible: tuple[Recommendation, ...] = ()
-        if not hits and applicable:
-            hits, possible = _spanned_rows(identified.drug, applicable, facts, knowledge, trace)
-        if hits:
-            most = max(len(r.when) for r in hits)
-            hits = [r for r in hits if len(r.when) == most]
-            hits = _continuing(identified.drug, rows, hits, therapy, trace)
-        elif applicable:
-            trace.add(
-                "recommendations",
-                f"{identified.drug}: no row for "
-                + ", ".join(
-                    f"{g} {facts[g].phenotype}"
-                    for g in sorted({g for r in applicable for g in r.when})
-                ),
+        used = sorted({g for r in applicable for g in r.when})
+        combos = list(itertools.product(*(facts[g].all_readings for g in used)))
+        if len(combos) == 1:
+            reading = dict(zip(used, combos[0], strict=True))
+            found = _match_reading(
+                identified, rows, applicable, reading, knowledge, trace, None, therapy
             )
-        history = therapy.describe() if therapy is not None else None
-        for row in hits:
-            found = Match(
-                identified,
-                row,
-                tuple(facts[g] for g in row.when),
-                possible,
-                history_text=history,
+            matches.extend(found)
+            continue
+        options = []
+        for combo in combos:
+            label = "; ".join(reading_words(r) for r in combo)
+            reading = dict(zip(used, combo, strict=True))
+            found = _match_reading(
+                identified, rows, applicable, reading, knowledge, trace, label, therapy
             )
-            verdict = "alert" if found.alerts else "no alert"
-            trace.add(
-                "recommendations",
-                f"{identified.drug}: {row.id} ({row.action}, {row.strength}) -> {verdict}",
-            )
-            matches.append(found)
+            options.append((found, combo, label))
+        best = max(range(len(options)), key=lambda i: (_rank(options[i][0], knowledge), -i))
+        chosen, _, label = options[best]
+        trace.add(
+            "recommendations",
+            f"{identified.drug}: the results leave {len(options)} readings open; the most "
+            f"severe advice is followed ({label})",
+        )
+        alternatives = tuple(
+            _reading(found, combo, knowledge)
+            for i, (found, combo, _) in enumerate(options)
+            if i != best
+        )
+        matches.extend(replace(m, alternatives=alternatives) for m in chosen)
     return matches
+
+
+def level_of(m: Match, knowledge: Knowledge) -> str | None:
+    """The indicator a match's row gives (before the order's dose is considered)."""
+    if m.possible:
+        return spanned_indicator(m.possible)
+    return indicator_with_floor(m.recommendation, knowledge)
+
+
+def _rank(found: list[Match], knowledge: Knowledge) -> tuple[int, int, int]:
+    """How severe a reading's advice is: its card's indicator, then the action, then the
+    guideline's strength (a reading without a row is the mildest)."""
+    return max(
+        (
+            (
+                LEVELS[level_of(m, knowledge)],
+                ACTIONS[m.recommendation.action],
+                STRENGTHS[m.recommendation.strength],
+            )
+            for m in found
+        ),
+        default=(0, -1, -1),
+    )
+
+
+def _reading(found: list[Match], combo: tuple[GeneResult, ...], knowledge: Knowledge) -> Reading:
+    if not found:
+        return Reading(combo, None, None)
+    top = max(found, key=lambda m: _rank([m], knowledge))
+    return Reading(combo, top.recommendation, level_of(top, knowledge), top.possible)
+
+
+def _match_reading(
+    identified: IdentifiedDrug,
+    rows: list[Recommendation],
+    applicable: list[Recommendation],
+    facts: dict[str, GeneResult],
+    knowledge: Knowledge,
+    trace: Trace,
+    label: str | None,
+    therapy: Therapy | None = None,
+) -> list[Match]:
+    """The matches for one reading of the results (one result per gene); ``label`` names
+    the reading in the trace when there are several; ``therapy``: since when the drug is
+    taken (continuing-therapy rows)."""
+    name = f"{identified.drug} [{label}]" if label else identified.drug
+    usable = {g: score_span(f, knowledge) for g, f in facts.items()}
+    hits = [
+        r
+        for r in applicable
+        if all(c.matches(facts[g].phenotype, *usable[g]) for g, c in r.when.items())
+    ]
+    possible: tuple[Recommendation, ...] = ()
+    if not hits and applicable:
+        hits, possible = _spanned_rows(name, applicable, facts, knowledge, trace)
+    if hits:
+        most = max(len(r.when) for r in hits)
+        hits = [r for r in hits if len(r.when) == most]
+        hits = _continuing(name, rows, hits, therapy, trace)
+    elif applicable:
+        trace.add(
+            "recommendations",
+            f"{name}: no row for "
+            + ", ".join(
+                f"{g} {facts[g].phenotype}" for g in sorted({g for r in applicable for g in r.when})
+            ),
+        )
+    history = therapy.describe() if therapy is not None else None
+    found = [
+        Match(identified, row, tuple(facts[g] for g in row.when), possible, history_text=history)
+        for row in hits
+    ]
+    for m in found:
+        row = m.recommendation
+        verdict = "alert" if m.alerts else "no alert"
+        trace.add(
+            "recommendations", f"{name}: {row.id} ({row.action}, {row.strength}) -> {verdict}"
+        )
+    return found
 
 
 def _continues(row: Recommendation, therapy: Therapy | None) -> bool | None:
@@ -192,9 +318,6 @@ def _continuing(
     return hits
 
 
-_WEAKEST_FIRST = {"none": 0, "label": 1, "optional": 1, "moderate": 2, "strong": 3}
-
-
 def _spanned_rows(
     drug: str,
     applicable: list[Recommendation],
@@ -227,14 +350,14 @@ def _spanned_rows(
         return [], ()
     ids = ", ".join(r.id for r in spanned)
     if len({r.action for r in spanned}) == 1:
-        weakest = min(spanned, key=lambda r: _WEAKEST_FIRST[r.strength])
+        weakest = min(spanned, key=lambda r: STRENGTHS[r.strength])
         trace.add(
             "recommendations",
             f"{drug}: no single activity score; rows {ids} agree ({weakest.action}); the "
             f"weakest strength ({weakest.strength}) is shown",
         )
         return [weakest], ()
-    severe = max(spanned, key=lambda r: (_MOST_SEVERE_LAST[r.action], _WEAKEST_FIRST[r.strength]))
+    severe = max(spanned, key=lambda r: (ACTIONS[r.action], STRENGTHS[r.strength]))
     trace.add(
         "recommendations",
         f"{drug}: no single activity score; rows {ids} give different advice: one card lists "
@@ -242,13 +365,3 @@ def _spanned_rows(
     )
     spanned.sort(key=lambda r: [c.activity_score_min or 0.0 for c in r.when.values()])
     return [severe], tuple(spanned)
-
-
-_MOST_SEVERE_LAST = {
-    "no-recommendation": 0,
-    "standard": 1,
-    "caution": 2,
-    "adjust-dose": 3,
-    "alternative": 4,
-    "avoid": 5,
-}

@@ -155,6 +155,107 @@ def test_moderate_inhibitor_on_a_phenotype_only_result_is_called_only_when_the_b
         meds=[active(DULOXETINE)],
     )
     assert "ultrarapid" in card["summary"] and "cannot be called" in card["detail"]
+    assert "does not allow to call" in card["detail"]
+
+
+# -- an interacting drug never lowers or removes the genotype's alert (issue 22, item 1) ----
+
+
+@pytest.mark.parametrize("product", [APAP_CODEINE, TRAMADOL])
+def test_an_ultrarapid_metabolizer_on_a_moderate_inhibitor_keeps_the_genotypes_avoid(call, product):
+    """*1/*1x2 (activity score 3) on duloxetine: x0.5 gives 1.5, a normal metabolizer. The
+    genotype's strong 'avoid' stands; the card says both readings and why the inhibitor must
+    not be relied on."""
+    [card] = ask(call, med_order(product), genotype_obs("*1/*1x2"), meds=[active(DULOXETINE)])
+    drug = "codeine" if product == APAP_CODEINE else "tramadol"
+    assert card["indicator"] == "critical"
+    assert card["summary"] == (
+        f"Avoid {drug}: CYP2D6 ultrarapid metabolizer by genotype (taking duloxetine)"
+    )
+    detail = card["detail"]
+    assert "ultrarapid metabolizer by genotype, for life" in detail
+    assert "duloxetine" in detail and "to that of a normal metabolizer" in detail
+    assert "do not rely on it" in detail
+    assert "the ultrarapid metabolizer's risk of toxicity returns" in detail
+    assert card["suggestions"]  # the genotype's alternatives are offered
+
+
+def test_the_same_patient_reported_as_phenotype_only_gets_the_same_card(call):
+    [card] = ask(
+        call,
+        med_order(APAP_CODEINE),
+        phenotype_obs("Ultrarapid Metabolizer"),
+        meds=[active(DULOXETINE)],
+    )
+    assert card["indicator"] == "critical"
+    assert card["summary"] == (
+        "Avoid codeine: CYP2D6 ultrarapid metabolizer by genotype (taking duloxetine)"
+    )
+    assert "do not rely on it" in card["detail"]
+
+
+def test_an_ultrarapid_metabolizer_on_a_strong_inhibitor_is_warned_of_toxicity(call):
+    """Paroxetine makes the score 0 (a poor metabolizer: codeine would not work); today's
+    card spoke only of that. The genotype's toxicity advice leads, the other reading beside."""
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1x2"), meds=[active(PAROXETINE)])
+    assert card["indicator"] == "critical"
+    assert card["summary"].startswith("Avoid codeine: CYP2D6 ultrarapid metabolizer by genotype")
+    assert "**Why:** Faster conversion of codeine to morphine" in card["detail"]  # the UM row
+    assert "to that of a poor metabolizer, which alone would mean: avoid" in card["detail"]
+    assert "risk of toxicity returns" in card["detail"]
+
+
+def test_an_inhibitor_not_in_force_leaves_the_plain_ultrarapid_card(call):
+    """Negative control: a duloxetine order that has ended is not taken: the usual card,
+    without the inhibitor's paragraph."""
+    ended = active(DULOXETINE, dispenseRequest={"validityPeriod": {"end": "2020-01-01"}})
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*1x2"), meds=[ended])
+    assert card["summary"] == "Avoid codeine: CYP2D6 ultrarapid metabolizer"
+    assert "duloxetine" not in card["detail"] and "rely" not in card["detail"]
+
+
+def test_an_inhibitor_that_raises_the_advice_still_does(call):
+    """*1/*41 (normal) on duloxetine: an intermediate metabolizer: the caution is added, and
+    the genotype alone would give no card."""
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*1/*41"), meds=[active(DULOXETINE)])
+    assert card["indicator"] == "info"
+    assert card["summary"].endswith("CYP2D6 intermediate metabolizer while taking duloxetine")
+    assert "By genotype alone this order would not alert" in card["detail"]
+
+
+def test_a_genotype_advice_milder_than_the_inhibitors_is_named_beside_it(call):
+    """*4/*41 (intermediate: caution) on paroxetine: a poor metabolizer (avoid) leads; the
+    genotype's own advice is named."""
+    [card] = ask(call, med_order(APAP_CODEINE), genotype_obs("*4/*41"), meds=[active(PAROXETINE)])
+    assert card["indicator"] == "critical" and "poor metabolizer while taking" in card["summary"]
+    assert (
+        "By genotype alone: Reduced or uncertain response possible (CPIC, moderate)."
+        in (card["detail"])
+    )
+
+
+def test_explain_shows_both_readings_and_which_is_followed(tmp_path, capsys):
+    import json
+
+    from cds_service.cli import main as cli
+
+    body = hook_request(
+        "order-select",
+        [med_order(APAP_CODEINE)],
+        prefetch={
+            **with_results(genotype_obs("*1/*1x2")),
+            "activeMedications": bundle(active(DULOXETINE)),
+            "patient": None,
+        },
+    )
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(body))
+    assert cli(["explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ultrarapid metabolizer by genotype, functionally normal metabolizer" in out
+    assert "codeine [CYP2D6 ultrarapid metabolizer by genotype]: codeine-cyp2d6-um" in out
+    assert "codeine [CYP2D6 normal metabolizer while taking duloxetine]: codeine-cyp2d6-nm" in out
+    assert "the most severe advice is followed (CYP2D6 ultrarapid metabolizer by genotype)" in out
 
 
 def test_no_cyp2d6_result_means_no_interaction_card(call):

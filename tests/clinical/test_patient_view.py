@@ -20,6 +20,7 @@ from builders import (
     with_results,
 )
 
+from cds_service.core.wording import inert
 from cds_service.settings import Settings
 from cds_service.web.app import create_app
 
@@ -216,7 +217,11 @@ def test_phenoconversion_is_shown_with_the_advice_by_genotype(call):
     paroxetine = med_order(PAROXETINE, order_id="parox-1")
     paroxetine["status"] = "active"
     [card] = view(call, genotype_obs("*1/*1", "CYP2D6", obs_id="d6"), meds=[paroxetine])
-    assert "CYP2D6 poor metabolizer while taking paroxetine" in card["summary"]
+    # the genetic phenotype beside the converted one
+    assert (
+        "CYP2D6 normal metabolizer by genotype, poor metabolizer while taking paroxetine"
+        in card["summary"]
+    )
     [row] = [ln for ln in card["detail"].splitlines() if ln.startswith("| phenoconversion")]
     assert "functionally **poor metabolizer** while taking paroxetine" in row
     assert rows(card["detail"])["codeine"].endswith("By genotype alone: label dosing.")
@@ -269,6 +274,10 @@ def test_long_summaries_are_shortened(call):
 
 def _prescribing_advice(summary: str, drug: str) -> str:
     """The advice a prescribing card's summary gives, in the patient view's words."""
+    disagree = re.search(rf"verify before prescribing {drug} \(if [^:]+: (.+)\)$", summary)
+    if disagree:  # results that disagree: the riskier reading's advice
+        words = disagree.group(1)
+        return words[:1].upper() + words[1:]
     if summary.startswith(f"{drug.capitalize()}: higher exposure, watch for opioid effects"):
         return "Higher exposure, watch for opioid effects"
     if summary.startswith(f"Avoid {drug}:"):
@@ -310,6 +319,11 @@ def test_patient_view_agrees_with_every_prescribing_card(call, knowledge, patien
     cards = answer["cards"]
     advice = rows(cards[0]["detail"]) if cards else {}
     rec_ids = {r.id for r in knowledge.recommendations}
+    rules_listed = {
+        line
+        for line in (cards[0]["detail"].splitlines() if cards else [])
+        if re.match(r"- [a-z]+: \*\*", line)
+    }
     for drug in sorted(knowledge.covered_drugs):
         order = _order(drug, knowledge.drugs[drug].rxcui)
         body = {
@@ -327,6 +341,12 @@ def test_patient_view_agrees_with_every_prescribing_card(call, knowledge, patien
         status, prescribing = call(body)
         assert status == 200
         genetic = [c for c in prescribing["cards"] if c["source"]["topic"]["code"] in rec_ids]
+        # label and pre-test cards: listed as their card says, in the rules beside the genotype
+        ruled = [c for c in prescribing["cards"] if c["source"]["topic"]["code"] not in rec_ids]
+        for card in ruled if cards else []:  # (no results on file: no patient-view card)
+            line = f"- {drug}: **{inert(card['summary'])}**"
+            assert line in cards[0]["detail"], (patient, drug, card["summary"])
+            rules_listed -= {r for r in rules_listed if r.startswith(line)}
         if not genetic:
             assert drug not in advice, (patient, drug, advice.get(drug))
             continue
@@ -334,8 +354,198 @@ def test_patient_view_agrees_with_every_prescribing_card(call, knowledge, patien
         for card in genetic:
             expected = _prescribing_advice(card["summary"], drug)
             assert advice[drug].startswith(f"**{expected}**"), (patient, drug, card["summary"])
+    assert not rules_listed, (patient, rules_listed)  # nothing a prescribing card does not say
     if cards:
         assert (
             cards[0]["summary"]
             == next(p for p in INDEX if p["id"] == patient)["patient_view"]["summary"]
         )
+
+
+# -- the same story as the prescribing cards (issue 22, item 8) -------------------------------
+
+DULOXETINE = ("596926", "duloxetine 30 MG Delayed Release Oral Capsule")
+
+
+def child(years: int) -> dict[str, Any]:
+    from datetime import date
+
+    return {"resourceType": "Patient", "id": PATIENT, "birthDate": f"{date.today().year - years}"}
+
+
+def view_with(call, *observations, patient=None, meds=None):
+    prefetch = {
+        **with_results(*observations),
+        "activeMedications": bundle(*(meds or [])),
+        "patient": patient,
+    }
+    status, answer = call(view_request(prefetch))
+    assert status == 200, answer
+    return answer["cards"]
+
+
+def test_a_childs_card_lists_codeine_and_tramadol_as_contraindicated_by_age(call):
+    [card] = view_with(call, genotype_obs("*1/*1", obs_id="d6"), patient=child(7))
+    assert card["summary"] == (
+        "PGx for pain: codeine, tramadol contraindicated (FDA label); no change by genotype: "
+        "CYP2D6 normal metabolizer"
+    )
+    detail = card["detail"]
+    assert (
+        "- codeine: **Codeine is contraindicated in children under 12 \\(FDA label\\)**" in detail
+    )
+    assert "- tramadol: **Tramadol is contraindicated in children under 12 \\(FDA label\\)**" in (
+        detail
+    )
+    [unchanged] = [ln for ln in detail.splitlines() if ln.startswith("**No change in advice:**")]
+    listed = set(re.findall(r"[a-z]+", unchanged))
+    assert "codeine" not in listed and "tramadol" not in listed
+    assert "hydrocodone" in listed
+
+
+def test_an_adults_card_has_no_age_rule(call):
+    """Negative control: the same results, an adult."""
+    [card] = view_with(call, genotype_obs("*1/*1", obs_id="d6"), patient=child(40))
+    assert card["summary"] == "PGx for pain, no change in advice: CYP2D6 normal metabolizer"
+    assert "contraindicated" not in card["detail"]
+
+
+def test_a_child_who_is_a_poor_metabolizer_gets_both_stories(call):
+    [card] = view_with(call, genotype_obs("*4/*4", obs_id="d6"), patient=child(7))
+    assert card["summary"].startswith(
+        "PGx for pain: codeine, tramadol contraindicated (FDA label); CYP2D6 poor metabolizer"
+    )
+    assert rows(card["detail"])["codeine"].startswith("**Avoid**")
+    assert "- codeine: **Codeine is contraindicated" in card["detail"]
+
+
+@responses.activate
+def test_without_prefetch_the_patient_is_read_for_the_age_rules(call):
+    responses.get(SEARCH, json=bundle(genotype_obs("*1/*1", obs_id="d6")))
+    responses.get(MEDS, json=bundle())
+    responses.get(f"{FHIR}/Patient/{PATIENT}", json=child(7))
+    status, answer = call(view_request(fhir_server=FHIR, token="t"))
+    assert status == 200
+    [card] = answer["cards"]
+    assert "codeine, tramadol contraindicated (FDA label)" in card["summary"]
+    [read] = [c for c in responses.calls if c.request.url.endswith(f"/Patient/{PATIENT}")]
+    assert read.request.headers["Authorization"] == "Bearer t"
+
+
+def test_the_tests_to_order_first_are_listed_as_the_pre_test_cards_say(call):
+    [card] = view_with(call, genotype_obs("*1/*1", obs_id="d6"))
+    assert "- carbamazepine: **Carbamazepine: no HLA-B\\*15:02 result on file**" in card["detail"]
+    # with an HLA-B*15:02 result on file, no pre-test line
+    negative = genotype_obs("HLA-B*07:02:01+HLA-B*08:01:01", "HLA-B", obs_id="hla")
+    [card] = view_with(call, genotype_obs("*1/*1", obs_id="d6"), negative)
+    assert "no HLA-B\\*15:02 result on file" not in card["detail"]
+
+
+def test_the_genetic_phenotype_is_shown_beside_the_converted_one(call):
+    """An ultrarapid metabolizer on duloxetine: not 'normal metabolizer, no change in advice'
+    as before, but the genotype's advice, with the interaction beside it."""
+    duloxetine = med_order(DULOXETINE, order_id="dul")
+    duloxetine["status"] = "active"
+    [card] = view_with(call, genotype_obs("*1/*1x2", obs_id="d6"), meds=[duloxetine])
+    assert card["summary"] == (
+        "PGx for pain: CYP2D6 ultrarapid metabolizer by genotype, normal metabolizer while "
+        "taking duloxetine — 5 pain drugs affected"
+    )
+    assert "| **CYP2D6** | **ultrarapid metabolizer by genotype** |" in card["detail"]
+    codeine = rows(card["detail"])["codeine"]
+    assert codeine.startswith("**Avoid** (CPIC, strong).")
+    assert codeine.endswith("While taking duloxetine: label dosing (not to be relied on).")
+
+
+def test_results_that_disagree_are_listed_with_each_result(call):
+    g = genotype_obs("*1/*1", obs_id="g", date="2018-03-12")
+    g["performer"] = [{"display": "Acme Genomics"}]
+    p = phenotype_obs("Poor Metabolizer", obs_id="p", date="2024-06-03")
+    [card] = view_with(call, g, p)
+    assert card["summary"] == (
+        "PGx for pain: CYP2D6 results disagree (normal vs poor metabolizer) — 8 pain drugs affected"
+    )
+    detail = card["detail"]
+    assert "| **CYP2D6** | **results disagree — verify before prescribing** |" in detail
+    assert (
+        "| result | genotype `*1/*1` (read as normal metabolizer, activity score 2), 2018-03-12, "
+        "Acme Genomics |" in detail
+    )
+    assert "| result | phenotype 'Poor metabolizer' (read as poor metabolizer), 2024-06-03 |" in (
+        detail
+    )
+    assert rows(detail)["codeine"].startswith("**Avoid** if CYP2D6 poor metabolizer (CPIC, strong)")
+    assert rows(detail)["codeine"].endswith(
+        "If CYP2D6 normal metabolizer \\(activity score 2\\): label dosing."
+    )
+
+
+def test_results_that_disagree_without_changing_any_advice_are_still_listed(call):
+    """CYP2C19 normal and intermediate on one day: no covered drug's advice differs (CPIC
+    gives amitriptyline alone the usual dose either way), but the disagreement is shown."""
+    [card] = view_with(
+        call,
+        phenotype_obs("Normal Metabolizer", "CYP2C19", obs_id="a"),
+        phenotype_obs("Intermediate Metabolizer", "CYP2C19", obs_id="b"),
+    )
+    assert card["summary"] == (
+        "PGx for pain, no change in advice: CYP2C19 results disagree "
+        "(intermediate vs normal metabolizer)"
+    )
+    assert "| **CYP2C19** | **results disagree — verify before prescribing** |" in card["detail"]
+
+
+def site_view(tmp_path, config, *observations, patient=None):
+    path = tmp_path / "site.json"
+    path.write_text(json.dumps(config))
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'f.sqlite3'}", site_config=path)
+    prefetch = {**with_results(*observations), "activeMedications": bundle(), "patient": patient}
+    with create_app(settings).test_client() as client:
+        response = client.post("/cds-services/pgx-patient-view", json=view_request(prefetch))
+    assert response.status_code == 200
+    return response.get_json()["cards"]
+
+
+def test_a_drug_off_for_the_site_is_not_listed(tmp_path):
+    [card] = site_view(
+        tmp_path, {"drugs": {"codeine": "off"}}, genotype_obs("*4/*4"), patient=child(7)
+    )
+    assert "codeine" not in re.findall(r"[a-z]+", card["summary"])  # "tramadol contraind..."
+    assert "codeine" not in rows(card["detail"]) and "- codeine:" not in card["detail"]
+    assert rows(card["detail"])["tramadol"].startswith("**Avoid**")
+    assert card["summary"].endswith("— 7 pain drugs affected")  # 8 less codeine
+
+
+def test_a_silent_drug_gets_no_advice_and_is_named_as_not_shown(tmp_path):
+    [card] = site_view(tmp_path, {"drugs": {"codeine": "silent"}}, genotype_obs("*4/*4"))
+    advice = rows(card["detail"])
+    assert "codeine" not in advice and "tramadol" in advice
+    assert (
+        "**Not shown at this site** (site configuration; no advice is given here, which does "
+        "not mean none applies): codeine." in card["detail"]
+    )
+    unchanged = [ln for ln in card["detail"].splitlines() if ln.startswith("| no change |")]
+    assert not any("codeine (" in ln.replace("dihydrocodeine", "") for ln in unchanged)
+
+
+def test_a_gene_whose_only_affected_drugs_are_silent_is_never_called_unchanged(tmp_path):
+    config = {"default": "silent", "drugs": {"celecoxib": "on"}}
+    [card] = site_view(tmp_path, config, genotype_obs("*4/*4"))
+    assert "no change in advice" not in card["summary"].lower()
+    assert card["summary"] == (
+        "PGx for pain: CYP2D6 poor metabolizer (advice for some drugs not shown at this site)"
+    )
+    assert "**No change in advice:**" not in card["detail"]
+    assert "**Results:** CYP2D6 poor metabolizer `*4/*4`." in card["detail"]
+
+
+def test_the_no_results_card_lists_the_age_rules(tmp_path):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'f.sqlite3'}", patient_view_no_results_card=True
+    )
+    prefetch = {"genomicResults": bundle(), "activeMedications": None, "patient": child(7)}
+    with create_app(settings).test_client() as client:
+        response = client.post("/cds-services/pgx-patient-view", json=view_request(prefetch))
+    [card] = response.get_json()["cards"]
+    assert card["summary"] == "PGx for pain: no pharmacogenomic results on file"
+    assert "- codeine: **Codeine is contraindicated in children under 12" in card["detail"]

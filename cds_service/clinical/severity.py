@@ -1,0 +1,119 @@
+"""How severe a guideline row's advice is: the card indicator it gives, and an order of
+severity for choosing between readings of a patient's results (the more cautious wins).
+
+Indicator, from the guideline's action and strength:
+
+=================  ==========================  =========
+action             strength                    indicator
+=================  ==========================  =========
+avoid              strong                      critical
+avoid              moderate / optional         warning
+alternative        any                         warning
+adjust-dose        any                         warning
+caution            any                         info
+standard, no-rec.  -                           no card
+=================  ==========================  =========
+
+A row may name its own indicator where the action's default does not fit (CPIC's cautious
+continuation of carbamazepine after more than 3 months: a ``caution`` shown as ``warning``).
+"""
+
+from __future__ import annotations
+
+from ..knowledge.loader import Knowledge
+from ..knowledge.models import Recommendation
+
+#: indicators from none to the most severe
+LEVELS: dict[str | None, int] = {None: 0, "info": 1, "warning": 2, "critical": 3}
+#: guideline actions from the mildest to the most severe
+ACTIONS = {
+    "no-recommendation": 0,
+    "standard": 1,
+    "caution": 2,
+    "adjust-dose": 3,
+    "alternative": 4,
+    "avoid": 5,
+}
+#: the guideline's strengths from the weakest
+STRENGTHS = {"none": 0, "label": 1, "optional": 1, "moderate": 2, "strong": 3}
+#: the advice of each guideline action, in the words of the prescribing card's summary
+ADVICE = {
+    "avoid": "Avoid",
+    "alternative": "Consider an alternative",
+    "adjust-dose": "Adjust dose",
+    "caution": "Reduced or uncertain response possible",
+    "standard": "Label dosing",
+    "no-recommendation": "No genotype-based advice",
+}
+
+
+def advice(rec: Recommendation) -> str:
+    """A row's advice in a few words: its own summary wording where it has one."""
+    if rec.summary:
+        words = rec.summary.format(drug="", Drug="").lstrip(": ").strip()
+        return words[:1].upper() + words[1:]
+    return ADVICE[rec.action]
+
+
+def most_severe(a: str | None, b: str | None) -> str | None:
+    return a if LEVELS[a] >= LEVELS[b] else b
+
+
+def indicator(rec: Recommendation) -> str | None:
+    if rec.indicator is not None:  # the row's own, where the action's default does not fit
+        return rec.indicator
+    if rec.action == "avoid":
+        return "critical" if rec.strength == "strong" else "warning"
+    if rec.action in ("alternative", "adjust-dose"):
+        return "warning"
+    if rec.action == "caution":
+        return "info"
+    return None
+
+
+_DIRECTION = {
+    "Poor Metabolizer": (-1, 2),
+    "Likely Poor Metabolizer": (-1, 2),
+    "Intermediate Metabolizer": (-1, 1),
+    "Likely Intermediate Metabolizer": (-1, 1),
+    "Normal Metabolizer": (0, 0),
+    "Rapid Metabolizer": (1, 1),
+    "Ultrarapid Metabolizer": (1, 2),
+}
+
+
+def _at_least_as_impaired(row: Recommendation, other: Recommendation) -> bool:
+    """Is every gene of ``row`` as far from normal as in ``other``, in the same direction?"""
+    if set(row.when) != set(other.when):
+        return False
+    for gene, cond in row.when.items():
+        mine = _DIRECTION.get(cond.phenotype or "")
+        theirs = _DIRECTION.get(other.when[gene].phenotype or "")
+        if mine is None or theirs is None:
+            return False
+        if theirs[0] != 0 and theirs[0] != mine[0]:
+            return False
+        if mine[1] < theirs[1]:
+            return False
+    return True
+
+
+def indicator_with_floor(rec: Recommendation, knowledge: Knowledge) -> str | None:
+    """The row's indicator, never milder than that of a row of the same drug whose result is
+    less impaired (CPIC's strengths can make PM x PM milder than PM x NM for amitriptyline)."""
+    level = indicator(rec)
+    if level is None:
+        return None
+    for other in knowledge.recommendations_for(rec.drug):
+        if other.id != rec.id and _at_least_as_impaired(rec, other):
+            theirs = indicator(other)
+            if LEVELS[theirs] > LEVELS[level]:
+                level = theirs
+    return level
+
+
+def spanned_indicator(possible: tuple[Recommendation, ...]) -> str:
+    """For a result that spans rows with different advice: the most severe of them, at most
+    ``warning`` (the result does not settle it)."""
+    levels = [indicator(r) for r in possible]
+    return "info" if all(lv in (None, "info") for lv in levels) else "warning"
