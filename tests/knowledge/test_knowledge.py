@@ -73,6 +73,23 @@ def test_unknown_action_is_rejected(broken):
         Knowledge(broken)
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda r: r.update(gene="CYP9Z9"), "no allele table for CYP9Z9"),
+        (lambda r: r.update(activity_values={"*999": 0.5}), r"\*999 is not in the CYP2D6 table"),
+        (lambda r: r.update(activity_values_by_function={"Magic": 1}), "function 'Magic'"),
+        (lambda r: r["source"].pop("citation"), "citation"),
+    ],
+)
+def test_a_former_phenotype_rule_that_does_not_fit_its_table_is_reported(broken, change, problem):
+    """A former CPIC rule decides which disagreements are only a re-labelling: a wrong one
+    would hide a discordance, so it is checked against the gene's table at start-up."""
+    _edit(broken / "rules" / "former_phenotypes.json", lambda d: change(d["rules"][0]))
+    with pytest.raises(KnowledgeError, match=problem):
+        Knowledge(broken)
+
+
 def test_missing_phenotype_row_is_reported(broken):
     _edit(
         broken / "recommendations" / "cpic-opioids-2021.json",
