@@ -380,7 +380,7 @@ def _not_relied_on(r: GeneResult, m: Match) -> list[str]:
         if functional is not None:
             effect += f", which alone would mean: {_reading_words_advice(functional)}"
     else:
-        effect = "by an amount this result does not allow to call"
+        effect = "by how much, this result cannot tell"
     returns = (
         "the ultrarapid metabolizer's risk of toxicity returns"
         if r.phenotype == "Ultrarapid Metabolizer"

@@ -176,7 +176,7 @@ def gene_table(fact: GeneResult, items: list[DrugAdvice], knowledge: Knowledge) 
         functional = (
             f"functionally **{fact.phenotype.lower()}**"
             if genetic
-            else "an effect this result does not allow to call"
+            else "an effect this result cannot size"
         )
         rows.append(
             f"| phenoconversion | {functional} while taking "

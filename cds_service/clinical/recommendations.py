@@ -77,20 +77,6 @@ class Match:
             return True
         return self.recommendation.action not in SILENT_ACTIONS
 
-    @property
-    def genetic_alerts(self) -> bool | None:
-        """With an interacting drug whose phenotype this match follows: would the genotype
-        alone have alerted? (None: the match follows no interacting drug's phenotype.)"""
-        if not any(r.genetic_phenotype for r in self.results):
-            return None
-        genetic = [
-            a
-            for a in self.alternatives
-            if not any(r.genetic_phenotype for r in a.results)
-            and not any(r.discordant for r in a.results)
-        ]
-        return any(a.level is not None for a in genetic)
-
 
 def reading_words(r: GeneResult) -> str:
     """A reading in a few words: ``CYP2D6 ultrarapid metabolizer by genotype``,

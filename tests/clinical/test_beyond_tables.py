@@ -155,7 +155,7 @@ def test_moderate_inhibitor_on_a_phenotype_only_result_is_called_only_when_the_b
         meds=[active(DULOXETINE)],
     )
     assert "ultrarapid" in card["summary"] and "cannot be called" in card["detail"]
-    assert "does not allow to call" in card["detail"]
+    assert "by how much, this result cannot tell" in card["detail"]
 
 
 # -- an interacting drug never lowers or removes the genotype's alert (issue 22, item 1) ----
