@@ -303,6 +303,7 @@ class Engine:
             trace,
             notices=notices,
             policy=self._patient_view_policy(request.hook),
+            pretest_drugs=self.pretest_drugs,
             no_results_card=self.settings.patient_view_no_results_card,
             therapies=therapies,
         )

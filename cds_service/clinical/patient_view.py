@@ -5,7 +5,8 @@ through the prescribing hooks' own stages: the same genomic facts, phenoconversi
 (``interactions.phenoconvert``: the genotype and the converted phenotype are both judged),
 guideline rows (``recommendations.match``: reading by reading, the most severe followed),
 card indicator (``cards.match_indicator``), FDA age rules and pre-test rules
-(``label_rules``, with the patient's birth date) and the site's policy. A drug is listed as
+(``label_rules``, with the patient's birth date), unclear results (``unclear_results``) and
+the site's policy. A drug is listed as
 affected exactly when ordering it would give a card, with that card's advice, so the summary
 never contradicts a prescribing card. Nothing here is a second copy of a rule.
 
@@ -18,7 +19,8 @@ genotype beside it, results that disagree, re-interpretation), the genes that ch
 on one line, the rules that apply whatever the genotype (age, tests to order first), and the
 drugs the site does not show yet. No result on file: no card, unless the site switches on
 the "no PGx results on file" card (``PGX_CDS_PATIENT_VIEW_NO_RESULTS_CARD``). Only
-indeterminate results: no card.
+indeterminate results: no card, unless one gives a drug its own card (an HLA typing that
+cannot exclude HLA-B*15:02: ``unclear_results``), listed as that card says it.
 
 The site's policy: a drug ``off`` for the site is not listed at all; a ``silent`` one (its
 prescribing card is logged, not shown) is not given advice here either, and is named on one
@@ -37,7 +39,7 @@ from ..fhir.hook_context import DraftOrder
 from ..genomics.gene_decision import GeneResult
 from ..knowledge.loader import Knowledge
 from ..knowledge.models import Guideline
-from . import interactions, recommendations
+from . import interactions, recommendations, unclear_results
 from .cards import SOURCE_LABEL, TOPIC_SYSTEM, match_indicator
 from .label_rules import Notice
 from .medication_history import Therapy
@@ -108,6 +110,23 @@ def drug_advice(
     return _most_severe(recommendations.match(drugs, facts, knowledge, trace, therapies), knowledge)
 
 
+def _unclear(
+    facts: dict[str, GeneResult],
+    advice: dict[str, DrugAdvice],
+    knowledge: Knowledge,
+    pretest_drugs: frozenset[str] | None,
+    trace: Trace,
+) -> list[Notice]:
+    """The cards an unclear result gives each covered drug (``unclear_results``, as for an
+    order: an HLA typing that cannot exclude HLA-B*15:02 for carbamazepine)."""
+    if pretest_drugs is None:
+        return []
+    matched = [a.match for a in advice.values()]
+    return unclear_results.notices(
+        virtual_orders(knowledge), facts, matched, knowledge, pretest_drugs, trace
+    )
+
+
 def _most_severe(matches: list[Match], knowledge: Knowledge) -> dict[str, DrugAdvice]:
     out: dict[str, DrugAdvice] = {}
     for m in matches:
@@ -161,23 +180,28 @@ def build_cards(
     *,
     notices: list[Notice] | None = None,
     policy: Policy | None = None,
+    pretest_drugs: frozenset[str] | None = None,
     no_results_card: bool = False,
     therapies: dict[str, Therapy] | None = None,
 ) -> list[dict[str, Any]]:
     """The patient-view cards: one summary card, or none (see the module's notes).
     ``notices``: the label and pre-test rules for every covered drug (as if ordered);
-    ``policy``: the site's (None: every card shown)."""
+    ``policy``: the site's (None: every card shown); ``pretest_drugs``: the drugs with
+    pre-test cards (given: unclear results get their cards too, as for an order)."""
     notices = notices or []
     if not facts:
         trace.add("patient view", "no pharmacogenomic results on file")
         if not no_results_card:
             return []
         return [no_results(knowledge, site_policy({}, notices, policy, trace).notices)]
-    if not any(f.actionable and f.gene in knowledge.covered_genes for f in facts.values()):
+    acting = functional_facts(facts, inhibitors, knowledge, trace)
+    advice = drug_advice(acting, knowledge, trace, therapies)
+    unclear = _unclear(facts, advice, knowledge, pretest_drugs, trace)
+    usable = any(f.actionable and f.gene in knowledge.covered_genes for f in facts.values())
+    if not usable and not unclear:
         trace.add("patient view", "no usable result for a gene the guidelines use: no card")
         return []
-    acting = functional_facts(facts, inhibitors, knowledge, trace)
-    shown = site_policy(drug_advice(acting, knowledge, trace, therapies), notices, policy, trace)
+    shown = site_policy(advice, notices + unclear, policy, trace)
     affected = [a for a in shown.advice.values() if a.affected]
     trace.add(
         "patient view",
@@ -208,7 +232,7 @@ def summary_card(
     )
     hidden = {g for a in shown.silent_affected for g in causes(a)} - set(changing)
     affected = [a for a in advice.values() if a.affected]
-    by_label = sorted({n.drug.drug for n in shown.notices if n.test is None})
+    by_label = sorted({n.drug.drug for n in shown.notices if n.test is None or n.result})
     unchanged = [
         facts[g]
         for g in sorted(facts)
@@ -223,6 +247,7 @@ def summary_card(
             count,
             knowledge,
             label_rules=_label_words(shown.notices),
+            unclear=_unclear_words(shown.notices),
             hidden=[facts[g] for g in sorted(hidden)],
         ),
         "indicator": "info",
@@ -250,6 +275,13 @@ def _label_words(notices: list[Notice]) -> str | None:
     return f"{', '.join(drugs)} {what} (FDA label)"
 
 
+def _unclear_words(notices: list[Notice]) -> str | None:
+    """Results that leave a drug's allele open, in a few words: ``HLA-B*15:02 not
+    excluded (result unclear)``; None when there is none."""
+    markers = sorted({n.result.gene for n in notices if n.result is not None})
+    return f"{', '.join(markers)} not excluded (result unclear)" if markers else None
+
+
 def summary(
     changing: list[GeneResult],
     unchanged: list[GeneResult],
@@ -257,6 +289,7 @@ def summary(
     knowledge: Knowledge,
     *,
     label_rules: str | None = None,
+    unclear: str | None = None,
     hidden: list[GeneResult] | None = None,
 ) -> str:
     """``PGx for pain: CYP2D6 poor metabolizer, CYP2C9 poor metabolizer (AS 0) — 13 pain drugs
@@ -264,11 +297,14 @@ def summary(
     the label rules for the patient's age first, shortened to fit the 140 characters CDS
     Hooks allows."""
     hidden = hidden or []
-    prefix = f"{label_rules}; " if label_rules else ""
+    rules = [words for words in (label_rules, unclear) if words]
+    prefix = "".join(f"{words}; " for words in rules)
     if changing:
         head, named = f"PGx for pain: {prefix}", changing
         tail = f" — {drugs} pain drug{'s' if drugs != 1 else ''} affected"
-    elif label_rules:
+    elif rules and not unchanged:
+        return f"PGx for pain: {'; '.join(rules)}"[:MAX_SUMMARY]
+    elif rules:
         head, named, tail = f"PGx for pain: {prefix}no change by genotype: ", unchanged, ""
     elif hidden:
         head, named = "PGx for pain: ", hidden + unchanged

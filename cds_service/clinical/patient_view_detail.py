@@ -112,7 +112,7 @@ def detail(
     unclear = [g for g in sorted(facts) if not facts[g].actionable]
     if unclear:
         lines += [
-            "**Not usable (no advice from them):** "
+            "**Not usable (no guideline row applies to them):** "
             + "; ".join(
                 escaped(g) + (f" ({inert(facts[g].notes[0])})" if facts[g].notes else "")
                 for g in unclear
@@ -142,15 +142,15 @@ def notice_lines(notices: list[Notice]) -> list[str]:
     if rules:
         lines += ["**Whatever the genotype** (FDA label rules for this patient):", ""]
         lines += [
-            f"- {n.drug.drug}: **{inert(n.summary)}**. {inert(_short_advice(n.text))}"
+            f"- {n.drug.drug}: **{escaped(n.summary)}**. {escaped(_short_advice(n.text))}"
             for n in rules
         ]
         lines.append("")
     if tests:
         lines += ["**Test before prescribing:**", ""]
         lines += [
-            f"- {n.drug.drug}: **{inert(n.summary)}**. Suggested test: "
-            f"{inert(n.test[0] if n.test else '')}."
+            f"- {n.drug.drug}: **{escaped(n.summary)}**. Suggested test: "
+            f"{escaped(n.test[0] if n.test else '')}."
             for n in tests
         ]
         lines.append("")
@@ -221,7 +221,7 @@ def _advice_cell(a: DrugAdvice, knowledge: Knowledge) -> str:
     org = rec.guideline.organization if rec.guideline else "guideline"
     discordant = [r for r in m.results if r.discordant]
     condition = (
-        f" if {inert('; '.join(reading_words(r) for r in discordant))}" if discordant else ""
+        f" if {escaped('; '.join(reading_words(r) for r in discordant))}" if discordant else ""
     )
     if m.possible:
         options = "; ".join(
@@ -257,11 +257,11 @@ def _other_reading(reading: Reading, m: Match) -> str:
     elif row is None:
         words = "no genotype-based advice"
     else:
-        words = advice(row).lower()
+        words = escaped(advice(row).lower())
     followed_functional = any(r.genetic_phenotype for r in m.results)
     differing = [r for r in reading.results if r not in m.results]
     if any(r.discordant for r in differing):
-        return f"If {inert('; '.join(reading_words(r) for r in differing))}: {words}."
+        return f"If {escaped('; '.join(reading_words(r) for r in differing))}: {words}."
     if followed_functional:
         return f"By genotype alone: {words}."
     converted = [r for r in differing if r.genetic_phenotype]

@@ -77,10 +77,6 @@ UNCLEAR_B1502 = {
     "genotype ambiguity": hla_b("HLA-B*15:02+HLA-B*07:02|HLA-B*15:13+HLA-B*07:02"),
     "null allele": hla_b("HLA-B*15:02:01N+HLA-B*07:02"),
     "presence inconclusive": presence("57979-7", {"valueString": "Inconclusive"}),
-    "presence results of one day disagree": [
-        presence("57979-7", answer("LA9633-4"), obs_id="p1"),
-        presence("57979-7", answer("LA9634-2"), obs_id="p2"),
-    ],
 }
 
 
@@ -119,6 +115,23 @@ def test_the_card_shows_the_typing_verbatim(call):
     [card] = cards(call, CARBAMAZEPINE, hla_b("HLA-B*15:XX+HLA-B*07:02"))
     assert "`HLA-B*15:XX+HLA-B*07:02`" in card["detail"]
     assert "ambiguous about HLA-B\\*15:02" in card["detail"]
+
+
+def test_clear_presence_results_of_one_day_that_disagree_follow_the_positive_reading(call):
+    """Present on one report, absent on another: not an unclear result but a discordance
+    (issue 22, item 3). The card follows the positive reading (CPIC's strong avoid), louder
+    than the 'not excluded' warning, and says the results disagree."""
+    observations = [
+        presence("57979-7", answer("LA9633-4"), obs_id="p1"),
+        presence("57979-7", answer("LA9634-2"), obs_id="p2"),
+    ]
+    for product, drug in ((CARBAMAZEPINE, "carbamazepine"), (OXCARBAZEPINE, "oxcarbazepine")):
+        [card] = cards(call, product, *observations)
+        assert card["indicator"] == "critical"
+        assert card["summary"].startswith(
+            f"HLA-B*15:02 results disagree — verify before prescribing {drug} (if positive"
+        )
+        assert "(read as positive)" in card["detail"] and "(read as negative)" in card["detail"]
 
 
 # -- negative controls ------------------------------------------------------------------------
