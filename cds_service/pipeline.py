@@ -259,9 +259,10 @@ class Engine:
             return {"cards": []}, trace
         patient = quote(request.patient_id, safe="")
         drugs = patient_view.virtual_orders(self.knowledge)
-        uses_age = bool(self.knowledge.label_rules)
+        # the label rules read what they would for an order of each covered drug
+        needs_patient, chart_kinds = label_rules.chart_needs(drugs, self.knowledge)
         with self._client(request) as client:
-            self._read_ahead(request, client, patient, True, uses_age)
+            self._read_ahead(request, client, patient, True, needs_patient, chart_kinds)
             facts = self._facts(request, client, trace, patient)
             cyp2d6 = facts.get(interactions.GENE)
             # (the same history as a prescribing call: every covered drug is judged as ordered)
@@ -288,12 +289,15 @@ class Engine:
                 else []
             )
             notices: list[label_rules.Notice] = []
-            if uses_age:  # as for an order of each covered drug
-                found = patient_data.optional_resources(
-                    request, patient_data.PATIENT, patient_query(patient), client, trace
-                )
-                person = label_rules.patient_in_context(found, request.patient_id, trace)
-                notices += label_rules.age_rules(drugs, person, self.knowledge, trace)
+            if needs_patient or chart_kinds:  # as for an order of each covered drug
+                person = None
+                if needs_patient:
+                    found = patient_data.optional_resources(
+                        request, patient_data.PATIENT, patient_query(patient), client, trace
+                    )
+                    person = label_rules.patient_in_context(found, request.patient_id, trace)
+                chart = self._chart(request, client, trace, patient, chart_kinds)
+                notices += label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart)
         therapies = medication_history.therapies(set(continuing), history, self.knowledge, trace)
         notices += label_rules.pretest(drugs, facts, self.knowledge, self.pretest_drugs, trace)
         found_cards = patient_view.build_cards(
