@@ -176,20 +176,22 @@ def test_a_connection_kept_for_the_next_read_is_no_longer_watched_by_this_one(se
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
-        for i in range(0, len(body), 10_000):
-            handler.wfile.write(body[i : i + 10_000])
+        for i in range(0, len(body), 2_000):  # about 2 s in all: A's deadline passes meanwhile
+            handler.wfile.write(body[i : i + 2_000])
             handler.wfile.flush()
-            time.sleep(0.01)
+            time.sleep(0.02)
 
     server.routes["/fhir/Patient"] = json_answer(PATIENT)
     server.routes["/fhir/Bundle"] = slow_big
     session = guarded_session()
     give = direct._IDLE.give
+    kept = threading.Event()
 
     def give_then_pause(origin, conn):
         give(origin, conn)
         if threading.current_thread().name == "A":
-            time.sleep(0.4)  # A is held up between keeping the connection and finishing
+            kept.set()
+            time.sleep(1.5)  # A is held up between keeping the connection and finishing
 
     monkeypatch.setattr(direct._IDLE, "give", give_then_pause)
 
@@ -197,15 +199,21 @@ def test_a_connection_kept_for_the_next_read_is_no_longer_watched_by_this_one(se
         bounded_get(
             session,
             f"{server.base}/fhir/Patient/p",
-            deadline=time.monotonic() + 0.2,
+            deadline=time.monotonic() + 1.0,  # passes while A is held up, B reading
             max_bytes=1000,
             timeout=1,
         )
 
     a = threading.Thread(target=read_a, name="A")
     a.start()
-    time.sleep(0.1)
-    status, got = read(f"{server.base}/fhir/Bundle", session, max_bytes=1_000_000)
+    assert kept.wait(5)  # (B starts once A has kept its connection, however slow the machine)
+    status, got = bounded_get(
+        session,
+        f"{server.base}/fhir/Bundle",
+        deadline=time.monotonic() + 10,
+        max_bytes=1_000_000,
+        timeout=5,
+    )
     a.join()
     assert len(set(server.peers)) == 1  # B took A's connection
     assert status == 200 and got == body
