@@ -41,6 +41,7 @@ from .fhir.queries import (
     medication_statements_query,
     patient_query,
 )
+from .fhir.session import proxies_for
 from .genomics import genomic_facts
 from .governance.site_config import SiteConfig, apply
 from .knowledge.loader import Knowledge
@@ -473,15 +474,23 @@ class Engine:
     def check_fhir_server(self, request: HookRequest, issuer: str | None = None) -> None:
         """The request's fhirServer is one we may send the EHR's token to (403 otherwise):
         never a link-local or metadata host, and on the allow-list (the authenticated
-        ``issuer``'s own, when it has one). Callers check before ``evaluate``."""
+        ``issuer``'s own, when it has one). A server the environment's egress proxy
+        (``HTTPS_PROXY``...) would be asked for must be listed even without authentication:
+        the proxy resolves the name where the address guard cannot see it. Callers check
+        before ``evaluate``."""
         url = request.fhirServer
         if not url:
             return
         host = urlsplit(url).hostname or ""
-        forbidden = forbidden_host(host)
-        if forbidden or not self.settings.fhir_server_allowed(url, issuer):
+        reason = None
+        if forbidden_host(host):
+            reason = "a link-local or metadata address"
+        elif not self.settings.fhir_server_allowed(url, issuer):
+            reason = "not on the allow-list"
+        elif proxies_for(url) and not self.settings.fhir_server_listed(url, issuer):
+            reason = "not on the allow-list, and read through the egress proxy"
+        if reason:
             # the reason, not the host: the caller chose it (it could be any text)
-            reason = "a link-local or metadata address" if forbidden else "not on the allow-list"
             log.info("refused the request's fhirServer: %s", reason)
             raise ClientError(
                 "the request's fhirServer is not one this service may query (PGX_CDS_FHIR_SERVERS)",

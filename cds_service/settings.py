@@ -394,6 +394,11 @@ class Settings(BaseSettings):
             return not self.trusted_issuers  # no lists: any server, in unauthenticated mode only
         return url in allowed
 
+    def fhir_server_listed(self, url: str, issuer: str | None = None) -> bool:
+        """Is ``url`` on a list the operator wrote (not merely allowed for want of a list)?"""
+        has_list = bool(self.fhir_server_list() or any(self.issuer_fhir_servers.values()))
+        return has_list and self.fhir_server_allowed(url, issuer)
+
 
 def insecure_http(url: str) -> bool:
     """Is ``url`` plain http:// to a host other than this machine's loopback?"""

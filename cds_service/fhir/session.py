@@ -22,7 +22,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from .addresses import current, guarded_socket
+from .addresses import check_before_proxy, current, guarded_socket
 
 
 class _GuardedMixin:
@@ -116,13 +116,18 @@ def send_through_adapter(
     prepared.prepare_headers({**session.headers, **headers})
     prepared.prepare_body(None, None)
     adapter = session.get_adapter(prepared.url or url)
+    proxies = proxies_for(url)
+    if proxies:  # the proxy resolves the name: check it here first (``check_before_proxy``)
+        parts = urlsplit(url)
+        default = 443 if parts.scheme == "https" else 80
+        check_before_proxy(parts.hostname or "", parts.port or default)
     return adapter.send(  # type: ignore[no-any-return]
         prepared,
         stream=True,
         timeout=timeout,
         verify=session.verify,
         cert=session.cert,
-        proxies=proxies_for(url),
+        proxies=proxies,
     )
 
 
