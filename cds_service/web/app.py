@@ -27,7 +27,7 @@ from ..settings import Settings, describe_database, get_settings
 from ..store import schema
 from ..store.feedback import FeedbackStore
 from ..store.replay import ReplayCache
-from . import metrics, read_deadline
+from . import metrics
 from .auth import JwtVerifier
 from .discovery import SERVICES, discovery
 from .logs import configure_logging, request_id_from
@@ -393,28 +393,21 @@ def _check_encoding() -> None:
 def _body() -> bytes:
     """The request body. Flask refuses a Content-Length over MAX_BODY before reading anything;
     a chunked body is read up to MAX_BODY, and if more follows it is refused (413), never
-    silently cut short. A body that stops short is a 408 when it did not arrive in time (see
-    read_deadline.py), else a 400: never read as if it were the whole."""
+    silently cut short. A body that stops short is a 400: never read as if it were the whole.
+    (Under ``pgx-cds serve`` a body that does not arrive in time never gets here: the
+    worker's loop answers it 408, see gather.py.)"""
+    _check_encoding()
     try:
-        _check_encoding()
-        try:
-            data = request.get_data()
-            if request.content_length is None and len(data) >= MAX_BODY:
-                request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
-            complete = request.content_length is None or len(data) >= request.content_length
-        except (ClientDisconnected, OSError):  # a chunked body cut short
-            complete = False
-        except ParseException:  # gunicorn: the chunked framing itself is malformed
-            raise ClientError("the request body's chunked transfer coding is malformed") from None
-        if not complete:
-            if read_deadline.expired():
-                raise ClientError(
-                    f"the request body did not arrive within {read_deadline.READ_TIMEOUT_S:g} s",
-                    status=408,
-                )
-            raise ClientError("the request body ended before it was complete")
-    finally:
-        read_deadline.finish()  # the time the answer takes does not count
+        data = request.get_data()
+        if request.content_length is None and len(data) >= MAX_BODY:
+            request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+        complete = request.content_length is None or len(data) >= request.content_length
+    except (ClientDisconnected, OSError):  # a chunked body cut short
+        complete = False
+    except ParseException:  # gunicorn: the chunked framing itself is malformed
+        raise ClientError("the request body's chunked transfer coding is malformed") from None
+    if not complete:
+        raise ClientError("the request body ended before it was complete")
     return data
 
 

@@ -27,10 +27,9 @@ from flask import Flask
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
-from gunicorn.workers.gthread import ThreadWorker
 
 from ..core.logsafe import clean
-from . import read_deadline
+from .gather import GatheringWorker
 from .logs import configure_logging, record_only_what_is_written
 
 log = logging.getLogger("cds_service")
@@ -126,10 +125,9 @@ class _Logger(GunicornLogger):
 MAX_LINGERING = 64
 
 
-class _Worker(ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker with a deadline for receiving each request (see
-    read_deadline.py): a client that sends slowly, or stops, frees its thread after
-    ``READ_TIMEOUT_S`` and loses its connection.
+class _Worker(GatheringWorker):
+    """gunicorn's gthread worker, whose loop gathers each request before a request thread
+    takes it (gather.py: slow and idle clients, ``/healthz`` from the loop).
 
     And a connection that ends after its answer (no keep-alive) is closed off the worker's
     main loop: gunicorn lingers up to 2 s there for the client to close its side, and during
@@ -162,21 +160,6 @@ class _Worker(ThreadWorker):  # type: ignore[misc]
             conn.close(graceful=True)
         finally:
             self._lingering -= 1  # (a racy count at worst: a bound, not a ledger)
-
-    def handle(self, conn: Any) -> Any:
-        read = read_deadline.start(conn)
-        try:
-            result = super().handle(conn)
-        finally:
-            read_deadline.finish()
-        # cut off: what is left on the connection cannot be trusted to start a request
-        return False if read.expired else result
-
-    def handle_request(self, req: Any, conn: Any) -> Any:
-        read = read_deadline.current()
-        if read is not None:
-            read.request = req  # headers read: past the deadline, the answer closes
-        return super().handle_request(req, conn)
 
 
 #: What gunicorn's own refusals (before the app sees the request) say, as JSON like every

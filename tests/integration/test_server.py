@@ -205,84 +205,15 @@ def test_a_request_broken_off_in_its_headers_is_not_quoted_in_the_log(debug_serv
         sock.sendall(
             f"POST /cds-services/{MRN} HTTP/1.1\r\nAuthorization: Bearer {JWT}\r\nHo".encode()
         )
-    log = _logged(debug_service, "Ignored premature client disconnection")
-    assert "Ignored premature client disconnection" in log
+    log = _logged(debug_service, "a client left before its request was complete")
+    assert "a client left before its request was complete" in log
     assert MRN not in log and JWT not in log
 
 
 # -- slow clients (slowloris) ------------------------------------------------------------------
 
 
-def _stalled_body(port: int) -> socket.socket:
-    """Headers announcing 1000 bytes of body, a few of them, then nothing."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(
-        f"POST {HOOK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f'Authorization: Bearer {JWT}\r\nContent-Length: 1000\r\n\r\n{{"hook'.encode()
-    )
-    return sock
-
-
-def _stalled_headers(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(f"POST /cds-services/{MRN} HTTP/1.1\r\nAuthorization: Bearer {JWT}\r\nHo".encode())
-    return sock
-
-
-def _dripping_headers(port: int, stop: threading.Event) -> socket.socket:
-    """Headers at a byte every half second: no single read ever waits long."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
-
-    def drip() -> None:
-        while not stop.wait(0.5):
-            try:
-                sock.sendall(b"x")
-            except OSError:
-                return
-
-    threading.Thread(target=drip, daemon=True).start()
-    return sock
-
-
-def _answer(sock: socket.socket) -> bytes:
-    """All the server sends until it closes the connection."""
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    return data
-
-
-def test_clients_that_stall_do_not_freeze_the_service(debug_service: Service):
-    """One worker of 4 threads; 6 connections that stop (or drip) part-way through their
-    headers or body. Each is cut READ_TIMEOUT_S after it was taken up: a stalled body gets a
-    408, stalled headers a closed connection, and a normal call is answered meanwhile."""
-    from cds_service.web.read_deadline import READ_TIMEOUT_S
-
-    port, stop = debug_service.port, threading.Event()
-    openers = [_stalled_body, _stalled_headers, lambda p: _dripping_headers(p, stop)]
-    stalled = [openers[i % 3](port) for i in range(6)]
-    try:
-        time.sleep(0.5)  # the worker's 4 threads are now each reading one of them
-        started = time.monotonic()
-        answer = requests.post(f"{debug_service.url}{HOOK}", json=PM_CODEINE, timeout=30)
-        took = time.monotonic() - started
-        assert answer.status_code == 200 and len(answer.json()["cards"]) == 1
-        assert took < READ_TIMEOUT_S + 3, took
-        # the four that held the threads (body, headers, dripping headers, body) are done
-        first, second, third, fourth = (_answer(sock) for sock in stalled[:4])
-        for cut_body in (first, fourth):
-            head, _, body = cut_body.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 408") and b"Connection: close" in head, head
-            assert f"did not arrive within {READ_TIMEOUT_S:g} s" in json.loads(body)["error"]
-        assert second == b"" and third == b""  # headers never complete: closed
-    finally:
-        stop.set()
-        for sock in stalled:
-            sock.close()
-    log = _logged(debug_service, "-> 408")
-    assert log.count("client error 408") == 2
-    assert MRN not in log and JWT not in log
+# Clients that send nothing, stall or drip: tests/integration/test_slow_clients.py.
 
 
 def test_clients_that_never_close_after_their_answer_do_not_hold_the_service(

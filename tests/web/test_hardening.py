@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 
-import pytest
 import responses
 from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
 
@@ -147,7 +144,7 @@ def test_wrong_types_in_fhir_authorization_are_400(call):
     assert status == 400 and fields(answer) == ["fhirAuthorization.access_token"]
 
 
-# -- 3. slow clients: a deadline for receiving the request (read_deadline.py) -----------------
+# -- 3. slow clients (under pgx-cds serve: tests/web/test_gather.py, tests/integration) -------
 
 
 def test_a_body_shorter_than_its_content_length_is_a_400_not_read_as_whole(client):
@@ -162,62 +159,3 @@ def test_a_body_shorter_than_its_content_length_is_a_400_not_read_as_whole(clien
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "the request body ended before it was complete"
-
-
-class _Connection:
-    """What read_deadline needs of gunicorn's connection: its socket."""
-
-    def __init__(self, sock):
-        self.sock = sock
-
-
-def _read_all(sock, seconds: float) -> tuple[bytes, bool, float]:
-    """Read ``sock`` to its end under a deadline, as a worker thread would."""
-    from cds_service.web import read_deadline
-
-    started = time.monotonic()
-    read_deadline.start(_Connection(sock), seconds)
-    try:
-        data = b""
-        while chunk := sock.recv(1024):
-            data += chunk
-        return data, read_deadline.expired(), time.monotonic() - started
-    finally:
-        read_deadline.finish()
-
-
-@pytest.mark.parametrize("drip", [False, True], ids=["stalled", "dripping"])
-def test_a_stalled_or_dripping_read_ends_at_the_deadline(drip):
-    server, client = socket.socketpair()
-    stop = threading.Event()
-
-    def send() -> None:
-        client.sendall(b"POST / HTTP/1.1\r\n")
-        while drip and not stop.wait(0.05):
-            client.sendall(b"x")  # a byte at a time: a socket timeout would never trip
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    try:
-        data, expired, took = _read_all(server, 0.5)
-    finally:
-        stop.set()
-        sender.join()
-        server.close()
-        client.close()
-    assert data.startswith(b"POST / HTTP/1.1\r\n") and expired
-    assert 0.4 < took < 2
-
-
-def test_a_read_finished_in_time_is_not_cut():
-    from cds_service.web import read_deadline
-
-    server, client = socket.socketpair()
-    with server, client:
-        read_deadline.start(_Connection(server), 0.3)
-        client.sendall(b"all of it")
-        assert server.recv(100) == b"all of it"
-        read_deadline.finish()
-        time.sleep(0.5)  # past the deadline: nothing happens
-        client.sendall(b"more")
-        assert server.recv(100) == b"more"  # the socket was not shut

@@ -1,0 +1,85 @@
+"""web/gather.py: when a request being gathered on the worker's loop is whole (and so may go
+to a request thread), and when it is handed over as it is for gunicorn's parser or the app to
+refuse. The server itself is tested in tests/integration/test_slow_clients.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service.web import app, gather
+from cds_service.web.gather import Request
+
+HEAD = b"POST /cds-services/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+def fed(*pieces: bytes) -> list[bool]:
+    request = Request(0.0)
+    return [request.feed(p) for p in pieces]
+
+
+def test_a_head_without_body_is_whole_at_its_blank_line():
+    assert fed(b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n") == [False, False, True]
+
+
+def test_the_blank_line_is_found_across_reads():
+    assert fed(b"GET / HTTP/1.1\r\nHost: x\r", b"\n\r", b"\n") == [False, False, True]
+
+
+def test_a_body_is_whole_at_its_content_length():
+    head = HEAD + b"Content-Length: 10\r\n\r\n"
+    assert fed(head + b"01234", b"5678", b"9") == [False, False, True]
+
+
+def test_a_dripped_head_is_not_whole_until_it_ends():
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: aaaa\r\n\r\n"
+    results = fed(*(raw[i : i + 1] for i in range(len(raw))))
+    assert results[-1] and not any(results[:-1])
+
+
+def test_a_chunked_body_is_whole_after_its_last_chunk_and_trailers():
+    head = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+    assert fed(head, b"5\r\nhello\r\n", b"0\r\n", b"\r\n") == [False, False, False, True]
+    assert fed(head + b"3;ext=1\r\nabc\r\n0\r\nX-Trailer: y\r\n", b"\r\n") == [False, True]
+    # a chunk's data may hold what looks like the end
+    assert fed(head + b"7\r\n0\r\n\r\nab\r\n", b"0\r\n\r\n") == [False, True]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        HEAD + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n",  # gunicorn: 400
+        HEAD + b"Content-Length: x\r\n\r\n",
+        HEAD + b"Transfer-Encoding: xchunked\r\n\r\n",  # gunicorn: 400 (501)
+        HEAD + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        HEAD + b"Content-Length: %d\r\n\r\n" % (gather.MAX_BODY + 1),  # the app: 413 unread
+    ],
+    ids=["two-lengths", "bad-length", "unknown-coding", "both", "too-large"],
+)
+def test_what_is_refused_from_the_head_is_handed_over_at_once(head):
+    assert fed(head) == [True]
+
+
+def test_a_chunked_body_past_the_limit_or_malformed_is_handed_over():
+    head = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+    big = b"%x\r\n" % (gather.MAX_BODY + 1)
+    assert fed(head, big + b"x" * (gather.MAX_BODY + 3)) == [False, True]
+    assert fed(head, b"zz\r\n{}\r\n") == [False, True]
+
+
+def test_expect_100_continue_is_seen():
+    request = Request(0.0)
+    request.feed(HEAD + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    assert request.expects_continue()
+    plain = Request(0.0)
+    plain.feed(HEAD + b"Content-Length: 2\r\n\r\n")
+    assert not plain.expects_continue()
+
+
+def test_the_body_limit_is_the_apps():
+    assert gather.MAX_BODY == app.MAX_BODY
+
+
+def test_error_answers_are_json_and_close():
+    answer = gather.http_error(408, "late")
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n")
+    assert answer.endswith(b'{"error": "late"}')
