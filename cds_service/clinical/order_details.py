@@ -79,7 +79,7 @@ def strength_mg(medication_text: str, drug: str) -> float | None:
     text = medication_text[:MAX_TEXT_READ].lower()
     for part in text.split("/"):
         if drug in part:
-            m = re.search(r"(\d+(?:\.\d+)?)\s*mg\b(?!\s*/\s*(ml|hr))", part)
+            m = re.search(r"(?<!\d)(\d+(?:\.\d+)?)\s*mg\b(?!\s*/\s*(ml|hr))", part)
             if m:
                 return float(m.group(1))
     return None
@@ -161,11 +161,13 @@ def _quantity_mg(quantity: dict[str, Any], medication_text: str, drug: str) -> f
 
 
 def _free_text_mg(free: str, medication_text: str, drug: str) -> float | None:
-    m = re.search(r"(\d+(?:\.\d+)?)\s*mg\b", free)
+    # (?<!\d): a number is tried from its first digit only, not again from each of its
+    # digits (a run of digits would otherwise cost time growing with its square)
+    m = re.search(r"(?<!\d)(\d+(?:\.\d+)?)\s*mg\b", free)
     if m:
         return float(m.group(1))
     # "1 tablet at bedtime": units of the product's strength
-    m = re.search(r"(\d+(?:\.\d+)?)\s*(?:tablet|tab|capsule|cap|pill)s?\b", free)
+    m = re.search(r"(?<!\d)(\d+(?:\.\d+)?)\s*(?:tablet|tab|capsule|cap|pill)s?\b", free)
     strength = strength_mg(medication_text, drug) if m else None
     return float(m.group(1)) * strength if m and strength is not None else None
 

@@ -207,8 +207,9 @@ _INTENTS = frozenset(
         "option",
     }
 )
-_PATIENT_REFERENCE = re.compile(
-    r"(?:[A-Za-z][A-Za-z0-9+.-]*://[^\s\"<>]{1,200}/)?Patient/[A-Za-z0-9\-.]{1,64}"
+_PATIENT_REFERENCE = re.compile(  # (?<!…): linear time, even searched in a long word
+    r"(?:(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s\"<>]{1,200}/)?"
+    r"Patient/[A-Za-z0-9\-.]{1,64}"
 )
 
 

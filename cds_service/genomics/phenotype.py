@@ -109,12 +109,15 @@ def legacy_wording(text: str) -> bool:
 
 
 # What labs print beside a phenotype: its activity score, or the enzyme activity in words.
+# (Each starts where a run of separators starts, not again at each of its characters: a long
+# run would otherwise cost time growing with its square.)
 _SCORE = re.compile(
-    r"[\s,;(\[]*\b(?:activity\s+score|AS)\s*[:=]?\s*(?P<score>\d{1,2}(?:\.\d{1,3})?)\s*[)\]]?",
+    r"(?<![\s,;(\[])[\s,;(\[]*\b(?:activity\s+score|AS)\s*[:=]?\s*"
+    r"(?P<score>\d{1,2}(?:\.\d{1,3})?)\s*[)\]]?",
     re.IGNORECASE,
 )
 _ACTIVITY_WORDS = re.compile(
-    r"[\s,;(\[]*\b(?P<word>no|absent|reduced|decreased|normal|increased)\s+"
+    r"(?<![\s,;(\[])[\s,;(\[]*\b(?P<word>no|absent|reduced|decreased|normal|increased)\s+"
     r"(?:enzyme\s+)?(?:activity|function)\s*[)\]]?",
     re.IGNORECASE,
 )

@@ -32,6 +32,9 @@ from ..core.wording import number
 from ..knowledge.models import Allele, GeneTable
 
 INDETERMINATE = "Indeterminate"
+#: The longest genotype or allele text read ('CYP2D6 *1/*2x2' and the like are a few dozen
+#: characters); a longer one is not a diplotype the service can read (indeterminate).
+MAX_TEXT = 1_024
 
 _PART = re.compile(r"\*(\d+)([A-WYZ]{0,2})(?:\.\d+)?(?:X(\d+|N|≥3))?")
 _HAPLOTYPE = re.compile(rf"{_PART.pattern}(?:\+{_PART.pattern})*")
@@ -70,6 +73,8 @@ def normalise_diplotype(raw: str, gene: str) -> tuple[str, str] | None:
     Sub-alleles keep the core allele (``*4.001`` -> ``*4``). None when the text is not a
     two-haplotype star diplotype.
     """
+    if len(raw) > MAX_TEXT:
+        return None
     parts = _clean(raw, gene).split("/")
     if len(parts) != 2:
         return None
@@ -79,7 +84,7 @@ def normalise_diplotype(raw: str, gene: str) -> tuple[str, str] | None:
 
 def normalise_allele(raw: str, gene: str) -> str | None:
     """One haplotype ('CYP2D6*4.001', '*36+*10') in normal form, or None."""
-    return _haplotype(_clean(raw, gene))
+    return None if len(raw) > MAX_TEXT else _haplotype(_clean(raw, gene))
 
 
 def _haplotype(text: str) -> str | None:

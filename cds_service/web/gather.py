@@ -64,7 +64,9 @@ _RECV = 256 * 1024
 
 _HEALTHZ = (b"GET /healthz HTTP/1.1", b"GET /healthz HTTP/1.0")
 #: A header field gunicorn would take as it is: a token, a colon, visible text.
-_PLAIN_FIELD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*")
+_PLAIN_FIELD = re.compile(
+    rb"(?<![!#$%&'*+\-.^_`|~0-9A-Za-z])[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*"
+)
 _HEALTHY = json.dumps({"status": "ok"}).encode()
 
 

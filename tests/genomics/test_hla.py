@@ -51,3 +51,14 @@ def test_prefix_stripped_only_when_versioned():
 def test_unclear_results_say_why():
     status, reason = marker_status("HLA-B*15:XX+HLA-B*07:02", B1502)
     assert status is None and "ambiguous" in reason
+
+
+def test_a_typing_past_the_length_cap_is_unknown_and_says_why():
+    """Issue 26, item 2: a GL string longer than any real one is unreadable (unknown, with
+    the reason in the trace), and costs nothing to refuse."""
+    from cds_service.genomics.hla import MAX_TEXT
+
+    value = "HLA-B*15:02+HLA-B*07:02" + " " * MAX_TEXT
+    status, reason = marker_status(value, "HLA-B*15:02")
+    assert status is None and f"longer than {MAX_TEXT} characters" in reason
+    assert marker_status("HLA-B*15:02 + HLA-B*07:02", "HLA-B*15:02") == (POSITIVE, "")

@@ -132,3 +132,13 @@ def test_structural_calls_the_tables_cannot_score(knowledge, raw):
 def test_normalise_structural():
     assert normalise_diplotype("*36+*10/*10", "CYP2D6") == ("*36+*10", "*10")
     assert normalise_diplotype("CYP2D6*4.001/CYP2D6*2xN", "CYP2D6") == ("*4", "*2xN")
+
+
+def test_a_genotype_text_past_the_length_cap_is_indeterminate(knowledge):
+    """Issue 26, item 2: longer than any diplotype is unreadable, not parsed."""
+    from cds_service.genomics.star_alleles import MAX_TEXT
+
+    padded = "*1/*4" + " " * MAX_TEXT
+    assert normalise_diplotype("*1/*4" + " " * 100, "CYP2D6") is not None
+    assert normalise_diplotype(padded, "CYP2D6") is None
+    assert score_diplotype(padded, knowledge.genes["CYP2D6"]).phenotype == INDETERMINATE
