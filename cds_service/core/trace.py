@@ -2,8 +2,11 @@
 
 Every stage adds lines; ``pgx-cds explain`` prints them and the service logs them at
 DEBUG. Lines never hold patient identifiers or tokens: resources are named by type and id
-only. Free text quoted in a line (a medication's text) is shown by ``explain`` but
-redacted from logs.
+only. In the log, free text quoted in a line (a medication's text) and the ids of the EHR's
+records (``Observation/…``) are removed; what remains is the decision: the drugs ordered,
+the patient's genomic results as read (phenotypes, diplotypes, HLA typing) and the
+guideline rows that applied. That is health data: DEBUG is for troubleshooting with test
+patients, not for production (docs/security.md; the service warns at start).
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ from .logsafe import clean
 # hold a patient's name): kept for ``pgx-cds explain``, never logged. Greedy: everything
 # between the first and the last quote, whatever quotes the text itself holds.
 _QUOTED = re.compile(r"'.*'")
+#: A FHIR reference in a trace line ('Observation/pgx-123', 'Patient/p-1'): its id is a
+#: record number at the EHR, kept for ``explain``, never logged.
+_RECORD = re.compile(r"(?<![A-Za-z0-9])([A-Z][A-Za-z]{1,63})/[A-Za-z0-9\-.]{1,64}")
+
+
+def for_log(message: str) -> str:
+    """A trace line as it is logged: no quoted free text, no record ids, escaped and capped."""
+    return clean(_RECORD.sub(r"\1/…", _QUOTED.sub("'…'", message)), 300)
 
 
 @dataclass
@@ -31,11 +42,9 @@ class Trace:
         return "\n".join(f"[{stage}] {message}" for stage, message in self.lines)
 
     def log(self, logger: logging.Logger, request_id: str | None = None) -> None:
-        """At DEBUG, the lines without quoted free text, escaped and capped (with the
-        ``request_id`` of the call they are about, when logged after it)."""
+        """At DEBUG, the lines without quoted free text or record ids, escaped and capped
+        (with the ``request_id`` of the call they are about, when logged after it)."""
         if logger.isEnabledFor(logging.DEBUG):
             extra = {"request_id": request_id} if request_id else None
             for stage, message in self.lines:
-                logger.debug(
-                    "trace %s: %s", stage, clean(_QUOTED.sub("'…'", message), 300), extra=extra
-                )
+                logger.debug("trace %s: %s", stage, for_log(message), extra=extra)

@@ -76,6 +76,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.check()  # also for settings built in code (model_copy skips the checks)
     configure_logging(settings.log_level, settings.log_format)
     quiet_http_libraries()  # urllib3 at DEBUG logs FHIR URLs, and so patient ids
+    if settings.log_level == "DEBUG":
+        log.warning(
+            "PGX_CDS_LOG_LEVEL=DEBUG logs each call's decision trace: the drugs ordered and "
+            "the patient's genomic results (phenotypes, diplotypes, HLA typing), without "
+            "patient ids, record ids, free text or tokens; for troubleshooting with test "
+            "patients, not for production"
+        )
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
     knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
     hash_keys = settings.hash_keys()

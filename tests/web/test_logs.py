@@ -295,3 +295,33 @@ def test_urllib3_warnings_that_name_the_callers_host_are_not_logged(caplog):
             "Connection pool is full, discarding connection: %s", "patient-mrn-4455667.example"
         )
     assert "patient-mrn-4455667" not in caplog.text
+
+
+# -- issue 26, item 13: what DEBUG adds, and nothing more -----------------------------------
+
+
+def test_debug_logs_hold_no_record_ids_only_the_decision(client, debug_logs):
+    """The trace is logged without the EHR's record ids (``explain`` shows them); what it
+    keeps is the decision (the genomic result as read), which docs/security.md says."""
+    result = phenotype_obs("Poor Metabolizer")
+    result["id"] = "obs-record-778899"
+    order = med_order(APAP_CODEINE)
+    order["id"] = "order-record-445566"
+    body = hook_request("order-select", [order], prefetch=with_results(result))
+    body["context"]["selections"] = ["MedicationRequest/order-record-445566"]
+    response = client.post("/cds-services/pgx-order-select", json=body)
+    assert response.status_code == 200 and response.get_json()["cards"]
+    traced = [r.getMessage() for r in debug_logs.records if r.getMessage().startswith("trace")]
+    assert any("Observation/…" in line and "Poor Metabolizer" in line for line in traced)
+    assert_not_logged(debug_logs, "obs-record-778899", "order-record-445566")
+
+
+def test_debug_level_warns_at_start_that_it_is_not_for_production(settings, caplog):
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        create_app(settings.model_copy(update={"log_level": "DEBUG"}))
+    warned = [r.getMessage() for r in caplog.records if "not for production" in r.getMessage()]
+    assert warned and "genomic results" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        create_app(settings)
+    assert not any("not for production" in r.getMessage() for r in caplog.records)
