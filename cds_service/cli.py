@@ -363,6 +363,10 @@ def _serve(settings: Settings, host: str, port: int, workers: int, threads: int)
     master, metrics_dir = os.getpid(), None
     try:
         server.check_port_free(host, port)
+        if settings.metrics_port is not None:
+            if settings.metrics_port == port:
+                raise server.StartupError("PGX_CDS_METRICS_PORT must differ from --port")
+            server.check_port_free(host, settings.metrics_port)
         metrics_dir = server.prepare_metrics_dir()
         app = _open_app(settings)
     except server.StartupError as exc:

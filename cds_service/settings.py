@@ -213,9 +213,18 @@ class Settings(BaseSettings):
         description="patient-view: show a 'no PGx results on file' card for a patient with no "
         "pharmacogenomic result (off: no card).",
     )
-    cors_origins: str = Field(
-        default="*",
-        description="Allowed browser origins, comma-separated, or * for any.",
+    cors_origins: str | None = Field(
+        default=None,
+        description="Allowed browser origins, comma-separated, or * for any (refused with "
+        "PGX_CDS_TRUSTED_ISSUERS). Unset: * without client authentication, none with it.",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which `pgx-cds serve` answers GET /metrics (on --host), apart "
+        "from the hook port. Unset: /metrics on the hook port, only without client "
+        "authentication.",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field(
@@ -262,7 +271,22 @@ class Settings(BaseSettings):
         self.check_fhir_allowlist()
         self.hash_keys()  # (ValueError naming what is wrong)
         self.check_transport()
+        if self.trusted_issuers and "*" in self.cors_origin_set:
+            raise ValueError(
+                "PGX_CDS_CORS_ORIGINS=* is refused with PGX_CDS_TRUSTED_ISSUERS: name the EHR's "
+                "browser origins (https://ehr.example.org), or leave it unset for none"
+            )
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("PGX_CDS_METRICS_PORT must differ from PGX_CDS_PORT")
         return self
+
+    @property
+    def cors_origin_set(self) -> frozenset[str]:
+        """The browser origins allowed to call ("*": any); unset, any without client
+        authentication and none with it."""
+        if self.cors_origins is None:
+            return frozenset() if self.trusted_issuers else frozenset({"*"})
+        return frozenset(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
     def check_transport(self) -> None:
         """With client authentication, key sets and FHIR servers must be https:// (an

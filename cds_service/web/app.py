@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.KNOWLEDGE.labels(knowledge.version).set(1)
     recommendation_by_id = {r.id: r for r in knowledge.recommendations}
     discovery_body = discovery(knowledge, site.active_hooks())
-    allowed_origins = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
+    allowed_origins = set(settings.cors_origin_set)
     # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
     replay = ReplayCache(
         store.engine, prepare=bring_schema_up_to_date, fallback=settings.replay_fallback
@@ -314,10 +314,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         status = "degraded" if degraded else "ok"
         return jsonify({"status": status, **checks, "degraded": degraded}), 200
 
-    @app.get("/metrics")
-    def _metrics() -> Response:
-        text, content_type = metrics.exposition()
-        return Response(text, content_type=content_type)
+    if settings.metrics_port is None and not verifier.enabled:
+        # Without client authentication (sandbox, tests) and no metrics port: here too.
+        # Otherwise /metrics is not on the hook port (a 404): it carries no credential,
+        # so it is served on PGX_CDS_METRICS_PORT (server.py), for Prometheus alone.
+        @app.get("/metrics")
+        def _metrics() -> Response:
+            text, content_type = metrics.exposition()
+            return Response(text, content_type=content_type)
 
     return app
 
@@ -353,9 +357,11 @@ class ResponseHeaders:
         allowed = "*" in self.allowed_origins or (origin and origin in self.allowed_origins)
         if "*" not in self.allowed_origins and allowed:
             added.append(("Access-Control-Allow-Origin", origin))
-        if allowed and environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK") == "true":
+        named = origin and origin in self.allowed_origins
+        if named and environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK") == "true":
             # Chrome's Private Network Access: a public page (the CDS Hooks sandbox) asks
-            # before calling a service on the tester's own machine or network
+            # before calling a service on the tester's own machine or network. Approved only
+            # for an origin named in PGX_CDS_CORS_ORIGINS, never for any origin ("*").
             added.append(("Access-Control-Allow-Private-Network", "true"))
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

@@ -223,6 +223,12 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settin
 
             multiprocess.mark_process_dead(worker.pid)
 
+    metrics_port = getattr(log_settings, "metrics_port", None)
+
+    def when_ready(server: Any) -> None:
+        if metrics_port is not None:
+            serve_metrics(host, metrics_port)
+
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options: dict[str, Any] = {
         "bind": [bind],
@@ -241,6 +247,7 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settin
         "post_fork": post_fork,
         "post_worker_init": post_worker_init,
         "child_exit": child_exit,
+        "when_ready": when_ready,
     }
     log.info(
         "serving on http://%s/cds-services with %d worker(s) x %d thread(s)", bind, workers, threads
@@ -255,6 +262,19 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settin
     # often (measured with bench/bench_load.py).
     gc.set_threshold(50_000, 20, 20)
     _Gunicorn(app, options).run()
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """``GET /metrics`` (summed over the workers) on ``port``, apart from the hook port: from
+    the master process, by prometheus_client's own HTTP server on a thread of its own
+    (gunicorn's ``when_ready``), so Prometheus reads it without a credential while the hook
+    port's every route needs one, and while the workers are busy."""
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=host, registry=registry)
+    log.info("metrics on http://%s:%d/metrics", host, port)
 
 
 def cleanup(metrics_dir: str | None) -> None:

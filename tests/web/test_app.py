@@ -9,6 +9,8 @@ import sys
 import pytest
 from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
 
+from cds_service.web.app import create_app
+
 SERVICE = "/cds-services/pgx-order-select"
 
 
@@ -196,19 +198,38 @@ def test_cors_preflight_allows_the_sandbox(client):
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
 
 
-def test_a_private_network_preflight_from_the_sandbox_is_allowed(client):
-    """Chrome asks before a public page (the sandbox) calls a service on the tester's own
-    machine or network: without the answer it blocks the call."""
-    response = client.options(
+def _private_network_preflight(client, origin="https://sandbox.cds-hooks.org"):
+    return client.options(
         SERVICE,
         headers={
-            "Origin": "https://sandbox.cds-hooks.org",
+            "Origin": origin,
             "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Private-Network": "true",
         },
     )
+
+
+def test_a_private_network_preflight_from_a_named_origin_is_allowed(settings):
+    """Chrome asks before a public page (the sandbox) calls a service on the tester's own
+    machine or network: without the answer it blocks the call. The origin must be named."""
+    named = settings.model_copy(update={"cors_origins": "https://sandbox.cds-hooks.org"})
+    response = _private_network_preflight(create_app(named).test_client())
     assert response.headers["Access-Control-Allow-Private-Network"] == "true"
+    assert response.headers["Access-Control-Allow-Origin"] == "https://sandbox.cds-hooks.org"
     assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
+
+
+def test_no_private_network_approval_for_any_origin(client, settings):
+    """Issue 26, item 6: with origins "*" (the default without client authentication) a page
+    from anywhere may call, but is not approved to reach into a private network; nor is an
+    origin that is not named."""
+    response = _private_network_preflight(client, "https://attacker.example")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Private-Network" not in response.headers
+    named = settings.model_copy(update={"cors_origins": "https://sandbox.cds-hooks.org"})
+    other = _private_network_preflight(create_app(named).test_client(), "https://evil.example")
+    assert "Access-Control-Allow-Private-Network" not in other.headers
+    assert "Access-Control-Allow-Origin" not in other.headers
 
 
 def test_a_compressed_body_is_refused_with_415(client):
