@@ -41,3 +41,8 @@ def test_card_log_bench_runs_and_reports():
     out = bench("bench_card_log.py", "--rows", "2000", "--seconds", "0.3")
     assert "2,000 cards in the log" in out
     assert "with the index" in out and "without (before 0004)" in out
+
+
+def test_reads_bench_runs_and_reports():
+    out = bench("bench_reads.py", "--reads", "20", "--rounds", "1")
+    assert "direct (direct.py)" in out and "urllib3 pool" in out and "CPU per read" in out

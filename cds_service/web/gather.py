@@ -206,35 +206,43 @@ class GatheringWorker(ThreadWorker):  # type: ignore[misc]
         """A kept-alive connection has bytes: its next request is gathered like a first."""
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._gather(conn, Request(_now()))
+        self._gather(conn, Request(_now()), readable=True)
 
-    def _gather(self, conn: TConn, request: Request, data: bytes = b"") -> None:
+    def _gather(
+        self, conn: TConn, request: Request, data: bytes = b"", readable: bool = False
+    ) -> None:
+        """Gather ``conn``'s request (``data``: what already arrived). ``readable``: it has
+        bytes now, read at once (most requests arrive in one piece: no poller round)."""
         conn.sock.setblocking(False)
         client = _client(conn.client)
         self.per_client[client] += 1
         self.gathering[conn.sock] = (conn, request, client)
         if data and self._take(conn, request, data):
             return
+        if readable and self._readable(conn, conn.sock, registered=False):
+            return
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
 
-    def _readable(self, conn: TConn, sock: Any) -> None:
+    def _readable(self, conn: TConn, sock: Any, registered: bool = True) -> bool:
+        """Read what arrived; True when the connection has left the gathering."""
         request = self.gathering[sock][1]
         try:
             data = sock.recv(_RECV)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             data = b""
         if not data:  # the client left
             if request.data:
                 log.debug("a client left before its request was complete")
-            self._end(conn)
-            return
-        if self._take(conn, request, data, registered=True):
-            return
+            self._end(conn, registered=registered)
+            return True
+        if self._take(conn, request, data, registered=registered):
+            return True
         if request.head_end >= 0 and not request.continue_sent and request.expects_continue():
             request.continue_sent = True
             self._send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+        return False
 
     def _take(self, conn: TConn, request: Request, data: bytes, registered: bool = False) -> bool:
         """Feed ``data``; True when the connection has left the gathering (handed over,
