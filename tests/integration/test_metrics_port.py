@@ -5,6 +5,7 @@ workers, where Prometheus reads it."""
 from __future__ import annotations
 
 import requests
+from builders import HASH_KEY
 from serving import clean_env, free_port
 from serving import start_service as start
 
@@ -24,6 +25,7 @@ def test_metrics_have_their_own_port_and_not_the_hook_ports(tmp_path):
         PGX_CDS_TRUSTED_ISSUERS='{"https://ehr.example.org": "https://ehr.example.org/jwks"}',
         PGX_CDS_PUBLIC_URL="https://cds.example.org",
         PGX_CDS_FHIR_SERVERS="https://ehr.example.org/fhir",
+        PGX_CDS_HASH_KEY=HASH_KEY,
         PGX_CDS_METRICS_PORT=str(metrics_port),
     )
     service = start(env, "--workers", "2")

@@ -6,7 +6,8 @@ tests/integration/test_metrics_port.py)."""
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from builders import HASH_KEY
+from pydantic import SecretStr, ValidationError
 
 from cds_service.settings import Settings
 from cds_service.web.app import create_app
@@ -16,11 +17,13 @@ AUTHENTICATED = {
     "trusted_issuers": {ISSUER: f"{ISSUER}/.well-known/jwks.json"},
     "public_url": "https://cds.example.org",
     "fhir_servers": f"{ISSUER}/fhir",
+    "hash_key": SecretStr(HASH_KEY),
 }
 
 
 def authenticated(settings: Settings, **more) -> Settings:
-    return Settings(**{**settings.model_dump(), **AUTHENTICATED, **more})
+    base = {k: v for k, v in settings.model_dump().items() if v is not None}
+    return Settings(**{**base, **AUTHENTICATED, **more})
 
 
 def test_metrics_are_not_on_the_hook_port_with_client_authentication(settings):
