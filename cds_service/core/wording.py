@@ -31,7 +31,9 @@ def plain(text: str) -> str:
 #: the start of an HTML tag or entity, wherever they stand.
 _INLINE = re.compile(r"([\\`*_\[\]<>|~&])")
 #: What makes a line a heading, quote, list item, rule or table row where it starts.
-_LINE_START = re.compile(r"^(\s*)(?:([#>+=-])|(\d{1,9})([.)]))", re.MULTILINE)
+#: (Its spaces are the line's own, not the blank lines before it too: tried from each line
+#: start, ``\s*`` ran across every line after it, in time growing with their number squared.)
+_LINE_START = re.compile(r"^([^\S\n]*)(?:([#>+=-])|(\d{1,9})([.)]))", re.MULTILINE)
 
 
 def escaped(text: str) -> str:

@@ -47,7 +47,6 @@ _STATEMENT_ONLY = (
     "dosage",
 )
 _OBSERVATION = re.compile(r"Observation/([A-Za-z0-9\-.]{1,64})")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 
 
 def hook_for(site: SiteConfig) -> str | None:
@@ -287,8 +286,30 @@ def _latest(*values: str) -> str:
     return max(known)[1] if known else ""
 
 
+def _without_links(text: str) -> str:
+    """Markdown links '[text](url)' as their text: what ``re.sub(r"\\[([^\\]]*)\\]\\([^)]*\\)",
+    r"\\1", text)`` gives, in linear time (that pattern tried again from each '[' of a long run
+    of them: time growing with the square of the run, tests/test_patterns.py)."""
+    out, kept, start = [], 0, 0
+    while True:
+        opening = text.find("[", start)
+        closing = text.find("]", opening + 1) if opening >= 0 else -1
+        if closing < 0:
+            break
+        if not text.startswith("(", closing + 1):
+            start = closing + 1  # each '[' before this ']' meets it and fails the same way
+            continue
+        end = text.find(")", closing + 2)
+        if end < 0:
+            break  # no ')' from here on: no link further on either
+        out += [text[kept:opening], text[opening + 1 : closing]]
+        kept = start = end + 1
+    out.append(text[kept:])
+    return "".join(out)
+
+
 def advice(detail: str) -> str:
     """The card's advice: the first paragraph of its detail, as plain text."""
     first = detail.strip().split("\n\n", 1)[0]
-    text = _LINK.sub(r"\1", first).replace("**", "").replace("`", "")
+    text = _without_links(first).replace("**", "").replace("`", "")
     return " ".join(text.split())
