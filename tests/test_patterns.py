@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import cds_service
-from cds_service.clinical import medications, order_details, suggestions
+from cds_service.clinical import chart, medications, order_details, suggestions
 from cds_service.knowledge.loader import Knowledge
 
 PACKAGE = Path(cds_service.__file__).parent
@@ -100,6 +100,12 @@ DYNAMIC: dict[tuple[str, str], Callable[[Knowledge], list[re.Pattern[str]]]] = {
         for d in sorted(k.drugs)
     ],
     ("cds_service.genomics.star_alleles", "re.escape(gene)"): _gene_symbols,
+    (
+        "cds_service.clinical.chart",
+        "f'(?<![A-Za-z0-9&+])(?:{alternatives})(?![A-Za-z0-9&+])'",
+    ): lambda k: [
+        p for m in chart.matchers(k).values() for p in (m.words, m.abbreviations) if p is not None
+    ],
     ("cds_service.clinical.order_details", "pattern"): lambda k: [
         re.compile(p) for p, _ in order_details._PER_DAY_WORDS
     ],
