@@ -35,6 +35,11 @@ DATABASE_EXAMPLES = (
 )
 
 
+#: The public CDS Hooks sandbox: named among the default origins of an unauthenticated
+#: (testing) service, so Chrome's private-network check lets it reach a tester's machine.
+PUBLIC_SANDBOX = "https://sandbox.cds-hooks.org"
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pgx-cds"
@@ -216,7 +221,8 @@ class Settings(BaseSettings):
     cors_origins: str | None = Field(
         default=None,
         description="Allowed browser origins, comma-separated, or * for any (refused with "
-        "PGX_CDS_TRUSTED_ISSUERS). Unset: * without client authentication, none with it.",
+        "PGX_CDS_TRUSTED_ISSUERS). Unset: without client authentication * and the public "
+        "CDS Hooks sandbox by name (private-network approval); with it, none.",
     )
     metrics_port: int | None = Field(
         default=None,
@@ -282,10 +288,12 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_set(self) -> frozenset[str]:
-        """The browser origins allowed to call ("*": any); unset, any without client
-        authentication and none with it."""
+        """The browser origins allowed to call ("*": any); unset, none with client
+        authentication, and without it any, the public CDS Hooks sandbox named (so a tester's
+        Chrome may let it reach a service on their own machine: private-network approval
+        goes only to a named origin)."""
         if self.cors_origins is None:
-            return frozenset() if self.trusted_issuers else frozenset({"*"})
+            return frozenset() if self.trusted_issuers else frozenset({"*", PUBLIC_SANDBOX})
         return frozenset(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
     def check_transport(self) -> None:

@@ -219,6 +219,15 @@ def test_a_private_network_preflight_from_a_named_origin_is_allowed(settings):
     assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
 
 
+def test_the_public_sandbox_may_reach_a_testing_service_out_of_the_box(client):
+    """Without client authentication and with no origins set (how testers run it), the public
+    sandbox's own origin is approved for Chrome's private-network check: a tester's sandbox
+    session reaches the service on their machine with no setting to find."""
+    response = _private_network_preflight(client)
+    assert response.headers["Access-Control-Allow-Private-Network"] == "true"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
 def test_no_private_network_approval_for_any_origin(client, settings):
     """Issue 26, item 6: with origins "*" (the default without client authentication) a page
     from anywhere may call, but is not approved to reach into a private network; nor is an
