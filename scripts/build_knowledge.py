@@ -20,6 +20,9 @@ Outputs:
   listed in the hand-written ``knowledge/drugs.json``; ``cough_cold: true`` on prescription
   opioid cough-and-cold products (an opioid and an ingredient of ``cough_cold`` in the
   hand-written ``knowledge/rules/label_rules.json``)
+* ``knowledge/rxnorm_forms.json``  the same products -> route, dose form and every ingredient
+  (covered or not) with its strength, read from the RxNorm name; products whose name does not
+  say them (a brand name alone) are left out: a suggestion never guesses them
 * ``tests/genomics/data/cpic_diplotypes/<GENE>.tsv``  the CPIC expectations, so the tests can check
   the phenotype engine against every diplotype without the reference folder
 
@@ -168,6 +171,159 @@ def build_products(
     return dict(sorted(products.items(), key=lambda kv: int(kv[0])))
 
 
+#: RxNorm dose forms (and dose form groups) -> route. A form not listed gives no route.
+ROUTES = {
+    "oral": [
+        "Oral Tablet",
+        "Oral Capsule",
+        "Extended Release Oral Tablet",
+        "Extended Release Oral Capsule",
+        "Delayed Release Oral Tablet",
+        "Delayed Release Oral Capsule",
+        "Chewable Tablet",
+        "Disintegrating Oral Tablet",
+        "Effervescent Oral Tablet",
+        "Tablet for Oral Suspension",
+        "Oral Solution",
+        "Oral Suspension",
+        "Extended Release Suspension",
+        "Oral Powder",
+        "Oral Granules",
+        "Oral Product",
+        "Oral Liquid Product",
+        "Chewable Product",
+        "Pill",
+    ],
+    "sublingual": ["Sublingual Tablet", "Sublingual Film", "Sublingual Product"],
+    "buccal": ["Buccal Film", "Buccal Tablet", "Buccal Product"],
+    "oromucosal": ["Oral Lozenge", "Mucosal Spray"],
+    "injection": [
+        "Injection",
+        "Injectable Solution",
+        "Injectable Suspension",
+        "Prefilled Syringe",
+        "Cartridge",
+        "Auto-Injector",
+        "Injectable Product",
+    ],
+    "rectal": ["Rectal Suppository", "Rectal Product"],
+    "transdermal": ["Transdermal System", "Transdermal Product"],
+    "nasal": ["Nasal Spray", "Metered Dose Nasal Spray", "Nasal Product"],
+    "topical": ["Topical Gel", "Topical Cream", "Topical Spray", "Topical Foam", "Topical Product"],
+    "ophthalmic": ["Ophthalmic Solution", "Ophthalmic Product"],
+    "implant": ["Drug Implant"],
+}
+FORM_ROUTE = {form: route for route, forms in ROUTES.items() for form in forms}
+#: Salt and ester words after an ingredient's name: "Codeine Phosphate" is codeine.
+SALTS = frozenset(
+    [
+        "hydrochloride",
+        "hcl",
+        "bitartrate",
+        "phosphate",
+        "sulfate",
+        "tartrate",
+        "citrate",
+        "maleate",
+        "sodium",
+        "potassium",
+        "lysine",
+        "besylate",
+        "mesylate",
+        "hydrobromide",
+        "acetate",
+        "succinate",
+        "fumarate",
+        "napsylate",
+        "polistirex",
+        "tannate",
+        "calcium",
+        "magnesium",
+        "tromethamine",
+        "meglumine",
+        "anhydrous",
+        "monohydrate",
+        "dihydrate",
+        "trihydrate",
+        "terephthalate",
+        "methylbromide",
+        "mucate",
+    ]
+)
+_STRENGTH = re.compile(
+    r"^(?P<what>.+?) (?P<value>\d+(?:\.\d+)?) (?P<unit>MG|MCG|UNT|MEQ|ML|%)"
+    r"(?:/(?P<per>ML|MG|HR|ACTUAT|SQCM))?$"
+)
+_PREFIX = re.compile(r"^(?P<prefix>\d+(?:\.\d+)? (?:HR|ML|DAY|MG|ACTUAT)) ")
+
+
+def product_form(name: str, covered: set[str]) -> dict[str, object] | None:
+    """Route, dose form and every ingredient with its strength, from an RxNorm name:
+    'Acetaminophen 300 MG / Codeine Phosphate 30 MG Oral Tablet' (SCD), '... [Tylenol]' (SBD),
+    'Hydrocodone / Ibuprofen Oral Tablet' (SCDF, no strengths), 'Ibuprofen 100 MG' (SCDC, no
+    form), 'Hydrocodone / Ibuprofen' (MIN). None when the name does not say its ingredients
+    (a brand name alone: 'Advil', 'Ibu Oral Product') or is a pack."""
+    text = name.strip()
+    brand = re.search(r"\s*\[[^\[\]]+\]$", text)
+    if brand:
+        text = text[: brand.start()]
+    if "Pack" in text.split() or "{" in text or "(" in text:
+        return None
+    deterrent = text.lower().startswith("abuse-deterrent ")
+    for qualifier in ("abuse-deterrent ", "matrix delivery "):  # how it releases: in the form
+        if text.lower().startswith(qualifier):
+            text = text[len(qualifier) :]
+    prefix = None
+    if found := _PREFIX.match(text):
+        prefix, text = found.group("prefix"), text[found.end() :]
+    form = None
+    for candidate in sorted(FORM_ROUTE, key=len, reverse=True):
+        if text.endswith(" " + candidate) or text == candidate:
+            form, text = candidate, text[: -len(candidate)].strip()
+            break
+    parts = [p.strip() for p in text.split(" / ")]
+    ingredients: list[dict[str, object]] = []
+    for part in parts:
+        strength = _STRENGTH.match(part)
+        substance = (strength.group("what") if strength else part).strip()
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9 ,.'-]*", substance):
+            return None
+        words = substance.lower().split()
+        salt = len(words) > 1 and all(w in SALTS for w in words[1:])
+        base = words[0] if salt else " ".join(words)
+        entry: dict[str, object] = {"name": base, "substance": " ".join(words)}
+        if strength:
+            entry["strength"] = float(strength.group("value"))
+            entry["unit"] = strength.group("unit") + (
+                f"/{strength.group('per')}" if strength.group("per") else ""
+            )
+        ingredients.append(entry)
+    named = any("strength" in i for i in ingredients) or len(parts) > 1
+    if not named and not all(i["name"] in covered for i in ingredients):
+        return None  # a brand or other name ('Ibu Oral Product'), not an ingredient list
+    out: dict[str, object] = {"ingredients": ingredients}
+    if form:
+        out["form"] = form
+        out["route"] = FORM_ROUTE[form]
+    if prefix:
+        out["prefix"] = prefix
+    if deterrent:
+        out["abuse_deterrent"] = True
+    if brand:
+        out["brand"] = brand.group(0).strip()[1:-1]
+    return out
+
+
+def build_forms(products: dict[str, dict[str, object]], drugs: dict) -> dict[str, dict]:
+    covered = {name.lower() for name in drugs}
+    out = {}
+    for rxcui, entry in products.items():
+        form = product_form(str(entry["name"]), covered)
+        if form is not None:
+            out[rxcui] = form
+    return out
+
+
 INHIBITORS = {
     # ingredient: (FDA strength, ingredient RxCUI where confirmed)
     "bupropion": ("strong", "42347"),
@@ -257,15 +413,20 @@ def write_json(path: Path, doc: object) -> None:
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_products(path: Path, source: dict[str, str], products: dict[str, dict]) -> None:
+def write_products(
+    path: Path, source: dict[str, str], products: dict[str, dict], description: str = ""
+) -> None:
     """One product per line: small diffs when the lists change."""
     lines = [
         f"  {json.dumps(rxcui)}: {json.dumps(entry, ensure_ascii=False)}"
         for rxcui, entry in products.items()
     ]
+    head = ""
+    if description:
+        head = f' "description": {json.dumps(description, ensure_ascii=False)},\n'
+
     text = (
-        "{\n"
-        f' "source": {json.dumps(source, ensure_ascii=False)},\n'
+        "{\n" + head + f' "source": {json.dumps(source, ensure_ascii=False)},\n'
         ' "products": {\n' + ",\n".join(lines) + "\n }\n}\n"
     )
     json.loads(text)  # what we write must stay valid JSON
@@ -302,10 +463,24 @@ def main() -> None:
         },
         products,
     )
+    forms = build_forms(products, drugs)
+    write_products(
+        KNOWLEDGE / "rxnorm_forms.json",
+        {
+            "name": "the RxNorm names of rxnorm_products.json, read by scripts/build_knowledge.py",
+            "license": "public domain; courtesy of the U.S. National Library of Medicine",
+        },
+        forms,
+        "Each product's ingredients (all of them, covered or not: 'name' is the ingredient, "
+        "'substance' the salt RxNorm states the strength of), dose form and route, read from its "
+        "RxNorm name. One-click suggestions use it to keep the order's route and every other "
+        "ingredient. A product whose name does not list its ingredients (a brand name alone) is "
+        "not here: no one-click replacement is offered for it.",
+    )
     marked = sum(1 for p in products.values() if p.get("cough_cold"))
     print(
-        f"wrote {len(GENES)} gene tables and {len(products)} RxNorm products "
-        f"({marked} opioid cough-and-cold products)"
+        f"wrote {len(GENES)} gene tables, {len(products)} RxNorm products "
+        f"({marked} opioid cough-and-cold products; {len(forms)} with their ingredients and form)"
     )
 
 

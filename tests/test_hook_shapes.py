@@ -17,10 +17,11 @@ def test_every_hook_version_and_container(call, hook, version, as_array):
     assert status == 200
     [card] = answer["cards"]
     assert card["indicator"] == "critical"
-    create = card["suggestions"][0]["actions"][1]["resource"]
+    create, delete = card["suggestions"][0]["actions"]  # the new draft first (public sandbox)
+    create = create["resource"]
     expected_type = "MedicationOrder" if version == "DSTU2" else "MedicationRequest"
     assert create["resourceType"] == expected_type
-    assert card["suggestions"][0]["actions"][0]["resourceId"] == f"{expected_type}/o1"
+    assert delete["resourceId"] == f"{expected_type}/o1"
     if version == "DSTU2":
         assert create["patient"] == order["patient"] and "subject" not in create
     else:

@@ -71,7 +71,7 @@ def match_indicator(m: Match, knowledge: Knowledge | None = None) -> str | None:
     tricyclic dose; for a result that spans rows with different advice, the most severe of
     them, at most ``warning`` (the result does not settle it). Results that disagree make
     any card at least a ``warning`` (verify before prescribing)."""
-    if m.low_dose:
+    if m.low_dose or m.within_target:
         level: str | None = "info"
     elif m.possible:
         level = spanned_indicator(m.possible)
@@ -98,7 +98,14 @@ def build_cards(
         level = match_indicator(m, knowledge)
         if level is None:
             continue
-        key = (m.recommendation.id, level, m.low_dose, m.dose_text, len(m.possible))
+        key = (
+            m.recommendation.id,
+            level,
+            m.low_dose,
+            m.within_target,
+            m.dose_text,
+            len(m.possible),
+        )
         groups.setdefault(key, []).append(m)
     for (_, level, *_rest), group in groups.items():
         orders: list[DraftOrder] = []
@@ -124,11 +131,15 @@ def build_card(
     genes = "/".join(rec.genes)
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "summary": summary(rec, m.results, bool(m.possible))
-        if not m.low_dose
-        else short_summary(
+        "summary": short_summary(
             f"{rec.drug.capitalize()} at a low dose: use with caution ({_who_all(m)})"
-        ),
+        )
+        if m.low_dose
+        else short_summary(
+            f"{rec.drug.capitalize()} dose within the guideline's adjusted dose: {_who_all(m)}"
+        )
+        if m.within_target
+        else summary(rec, m.results, bool(m.possible)),
         "indicator": level,
         "detail": detail(m, knowledge, orders),
         "source": {
@@ -163,21 +174,34 @@ def build_card(
             for code, display in OVERRIDE_REASONS
         ],
     }
-    if rec.action == "adjust-dose" and m.dose_target and len(orders) == 1 and orders[0].reference:
-        found = dose_suggestion(m, knowledge)
+    notes: list[str] = []
+    if (
+        rec.action == "adjust-dose"
+        and m.dose_target
+        and not m.within_target
+        and len(orders) == 1
+        and orders[0].reference
+    ):
+        found, why = dose_suggestion(m, knowledge)
         if found:
             _offer(card, [found])
-    suggestions = (
-        replacements(m, knowledge, orders)
-        # Replace only orders we can name: a create without a delete would leave both.
-        if rec.action in ("avoid", "alternative")
+        else:
+            notes.append(f"No one-click dose: {why}. Set the dose by hand.")
+    # Replace only orders we can name: a create without a delete would leave both.
+    if (
+        rec.action in ("avoid", "alternative")
         and not m.possible
         and not m.low_dose
         and all(o.is_medication_order and o.reference for o in orders)
-        else []
-    )
-    if suggestions:
-        _offer(card, suggestions)
+    ):
+        suggestions, not_offered = replacements(m, knowledge, orders)
+        notes += not_offered
+        if suggestions:
+            _offer(card, suggestions)
+    if notes:
+        card["detail"] += "\n\n**One-click suggestions:** " + " ".join(
+            escaped(n if n.endswith(".") else n + ".") for n in notes
+        )
     card[ISSUED] = IssuedCard(
         uuid=card["uuid"],
         drug=rec.drug,

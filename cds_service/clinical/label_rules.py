@@ -34,7 +34,7 @@ from ..knowledge.models import COUGH_COLD, LabelRule, RuleSource
 from . import order_details
 from .chart import Chart, Evidence, Findings, cough_cold_product, matchers
 from .medications import IdentifiedDrug
-from .order_details import age_range, birth_date_precision, order_dose
+from .order_details import age_range, birth_date_precision, drug_dose
 from .recommendations import Match
 
 
@@ -66,8 +66,9 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
     change = knowledge.dosing.dose_changes.get(m.recommendation.id)
     if dosing is None or m.possible:
         return m
-    dose = order_dose(m.drug.order.resource, m.drug.medication_text, drug)
-    per_day = dose.mg_per_day
+    dose = drug_dose(m.drug, knowledge)
+    if dose.problem:
+        trace.add("dose", f"{drug}: {dose.problem}")
     ordered = f"ordered {drug} {dose.describe()}"
     most = dose.max_mg_per_day  # a low dose only if the order never allows more
     if (
@@ -94,28 +95,49 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
     if change is None:
         return m
     if change.basis == "ordered":
-        base, what = per_day, "the ordered daily dose"
+        daily = dose.mg_per_day
+        span = (daily, daily) if daily is not None else dose.mg_per_day_range
+        what = "the ordered daily dose"
+        if span is not None and span[0] != span[1]:
+            what += f" ({number(span[0])}–{number(span[1])} mg/day)"
     else:
-        base, what = dosing.lowest_start_mg_per_day, "the lowest starting dose"
-        what += f" ({number(base)} mg/day)" if base is not None else ""
-    if base is None:
+        base = dosing.lowest_start_mg_per_day
+        span = (base, base) if base is not None else None
+        what = "the lowest starting dose" + (
+            f" ({number(base)} mg/day)" if base is not None else ""
+        )
+    if span is None:
         trace.add("dose", f"{drug}: ordered dose not stated in mg and frequency: not computed")
-        return replace(m, dose_text=f"{ordered}.")
-    low, high = base * change.low, base * change.high
+        unclear = f" ({dose.problem})" if dose.problem else ""
+        return replace(
+            m,
+            dose_text=f"{ordered}{unclear}: the guideline's advice applies in full.",
+        )
+    low, high = span[0] * change.low, span[1] * change.high
     target = f"{number(low)} mg/day" if low == high else f"{number(low)}–{number(high)} mg/day"
     pct = (
         f"{round(change.low * 100)}%"
         if change.low == change.high
         else f"{round(change.low * 100)}–{round(change.high * 100)}%"
     )
-    trace.add("dose", f"{drug}: {dose.describe()}; guideline dose {target}")
     guideline = m.recommendation.guideline
     who = guideline.organization if guideline else "guideline"
-    return replace(
-        m,
-        dose_text=f"{ordered}; {who}: start at {pct} of {what}, about {target}.",
-        dose_target=(low, high),
-    )
+    advice = f"start at {pct} of {what}, about {target}"
+    if change.basis == "lowest_start" and most is not None and most <= high + 1e-9:
+        trace.add(
+            "dose",
+            f"{drug}: {dose.describe()}: at most {number(most)} mg/day, within the guideline "
+            f"dose ({target}): no dose change needed",
+        )
+        return replace(
+            m,
+            within_target=True,
+            dose_text=f"{ordered}: at most {number(most)} mg/day, within {who}'s adjusted dose "
+            f"({advice}). No change needed; watch for side effects.",
+            dose_target=(low, high),
+        )
+    trace.add("dose", f"{drug}: {dose.describe()}; guideline dose {target}")
+    return replace(m, dose_text=f"{ordered}; {who}: {advice}.", dose_target=(low, high))
 
 
 def patient_in_context(

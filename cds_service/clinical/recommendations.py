@@ -70,6 +70,8 @@ class Match:
     dose_target: tuple[float, float] | None = None
     #: for a drug with a continuing-therapy row: since when the chart shows it taken
     history_text: str | None = None
+    #: the order's most a day is already within (or below) the guideline's adjusted dose
+    within_target: bool = False
 
     @property
     def alerts(self) -> bool:

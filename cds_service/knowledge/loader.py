@@ -32,6 +32,7 @@ from .models import (
     NoRecommendation,
     NotCovered,
     Pretest,
+    ProductForm,
     Recommendation,
     ResultCodes,
     UnclearRule,
@@ -68,6 +69,11 @@ class Knowledge:
             self.cough_cold_products: frozenset[str] = frozenset(
                 rxcui for rxcui, p in products.items() if p.get("cough_cold") is True
             )
+            #: each product's ingredients, form and route, where its RxNorm name says them
+            self.product_forms: dict[str, ProductForm] = {
+                rxcui: ProductForm.model_validate(p)
+                for rxcui, p in _read(directory / "rxnorm_forms.json")["products"].items()
+            }
             self.alternative_products: dict[str, AlternativeProduct] = {
                 name: AlternativeProduct.model_validate(p)
                 for name, p in _read(directory / "alternatives.json")["products"].items()
@@ -269,6 +275,15 @@ class Knowledge:
             if gene in self.genes:
                 problems.extend(self._check_coverage(gene, self.genes[gene]))
         problems.extend(self._check_qualified())
+        for rxcui in self.product_forms:
+            if rxcui not in self.products:
+                problems.append(f"rxnorm_forms.json: product {rxcui} not in rxnorm_products.json")
+        for name, drug in self.drugs.items():
+            if drug.drug_class == "opioid" and name not in self.mme.factors:
+                problems.append(f"opioid {name}: no entry in rules/mme.json (a factor or why not)")
+        for name, entry in self.mme.factors.items():
+            if entry.source is not None and entry.source not in self.mme.sources:
+                problems.append(f"mme {name}: unknown source {entry.source!r}")
         for rule in self.label_rules:
             if rule.drug not in self.drugs:
                 problems.append(f"label rule {rule.id}: drug {rule.drug!r} not in drugs.json")

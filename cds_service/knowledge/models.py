@@ -173,10 +173,82 @@ class AlternativeProduct(_Model):
     strength_mg: float | None = None
 
 
+class MmeSource(_Model):
+    name: str  # how a card names it: 'CDC 2022'
+    title: str
+    url: str = Field(pattern=r"^https://")
+    year: int
+
+
+class MmeFactor(_Model):
+    """One opioid's conversion factor (MME = amount x factor), or null with the reason."""
+
+    factor: float | None = Field(gt=0)
+    per: Literal["mg", "mcg", "mcg/hr"] = "mg"
+    route: str = "oral"
+    source: str | None = None  # a key of ``Mme.sources``
+    note: str | None = None
+    reason: str | None = None  # why there is no factor
+
+    @model_validator(mode="after")
+    def _sourced(self) -> MmeFactor:
+        if self.factor is not None and not self.source:
+            raise ValueError("a factor needs its source")
+        if self.factor is None and not self.reason:
+            raise ValueError("an opioid without a factor needs the reason")
+        return self
+
+
 class Mme(_Model):
+    """Morphine milligram equivalent factors (``rules/mme.json``)."""
+
     description: str
-    source: dict[str, str | int]
-    factors: dict[str, float]
+    sources: dict[str, MmeSource]
+    factors: dict[str, MmeFactor]
+
+    def oral_mg(self, drug: str) -> float | None:
+        """The factor per oral mg of ``drug``, or None (no factor, or one for another form)."""
+        entry = self.factors.get(drug)
+        if entry is None or entry.factor is None or entry.per != "mg" or entry.route != "oral":
+            return None
+        return entry.factor
+
+    def cited(self, drug: str) -> str:
+        """Where the factor of ``drug`` comes from, in a few words ('CDC 2022')."""
+        entry = self.factors.get(drug)
+        source = self.sources.get(entry.source or "") if entry else None
+        return source.name if source else "no source"
+
+
+class ProductIngredient(_Model):
+    """One ingredient of a product as its RxNorm name states it."""
+
+    name: str  # the ingredient ('codeine'; a drugs.json key where covered)
+    substance: str  # what the strength is of ('codeine phosphate')
+    strength: float | None = None
+    unit: str | None = None  # 'MG', 'MG/ML', ...
+
+
+class ProductForm(_Model):
+    """A product's ingredients, dose form and route (``rxnorm_forms.json``)."""
+
+    ingredients: list[ProductIngredient] = Field(min_length=1)
+    form: str | None = None  # 'Oral Tablet'
+    route: str | None = None  # 'oral', 'injection', ...
+    prefix: str | None = None  # '12 HR' (release), '8 ML' (volume)
+    abuse_deterrent: bool = False
+    brand: str | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(i.name for i in self.ingredients)
+
+    def strength_mg(self, ingredient: str) -> float | None:
+        """mg of ``ingredient`` per tablet, capsule or suppository; None for other units."""
+        for i in self.ingredients:
+            if i.name == ingredient and i.unit == "MG":
+                return i.strength
+        return None
 
 
 class ResultKind(_Model):

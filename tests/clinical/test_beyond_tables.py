@@ -22,7 +22,7 @@ from builders import (
 FHIR = "https://ehr.example.org/fhir"
 PAROXETINE = ("314199", "Paroxetine 20 MG Oral Tablet")
 DULOXETINE = ("596926", "duloxetine 30 MG Delayed Release Oral Capsule")
-AMITRIPTYLINE_10 = ("856845", "amitriptyline hydrochloride 10 MG Oral Tablet")
+AMITRIPTYLINE_10 = ("856783", "amitriptyline hydrochloride 10 MG Oral Tablet")
 AMITRIPTYLINE_25 = ("856834", "amitriptyline hydrochloride 25 MG Oral Tablet")
 
 
@@ -425,11 +425,11 @@ def test_a_low_first_dosage_line_does_not_hide_a_high_second_one(call):
 
 
 def test_frequency_max_counts_for_the_low_dose_check(call):
-    """Once a day, up to six times: up to 60 mg/day."""
+    """Once a day, up to six times: 10 to 60 mg/day."""
     order = amitriptyline(AMITRIPTYLINE_10, 1, 1)
     order["dosageInstruction"][0]["timing"]["repeat"]["frequencyMax"] = 6
     [card] = ask(call, order, genotype_obs("*4/*4"))
-    assert card["indicator"] != "info" and "up to 60 mg/day" in card["detail"]
+    assert card["indicator"] != "info" and "10–60 mg/day (1–6 times a day)" in card["detail"]
 
 
 def test_low_doses_stay_low_whatever_their_shape(call):
@@ -507,10 +507,15 @@ def test_nsaid_dose_computed_from_the_lowest_starting_dose(call):
     assert "25–50% of the lowest starting dose (200 mg/day), about 50–100 mg/day" in card["detail"]
     [suggestion] = card["suggestions"]
     assert (
-        suggestion["label"] == "Replace with celecoxib 100 MG Oral Capsule once daily (100 mg/day)"
+        suggestion["label"]
+        == "Replace with celecoxib 50 MG Oral Capsule: 1 capsule twice a day (100 mg/day)"
     )
-    new = suggestion["actions"][1]["resource"]
-    assert new["dosageInstruction"][0]["timing"]["repeat"]["frequency"] == 1
+    new = suggestion["actions"][0]["resource"]  # the create comes first
+    assert new["dosageInstruction"][0]["timing"]["repeat"] == {
+        "frequency": 2,
+        "period": 1,
+        "periodUnit": "d",
+    }
 
 
 def test_more_impaired_never_milder(call, knowledge):

@@ -36,12 +36,21 @@ def assert_selection_behavior(card: dict[str, Any]) -> None:
         assert "selectionBehavior" not in card, card["summary"]
 
 
+def twice_daily(product: tuple[str, str]) -> dict[str, Any]:
+    """One tablet or capsule twice a day: a dose a replacement can keep the interval of."""
+    order = med_order(product)
+    order["dosageInstruction"][0]["timing"] = {
+        "repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}
+    }
+    return order
+
+
 # -- the reviewer's cases, through the service ---------------------------------------------
 @pytest.mark.parametrize(
     ("order", "results"),
     [
-        (med_order(CELECOXIB), [genotype_obs("*3/*3", gene="CYP2C9")]),  # dose suggestion
-        (med_order(IBUPROFEN_800), [genotype_obs("*3/*3", gene="CYP2C9")]),
+        (twice_daily(CELECOXIB), [genotype_obs("*3/*3", gene="CYP2C9")]),  # dose suggestion
+        (twice_daily(IBUPROFEN_800), [genotype_obs("*3/*3", gene="CYP2C9")]),
         (med_order(CARBAMAZEPINE), []),  # pre-test card: order the HLA-B*15:02 test
         (med_order(OXCARBAZEPINE), []),
     ],

@@ -65,8 +65,10 @@ def test_card_per_phenotype(call, product, drug, phenotype, indicator):
 @pytest.mark.parametrize("phenotype", [UM, PM])
 def test_avoid_cards_offer_a_replacement(call, phenotype):
     """Acetaminophen/codeine 30 mg (4.5 MME): every opioid alternative on file is stronger per
-    dose, so the card offers the combination's non-opioid part alone, never a stronger opioid
-    and never a single-agent opioid that drops the acetaminophen."""
+    dose, so the card offers the combination's non-opioid part alone (the acetaminophen
+    product closest to the combination's 300 mg), never a stronger opioid and never a
+    single-agent opioid that drops the acetaminophen. The new draft comes first, then the
+    delete: the public sandbox acts on the first action only."""
     order = med_order(APAP_CODEINE, order_id="rx-77")
     _, answer = call(
         hook_request("order-select", [order], prefetch=with_results(phenotype_obs(phenotype)))
@@ -77,16 +79,18 @@ def test_avoid_cards_offer_a_replacement(call, phenotype):
         r["display"] and r["system"] for r in card["overrideReasons"]
     )
     assert [s["label"] for s in card["suggestions"]] == [
-        "Replace with Acetaminophen 500 MG Oral Tablet alone (set dose); a non-opioid option"
+        "Replace with Acetaminophen 325 MG Oral Tablet alone (set dose); a non-opioid option"
     ]
+    assert "Morphine Sulfate 15 MG Oral Tablet is not offered: 15 MME per tablet" in card["detail"]
     for suggestion in card["suggestions"]:
         assert suggestion["uuid"]
-        delete, *creates = suggestion["actions"]
+        *creates, delete = suggestion["actions"]
         assert delete == {
             "type": "delete",
             "description": delete["description"],
             "resourceId": "MedicationRequest/rx-77",
         }
+        assert creates
         for create in creates:
             new = create["resource"]
             assert create["type"] == "create"
@@ -184,4 +188,4 @@ def test_only_the_conflicting_order_gets_a_card(call):
     _, answer = call(hook_request("order-sign", orders, prefetch=with_results(phenotype_obs(UM))))
     [card] = answer["cards"]
     assert "codeine" in card["summary"]
-    assert card["suggestions"][0]["actions"][0]["resourceId"] == "MedicationRequest/a"
+    assert card["suggestions"][0]["actions"][-1]["resourceId"] == "MedicationRequest/a"

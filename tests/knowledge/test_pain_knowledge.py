@@ -18,6 +18,7 @@ CELECOXIB = ("205323", "celecoxib 200 MG Oral Capsule")
 IBUPROFEN = ("197805", "Ibuprofen 400 MG Oral Tablet")
 MELOXICAM = ("152695", "meloxicam 15 MG Oral Tablet")
 PIROXICAM = ("8356", "piroxicam")
+PIROXICAM_20 = ("198108", "Piroxicam 20 MG Oral Capsule")
 TENOXICAM = ("37790", "tenoxicam")
 FLURBIPROFEN = ("4502", "flurbiprofen")
 LORNOXICAM = ("20890", "lornoxicam")
@@ -45,9 +46,9 @@ CYP2C9_BY_SCORE = {2.0: "*1/*1", 1.5: "*1/*2", 1.0: "*1/*3", 0.5: "*2/*3", 0.0: 
 
 
 def cards(call, product, *observations):
-    status, answer = call(
-        hook_request("order-sign", [med_order(product)], prefetch=with_results(*observations))
-    )
+    """The cards for an order of ``product`` (a (code, name) pair, or an order already built)."""
+    order = product if isinstance(product, dict) else med_order(product)
+    status, answer = call(hook_request("order-sign", [order], prefetch=with_results(*observations)))
     assert status == 200
     return answer["cards"]
 
@@ -108,17 +109,30 @@ def test_meloxicam_differs_from_celecoxib_at_score_1(call):
 
 
 def test_piroxicam_calls_for_an_alternative_with_a_suggestion(call):
-    [card] = cards(call, PIROXICAM, genotype_obs("*1/*3", gene="CYP2C9"))
+    [card] = cards(call, PIROXICAM_20, genotype_obs("*1/*3", gene="CYP2C9"))
     assert card["summary"].startswith("Consider an alternative to piroxicam")
     assert "naproxen" in card["suggestions"][0]["label"].lower()
 
 
+def test_an_order_of_the_ingredient_alone_gets_no_one_click_replacement_and_says_why(call):
+    """'piroxicam' (the ingredient's code) could be a capsule or a gel: no route to keep."""
+    [card] = cards(call, PIROXICAM, genotype_obs("*1/*3", gene="CYP2C9"))
+    assert card["summary"].startswith("Consider an alternative to piroxicam")
+    assert "suggestions" not in card
+    assert (
+        "No one-click replacement: the order's code names the drug without a dose form"
+        in (card["detail"])
+    )
+
+
 def test_celecoxib_poor_metabolizer_says_25_to_50_percent(call):
-    [card] = cards(call, CELECOXIB, genotype_obs("*3/*3", gene="CYP2C9"))
+    order = med_order(CELECOXIB)
+    order["dosageInstruction"][0]["text"] = "1 capsule by mouth twice daily"
+    [card] = cards(call, order, genotype_obs("*3/*3", gene="CYP2C9"))
     assert "25-50%" in card["detail"] or "25–50%" in card["detail"]
-    # a dose change: the only suggestion is celecoxib itself at the adjusted dose
+    # a dose change: the only suggestion is celecoxib itself at the adjusted dose, same interval
     assert [s["label"] for s in card["suggestions"]] == [
-        "Replace with celecoxib 100 MG Oral Capsule once daily (100 mg/day)"
+        "Replace with celecoxib 50 MG Oral Capsule: 1 capsule twice a day (100 mg/day)"
     ]
 
 
