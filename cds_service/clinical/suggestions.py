@@ -32,7 +32,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-from ..core.wording import number
+from ..core.wording import number, with_article
 from ..fhir.hook_context import DraftOrder
 from ..knowledge.loader import Knowledge
 from ..knowledge.models import AlternativeProduct, ProductForm, Recommendation
@@ -86,8 +86,8 @@ def dose_suggestion(m: Match, knowledge: Knowledge) -> tuple[dict[str, Any] | No
     unit = COUNTABLE.get(product.form)
     if unit is None:
         return None, (
-            f"the order is a {product.form.lower()}; a one-click dose keeps whole tablets, "
-            "capsules or suppositories"
+            f"the order is {with_article(product.form.lower())}; a one-click dose keeps whole "
+            "tablets, capsules or suppositories"
         )
     if order_route(drug.order.resource, product) != product.route:
         return None, "the order's route is not stated clearly (its product and its words differ)"
@@ -195,8 +195,10 @@ def _dose_replacement(
     product = AlternativeProduct(rxcui=rxcui, display=name, strength_mg=strength)
     draft = _new_draft(drug.order, product)
     draft["dosageInstruction"] = [dosage]
+    low, high = m.dose_target or (0.0, 0.0)
+    target = number(low) if abs(high - low) < 1e-9 else f"{number(low)}–{number(high)}"
     return {
-        "label": f"Replace with {name}: {count} {when} ({daily})",
+        "label": f"Replace with {name}: {count} {when} ({daily}; {who}: about {target} mg/day)",
         "uuid": str(uuid.uuid4()),
         "actions": [
             {

@@ -508,7 +508,8 @@ def test_nsaid_dose_computed_from_the_lowest_starting_dose(call):
     [suggestion] = card["suggestions"]
     assert (
         suggestion["label"]
-        == "Replace with celecoxib 50 MG Oral Capsule: 1 capsule twice a day (100 mg/day)"
+        == "Replace with celecoxib 50 MG Oral Capsule: 1 capsule twice a day (100 mg/day; "
+        "CPIC: about 50–100 mg/day)"
     )
     new = suggestion["actions"][0]["resource"]  # the create comes first
     assert new["dosageInstruction"][0]["timing"]["repeat"] == {

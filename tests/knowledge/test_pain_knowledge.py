@@ -132,7 +132,8 @@ def test_celecoxib_poor_metabolizer_says_25_to_50_percent(call):
     assert "25-50%" in card["detail"] or "25–50%" in card["detail"]
     # a dose change: the only suggestion is celecoxib itself at the adjusted dose, same interval
     assert [s["label"] for s in card["suggestions"]] == [
-        "Replace with celecoxib 50 MG Oral Capsule: 1 capsule twice a day (100 mg/day)"
+        "Replace with celecoxib 50 MG Oral Capsule: 1 capsule twice a day (100 mg/day; "
+        "CPIC: about 50–100 mg/day)"
     ]
 
 
