@@ -554,6 +554,8 @@ def _sandbox_load(fhir: str, token: str | None, directory: Path | None) -> int:
             indicator = attempt.get("indicator")
             expect = attempt["expect"]
             print(f"      -> {indicator}: {expect}" if indicator else f"      -> {expect}")
+            for label in attempt.get("suggestions", []):
+                print(f"         suggestion: {label}")
     print(f"\nloaded {len(loaded)} patients into {fhir}")
     return 0
 

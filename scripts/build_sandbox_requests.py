@@ -7,10 +7,13 @@ returns for the service's own prefetch templates. A few more show the other shap
 send: the public sandbox's DSTU2 ``MedicationOrder``, ``order-sign``, the legacy
 ``medication-prescribe`` (STU3), and calls without prefetch. Every patient also gets a
 ``patient-view`` request (the chart opens; no order) expecting the summary in the index.
-``expected.json`` records the card each should give (from the index), and the tests check
-every file against it. An attempt whose card depends on the day (a birth date of a year
-only, a surgery counted for 30 days) says in ``as_of`` the day its expectation holds; the
-kit's test reckons from that day.
+``expected.json`` records the card each should give (from the index: indicator, summary, the
+one-click suggestions' exact labels, and for an order without one what the card says about
+it), and the tests check every file against it. An attempt whose card depends on the day (a
+birth date of a year only, a surgery counted for 30 days) says in ``as_of`` the day its
+expectation holds; the kit's test reckons from that day. The patient table of
+``sandbox/README.md`` is written from the same index (between its ``<!-- patients: ... -->``
+markers), so the guide says what the service answers.
 
 Usage: ``python scripts/build_sandbox_requests.py``
 """
@@ -155,7 +158,20 @@ def included(found: list[dict[str, Any]], everything: list[dict[str, Any]]) -> l
     ]
 
 
-def order(patient_id: str, rxcui: str, display: str, version: str = "R4") -> dict[str, Any]:
+#: The dose an order carries unless the index gives one (``dosage``).
+DEFAULT_DOSAGE = {
+    "text": "1 tablet every 6 hours as needed",
+    "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "{pill}"}}],
+}
+
+
+def order(
+    patient_id: str,
+    rxcui: str,
+    display: str,
+    version: str = "R4",
+    dosage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     concept = {"text": display, "coding": [{"system": RXNORM, "code": rxcui, "display": display}]}
     if version == "DSTU2":  # as the public sandbox builds it for a DSTU2 server
         return {
@@ -178,12 +194,7 @@ def order(patient_id: str, rxcui: str, display: str, version: str = "R4") -> dic
         "medicationCodeableConcept": concept,
     }
     if version == "R4":
-        res["dosageInstruction"] = [
-            {
-                "text": "1 tablet every 6 hours as needed",
-                "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "{pill}"}}],
-            }
-        ]
+        res["dosageInstruction"] = [dosage or DEFAULT_DOSAGE]
     return res
 
 
@@ -236,14 +247,22 @@ def main() -> None:
             "order": attempt["order"],
             "indicator": attempt["indicator"],
             "expect": attempt["expect"],
+            "suggestions": attempt.get("suggestions", []),
         }
         if "as_of" in attempt:
             expected[name]["as_of"] = attempt["as_of"]
+        if "one_click" in attempt:
+            expected[name]["one_click"] = attempt["one_click"]
 
     for entry in index:
         for attempt in entry["try"]:
-            drug = drug_name(attempt["order"])
-            draft = order(entry["id"], attempt["order"], attempt["order_display"])
+            drug = attempt.get("file") or drug_name(attempt["order"])
+            draft = order(
+                entry["id"],
+                attempt["order"],
+                attempt["order_display"],
+                dosage=attempt.get("dosage"),
+            )
             write(
                 f"order-select-{entry['id']}-{drug}.json",
                 request("order-select", entry["id"], draft),
@@ -315,7 +334,42 @@ def main() -> None:
     (REQUESTS / "no-prefetch" / "patient-view-pgx-cyp2d6-pm-cyp2c9-pm.json").write_text(
         json.dumps(view, indent=1) + "\n"
     )
+    write_guide_table(index)
     print(f"wrote {len(expected)} requests with prefetch and 2 without to {REQUESTS}")
+
+
+GUIDE = ROOT / "sandbox" / "README.md"
+TABLE_START = (
+    "<!-- patients: written by scripts/build_sandbox_requests.py from patients/index.json -->"
+)
+TABLE_END = "<!-- end of patients -->"
+
+
+def guide_table(index: list[dict[str, Any]]) -> str:
+    """The tester guide's patient table: each order to try, the card, what it says and the
+    one-click suggestions it offers (their exact labels, as the tests check them)."""
+    rows = [
+        "| patient id | order | card | what it says | one-click suggestions |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in index:
+        for attempt in entry["try"]:
+            offered = "<br>".join(f"“{_cell(s)}”" for s in attempt.get("suggestions", []))
+            rows.append(
+                f"| `{entry['id']}` | {_cell(attempt['order_display'])} (`{attempt['order']}`) "
+                f"| {attempt['indicator'] or '—'} | {_cell(attempt['expect'])} | {offered or '—'} |"
+            )
+    return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("*", "\\*")
+
+
+def write_guide_table(index: list[dict[str, Any]]) -> None:
+    guide = GUIDE.read_text()
+    start, end = guide.index(TABLE_START) + len(TABLE_START), guide.index(TABLE_END)
+    GUIDE.write_text(guide[:start] + "\n" + guide_table(index) + "\n" + guide[end:])
 
 
 if __name__ == "__main__":

@@ -140,14 +140,16 @@ def dose_suggestion(m: Match, knowledge: Knowledge) -> tuple[dict[str, Any] | No
         target = (
             f"{number(low)} mg/day" if single_figure else f"{number(low)}–{number(high)} mg/day"
         )
+        others = [i for i in product.ingredients if i.name != drug.drug]
+        if others:
+            kept = _and([f"{i.name} {number(i.strength or 0)} mg" for i in others])
+            return None, (
+                f"no {product.route} product on file lowers the {drug.drug} to about {target} "
+                f"{frequency.words} and keeps the {kept} of each {unit}"
+            )
         return None, (
             f"no {product.route} product on file gives about {target} {frequency.words} in "
             f"whole {unit}s without a higher single or daily dose"
-            + (
-                " or another strength of its other ingredients"
-                if len(product.ingredients) > 1
-                else ""
-            )
         )
     _, rxcui, chosen, units = best
     return _dose_replacement(m, knowledge, dose, frequency, rxcui, chosen, units), ""

@@ -61,7 +61,13 @@ def service(tmp_path_factory) -> Iterator[str]:
         assert "Bearer" not in running.log()  # no tokens in the service's log
 
 
-def _order(patient: str, rxcui: str, display: str, version: str = "R4") -> dict[str, Any]:
+def _order(
+    patient: str,
+    rxcui: str,
+    display: str,
+    version: str = "R4",
+    dosage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     concept = {"text": display, "coding": [{"system": RXNORM, "code": rxcui, "display": display}]}
     if version == "DSTU2":
         return {
@@ -71,7 +77,7 @@ def _order(patient: str, rxcui: str, display: str, version: str = "R4") -> dict[
             "patient": {"reference": f"Patient/{patient}"},
             "medicationCodeableConcept": concept,
         }
-    return {
+    order = {
         "resourceType": "MedicationRequest",
         "id": "request-123",
         "status": "draft",
@@ -79,6 +85,9 @@ def _order(patient: str, rxcui: str, display: str, version: str = "R4") -> dict[
         "subject": {"reference": f"Patient/{patient}"},
         "medicationCodeableConcept": concept,
     }
+    if dosage:
+        order["dosageInstruction"] = [dosage]
+    return order
 
 
 def _hook(patient: str, order: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -120,6 +129,9 @@ def _check(card_list: list[dict[str, Any]], attempt: dict[str, Any]) -> None:
         [card] = card_list
         assert card["indicator"] == attempt["indicator"]
         assert attempt["expect"].startswith(card["summary"])
+        if "dosage" in attempt:  # the order as the index gives it: its one-click suggestions
+            labels = [s["label"] for s in card.get("suggestions", [])]
+            assert labels == attempt.get("suggestions", [])
 
 
 def test_discovery(service):
@@ -136,6 +148,10 @@ def test_loader_prints_what_to_order_and_keeps_one_copy(loaded, fhir_server):
     for patient in INDEX:
         assert patient["id"] in loaded
     assert "critical" in loaded and "993781" in loaded
+    for patient in INDEX:  # the suggestions it promises are the ones the tests check
+        for attempt in patient["try"]:
+            for label in attempt.get("suggestions", []):
+                assert f"suggestion: {label}" in loaded
     for patient in INDEX:
         bundle = json.loads((ROOT / "sandbox" / "patients" / f"{patient['id']}.json").read_text())
         observations = sum(e["resource"]["resourceType"] == "Observation" for e in bundle["entry"])
@@ -163,7 +179,7 @@ def test_each_patient_with_prefetch_from_the_templates(
 ):
     body = _hook(
         patient,
-        _order(patient, attempt["order"], attempt["order_display"]),
+        _order(patient, attempt["order"], attempt["order_display"], dosage=attempt.get("dosage")),
         prefetch=_prefetch_from_templates(service, fhir_server, patient),
     )
     response = requests.post(f"{service}/cds-services/pgx-order-select", json=body, timeout=10)
@@ -208,7 +224,7 @@ def test_sandbox_dstu2_order_without_prefetch(service, fhir_server, loaded):
     [card] = requests.post(
         f"{service}/cds-services/pgx-order-select", json=body, timeout=10
     ).json()["cards"]
-    create = card["suggestions"][0]["actions"][1]["resource"]
+    create = card["suggestions"][0]["actions"][0]["resource"]  # the new draft, then the delete
     assert create["resourceType"] == "MedicationOrder"
 
 
