@@ -192,7 +192,7 @@ class Engine:
         notices += unclear_results.notices(
             drugs, genetic_facts, matched, self.knowledge, self.pretest_drugs, trace
         )
-        built = cards.build_cards(matched, self.knowledge, notices)
+        built = cards.build_cards(matched, self.knowledge, notices, trace)
         return {"cards": self._logged(built, request, service_id, trace, later)}, trace
 
     def _logged(

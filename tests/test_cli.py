@@ -62,6 +62,21 @@ def test_explain_shows_the_matched_recommendation(tmp_path, capsys):
     assert "[critical] Avoid codeine: CYP2D6 ultrarapid metabolizer" in out
 
 
+def test_explain_shows_each_suggestion_offered_or_not_and_why(tmp_path, capsys):
+    body = hook_request(
+        "order-select", [med_order(APAP_CODEINE)], prefetch=with_results(genotype_obs("*1/*2x2"))
+    )
+    _, out = explain(tmp_path, capsys, body)
+    assert (
+        "[suggestions] codeine: offered 'Replace with Acetaminophen 325 MG Oral Tablet alone "
+        "(set dose); a non-opioid option'" in out
+    )
+    assert (
+        "[suggestions] codeine: Morphine Sulfate 15 MG Oral Tablet is not offered: 15 MME per "
+        "tablet, stronger than the ordered dose (4.5 MME; CDC 2022 factors)" in out
+    )
+
+
 def test_explain_reads_results_even_without_a_covered_drug(tmp_path, capsys):
     body = hook_request(
         "order-sign",

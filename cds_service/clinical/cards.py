@@ -20,6 +20,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ..core.trace import Trace
 from ..core.wording import code_span, escaped, inert, with_article
 from ..core.wording import summary as short_summary
 from ..fhir.hook_context import DraftOrder
@@ -87,7 +88,10 @@ def match_indicator(m: Match, knowledge: Knowledge | None = None) -> str | None:
 
 
 def build_cards(
-    matches: list[Match], knowledge: Knowledge, notices: list[Notice] | None = None
+    matches: list[Match],
+    knowledge: Knowledge,
+    notices: list[Notice] | None = None,
+    trace: Trace | None = None,
 ) -> list[dict[str, Any]]:
     """One card per drug–gene–advice, however many orders it concerns: the card lists them
     (50,000 codeine orders must not make 50,000 cards). Orders whose dose changes the advice
@@ -115,13 +119,17 @@ def build_cards(
             if key not in seen:
                 seen.add(key)
                 orders.append(m.drug.order)
-        cards.append(build_card(group[0], level, knowledge, orders=orders))
+        cards.append(build_card(group[0], level, knowledge, orders=orders, trace=trace))
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(cards, key=lambda c: order[c["indicator"]])
 
 
 def build_card(
-    m: Match, level: str, knowledge: Knowledge, orders: list[DraftOrder] | None = None
+    m: Match,
+    level: str,
+    knowledge: Knowledge,
+    orders: list[DraftOrder] | None = None,
+    trace: Trace | None = None,
 ) -> dict[str, Any]:
     """The card for ``m``; ``orders`` (default: ``m``'s own) are all the orders it concerns."""
     orders = orders or [m.drug.order]
@@ -202,6 +210,11 @@ def build_card(
         card["detail"] += "\n\n**One-click suggestions:** " + " ".join(
             escaped(n if n.endswith(".") else n + ".") for n in notes
         )
+    if trace is not None:  # what `pgx-cds explain` shows
+        for offered in card.get("suggestions", []):
+            trace.add("suggestions", f"{rec.drug}: offered '{offered['label']}'")
+        for note in notes:
+            trace.add("suggestions", f"{rec.drug}: {note}")
     card[ISSUED] = IssuedCard(
         uuid=card["uuid"],
         drug=rec.drug,
