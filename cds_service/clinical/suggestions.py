@@ -34,6 +34,7 @@ from typing import Any
 
 from ..core.wording import number, with_article
 from ..fhir.hook_context import DraftOrder
+from ..fhir.values import as_dict, as_str, objects
 from ..knowledge.loader import Knowledge
 from ..knowledge.models import AlternativeProduct, ProductForm, Recommendation
 from .frequency import Frequency
@@ -222,7 +223,7 @@ def _r4_dosage(order: DraftOrder) -> bool:
     STU3 and DSTU2 put ``doseQuantity`` on the dosage itself."""
     if order.resource_type == "MedicationOrder":
         return False
-    lines = [d for d in order.resource.get("dosageInstruction") or [] if isinstance(d, dict)]
+    lines = objects(order.resource.get("dosageInstruction"))
     return not any("doseQuantity" in d for d in lines) or any("doseAndRate" in d for d in lines)
 
 
@@ -348,9 +349,8 @@ def _kind(order: DraftOrder, knowledge: Knowledge, drug: str) -> tuple[ProductFo
 
 def _coded_product(order: DraftOrder, knowledge: Knowledge) -> ProductForm | None:
     """The order's product, by the first of its RxNorm codes whose form is on file."""
-    concept = order.medication or {}
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, dict) and coding.get("system") in RXNORM_SYSTEMS:
+    for coding in objects(as_dict(order.medication).get("coding")):
+        if as_str(coding.get("system")) in RXNORM_SYSTEMS:
             found = knowledge.product_forms.get(str(coding.get("code", "")))
             if found is not None:
                 return found

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from builders import genotype_obs, hook_request, med_order, with_results
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 CYP2C9_PM = genotype_obs("*3/*3", gene="CYP2C9")
 CYP2D6_IM = genotype_obs("*1/*4")  # activity score 1
@@ -329,3 +331,69 @@ def test_taking_a_replacement_in_the_sandbox_replaces_the_drug(call):
         assert kinds == sorted(kinds)  # every 'create' before every 'delete'
         first = suggestion["actions"][0]["resource"]["medicationCodeableConcept"]
         assert first["text"] and first["coding"][0]["code"]
+
+
+# -- whatever the dosage looks like, never a 500 ------------------------------------------------
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(-1e6, 1e6, allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = [
+    ("text",),
+    ("patientInstruction",),
+    ("timing",),
+    ("timing", "repeat"),
+    ("timing", "repeat", "frequency"),
+    ("timing", "repeat", "period"),
+    ("timing", "repeat", "periodUnit"),
+    ("timing", "repeat", "when"),
+    ("timing", "repeat", "timeOfDay"),
+    ("timing", "code"),
+    ("timing", "code", "coding"),
+    ("doseAndRate",),
+    ("doseQuantity",),
+    ("doseRange",),
+    ("route",),
+    ("route", "coding"),
+    ("maxDosePerPeriod",),
+    ("asNeededBoolean",),
+    ("sequence",),
+]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    product=st.sampled_from([IBUPROFEN_800, FIORICET_CODEINE, TRAMADOL, AMITRIPTYLINE_25]),
+    field=st.sampled_from(FIELDS),
+    value=JSON,
+    whole=st.sampled_from([None, 5, "x", [5], {"a": [1]}]),
+)
+def test_any_dosage_shape_gives_an_answer_never_a_500(call, product, field, value, whole):
+    draft = order(
+        product,
+        "1 tablet three times daily",
+        tablets=1,
+        repeat={"frequency": 3, "period": 1, "periodUnit": "d"},
+    )
+    line = draft["dosageInstruction"][0]
+    target = line
+    for key in field[:-1]:
+        target = target.setdefault(key, {}) if isinstance(target.get(key), dict) else target
+    target[field[-1]] = value
+    if whole is not None:
+        draft["dosageInstruction"] = [line, whole]
+    result = CYP2C9_PM if product == IBUPROFEN_800 else CYP2D6_UM
+    status, answer = call(hook_request("order-select", [draft], prefetch=with_results(result)))
+    assert status == 200, answer
