@@ -193,7 +193,7 @@ def test_each_patient_with_prefetch_from_the_templates(
 def test_each_patient_without_prefetch(service, fhir_server, loaded, patient, attempt):
     body = _hook(
         patient,
-        _order(patient, attempt["order"], attempt["order_display"]),
+        _order(patient, attempt["order"], attempt["order_display"], dosage=attempt.get("dosage")),
         fhirServer=fhir_server.base_url,
         fhirAuthorization={
             "access_token": fhir_server.token,
