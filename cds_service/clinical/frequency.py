@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..core.wording import number
@@ -269,9 +270,12 @@ _CAP = re.compile(
     r"(?:imum)?\s+of|limit(?:\s+to)?)\s*(?P<n>" + _N + r")\s*(?P<unit>" + _UNITS + r")\s*"
     r"(?:(?:a|per|in|each|every|/)\s*)?(?:day|daily|24\s*(?:hours?|hrs?|h)\b|24-hour\s+period)"
 )
-_TIMES = (
-    r"(?:(?P<upto>up\s+to\s+)?(?:(?P<n>" + _N + r")(?:\s*(?:-|to|or)\s*(?P<m>" + _N + r"))?"
-    r"\s*(?:times|x)|(?P<w>once|twice|thrice)(?:\s*(?:-|to|or)\s*(?:(?P<w2>twice|thrice)|"
+_TIMES = (  # (a number never starts inside another: no quadratic scan of a run of digits)
+    r"(?:(?P<upto>up\s+to\s+)?(?<![\w.])(?:(?P<n>"
+    + _N
+    + r")(?:\s*(?:-|to|or)\s*(?P<m>"
+    + _N
+    + r"))?\s*(?:times|x)|(?P<w>once|twice|thrice)(?:\s*(?:-|to|or)\s*(?:(?P<w2>twice|thrice)|"
     r"(?P<m2>" + _N + r")\s*times))?))\s*"
 )
 _TEXT_PATTERNS: list[tuple[str, str]] = [
@@ -464,9 +468,9 @@ def read_timing(dosage: dict[str, Any], extra_text: str = "") -> Timing:
             if t
         )
     )[:_MAX_TEXT]
-    caps, rest = caps_in(words)
-    caps += _structured_caps(dosage)
-    as_needed = dosage.get("asNeededBoolean") is True or bool(_AS_NEEDED.search(rest))
+    spoken_caps, said_as_needed, spoken, divided = _read_words(words)
+    caps = [*spoken_caps, *_structured_caps(dosage)]
+    as_needed = dosage.get("asNeededBoolean") is True or said_as_needed
     structured: list[Frequency] = []
     repeat = as_dict(timing.get("repeat"))
     from_repeat = _from_repeat(repeat) if repeat else None
@@ -475,10 +479,9 @@ def read_timing(dosage: dict[str, Any], extra_text: str = "") -> Timing:
     if from_repeat is not None:
         structured.append(from_repeat)
     structured += _from_codes(code)
-    spoken = _from_text(rest)
-    if _DIVIDED.search(rest):
+    if divided:
         return Timing(None, tuple(caps), as_needed, "the text says 'divided doses': how many?")
-    readings = structured + spoken
+    readings = structured + list(spoken)
     if not readings:
         return Timing(None, tuple(caps), as_needed, "no frequency stated")
     agreed = _agree(readings)
@@ -489,7 +492,20 @@ def read_timing(dosage: dict[str, Any], extra_text: str = "") -> Timing:
 
 
 #: Characters of a dosage line's words read (a real instruction is a line or two).
-_MAX_TEXT = 1000
+_MAX_TEXT = 500
+
+
+@lru_cache(maxsize=1024)
+def _read_words(words: str) -> tuple[tuple[Cap, ...], bool, tuple[Frequency, ...], bool]:
+    """(caps, as needed, frequencies, 'divided doses') of a line's words: read once per
+    distinct text (a request with many orders repeats the same instruction)."""
+    caps, rest = caps_in(words)
+    return (
+        tuple(caps),
+        bool(_AS_NEEDED.search(rest)),
+        tuple(_from_text(rest)),
+        bool(_DIVIDED.search(rest)),
+    )
 
 
 def _structured_caps(dosage: dict[str, Any]) -> list[Cap]:

@@ -16,6 +16,7 @@ import calendar
 import re
 from dataclasses import dataclass, replace
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from ..core.wording import number
@@ -198,7 +199,6 @@ def _dosage_line(dosage: dict[str, Any], strength: float | None, combination: bo
             t for t in (as_str(dosage.get("text")), as_str(dosage.get("patientInstruction"))) if t
         )
     )[:MAX_TEXT_READ]
-    _, words = caps_in(words)
     timing = read_timing(dosage)
     structured = _structured_amounts(dosage)
     spoken = _spoken_amounts(words, combination)
@@ -359,10 +359,13 @@ def _amount(word: str | None) -> float | None:
         return None
 
 
-def _spoken_amounts(words: str, combination: bool) -> list[_Amount]:
-    """The doses the words state: tablets ('1 tablet', '1-2 capsules', 'half a tablet') and,
-    for a single-ingredient product, mg ('(25 mg)'); a combination's mg could be any of its
-    ingredients', so they are not read."""
+@lru_cache(maxsize=1024)
+def _spoken_amounts(words: str, combination: bool) -> tuple[_Amount, ...]:
+    """The doses the words state (maximum clauses left out): tablets ('1 tablet', '1-2
+    capsules', 'half a tablet') and, for a single-ingredient product, mg ('(25 mg)'); a
+    combination's mg could be any of its ingredients', so they are not read. Read once per
+    distinct text."""
+    _, words = caps_in(words)
     found = []
     for m in _UNIT_AMOUNT.finditer(words):
         low, high = _amount(m.group("a")), _amount(m.group("b") or m.group("a"))
@@ -373,7 +376,7 @@ def _spoken_amounts(words: str, combination: bool) -> list[_Amount]:
             low, high = float(m.group("a")), float(m.group("b") or m.group("a"))
             if 0 < low <= high:
                 found.append(_Amount(mg=(low, high)))
-    return found
+    return tuple(found)
 
 
 _ROUTE_CODES = {
