@@ -68,6 +68,8 @@ class Engine:
     def __post_init__(self) -> None:
         #: drugs that get a pre-test card when untested (settings and site file, once)
         self.pretest_drugs = self.site.pretest_drugs(self.knowledge, self.settings.pretest_drug_set)
+        #: the results read with this engine's knowledge, remembered (genomic_facts.Memo)
+        self.facts_memo = genomic_facts.Memo(self.knowledge)
 
     def evaluate(
         self,
@@ -354,6 +356,7 @@ class Engine:
             _resolver(client, trace),
             fhir_base=request.fhirServer,
             needed=needed,
+            memo=self.facts_memo,
         )
 
     def _read_ahead(

@@ -25,7 +25,7 @@ from ..knowledge.loader import Knowledge
 from .gene_decision import GeneResult, Reported, combine_haplotypes, decide
 from .result_reading import Finding, ResultReader
 
-__all__ = ["GeneResult", "Resolver", "summarise"]
+__all__ = ["GeneResult", "Memo", "Resolver", "summarise"]
 
 Resolver = Callable[[str], dict[str, Any] | None]
 
@@ -87,11 +87,20 @@ def _weight(key: tuple[Any, ...]) -> int:
 
 
 Lines = tuple[Any, ...]
-#: one Observation's reading, by (context, its JSON)
-_READ_CACHE: _Cache[tuple[tuple[Finding, ...], Lines]] = _Cache(READ_CACHE_SIZE)
-#: a whole set of results' summary, by (context, their JSON, or its SHA-256 when long): an
-#: ordering session sends the same set with every order-select and again at order-sign
-_SUMMARY_CACHE: _Cache[tuple[dict[str, GeneResult], Lines]] = _Cache(SUMMARY_CACHE_SIZE)
+
+
+class Memo:
+    """What has been read with one knowledge: each Observation's reading, by (context, its
+    JSON), and each whole set of results' summary, by (context, their JSON, or its SHA-256
+    when long): an ordering session sends the same set with every order-select and again at
+    order-sign. It belongs to that knowledge (the engine keeps one for its own): a reading
+    depends on everything in it, the site's own result codes included, so another knowledge
+    object never shares it (keying by ``id()`` did: Python reuses ids)."""
+
+    def __init__(self, knowledge: Knowledge) -> None:
+        self.knowledge = knowledge
+        self.readings: _Cache[tuple[tuple[Finding, ...], Lines]] = _Cache(READ_CACHE_SIZE)
+        self.summaries: _Cache[tuple[dict[str, GeneResult], Lines]] = _Cache(SUMMARY_CACHE_SIZE)
 
 
 def _set_key(observations: list[dict[str, Any]]) -> tuple[str, bytes]:
@@ -111,6 +120,7 @@ def summarise(
     resolve: Resolver | None = None,
     fhir_base: str | None = None,
     needed: frozenset[str] | None = None,
+    memo: Memo | None = None,
 ) -> dict[str, GeneResult]:
     """One result per gene (or HLA marker) from the patient's Observations.
 
@@ -119,21 +129,28 @@ def summarise(
     ``fhir_base`` is the request's FHIR server: an absolute subject reference counts only
     when it points there (the same id on another server is another patient). ``needed``:
     the genes (and HLA alleles) the ordered drugs depend on; results for others are not read
-    (None: all, as for the patient view and ``explain``).
+    (None: all, as for the patient view and ``explain``). ``memo``: what was read before with
+    this knowledge (None: nothing is remembered).
     """
-    context = (patient_id, fhir_base, needed, id(knowledge), knowledge.version)
-    try:
-        key = (*context, *_set_key(observations))
-    except (TypeError, ValueError, orjson.JSONEncodeError):  # e.g. a huge int: not kept
-        key = None
-    hit = _SUMMARY_CACHE.get(key) if key is not None else None
+    if memo is not None and memo.knowledge is not knowledge:
+        raise ValueError("a Memo serves only the knowledge it was made for")
+    context = (patient_id, fhir_base, needed)
+    key = None
+    if memo is not None:
+        try:
+            key = (*context, *_set_key(observations))
+        except (TypeError, ValueError, orjson.JSONEncodeError):  # e.g. a huge int: not kept
+            key = None
+    hit = memo.summaries.get(key) if memo is not None and key is not None else None
     if hit is not None:
         trace.lines.extend(hit[1])
         return dict(hit[0])
     mark = len(trace.lines)
-    results, looked_up = _summarise(observations, context, knowledge, trace, resolve, fhir_base)
-    if key is not None and not looked_up:  # a summary that read other resources is not kept
-        _SUMMARY_CACHE.put(key, (dict(results), tuple(trace.lines[mark:])))
+    results, looked_up = _summarise(
+        observations, context, knowledge, trace, resolve, fhir_base, memo
+    )
+    if memo is not None and key is not None and not looked_up:  # (not one that read others)
+        memo.summaries.put(key, (dict(results), tuple(trace.lines[mark:])))
     return results
 
 
@@ -144,8 +161,10 @@ def _summarise(
     trace: Trace,
     resolve: Resolver | None,
     fhir_base: str | None,
+    memo: Memo | None,
 ) -> tuple[dict[str, GeneResult], bool]:
-    """``summarise`` without its cache; and whether any reading looked up another resource."""
+    """``summarise`` without its cache of sets; and whether any reading looked up another
+    resource."""
     patient_id, needed = context[0], context[2]
     # The same result twice (prefetch and a paged search overlapping) is one result.
     unique: dict[str, dict[str, Any]] = {}
@@ -170,11 +189,13 @@ def _summarise(
     haplotypes: list[Finding] = []
     looked_up = False
     for obs in unique.values():
-        try:
-            key = (*context, orjson.dumps(obs))
-        except (TypeError, ValueError, orjson.JSONEncodeError):  # e.g. a huge int: not kept
-            key = None
-        hit = _READ_CACHE.get(key) if key is not None else None
+        key = None
+        if memo is not None:
+            try:
+                key = (*context, orjson.dumps(obs))
+            except (TypeError, ValueError, orjson.JSONEncodeError):  # e.g. a huge int
+                key = None
+        hit = memo.readings.get(key) if memo is not None and key is not None else None
         if hit is not None:
             trace.lines.extend(hit[1])
             for finding in hit[0]:
@@ -188,8 +209,8 @@ def _summarise(
         # where it happened, counted), never quietly becomes "no result", which is no alert.
         interpreted = reader.interpret(obs)
         looked_up = looked_up or reader.looked_up
-        if key is not None and not reader.looked_up:  # a reading that used others is not kept
-            _READ_CACHE.put(key, (tuple(interpreted), tuple(trace.lines[mark:])))
+        if memo is not None and key is not None and not reader.looked_up:  # (not one that
+            memo.readings.put(key, (tuple(interpreted), tuple(trace.lines[mark:])))  # used others)
         for finding in interpreted:
             (haplotypes if finding.kind == "haplotype" else findings).append(finding)
     findings.extend(combine_haplotypes(haplotypes, findings, knowledge, trace))

@@ -161,7 +161,13 @@ def results_of(
         if isinstance(e, dict) and isinstance(e.get("resource"), dict)
     ]
     facts = genomic_facts.summarise(
-        resources, patient, engine.knowledge, Trace(), None, fhir_base=fhir_server
+        resources,
+        patient,
+        engine.knowledge,
+        Trace(),
+        None,
+        fhir_base=fhir_server,
+        memo=engine.facts_memo,
     )
     observations = {
         as_str(r.get("id")): r for r in resources if r.get("resourceType") == "Observation"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from builders import (
     APAP_CODEINE,
@@ -16,7 +18,9 @@ from builders import (
 
 from cds_service.core.trace import Trace
 from cds_service.genomics import genomic_facts
-from cds_service.genomics.genomic_facts import _Cache, summarise
+from cds_service.genomics.genomic_facts import Memo, _Cache, summarise
+from cds_service.knowledge.loader import Knowledge
+from cds_service.settings import default_knowledge_dir
 
 
 def cards_for(call, *observations):
@@ -227,34 +231,67 @@ def test_trace_says_why_results_were_ignored(knowledge):
 # -- the caches: the same results read again give the same facts, never stale ones ------------
 
 
-def _facts(knowledge, observations, patient="pat-1", resolve=None, needed=None):
+@pytest.fixture
+def memo(knowledge):
+    return Memo(knowledge)
+
+
+def _facts(knowledge, observations, patient="pat-1", resolve=None, needed=None, memo=None):
     trace = Trace()
-    facts = summarise(observations, patient, knowledge, trace, resolve, needed=needed)
+    facts = summarise(observations, patient, knowledge, trace, resolve, needed=needed, memo=memo)
     return facts, trace.lines
 
 
-def test_the_same_results_again_give_the_same_facts_and_trace(knowledge):
+def test_the_same_results_again_give_the_same_facts_and_trace(knowledge, memo):
     results = [genotype_obs("*1/*1xN", obs_id="g1"), phenotype_obs("Ultrarapid Metabolizer")]
-    first = _facts(knowledge, results)
-    again = _facts(knowledge, [dict(r) for r in results])
-    assert again == first
+    first = _facts(knowledge, results, memo=memo)
+    assert len(memo.summaries._items) == 1 and len(memo.readings._items) == 2
+    again = _facts(knowledge, [dict(r) for r in results], memo=memo)
+    assert again == first  # (from the memo: the facts and the trace lines alike)
     assert first[0]["CYP2D6"].phenotype == "Ultrarapid Metabolizer"
 
 
-def test_a_changed_value_is_read_again_not_taken_from_the_cache(knowledge):
-    before = _facts(knowledge, [phenotype_obs("Ultrarapid Metabolizer", obs_id="p1")])
-    after = _facts(knowledge, [phenotype_obs("Poor Metabolizer", obs_id="p1")])
+def test_a_memo_serves_only_its_own_knowledge(knowledge):
+    with pytest.raises(ValueError, match="only the knowledge"):
+        summarise([], "pat-1", knowledge, Trace(), memo=Memo(Knowledge(default_knowledge_dir())))
+
+
+def test_knowledge_objects_made_one_after_another_never_share_readings():
+    """Issue 30, item 2: the caches were module globals keyed by id(knowledge), and Python
+    reuses ids: a knowledge object made after another, without the site's code for a local
+    result, got the other's reading of it (17 of 30 rounds in a review; here 5 of 30 on the
+    code before). A reading is now remembered only in a Memo of its own knowledge."""
+    local = {"http://lab.example.org/codes|PGX-2D6": {"kind": "phenotype", "gene": "CYP2D6"}}
+    result = phenotype_obs("Poor Metabolizer", obs_id="local-1")
+    result["code"] = {"coding": [{"system": "http://lab.example.org/codes", "code": "PGX-2D6"}]}
+    for _ in range(10):
+        for with_memo in (False, True):
+            site = Knowledge(default_knowledge_dir(), extra_codes=local)
+            memo = Memo(site) if with_memo else None
+            assert "CYP2D6" in summarise([result], "pat-1", site, Trace(), memo=memo)
+            del site, memo
+            gc.collect()  # (frees the object: its id may now be given to the next)
+            plain = Knowledge(default_knowledge_dir())
+            memo = Memo(plain) if with_memo else None
+            assert "CYP2D6" not in summarise([result], "pat-1", plain, Trace(), memo=memo)
+            del plain, memo
+            gc.collect()
+
+
+def test_a_changed_value_is_read_again_not_taken_from_the_cache(knowledge, memo):
+    before = _facts(knowledge, [phenotype_obs("Ultrarapid Metabolizer", obs_id="p1")], memo=memo)
+    after = _facts(knowledge, [phenotype_obs("Poor Metabolizer", obs_id="p1")], memo=memo)
     assert before[0]["CYP2D6"].phenotype == "Ultrarapid Metabolizer"
     assert after[0]["CYP2D6"].phenotype == "Poor Metabolizer"
 
 
-def test_the_same_results_for_another_patient_are_not_theirs(knowledge):
+def test_the_same_results_for_another_patient_are_not_theirs(knowledge, memo):
     results = [phenotype_obs("Ultrarapid Metabolizer", patient="pat-1")]
-    assert _facts(knowledge, results, patient="pat-1")[0]["CYP2D6"].actionable
-    assert "CYP2D6" not in _facts(knowledge, results, patient="pat-2")[0]
+    assert _facts(knowledge, results, patient="pat-1", memo=memo)[0]["CYP2D6"].actionable
+    assert "CYP2D6" not in _facts(knowledge, results, patient="pat-2", memo=memo)[0]
 
 
-def test_results_that_needed_another_read_are_read_again_each_time(knowledge):
+def test_results_that_needed_another_read_are_read_again_each_time(knowledge, memo):
     """A 3.0 implication names its gene through the genotype it derives from, read from the
     FHIR server: that read's answer can change, so the summary is not kept."""
     implication = implication_obs("Poor Metabolizer", obs_id="t1")
@@ -266,8 +303,8 @@ def test_results_that_needed_another_read_are_read_again_each_time(knowledge):
         reads.append(reference)
         return genotype_obs("*4/*4", obs_id="g-remote")
 
-    first = _facts(knowledge, [implication], resolve=resolve)
-    _facts(knowledge, [implication], resolve=resolve)
+    first = _facts(knowledge, [implication], resolve=resolve, memo=memo)
+    _facts(knowledge, [implication], resolve=resolve, memo=memo)
     assert reads == ["Observation/g-remote", "Observation/g-remote"]
     assert first[0]["CYP2D6"].phenotype == "Poor Metabolizer"
 
@@ -293,13 +330,13 @@ def test_a_long_set_of_results_is_remembered_by_its_digest_and_never_confused(
     """Past ``LONGEST_KEY`` of JSON a set is looked up by its SHA-256: the same set again
     gives the same facts, a changed one is read again."""
     monkeypatch.setattr(genomic_facts, "LONGEST_KEY", 64)
-    monkeypatch.setattr(genomic_facts, "_SUMMARY_CACHE", _Cache(16))
+    memo = Memo(knowledge)
     results = [phenotype_obs("Ultrarapid Metabolizer", obs_id="p1")]
-    first = _facts(knowledge, results)
-    ((key, _),) = genomic_facts._SUMMARY_CACHE._items.items()
+    first = _facts(knowledge, results, memo=memo)
+    ((key, _),) = memo.summaries._items.items()
     assert key[-2] == "sha256" and len(key[-1]) == 32
-    assert _facts(knowledge, [dict(r) for r in results]) == first
-    changed = _facts(knowledge, [phenotype_obs("Poor Metabolizer", obs_id="p1")])
+    assert _facts(knowledge, [dict(r) for r in results], memo=memo) == first
+    changed = _facts(knowledge, [phenotype_obs("Poor Metabolizer", obs_id="p1")], memo=memo)
     assert changed[0]["CYP2D6"].phenotype == "Poor Metabolizer"
 
 
