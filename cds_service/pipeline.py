@@ -173,16 +173,9 @@ class Engine:
         # (a converted result carries both readings: each drug follows the more severe)
         matched = recommendations.match(drugs, facts, self.knowledge, trace, therapies)
         matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
-        notices: list[label_rules.Notice] = []
-        if needs_patient or chart_kinds:
-            person = None
-            if needs_patient:
-                found = patient_data.optional_resources(
-                    request, patient_data.PATIENT, patient_query(patient), client, trace
-                )
-                person = label_rules.patient_in_context(found, request.patient_id, trace)
-            chart = self._chart(request, client, trace, patient, chart_kinds)
-            notices += label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart)
+        notices = self._label_notices(
+            request, client, trace, patient, drugs, needs_patient, chart_kinds
+        )
         notices += label_rules.pretest(
             drugs,
             genetic_facts,
@@ -291,16 +284,10 @@ class Engine:
                 if inhibitors_matter
                 else []
             )
-            notices: list[label_rules.Notice] = []
-            if needs_patient or chart_kinds:  # as for an order of each covered drug
-                person = None
-                if needs_patient:
-                    found = patient_data.optional_resources(
-                        request, patient_data.PATIENT, patient_query(patient), client, trace
-                    )
-                    person = label_rules.patient_in_context(found, request.patient_id, trace)
-                chart = self._chart(request, client, trace, patient, chart_kinds)
-                notices += label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart)
+            # (as for an order of each covered drug)
+            notices = self._label_notices(
+                request, client, trace, patient, drugs, needs_patient, chart_kinds
+            )
         therapies = medication_history.therapies(set(continuing), history, self.knowledge, trace)
         notices += label_rules.pretest(drugs, facts, self.knowledge, self.pretest_drugs, trace)
         found_cards = patient_view.build_cards(
@@ -336,6 +323,29 @@ class Engine:
             return mode, (self.site.indicator_for(record) if level is not None else None)
 
         return policy
+
+    def _label_notices(
+        self,
+        request: HookRequest,
+        client: patient_data.FhirClient | None,
+        trace: Trace,
+        patient: str,
+        drugs: list[medications.IdentifiedDrug],
+        needs_patient: bool,
+        chart_kinds: frozenset[str],
+    ) -> list[label_rules.Notice]:
+        """The label rules' cards for ``drugs``: the patient (its age) read when a rule needs
+        it, the chart's resources (``chart_kinds``) when a rule needs them."""
+        if not (needs_patient or chart_kinds):
+            return []
+        person = None
+        if needs_patient:
+            found = patient_data.optional_resources(
+                request, patient_data.PATIENT, patient_query(patient), client, trace
+            )
+            person = label_rules.patient_in_context(found, request.patient_id, trace)
+        chart = self._chart(request, client, trace, patient, chart_kinds)
+        return label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart)
 
     def _facts(
         self,

@@ -151,9 +151,9 @@ class ResultReader:
         )
         performer = performer_of(obs)
 
-        if kind.kind == "presence":
-            base = Finding(
-                "?",
+        def base_for(gene: str) -> Finding:  # (indeterminate until a value is read)
+            return Finding(
+                gene,
                 kind.kind,
                 INDETERMINATE,
                 ref,
@@ -162,7 +162,9 @@ class ResultReader:
                 revised=revised,
                 performer=performer,
             )
-            findings = self._presence(obs, kind.marker, base)
+
+        if kind.kind == "presence":
+            findings = self._presence(obs, kind.marker, base_for("?"))
         else:
             if gene is None and kind.kind == "therapeutic-implication":
                 gene = self._gene_via_derived_from(obs)
@@ -174,16 +176,7 @@ class ResultReader:
             if not self._wanted(gene):
                 self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
                 return []
-            base = Finding(
-                gene,
-                kind.kind,
-                INDETERMINATE,
-                ref,
-                date,
-                date_text,
-                revised=revised,
-                performer=performer,
-            )
+            base = base_for(gene)
             if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
                 findings = self._hla_typing(obs, gene, base)
             elif kind.kind == "genotype":
