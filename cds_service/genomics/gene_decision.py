@@ -401,7 +401,10 @@ def combine_haplotypes(
         ):
             continue  # a readable genotype of the same date already says it
         refs = "+".join(h.observation for h in group)
-        base = replace(group[0], kind="genotype", observation=refs, diplotype=None)
+        # (indeterminate until the copies settle it: a copy's own status is not the gene's)
+        base = replace(
+            group[0], kind="genotype", observation=refs, diplotype=None, phenotype=INDETERMINATE
+        )
         if "*" in gene:  # an HLA marker: each haplotype is one copy
             out.append(_pool_hla_copies(gene, group, base, trace))
             continue

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from cds_service.genomics.gene_decision import decide
+from cds_service.core.trace import Trace
+from cds_service.genomics.gene_decision import combine_haplotypes, decide
 from cds_service.genomics.result_reading import Finding
 from cds_service.genomics.star_alleles import INDETERMINATE
 
@@ -138,3 +140,71 @@ def test_hla_results_that_disagree_are_a_discordance(knowledge):
     )
     result = decide([positive, negative], knowledge)
     assert result.discordant and {r.phenotype for r in result.readings} == {"positive", "negative"}
+
+
+# The module's rules one by one (issue 30, item 7); the tests above cover rules 1, 3, 4 and 5.
+
+
+def test_rule_2_without_a_genotype_the_reported_phenotype_decides_in_todays_words(knowledge):
+    label = finding("phenotype", NM, 2016, reported_as="Extensive metabolizer", legacy=True)
+    result = decide([label], knowledge)
+    assert result.phenotype == NM and result.kind == "phenotype"
+    assert any("pre-2019 wording ('Extensive metabolizer')" in n for n in result.notes)
+
+
+def test_rule_2_a_likely_phenotype_says_whose_advice_applies(knowledge):
+    label = finding("phenotype", PM, 2020, likely="Likely Poor Metabolizer")
+    [note] = decide([label], knowledge).notes
+    assert "'Likely Poor Metabolizer'" in note and "a poor metabolizer applies" in note
+
+
+def test_rule_3_of_agreeing_results_the_newest_decides(knowledge):
+    old = finding("genotype", PM, 2016, diplotype="*4/*4", activity_score=0.0)
+    new = finding("genotype", PM, 2023, diplotype="*4/*5", activity_score=0.0)
+    result = decide([old, new], knowledge)
+    assert (result.diplotype, result.date_text, result.discordant) == ("*4/*5", "2023-01-01", False)
+
+
+def test_the_answer_does_not_depend_on_the_order_of_the_results(knowledge):
+    a = finding("genotype", PM, 2020, diplotype="*4/*4")
+    b = Finding("CYP2D6", "genotype", NM, "Observation/b", a.date, a.date_text, "*1/*1")
+    assert decide([a, b], knowledge) == decide([b, a], knowledge)
+
+
+def test_only_indeterminate_results_give_an_indeterminate_result_with_the_reason():
+    result = decide([finding("genotype", INDETERMINATE, 2024, reason="allele *999 unknown")])
+    assert not result.actionable and result.notes == ("allele *999 unknown",)
+
+
+def test_rule_6_two_haplotypes_of_one_date_make_a_diplotype(knowledge):
+    one = finding("haplotype", INDETERMINATE, 2024, diplotype="*1")
+    two = replace(one, observation="Observation/other", diplotype="*4")
+    trace = Trace()
+    [made] = combine_haplotypes([one, two], [one, two], knowledge, trace)
+    assert (made.kind, made.diplotype, made.phenotype) == ("genotype", "*1/*4", IM)
+    [alone] = combine_haplotypes([one], [one], knowledge, Trace())
+    assert alone.phenotype == INDETERMINATE and "needs exactly two" in alone.reason
+    genotype = finding("genotype", IM, 2024, diplotype="*1/*4")
+    assert combine_haplotypes([one, two], [one, two, genotype], knowledge, Trace()) == []
+
+
+def test_rule_6_an_hla_marker_is_present_if_either_copy_carries_it(knowledge):
+    def copy(status: str, typed: str, ref: str) -> Finding:
+        return Finding(
+            "HLA-B*15:02",
+            "haplotype",
+            status,
+            ref,
+            datetime(2024, 1, 1, tzinfo=UTC),
+            diplotype=typed,
+        )
+
+    pos, neg = (
+        copy("positive", "HLA-B*15:02", "Observation/1"),
+        copy("negative", "HLA-B*07:02", "Observation/2"),
+    )
+    neg2 = copy("negative", "HLA-B*08:01", "Observation/3")
+    assert combine_haplotypes([pos, neg], [], knowledge, Trace())[0].phenotype == "positive"
+    assert combine_haplotypes([neg, neg2], [], knowledge, Trace())[0].phenotype == "negative"
+    [one_copy] = combine_haplotypes([neg], [], knowledge, Trace())
+    assert one_copy.phenotype == INDETERMINATE  # one copy typed: absent is not shown
