@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import certifi
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
@@ -47,9 +48,10 @@ def direct_adapter(session: requests.Session, url: str) -> GuardedAdapter | None
     if not (scheme.startswith("http://") or scheme.startswith("https://")):
         return None
     adapter = session.get_adapter(url)
+    if not isinstance(adapter, GuardedAdapter):
+        return None
     direct = (
         HTTPAdapter.send is _REQUESTS_SEND
-        and isinstance(adapter, GuardedAdapter)
         and session.cert is None
         and session.verify is not False
         and url.isascii()
@@ -84,7 +86,7 @@ def _tls_context(verify: str | bool) -> ssl.SSLContext:
     """Certificates and host names checked against the CA bundle requests would use:
     ``session.verify`` (the environment's bundle) or certifi's, as requests does."""
     if verify is True:
-        return ssl.create_default_context(cafile=requests.certs.where())
+        return ssl.create_default_context(cafile=certifi.where())
     path = str(verify)
     if os.path.isdir(path):
         return ssl.create_default_context(capath=path)

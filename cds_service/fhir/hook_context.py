@@ -86,8 +86,8 @@ class DraftOrder:
         if isinstance(concept, dict):
             return concept
         medication = res.get("medication")
-        if isinstance(medication, dict) and isinstance(medication.get("concept"), dict):
-            return medication["concept"]
+        if isinstance(medication, dict) and isinstance(concept := medication.get("concept"), dict):
+            return concept
         ref = self.medication_reference
         if ref and ref.startswith("#"):
             for contained in _as_list(res.get("contained")):

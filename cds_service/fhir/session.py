@@ -121,7 +121,7 @@ def send_through_adapter(
         parts = urlsplit(url)
         default = 443 if parts.scheme == "https" else 80
         check_before_proxy(parts.hostname or "", parts.port or default)
-    return adapter.send(  # type: ignore[no-any-return]
+    return adapter.send(
         prepared,
         stream=True,
         timeout=timeout,
@@ -133,7 +133,7 @@ def send_through_adapter(
 
 @functools.lru_cache(maxsize=64)
 def _proxies_for_origin(origin: str) -> dict[str, str]:
-    return requests.utils.get_environ_proxies(origin)  # type: ignore[no-untyped-call]
+    return requests.utils.get_environ_proxies(origin)
 
 
 def proxies_for(url: str) -> dict[str, str]:

@@ -189,13 +189,13 @@ def _summarise(
     haplotypes: list[Finding] = []
     looked_up = False
     for obs in unique.values():
-        key = None
+        memo_key: tuple[Any, ...] | None = None
         if memo is not None:
             try:
-                key = (*context, orjson.dumps(obs))
+                memo_key = (*context, orjson.dumps(obs))
             except (TypeError, ValueError, orjson.JSONEncodeError):  # e.g. a huge int
-                key = None
-        hit = memo.readings.get(key) if memo is not None and key is not None else None
+                memo_key = None
+        hit = memo.readings.get(memo_key) if memo is not None and memo_key is not None else None
         if hit is not None:
             trace.lines.extend(hit[1])
             for finding in hit[0]:
@@ -209,8 +209,10 @@ def _summarise(
         # where it happened, counted), never quietly becomes "no result", which is no alert.
         interpreted = reader.interpret(obs)
         looked_up = looked_up or reader.looked_up
-        if memo is not None and key is not None and not reader.looked_up:  # (not one that
-            memo.readings.put(key, (tuple(interpreted), tuple(trace.lines[mark:])))  # used others)
+        if memo is not None and memo_key is not None and not reader.looked_up:  # (not one that
+            memo.readings.put(
+                memo_key, (tuple(interpreted), tuple(trace.lines[mark:]))
+            )  # used others)
         for finding in interpreted:
             (haplotypes if finding.kind == "haplotype" else findings).append(finding)
     findings.extend(combine_haplotypes(haplotypes, findings, knowledge, trace))
