@@ -106,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     kn = sub.add_parser("knowledge", help="lint or list the knowledge")
     kn.add_argument(
         "action",
-        choices=["check", "list"],
+        choices=["check", "list", "prefetch"],
         help="check: lint the knowledge (and the site file); list: the drug-gene pairs covered, "
-        "with their sources, and those reviewed without a recommendation",
+        "with their sources, and those reviewed without a recommendation; prefetch: the "
+        "prefetch keys and FHIR queries to enter in an EHR that does not read discovery (Epic), "
+        "with the site's own result codes",
     )
     kn.add_argument("--dir", type=Path, help="knowledge folder (default: PGX_CDS_KNOWLEDGE_DIR)")
 
@@ -184,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args.host or settings.host, port, workers, threads)
     if args.command == "db":
         return _db(settings, args.action)
+    if args.command == "knowledge" and args.action == "prefetch":
+        return _prefetch(settings, args.dir)
     if args.command == "knowledge":
         site_settings = settings.site_config or settings.pretest_drugs
         if args.action == "check" and site_settings and not args.dir:
@@ -409,6 +413,21 @@ def _db(settings: Settings, action: str) -> int:
         return _fail(str(exc))
     except SQLAlchemyError as exc:
         return _fail(_database_problem(settings.database_url, exc))
+    return 0
+
+
+def _prefetch(settings: Settings, directory: Path | None) -> int:
+    from .fhir.queries import prefetch_text
+    from .governance.site_config import load
+
+    try:
+        knowledge, _ = load(
+            settings.model_copy(update={"knowledge_dir": directory}) if directory else settings
+        )
+    except KnowledgeError as exc:
+        print(f"knowledge prefetch FAILED\n{exc}", file=sys.stderr)
+        return 1
+    print(prefetch_text(knowledge), end="")
     return 0
 
 

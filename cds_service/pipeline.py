@@ -46,9 +46,15 @@ from .genomics import genomic_facts
 from .governance.site_config import SiteConfig, apply
 from .knowledge.loader import Knowledge
 from .settings import Settings
+from .store.call_counts import CallCounts
 from .store.card_log import CardLog, IssuedCard, ordering_session
 
 log = logging.getLogger("cds_service")
+
+#: The card log's ``drug`` for the patient-view profile card (it is about no one drug).
+PATIENT_VIEW = "patient-view"
+#: Told the cards of each call as they are decided: (hook, shown, silent) records.
+CardsDecided = Callable[[str, list[IssuedCard], list[IssuedCard]], None]
 
 
 @dataclass
@@ -64,6 +70,11 @@ class Engine:
         default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir")
     )
     site: SiteConfig = field(default_factory=SiteConfig)
+    #: the calls and orders judged, for the report's denominator (the service's; None for
+    #: ``explain`` and the worklist, which are not hook calls)
+    call_counts: CallCounts | None = None
+    #: told the cards each call decided, shown and silent (the service's metrics)
+    on_cards: CardsDecided | None = None
 
     def __post_init__(self) -> None:
         #: drugs that get a pre-test card when untested (settings and site file, once)
@@ -88,6 +99,7 @@ class Engine:
         trace = Trace()
         if self.site.hook_mode(request.hook) == "off":
             trace.add("site", f"hook {request.hook} is off by site configuration: no cards")
+            self._count(request, service_id, [], [])
             return {"cards": []}, trace
         session = hook_context.session_orders(request.hook, request.context)
         session = hook_context.judged(session, request.patient_id, trace)
@@ -129,6 +141,7 @@ class Engine:
         if any(self.site.drug_mode(d.drug) == "off" for d in drugs):
             trace.add("site", "drugs switched off by site configuration are not evaluated")
             drugs = [d for d in drugs if self.site.drug_mode(d.drug) != "off"]
+        self._count(request, service_id, orders, drugs)
         if not drugs:
             trace.add("medications", "no drug with a pharmacogenomic recommendation: no cards")
             if not read_results:
@@ -206,6 +219,7 @@ class Engine:
             built, cards.take_issued(built), request.hook, self.site, trace
         )
         if self.card_log is None:
+            self._decided(request.hook, issued, silent)
             return built
         session = ordering_session(request.context)
         overridden = self.card_log.overridden(issued, request.patient_id, trace, session)
@@ -222,7 +236,24 @@ class Engine:
                     )
             built = [c for c in built if c["uuid"] in keep]
             issued = [i for i in issued if i.uuid in keep]
+        self._decided(request.hook, issued, silent)
+        self._log_cards(request, service_id, issued, silent, trace, later)
+        return built
+
+    def _log_cards(
+        self,
+        request: HookRequest,
+        service_id: str | None,
+        issued: list[IssuedCard],
+        silent: list[IssuedCard],
+        trace: Trace,
+        later: Callable[[Callable[[], None]], None] | None,
+    ) -> None:
+        """Write the call's shown and silent cards to the card log (now, or ``later``)."""
         card_log = self.card_log
+        if card_log is None:
+            return
+        session = ordering_session(request.context)
 
         def log_cards() -> None:
             for records, shown in ((issued, True), (silent, False)):
@@ -242,16 +273,48 @@ class Engine:
             log_cards()
         else:
             later(log_cards)
-        return built
 
-    def patient_view(self, request: HookRequest) -> tuple[dict[str, Any], Trace]:
+    def _decided(self, hook: str, shown: list[IssuedCard], silent: list[IssuedCard]) -> None:
+        if self.on_cards is not None and (shown or silent):
+            self.on_cards(hook, shown, silent)
+
+    def _count(
+        self,
+        request: HookRequest,
+        service_id: str | None,
+        orders: list[hook_context.DraftOrder],
+        drugs: list[medications.IdentifiedDrug],
+    ) -> None:
+        """Count the call and the orders it judged, by covered drug (``call_counts``)."""
+        if self.call_counts is None:
+            return
+        per_drug: dict[str, set[int]] = {}
+        for d in drugs:
+            per_drug.setdefault(d.drug, set()).add(id(d.order))
+        self.call_counts.count(
+            request.hook,
+            service_id or request.hook,
+            len(orders),
+            {drug: len(found) for drug, found in per_drug.items()},
+        )
+
+    def patient_view(
+        self,
+        request: HookRequest,
+        *,
+        service_id: str | None = None,
+        later: Callable[[Callable[[], None]], None] | None = None,
+    ) -> tuple[dict[str, Any], Trace]:
         """The ``patient-view`` hook (no orders): the patient's PGx profile for pain care,
         from the same results, phenoconversion, rows, age and pre-test rules and site policy
-        as ``evaluate`` (``patient_view.py``)."""
+        as ``evaluate`` (``patient_view.py``). Its card is logged as the prescribing cards are
+        (``drug`` ``patient-view``); a hook the site made ``silent`` logs the card it would
+        show without returning it."""
         trace = Trace()
         mode = self.site.hook_mode(request.hook)
-        if mode != "on":
-            trace.add("site", f"hook {request.hook} is {mode} by site configuration: no cards")
+        self._count(request, service_id, [], [])
+        if mode == "off":
+            trace.add("site", f"hook {request.hook} is off by site configuration: no cards")
             return {"cards": []}, trace
         patient = quote(request.patient_id, safe="")
         drugs = patient_view.virtual_orders(self.knowledge)
@@ -296,16 +359,31 @@ class Engine:
             self.knowledge,
             trace,
             notices=notices,
-            policy=self._patient_view_policy(request.hook),
+            # (a silent hook: the card it would show, logged)
+            policy=self._patient_view_policy(request.hook, as_shown=mode != "on"),
             pretest_drugs=self.pretest_drugs,
             no_results_card=self.settings.patient_view_no_results_card,
             therapies=therapies,
         )
+        records = [self._profile_record(card, facts) for card in found_cards]
+        if mode != "on":
+            trace.add("site", f"hook {request.hook} is {mode} by site configuration: logged only")
+            self._decided(request.hook, [], records)
+            self._log_cards(request, service_id, [], records, trace, later)
+            return {"cards": []}, trace
+        self._decided(request.hook, records, [])
+        self._log_cards(request, service_id, records, [], trace, later)
         return {"cards": found_cards}, trace
 
-    def _patient_view_policy(self, hook: str) -> patient_view.Policy:
+    def _patient_view_policy(self, hook: str, *, as_shown: bool = False) -> patient_view.Policy:
         """The site's policy for a drug's advice in the patient view, as ``apply`` decides it
-        for a prescribing card (mode by drug and gene, the site's indicator)."""
+        for a prescribing card (mode by drug and gene, the site's indicator); ``as_shown``:
+        without the silence of the whole site or hook (the card a silent hook logs)."""
+        site = (
+            self.site.model_copy(update={"silent": False, "hooks": {**self.site.hooks, hook: "on"}})
+            if as_shown
+            else self.site
+        )
 
         def policy(
             drug: str, genes: tuple[str, ...], topic: str, level: str | None
@@ -319,8 +397,8 @@ class Engine:
                 indicator=level or "info",
                 order_reference=None,
             )
-            mode = self.site.card_mode(record, hook)
-            return mode, (self.site.indicator_for(record) if level is not None else None)
+            mode = site.card_mode(record, hook)
+            return mode, (site.indicator_for(record) if level is not None else None)
 
         return policy
 
@@ -346,6 +424,24 @@ class Engine:
             person = label_rules.patient_in_context(found, request.patient_id, trace)
         chart = self._chart(request, client, trace, patient, chart_kinds)
         return label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart)
+
+    def _profile_record(
+        self, card: dict[str, Any], facts: dict[str, genomic_facts.GeneResult]
+    ) -> IssuedCard:
+        """What the card log keeps of a patient-view card: the genes with a usable result."""
+        usable = sorted(
+            g for g, f in facts.items() if f.actionable and g in self.knowledge.covered_genes
+        )
+        topic = ((card.get("source") or {}).get("topic") or {}).get("code") or PATIENT_VIEW
+        return IssuedCard(
+            uuid=card["uuid"],
+            drug=PATIENT_VIEW,
+            genes="/".join(usable),
+            phenotype="; ".join(f"{g} {facts[g].phenotype}" for g in usable) or "no result",
+            recommendation_id=str(topic),
+            indicator=str(card.get("indicator", "info")),
+            order_reference=None,
+        )
 
     def _facts(
         self,

@@ -109,3 +109,12 @@ def prefetch_templates(knowledge: Knowledge) -> dict[str, str]:
         MEDICATION_STATEMENTS: medication_statements_query(patient),
         **{key: query for key, query in chart_reads(knowledge, patient).values()},
     }
+
+
+def prefetch_text(knowledge: Knowledge) -> str:
+    """The prefetch templates as an EHR analyst enters them by hand (Epic reads no discovery
+    document): each key and its query, word for word (``pgx-cds knowledge prefetch``)."""
+    return "\n".join(
+        f"Prefetch Property Name: {key}\nFHIR Query: {query}\n"
+        for key, query in prefetch_templates(knowledge).items()
+    )

@@ -14,7 +14,8 @@ JSON (see ``knowledge/site-config.example.json``)::
      "indicators": {"celecoxib-cyp2c9-as1": "info"},   // recommendation id (or drug) -> indicator
      "pretest": {"codeine": true, "oxcarbazepine": false},
      "hooks": {"order-select": "on", "order-sign": "on", "medication-prescribe": "off"},
-     "codes": {"system|code": {"kind": "phenotype", "gene": "CYP2D6"}}
+     "codes": {"system|code": {"kind": "phenotype", "gene": "CYP2D6"}},
+     "ehr": "epic"                    // the cards adapted to what the EHR supports (ehr.py)
     }
 
 Modes: ``on`` shows the card; ``silent`` evaluates and logs it (``shown`` false) without
@@ -31,11 +32,12 @@ id, hook or mode stops the service with a message naming it. ``PGX_CDS_SITE_CODE
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..core.files import TooLarge, read_config
 from ..core.trace import Trace
@@ -75,6 +77,40 @@ class SiteConfig(BaseModel):
         Literal["order-select", "order-sign", "medication-prescribe", "patient-view"], Mode
     ] = Field(default_factory=dict)
     codes: dict[str, ResultKind] = Field(default_factory=dict)
+    #: the EHR the cards are shaped for: ``standard`` (CDS Hooks 2.0.1 as written) or
+    #: ``epic`` (what Epic documents it supports: see ``governance/ehr.py``)
+    ehr: Literal["standard", "epic"] = "standard"
+    #: the file it was read from and the SHA-256 of its bytes (None: no site file)
+    _origin: tuple[str, str] | None = PrivateAttr(default=None)
+
+    # -- what it is, for start-up and readiness ------------------------------------
+
+    @property
+    def mode(self) -> Literal["silent", "live", "staged"]:
+        """``silent``: no card is shown (the whole file, or every hook, silent or off);
+        ``live``: every card shown as the knowledge gives it; ``staged``: some drugs, genes
+        or hooks silent or off."""
+        hook_modes = [self.hook_mode(h) for h in HOOKS]
+        if self.silent or all(m != "on" for m in hook_modes):
+            return "silent"
+        rules = [self.default, *(self.drug_mode(d) for d in self.drugs)]
+        rules += [
+            m for r in self.drugs.values() if isinstance(r, DrugRule) for m in r.genes.values()
+        ]
+        if all(m == "on" for m in [*rules, *hook_modes]):
+            return "live"
+        return "staged"
+
+    def describe(self) -> dict[str, Any]:
+        """The policy in force, as ``/readyz`` shows it and the start-up line logs it."""
+        path, digest = self._origin or (None, None)
+        return {
+            "mode": self.mode,
+            "silent": self.silent,
+            "file": path,
+            "sha256": digest,
+            "ehr": self.ehr,
+        }
 
     # -- the policy -----------------------------------------------------------------
 
@@ -155,7 +191,8 @@ class SiteConfig(BaseModel):
 def read(path: Path) -> SiteConfig:
     """Parse and validate the file's shape (not yet against the knowledge)."""
     try:
-        data = json.loads(read_config(path))
+        raw = read_config(path)
+        data = json.loads(raw)
     except OSError as exc:
         raise SiteConfigError(f"site configuration {path}: cannot read: {exc.strerror}") from None
     except TooLarge as exc:
@@ -165,7 +202,7 @@ def read(path: Path) -> SiteConfig:
     if not isinstance(data, dict):
         raise SiteConfigError(f"site configuration {path}: expected a JSON object")
     try:
-        return SiteConfig.model_validate(data)
+        site = SiteConfig.model_validate(data)
     except ValidationError as exc:
         lines = [
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
@@ -174,6 +211,8 @@ def read(path: Path) -> SiteConfig:
         raise SiteConfigError(
             f"site configuration {path} is invalid:\n  " + "\n  ".join(lines)
         ) from None
+    site._origin = (str(path), hashlib.sha256(raw.encode("utf-8")).hexdigest())
+    return site
 
 
 def load(settings: Settings) -> tuple[Knowledge, SiteConfig]:

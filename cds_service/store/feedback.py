@@ -58,6 +58,12 @@ class _Accepted(BaseModel):
     id: str = Field(min_length=1, max_length=255)
 
 
+#: Epic's override reasons configured in Epic arrive in an extension (its CDS Hooks
+#: tutorial, "Feedback"): stored with this system, the category as the code.
+EPIC_REASON_SYSTEM = "urn:com.epic.cdshooks.feedback.overrideReason"
+_EPIC_EXTENSION = "com.epic.cdshooks.feedback.overrideReason."
+
+
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="allow")
     card: str = Field(min_length=1, max_length=255)
@@ -65,6 +71,31 @@ class FeedbackItem(BaseModel):
     acceptedSuggestions: list[_Accepted] = Field(default_factory=list, max_length=50)
     overrideReason: _OverrideReason | None = None
     outcomeTimestamp: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plural(cls, data: Any) -> Any:
+        """Epic sends ``overrideReasons`` (plural; CDS Hooks 2.0.1 says ``overrideReason``),
+        with the reason in ``reason`` or, for reasons built in Epic, in an ``extension``:
+        read either as the spec's ``overrideReason``."""
+        if not isinstance(data, dict) or "overrideReason" in data or "overrideReasons" not in data:
+            return data
+        given = data["overrideReasons"]
+        if isinstance(given, list):  # (a list: its first reason)
+            given = given[0] if given else None
+        if isinstance(given, dict) and given.get("reason") is None:
+            extension = given.get("extension")
+            if isinstance(extension, dict):
+                category = extension.get(_EPIC_EXTENSION + "reasonCategory")
+                display = extension.get(_EPIC_EXTENSION + "reasonDisplay") or extension.get(
+                    _EPIC_EXTENSION + "reasonTitle"
+                )
+                if category is not None:
+                    reason = {"system": EPIC_REASON_SYSTEM, "code": str(category)}
+                    if isinstance(display, str):
+                        reason["display"] = display[:255]
+                    given = {**given, "reason": reason}
+        return {**data, "overrideReason": given}
 
     @model_validator(mode="after")
     def _consistent(self) -> FeedbackItem:

@@ -78,6 +78,19 @@ card_log_table = Table(
     # feedback on the card
     Column("client", String(255)),
 )
+#: Hook calls and the orders judged, per hour (``call_counts``): the report's denominator.
+hook_calls_table = Table(
+    "hook_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hour", DateTime(timezone=True), nullable=False, index=True),
+    Column("hook", String(50), nullable=False),
+    Column("service_id", String(100), nullable=False),
+    # "" on the row of the calls and all their orders; a covered drug on the row of its orders
+    Column("drug", String(100), nullable=False),
+    Column("calls", Integer, nullable=False),
+    Column("orders", Integer, nullable=False),
+)
 service_key_table = Table(
     "service_key",
     metadata,

@@ -21,10 +21,13 @@ from ..core.hook_request import parse_hook_request
 from ..core.json_limits import parse_json
 from ..core.logsafe import clean, patient_ref, quiet_http_libraries, set_ref_key
 from ..fhir.session import guarded_session
+from ..governance.ehr import adapt
+from ..governance.labels import CardLabels
 from ..governance.site_config import load
 from ..pipeline import Engine
 from ..settings import Settings, describe_database, get_settings
 from ..store import schema
+from ..store.call_counts import CallCounts
 from ..store.feedback import FeedbackStore
 from ..store.replay import ReplayCache
 from . import metrics
@@ -85,6 +88,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
     # Validated now: a bad file stops start-up rather than giving a wrong card later.
     knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
+    policy = site.describe()
+    log.info(
+        "site policy: %s (file %s, sha256 %s; cards for %s); knowledge %s",
+        policy["mode"],
+        policy["file"] or "none: PGX_CDS_SITE_CONFIG unset",
+        policy["sha256"] or "-",
+        policy["ehr"],
+        knowledge.version,
+    )
     hash_keys = settings.hash_keys()
     if not hash_keys:
         log.warning(
@@ -128,11 +140,20 @@ def create_app(settings: Settings | None = None) -> Flask:
             store.card_log.key(timeout=START_DB_SECONDS)  # (tells set_ref_key)
     # FHIR reads go through a session that never connects to link-local/metadata addresses.
     engine = Engine(
-        knowledge, settings, session=guarded_session(), card_log=store.card_log, site=site
+        knowledge,
+        settings,
+        session=guarded_session(),
+        card_log=store.card_log,
+        site=site,
+        call_counts=CallCounts(store.engine),
+    )
+    labels = CardLabels(knowledge)
+    # (counted once the answer is out, as the card log is written)
+    engine.on_cards = lambda hook, shown, silent: _after_answer(
+        lambda: metrics.record_cards(labels, shown, silent)
     )
     metrics.meter_session(engine.session)
     metrics.KNOWLEDGE.labels(knowledge.version).set(1)
-    recommendation_by_id = {r.id: r for r in knowledge.recommendations}
     discovery_body = discovery(knowledge, site.active_hooks())
     allowed_origins = set(settings.cors_origin_set)
     # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
@@ -167,7 +188,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             # The audience is the public URL (required with trusted issuers), never the Host
             # header, which the caller chooses.
             public = (settings.public_url or "").rstrip("/")
-            claims = verifier.verify(request.headers.get("Authorization"), public + request.path)
+            service_url = None  # feedback: the service's URL too (Epic's aud, see auth.py)
+            if request.path.endswith("/feedback") and request.path.count("/") == 3:
+                service_url = public + request.path.removesuffix("/feedback")
+            claims = verifier.verify(
+                request.headers.get("Authorization"), public + request.path, service_url
+            )
             g.client_issuer = claims["iss"]
         return None
 
@@ -251,7 +277,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         hook_request.authenticated_as(g.get("client_issuer"))  # (the cards are bound to it)
         engine.check_fhir_server(hook_request, g.get("client_issuer"))
         if service.hook == "patient-view":
-            body, trace = engine.patient_view(hook_request)
+            body, trace = engine.patient_view(
+                hook_request, service_id=service.id, later=_after_answer
+            )
         else:
             body, trace = engine.evaluate(hook_request, service_id=service.id, later=_after_answer)
         request_id = g.request_id
@@ -262,8 +290,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             f": {service.id}, {len(body['cards'])} card(s) for "
             f"{patient_ref(hook_request.patient_id)}"
         )
-        answered = body["cards"]
-        _after_answer(lambda: metrics.record_cards(answered, recommendation_by_id))
+        body["cards"] = adapt(body["cards"], site.ehr)  # (what the site's EHR supports)
         return jsonify(body)
 
     @app.post("/cds-services/<service_id>/feedback")
@@ -285,7 +312,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # The database holds feedback and seen client JWTs; hook calls work without it (see
         # docs/security.md). So a database outage is "degraded", still 200: it
         # must not take every replica out of the load balancer. Knowledge is loaded at start.
-        checks: dict[str, Any] = {"knowledge": knowledge.version}
+        checks: dict[str, Any] = {"knowledge": knowledge.version, "site": policy}
         # testing mode is a setting, not a fault: reported, not "degraded"
         checks["client_authentication"] = "on" if verifier.enabled else "off"
         degraded: list[str] = []

@@ -142,8 +142,13 @@ class JwtVerifier:
     def enabled(self) -> bool:
         return bool(self.issuers)
 
-    def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
-        """The verified claims, or ``Unauthorized`` naming what is wrong."""
+    def verify(
+        self, authorization: str | None, audience: str, also: str | None = None
+    ) -> dict[str, Any]:
+        """The verified claims, or ``Unauthorized`` naming what is wrong. ``aud`` must be
+        ``audience`` (the URL called) or ``also`` (for feedback: the service's own URL, which
+        Epic keeps as the audience when it appends ``/feedback``)."""
+        audiences = [audience] if also is None else [audience, also]
         scheme, _, token = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():  # RFC 6750: scheme case-insensitive
             raise Unauthorized(
@@ -177,7 +182,7 @@ class JwtVerifier:
                 token,
                 key=key,
                 algorithms=[alg],  # the key's algorithm: checked in _key
-                audience=audience,
+                audience=audiences,
                 issuer=issuer,
                 leeway=LEEWAY,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]},
@@ -191,7 +196,7 @@ class JwtVerifier:
         except (ValueError, TypeError, OverflowError):
             raise Unauthorized("the JWT is not valid: malformed claims") from None
         aud = claims["aud"]
-        if isinstance(aud, list) and any(a != audience for a in aud):
+        if isinstance(aud, list) and any(a not in audiences for a in aud):
             raise Unauthorized("the JWT aud names audiences other than this service")
         if not _number(claims["exp"]) or not _number(claims["iat"]):
             raise Unauthorized("the JWT exp and iat must be numbers (seconds since 1970)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import requests
@@ -28,7 +28,8 @@ from prometheus_client import (
 )
 from requests.adapters import HTTPAdapter
 
-from ..knowledge.models import Recommendation
+from ..governance.labels import CardLabels
+from ..store.card_log import IssuedCard
 
 
 class _ProcessId:
@@ -66,8 +67,9 @@ LATENCY = Histogram(
 )
 CARDS = Counter(
     "pgx_cds_cards_total",
-    "Cards returned, by drug, gene(s) and indicator.",
-    ["drug", "gene", "indicator"],
+    "Cards decided, by drug (patient-view: the profile card), gene(s) or marker, indicator "
+    "and whether shown (false: silent by the site policy, logged only).",
+    ["drug", "gene", "indicator", "shown"],
 )
 PRECONDITION_FAILED = Counter(
     "pgx_cds_precondition_failed_total",
@@ -136,13 +138,13 @@ def record_request(endpoint: str, service: str, status: int, seconds: float) -> 
         PRECONDITION_FAILED.labels(service).inc()
 
 
-def record_cards(cards: list[dict[str, Any]], by_id: Mapping[str, Recommendation]) -> None:
-    """Count cards by the recommendation each names (``source.topic.code``)."""
-    for card in cards:
-        topic = (card.get("source") or {}).get("topic") or {}
-        rec = by_id.get(str(topic.get("code")))
-        drug, gene = (rec.drug, "+".join(rec.genes)) if rec else ("other", "other")
-        CARDS.labels(drug, gene, str(card.get("indicator", "info"))).inc()
+def record_cards(labels: CardLabels, shown: list[IssuedCard], silent: list[IssuedCard]) -> None:
+    """Count a call's cards, shown and silent, by drug, gene(s) and indicator (the labels are
+    the knowledge's: bounded)."""
+    for records, was_shown in ((shown, "true"), (silent, "false")):
+        for r in records:
+            gene = labels.gene(r.recommendation_id, r.drug, r.genes)
+            CARDS.labels(r.drug, gene, r.indicator, was_shown).inc()
 
 
 def record_unexpected(endpoint: str, error: str) -> None:

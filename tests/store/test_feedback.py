@@ -128,3 +128,63 @@ def test_sandbox_override_without_display_is_accepted(client, app):
     }
     assert client.post(URL, json=body).status_code == 200
     assert store_of(app).all()[0]["override_reason_code"] == "no-alternative"
+
+
+# -- Epic's feedback (issue 27, item 1): overrideReasons, plural, reason or extension --------
+
+
+def _epic_item(reasons: dict) -> dict:
+    return {
+        "card": "epic-card",
+        "outcome": "overridden",
+        "outcomeTimestamp": "2022-05-19T19:44:04Z",
+        "overrideReasons": reasons,
+    }
+
+
+def test_epics_plural_override_reasons_are_stored_as_the_specs(client, app):
+    """Epic's tutorial: ``overrideReasons`` with ``reason`` and ``userComment``."""
+    item = _epic_item(
+        {
+            "reason": {"code": "will-monitor", "system": "urn:pgx-pain-cds:override-reason"},
+            "userComment": "User Entered Free Text",
+        }
+    )
+    assert client.post(URL, json={"feedback": [item]}).get_json() == {"stored": 1}
+    (row,) = store_of(app).all()
+    assert row["override_reason_code"] == "will-monitor"
+    assert row["override_comment"] == "User Entered Free Text"
+
+
+def test_epics_reasons_built_in_epic_arrive_in_an_extension_and_are_kept(client, app):
+    prefix = "com.epic.cdshooks.feedback.overrideReason."
+    item = _epic_item(
+        {
+            "extension": {
+                prefix + "reasonCategory": "45",
+                prefix + "reasonDisplay": "Does not meet criteria",
+                prefix + "reasonTitle": "Does not meet criteria",
+            },
+            "userComment": "User Entered Free Text",
+        }
+    )
+    assert client.post(URL, json={"feedback": [item]}).get_json() == {"stored": 1}
+    (row,) = store_of(app).all()
+    assert (row["override_reason_code"], row["override_reason_display"]) == (
+        "45",
+        "Does not meet criteria",
+    )
+    assert row["override_reason_system"] == "urn:com.epic.cdshooks.feedback.overrideReason"
+
+
+def test_the_specs_override_reason_wins_over_a_plural_beside_it(client, app):
+    item = _epic_item({"reason": {"code": "plural"}})
+    item["overrideReason"] = {"reason": {"code": "singular"}}
+    assert client.post(URL, json={"feedback": [item]}).status_code == 200
+    assert store_of(app).all()[0]["override_reason_code"] == "singular"
+
+
+def test_a_malformed_plural_reason_is_a_400_naming_it(client, app):
+    response = client.post(URL, json={"feedback": [_epic_item({"reason": {"code": ""}})]})
+    assert response.status_code == 400 and "overrideReason" in str(response.get_json())
+    assert store_of(app).all() == []

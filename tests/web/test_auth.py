@@ -243,3 +243,23 @@ def test_trusted_issuers_need_a_public_url():
 
     with pytest.raises(ValidationError, match="PGX_CDS_PUBLIC_URL"):
         Settings(trusted_issuers={ISSUER: JKU})
+
+
+@responses.activate
+def test_feedback_accepts_the_services_own_url_as_audience_as_epic_sends_it(secured):
+    """Epic posts feedback to the service URL + /feedback with the aud configured for the
+    service; the feedback URL itself stays accepted, another service's URL does not."""
+    responses.get(JKU, json=jwks())
+    item = {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"}
+
+    def feedback(aud: str, path: str = "/cds-services/pgx-order-select/feedback") -> int:
+        answer = secured.post(
+            path, json={"feedback": [item]}, headers={"Authorization": f"Bearer {token(aud)}"}
+        )
+        return answer.status_code
+
+    assert feedback(SERVICE_URL) == 200
+    assert feedback(f"{SERVICE_URL}/feedback") == 200
+    assert feedback(f"{BASE}/cds-services/pgx-order-sign") == 401
+    # a hook call still needs its own URL, not its feedback URL
+    assert post(secured, token(f"{SERVICE_URL}/feedback")).status_code == 401
