@@ -14,7 +14,7 @@ from sqlalchemy import insert, update
 
 from cds_service.governance.report import build
 from cds_service.store.feedback import FeedbackStore
-from cds_service.store.tables import card_log_table, feedback_table
+from cds_service.store.tables import card_log_table, feedback_table, hook_calls_table
 
 SYSTEM = "urn:pgx-pain-cds:override-reason"
 
@@ -59,6 +59,30 @@ CARDS: list[tuple[str, str, str, str, str, bool, str, Any]] = [
     ("x2", "2026-11-01T00:00", "codeine", "CYP2D6", "critical", True, "p1", None),
 ]  # fmt: skip
 
+# The codeine cards are of two recommendations (one row each in the report); the others of one.
+RECOMMENDATION = {
+    **{c: "codeine-cyp2d6-um" for c in ("c1", "c2", "c3", "c4", "c5", "s1", "s2")},
+    **{c: "codeine-cyp2d6-pm" for c in ("c6", "c7", "c8", "c9", "c10", "s3", "s4")},
+}
+# The hook calls counted (hour, service, drug, calls, orders): the report's denominator.
+CALLS = [
+    ("2026-10-01T00:00", "pgx-order-select", "", 300, 800),
+    ("2026-10-01T00:00", "pgx-order-select", "codeine", 150, 160),
+    ("2026-10-01T00:00", "pgx-order-select", "tramadol", 90, 100),
+    ("2026-10-01T00:00", "pgx-order-select", "celecoxib", 50, 50),
+    ("2026-10-20T13:00", "pgx-order-sign", "", 100, 200),
+    ("2026-10-20T13:00", "pgx-order-sign", "codeine", 40, 40),
+    ("2026-10-20T13:00", "pgx-patient-view", "", 500, 0),
+    ("2026-11-01T00:00", "pgx-order-select", "", 1, 1),  # outside the month
+]
+EXPECTED_ORDERS = {"codeine": 200, "tramadol": 100, "celecoxib": 50}
+# (recommendation): issued, shown, silent, accepted, overridden, no feedback, patients
+EXPECTED_RECOMMENDATIONS = {
+    "codeine-cyp2d6-um": (7, 5, 2, 2, 3, 0, 7),
+    "codeine-cyp2d6-pm": (7, 5, 2, 3, 0, 2, 7),
+    "tramadol-cyp2d6-x": (6, 6, 0, 1, 2, 3, 5),
+    "celecoxib-cyp2c9-x": (5, 0, 5, 0, 0, 0, 4),
+}
 # drug/genes or indicator: issued, shown, silent, accepted, overridden, no feedback, patients
 EXPECTED_PAIRS = {
     ("celecoxib", "CYP2C9"): (5, 0, 5, 0, 0, 0, 4),
@@ -131,7 +155,7 @@ def seed(store: FeedbackStore) -> None:
                 "drug": drug,
                 "genes": genes,
                 "phenotype": f"{genes} test",
-                "recommendation_id": f"{drug}-{genes.lower()}-x",
+                "recommendation_id": RECOMMENDATION.get(card, f"{drug}-{genes.lower()}-x"),
                 "indicator": indicator,
                 "knowledge_version": "2026.10.1",
                 "shown": shown,
@@ -143,6 +167,20 @@ def seed(store: FeedbackStore) -> None:
         items += [_item(card, spec, at + timedelta(minutes=2 + i)) for i, spec in enumerate(specs)]
     with store.engine.begin() as conn:
         conn.execute(insert(card_log_table), rows)
+        conn.execute(
+            insert(hook_calls_table),
+            [
+                {
+                    "hour": _when(hour),
+                    "hook": "patient-view" if "patient" in service else "order-select",
+                    "service_id": service,
+                    "drug": drug,
+                    "calls": calls,
+                    "orders": orders,
+                }
+                for hour, service, drug, calls, orders in CALLS
+            ],
+        )
     store.store("pgx-order-select", {"feedback": items})
     store.store("pgx-order-select", {"feedback": items[:2]})  # the EHR retries: no new rows
     unknown = _item("never-issued", "accepted", _when("2026-10-15T12:00"))
@@ -166,10 +204,24 @@ def counts(group) -> tuple[int, ...]:
 def assert_report_matches_the_seeded_month(store: FeedbackStore) -> None:
     """Shared with the PostgreSQL integration test."""
     rep = build(store.engine, *OCTOBER)
-    assert {(g.drug, g.genes): counts(g) for g in rep.by_pair} == EXPECTED_PAIRS
+    assert {(g.drug, g.genes): counts(g) for g in rep.by_drug} == EXPECTED_PAIRS
+    assert {g.recommendation: counts(g) for g in rep.by_recommendation} == (
+        EXPECTED_RECOMMENDATIONS
+    )
     assert {g.indicator: counts(g) for g in rep.by_indicator} == EXPECTED_INDICATORS
     assert counts(rep.total) == EXPECTED_TOTAL
-    groups = {(g.drug, g.genes): g for g in rep.by_pair} | {"all": rep.total}
+    # the denominator: orders of each drug judged in the month, calls per service
+    assert {g.drug: g.orders for g in rep.by_drug} == EXPECTED_ORDERS
+    assert {g.recommendation: g.orders for g in rep.by_recommendation}["codeine-cyp2d6-um"] == 200
+    assert {g.drug: g.per_1000 for g in rep.by_drug}["codeine"] == pytest.approx(70.0)
+    assert dict(rep.calls.by_service) == {
+        "pgx-order-select": 300,
+        "pgx-order-sign": 100,
+        "pgx-patient-view": 500,
+    }
+    assert (rep.calls.orders, rep.calls.covered_orders) == (1000, 350)
+    assert rep.counted_from_start
+    groups = {(g.drug, g.genes): g for g in rep.by_drug} | {"all": rep.total}
     for key, (rate, low, high) in EXPECTED_CI.items():
         group = groups[key]
         assert group.override_rate == pytest.approx(rate)

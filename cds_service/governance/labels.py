@@ -57,7 +57,7 @@ class CardLabels:
             finding = f"age under {rule.max_age_years:g}"
             if rule.reason_words:
                 finding += " after " + " or ".join(rule.reason_words[:2])
-            self._by_id[rule.id] = Label(rule.drug, "", finding, "contraindicated (FDA label)")
+            self._by_id[rule.id] = Label(rule.drug, "", finding, "do not use (FDA label)")
         for drug, pre in knowledge.pretest.drugs.items():
             self._by_id[f"{drug}-pretest-{pre.test}"] = Label(
                 drug, pre.test, "no result on file", "order the test"

@@ -1,16 +1,24 @@
 """``pgx-cds report``: what the cards did over a period, for the committee that tunes them.
 
-From the card log and the feedback, per drug–gene pair and per indicator: cards issued, shown,
-silent (logged only), accepted (a suggestion taken), overridden (with reasons), no feedback;
-the override rate with a Wilson 95% confidence interval; the top override reasons and how
-many overrides carry a comment. A card's outcome is its latest feedback item.
+From the card log and the feedback, per recommendation (one row each: a CYP2D6 ultrarapid
+metabolizer's codeine card is not mixed with a poor metabolizer's), per drug and per
+indicator: cards issued, shown, silent (logged only), accepted (a suggestion taken),
+overridden (with reasons), no feedback; cards per 1,000 orders of the drug judged (the hook
+calls' counts, ``store/call_counts.py``); the override rate with a Wilson 95% confidence
+interval; the top override reasons and how many overrides carry a comment. A card's outcome
+is its latest feedback item. Rows are labelled from the knowledge (``labels.py``): gene(s) or
+marker, the finding, the advice.
 
 The override rate is overridden / (accepted + overridden): of the shown cards the clinician
 acted on. Cards with no feedback are counted beside it, not in it (a client may send no
-feedback for a card nobody touched).
+feedback for a card nobody touched). The rate per 1,000 orders counts issued cards (shown and
+silent: during a silent go-live, how often a card would fire); patient-view cards are per
+1,000 patient-view calls.
 
-Output: a table in the terminal, a CSV file and a stand-alone HTML page with plots
-(matplotlib, Agg, PNGs embedded as data URIs; ``pip install '.[report]'``).
+Output: a table in the terminal, a CSV file and a stand-alone HTML page with its charts drawn
+as inline SVG (``report_page.py``; no plotting library, nothing fetched), written to a file
+or to standard output (``--html -``: ``kubectl exec deploy/pgx-cds -- pgx-cds report --html -
+> report.html``).
 
 Override reasons are text a caller sent, and the report is read by people with tools that act
 on text: the service's own reason codes are shown with the service's own labels (a caller's
@@ -24,10 +32,7 @@ are drawn as plain text, never parsed as math (a ``$`` could otherwise fail the 
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
-import html
-import io
 import math
 import re
 import sys
@@ -37,16 +42,18 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..clinical.cards import OVERRIDE_REASONS
+from ..knowledge.loader import Knowledge, KnowledgeError
 from ..settings import Settings
 from ..store import schema
 from ..store.card_log import purge
 from ..store.feedback import FeedbackStore
-from ..store.tables import as_utc, card_log_table, feedback_table
+from ..store.tables import as_utc, card_log_table, feedback_table, hook_calls_table
+from .labels import PATIENT_VIEW, CardLabels
 
 Z95 = 1.959963984540054
 #: C0 and C1 controls, DEL, and the bidi controls that reorder what a terminal shows.
@@ -91,19 +98,25 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
 
 @dataclass
 class Group:
-    """The counts of one drug–gene pair, one indicator, or all cards."""
+    """The counts of one recommendation, one drug, one indicator, or all cards."""
 
     drug: str = ""
     genes: str = ""
     indicator: str = ""
+    recommendation: str = ""  # its id (rows by recommendation)
+    finding: str = ""
+    advice: str = ""
     issued: int = 0
     shown: int = 0
     silent: int = 0
     accepted: int = 0
     overridden: int = 0
     comments: int = 0
+    #: the denominator: orders of the drug judged (patient view: its calls; None: unknown)
+    orders: int | None = None
     patients: set[str] = field(default_factory=set, repr=False)
     reasons: Counter[str] = field(default_factory=Counter)
+    indicators: Counter[str] = field(default_factory=Counter)
 
     @property
     def no_feedback(self) -> int:
@@ -122,8 +135,16 @@ class Group:
         return wilson(self.overridden, self.with_feedback)
 
     @property
+    def per_1000(self) -> float | None:
+        """Cards issued (shown and silent) per 1,000 orders judged (patient view: calls)."""
+        return 1000 * self.issued / self.orders if self.orders else None
+
+    @property
     def label(self) -> str:
-        return f"{self.drug} / {self.genes}" if self.drug else self.indicator or "all cards"
+        if self.recommendation:
+            genes = f" / {self.genes}" if self.genes else ""
+            return f"{self.drug}{genes}: {self.finding}"
+        return self.drug or self.indicator or "all cards"
 
     def counts(self) -> list[int]:
         """In the order of ``COLUMNS``."""
@@ -139,6 +160,7 @@ class Group:
 
     def add(self, card: dict[str, Any], outcome: dict[str, Any] | None) -> None:
         self.issued += 1
+        self.indicators[card["indicator"]] += 1
         self.patients.add(card["patient_hash"])
         if not card["shown"]:
             self.silent += 1
@@ -156,25 +178,81 @@ class Group:
 
 
 @dataclass
+class Calls:
+    """What the service judged in the period (``hook_calls``): the report's denominator."""
+
+    by_service: Counter[str] = field(default_factory=Counter)  # service id -> calls
+    orders: int = 0  # draft orders judged by the prescribing hooks
+    by_drug: Counter[str] = field(default_factory=Counter)  # covered drug -> orders
+    first_hour: datetime | None = None  # the earliest hour counted (None: none counted)
+
+    @property
+    def calls(self) -> int:
+        return sum(self.by_service.values())
+
+    @property
+    def covered_orders(self) -> int:
+        return sum(self.by_drug.values())
+
+    @property
+    def patient_view_calls(self) -> int:
+        return sum(n for s, n in self.by_service.items() if s.endswith("patient-view"))
+
+
+@dataclass
 class Report:
     since: date
     until: date  # inclusive
-    by_pair: list[Group]
+    by_recommendation: list[Group]
+    by_drug: list[Group]
     by_indicator: list[Group]
     total: Group
     weekly: dict[date, Counter[str]]  # week's Monday -> cards issued per drug
     reason_names: dict[str, str]
     unknown_feedback: int  # feedback received in the period for cards the log does not know
     knowledge_versions: list[str]
+    calls: Calls = field(default_factory=Calls)
 
     def reason_label(self, code: str) -> str:
         """How a reason is shown: the service's own label for its own codes, else the
         caller's display or the code, without control characters."""
         return shown(_REASON_TEXT.get(code) or self.reason_names.get(code) or code)
 
+    @property
+    def counted_from_start(self) -> bool:
+        """Were calls counted from the first day of the period (else the rates per 1,000
+        orders cover only part of it: a version before calls were counted)?"""
+        first = self.calls.first_hour
+        return first is not None and first.date() <= self.since
 
-def build(engine: Engine, since: date, until: date) -> Report:
-    """Count the cards issued from ``since`` to ``until`` (both days included, UTC)."""
+
+def _calls(engine: Engine, start: datetime, end: datetime) -> Calls:
+    h = hook_calls_table.c
+    query = (
+        select(
+            h.service_id, h.hook, h.drug, func.sum(h.calls), func.sum(h.orders), func.min(h.hour)
+        )
+        .where(h.hour >= start, h.hour < end)
+        .group_by(h.service_id, h.hook, h.drug)
+    )
+    found = Calls()
+    with engine.connect() as conn:
+        for service, hook, drug, calls, orders, first in conn.execute(query):
+            first = as_utc(first)
+            found.first_hour = min(found.first_hour or first, first)
+            if drug:
+                found.by_drug[drug] += int(orders or 0)
+                continue
+            found.by_service[service] += int(calls or 0)
+            if hook != "patient-view":
+                found.orders += int(orders or 0)
+    return found
+
+
+def build(engine: Engine, since: date, until: date, knowledge: Knowledge | None = None) -> Report:
+    """Count the cards issued from ``since`` to ``until`` (both days included, UTC); rows
+    labelled from ``knowledge`` where it knows their recommendation."""
+    labels = CardLabels(knowledge)
     start = datetime(since.year, since.month, since.day, tzinfo=UTC)
     end = datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)
     c, f = card_log_table.c, feedback_table.c
@@ -184,6 +262,8 @@ def build(engine: Engine, since: date, until: date) -> Report:
             c.issued_at,
             c.drug,
             c.genes,
+            c.phenotype,
+            c.recommendation_id,
             c.indicator,
             c.shown,
             c.patient_hash,
@@ -205,6 +285,7 @@ def build(engine: Engine, since: date, until: date) -> Report:
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
         unknown = len(conn.execute(unknown_query).all())
+    calls = _calls(engine, start, end)
 
     cards: dict[str, dict[str, Any]] = {}
     latest: dict[str, dict[str, Any]] = {}
@@ -220,33 +301,60 @@ def build(engine: Engine, since: date, until: date) -> Report:
         if row["override_reason_code"] and row["override_reason_display"]:
             names.setdefault(row["override_reason_code"], row["override_reason_display"])
 
-    pairs: dict[tuple[str, str], Group] = {}
+    recommendations: dict[str, Group] = {}
+    drugs: dict[str, Group] = {}
     levels: dict[str, Group] = {}
     total = Group()
     weekly: dict[date, Counter[str]] = {}
     versions: set[str] = set()
     for uuid, card in cards.items():
         outcome = latest.get(uuid)
-        pair = pairs.setdefault(
-            (card["drug"], card["genes"]), Group(drug=card["drug"], genes=card["genes"])
+        label = labels.label(
+            card["recommendation_id"], card["drug"], card["genes"], card["phenotype"]
         )
+        rec = recommendations.get(card["recommendation_id"])
+        if rec is None:
+            rec = recommendations[card["recommendation_id"]] = Group(
+                drug=label.drug,
+                genes=label.genes,
+                recommendation=card["recommendation_id"],
+                finding=label.finding,
+                advice=label.advice,
+            )
+        drug = drugs.setdefault(card["drug"], Group(drug=card["drug"]))
         level = levels.setdefault(card["indicator"], Group(indicator=card["indicator"]))
-        for group in (pair, level, total):
+        for group in (rec, drug, level, total):
             group.add(card, outcome)
         day = as_utc(card["issued_at"]).date()
         weekly.setdefault(day - timedelta(days=day.weekday()), Counter())[card["drug"]] += 1
         versions.add(card["knowledge_version"])
+    counted = calls.first_hour is not None
+    for group in [*recommendations.values(), *drugs.values()]:
+        if counted:
+            group.orders = (
+                calls.patient_view_calls
+                if group.drug == PATIENT_VIEW
+                else calls.by_drug.get(group.drug, 0)
+            )
+    for drug in drugs.values():  # the genes of the drug's rows
+        drug.genes = ", ".join(
+            sorted({r.genes for r in recommendations.values() if r.drug == drug.drug and r.genes})
+        )
     order = {name: i for i, name in enumerate(_INDICATORS)}
     return Report(
         since=since,
         until=until,
-        by_pair=sorted(pairs.values(), key=lambda g: (g.drug, g.genes)),
+        by_recommendation=sorted(
+            recommendations.values(), key=lambda g: (g.drug, g.genes, -g.issued, g.finding)
+        ),
+        by_drug=sorted(drugs.values(), key=lambda g: g.drug),
         by_indicator=sorted(levels.values(), key=lambda g: order.get(g.indicator, 9)),
         total=total,
         weekly=dict(sorted(weekly.items())),
         reason_names=names,
         unknown_feedback=unknown,
         knowledge_versions=sorted(versions),
+        calls=calls,
     )
 
 
@@ -264,28 +372,63 @@ def rate_text(group: Group) -> str:
     return f"{_pct(group.override_rate)} ({_pct(ci[0])}–{_pct(ci[1])})"
 
 
+def per_1000_text(group: Group) -> str:
+    value = group.per_1000
+    return "-" if value is None else f"{value:.1f}"
+
+
 COLUMNS = ("issued", "shown", "silent", "accepted", "overridden", "no feedback", "patients")
+
+
+def calls_text(report: Report) -> str:
+    """The denominator in a sentence."""
+    calls = report.calls
+    if calls.first_hour is None:
+        return (
+            "Hook calls: none counted in this period (no calls, or a version of the service "
+            "before calls were counted): no rates per 1,000 orders."
+        )
+    services = ", ".join(f"{s} {n:,}" for s, n in sorted(calls.by_service.items()))
+    since = (
+        ""
+        if report.counted_from_start
+        else f" (counted from {calls.first_hour:%Y-%m-%d %H:00} UTC only)"
+    )
+    return (
+        f"Hook calls: {calls.calls:,} ({services}); orders judged: {calls.orders:,}, "
+        f"{calls.covered_orders:,} of them for a drug the knowledge covers{since}."
+    )
 
 
 def text(report: Report) -> str:
     lines = [
         f"Cards issued {report.since} to {report.until} (UTC), knowledge "
         + (", ".join(report.knowledge_versions) or "-"),
-        "Override rate: overridden / (accepted + overridden), Wilson 95% CI.",
+        calls_text(report),
+        "Override rate: overridden / (accepted + overridden), Wilson 95% CI. Per 1,000: cards "
+        "issued per 1,000 orders of the drug judged (patient view: per 1,000 calls).",
         "",
     ]
     if not report.total.issued:
         lines.append("No cards were issued in this period.\n")
-    head = f"{'':<34}" + "".join(f"{c:>12}" for c in COLUMNS) + "  override rate (95% CI)"
+    width = 44
+    head = (
+        f"{'':<{width}}"
+        + "".join(f"{c:>12}" for c in COLUMNS)
+        + f"{'per 1,000':>11}  override rate (95% CI)"
+    )
     for title, groups in (
-        ("drug / gene(s)", report.by_pair),
-        ("indicator", report.by_indicator),
+        ("by recommendation", report.by_recommendation),
+        ("by drug", report.by_drug),
+        ("by indicator", report.by_indicator),
     ):
         lines += [title + head[len(title) :], "-" * len(head)]
         for g in [*groups, report.total]:
-            label = shown(g.label) if g is not report.total else "all cards"
+            label = shown(g.label, width - 1) if g is not report.total else "all cards"
             lines.append(
-                f"{label[:33]:<34}" + "".join(f"{n:>12}" for n in g.counts()) + f"  {rate_text(g)}"
+                f"{label:<{width}}"
+                + "".join(f"{n:>12}" for n in g.counts())
+                + f"{per_1000_text(g) if g is not report.total else '':>11}  {rate_text(g)}"
             )
         lines.append("")
     lines.append("top override reasons")
@@ -303,8 +446,11 @@ def text(report: Report) -> str:
 
 CSV_HEADER = [
     "by",
+    "recommendation",
     "drug",
     "genes",
+    "finding",
+    "advice",
     "indicator",
     "issued",
     "shown",
@@ -313,6 +459,8 @@ CSV_HEADER = [
     "overridden",
     "no_feedback",
     "patients",
+    "orders",
+    "per_1000_orders",
     "override_rate",
     "ci_low",
     "ci_high",
@@ -326,20 +474,27 @@ def write_csv(report: Report, path: Path) -> None:
         out = csv.writer(fh)
         out.writerow(CSV_HEADER)
         for by, groups in (
-            ("drug-gene", report.by_pair),
+            ("recommendation", report.by_recommendation),
+            ("drug", report.by_drug),
             ("indicator", report.by_indicator),
             ("all", [report.total]),
         ):
             for g in groups:
                 ci = g.ci
                 rate = g.override_rate
+                per_1000 = g.per_1000
+                indicator = g.indicator or "/".join(g.indicators) if by != "all" else ""
                 row = [
                     by,
+                    g.recommendation,
                     g.drug,
                     g.genes,
-                    g.indicator,
-                    *g.counts()[:6],
-                    len(g.patients),
+                    g.finding,
+                    g.advice,
+                    indicator,
+                    *g.counts(),
+                    "" if g.orders is None else g.orders,
+                    "" if per_1000 is None else f"{per_1000:.2f}",
                     "" if rate is None else f"{rate:.4f}",
                     "" if ci is None else f"{ci[0]:.4f}",
                     "" if ci is None else f"{ci[1]:.4f}",
@@ -347,170 +502,6 @@ def write_csv(report: Report, path: Path) -> None:
                     "; ".join(f"{shown(code)} ({n})" for code, n in g.reasons.most_common(3)),
                 ]
                 out.writerow([csv_cell(cell) for cell in row])
-
-
-# -- HTML with plots ------------------------------------------------------------------------
-
-
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def plots(report: Report) -> dict[str, str]:
-    """The three plots as PNG data URIs (matplotlib's Agg canvas; no display needed)."""
-    try:
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-    except ImportError as exc:
-        raise RuntimeError(
-            "the HTML report needs matplotlib: pip install 'pgx-pain-cds[report]'"
-        ) from exc
-
-    out = {}
-    # Cards per week by drug (stacked).
-    fig = Figure(figsize=(8, 3.6))
-    ax = fig.add_subplot()
-    weeks = list(report.weekly)
-    drugs = sorted({d for counts in report.weekly.values() for d in counts})
-    bottom = [0] * len(weeks)
-    for drug in drugs:
-        heights = [report.weekly[w][drug] for w in weeks]
-        ax.bar([w.isoformat() for w in weeks], heights, bottom=bottom, label=shown(drug))
-        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    if drugs:
-        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
-    else:
-        ax.text(0.5, 0.5, "no cards in this period", ha="center", transform=ax.transAxes)
-    ax.set_title("Cards issued per week (shown and silent), by drug")
-    ax.set_xlabel("week starting (Monday)")
-    ax.set_ylabel("cards")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    out["weekly"] = _png(fig)
-
-    # Override rate by drug–gene pair, with the Wilson interval.
-    rated = [g for g in report.by_pair if g.with_feedback]
-    fig = Figure(figsize=(8, 0.5 * max(len(rated), 2) + 1.2))
-    ax = fig.add_subplot()
-    if rated:
-        ys = list(range(len(rated)))[::-1]
-        rates = [100 * (g.override_rate or 0) for g in rated]
-        cis = [g.ci or (0.0, 0.0) for g in rated]
-        lower = [r - 100 * lo for r, (lo, _) in zip(rates, cis, strict=True)]
-        upper = [100 * hi - r for r, (_, hi) in zip(rates, cis, strict=True)]
-        ax.errorbar(rates, ys, xerr=[lower, upper], fmt="o", capsize=4, color="#b03a2e")
-        ax.set_yticks(
-            ys,
-            [f"{shown(g.label)}  (n={g.with_feedback})" for g in rated],
-            fontsize=8,
-            parse_math=False,
-        )
-        ax.set_ylim(-0.7, len(rated) - 0.3)
-    else:
-        ax.text(0.5, 0.5, "no feedback in this period", ha="center", transform=ax.transAxes)
-        ax.set_yticks([])
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("override rate, % of cards with feedback (95% Wilson CI)")
-    ax.set_title("Override rate by drug–gene pair")
-    ax.grid(axis="x", alpha=0.3)
-    out["override_rate"] = _png(fig)
-
-    # Override reasons.
-    reasons = report.total.reasons.most_common(10)[::-1]
-    fig = Figure(figsize=(8, 0.45 * max(len(reasons), 2) + 1.2))
-    ax = fig.add_subplot()
-    if reasons:
-        # positions, then the labels as plain text: a category axis would parse "$...$"
-        ax.barh(range(len(reasons)), [n for _, n in reasons])
-        ax.set_yticks(
-            range(len(reasons)),
-            [report.reason_label(c) for c, _ in reasons],
-            fontsize=8,
-            parse_math=False,
-        )
-    else:
-        ax.text(0.5, 0.5, "no overrides in this period", ha="center", transform=ax.transAxes)
-        ax.set_yticks([])
-    ax.set_xlabel("overridden cards")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Override reasons")
-    out["reasons"] = _png(fig)
-    return out
-
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:80em;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th:first-child,td:first-child,td.reasons,th.reasons{text-align:left}
-td:first-child,td.rate{white-space:nowrap}
-td.reasons{min-width:14em}
-tr.total td{font-weight:bold;background:#f4f4f4}
-img{max-width:100%;display:block;margin:1em 0}
-.note{color:#555;font-size:.9em}
-"""
-
-
-def _table(report: Report, groups: list[Group], first: str) -> str:
-    total = report.total
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in (first, *COLUMNS))
-    head += '<th>override rate (95% CI)</th><th>comments</th><th class="reasons">top reasons</th>'
-    body = []
-    for g in [*groups, total]:
-        cls = ' class="total"' if g is total else ""
-        label = "all cards" if g is total else g.label
-        cells = "".join(f"<td>{n}</td>" for n in g.counts())
-        reasons = "; ".join(
-            f"{report.reason_label(code)} ({n})" for code, n in g.reasons.most_common(3)
-        )
-        body.append(
-            f"<tr{cls}><td>{html.escape(label)}</td>{cells}"
-            f'<td class="rate">{html.escape(rate_text(g))}</td><td>{g.comments}</td>'
-            f'<td class="reasons">{html.escape(reasons)}</td></tr>'
-        )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def html_page(report: Report, generated: datetime | None = None) -> str:
-    images = plots(report)
-    generated = generated or datetime.now(UTC)
-    reasons = "".join(
-        f"<tr><td>{html.escape(report.reason_label(code))}</td><td>{n}</td></tr>"
-        for code, n in report.total.reasons.most_common(10)
-    )
-    period = f"{report.since} to {report.until}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>PGx Pain CDS: cards and overrides, {html.escape(period)}</title>
-<style>{_STYLE}</style></head><body>
-<h1>PGx Pain CDS: cards and overrides</h1>
-<p>Cards issued <b>{html.escape(period)}</b> (UTC days, both included). Knowledge version(s):
-{html.escape(", ".join(report.knowledge_versions) or "-")}. Generated
-{generated:%Y-%m-%d %H:%M} UTC.</p>
-<p class="note"><b>Silent</b> cards were evaluated and logged but not shown (site configuration):
-they show how often a card would fire. <b>Accepted</b>: the clinician took a suggestion.
-<b>Override rate</b>: overridden / (accepted + overridden), with a Wilson 95% confidence
-interval; cards with no feedback are counted beside it, not in it. <b>Patients</b>: distinct
-patients (counted by a keyed hash; the log holds no patient identifiers).</p>
-<h2>By drug and gene</h2>
-{_table(report, report.by_pair, "drug / gene(s)")}
-<h2>By indicator</h2>
-{_table(report, report.by_indicator, "indicator")}
-<h2>Cards per week</h2>
-<img alt="Cards issued per week by drug" src="{images["weekly"]}">
-<h2>Override rates</h2>
-<img alt="Override rate by drug-gene pair with 95% confidence intervals"
- src="{images["override_rate"]}">
-<h2>Override reasons</h2>
-<table><thead><tr><th>reason</th><th>overridden cards</th></tr></thead>
-<tbody>{reasons or '<tr><td colspan="2">no overrides</td></tr>'}</tbody></table>
-<img alt="Override reasons" src="{images["reasons"]}">
-<p>Overrides with a comment: {report.total.comments}. Feedback received for cards the log
-does not know: {report.unknown_feedback}.</p>
-</body></html>
-"""
 
 
 # -- the commands ---------------------------------------------------------------------------
@@ -528,7 +519,12 @@ def add_commands(sub: Any) -> None:
     report.add_argument("--since", type=_day, help="first day, YYYY-MM-DD (default: 30 days ago)")
     report.add_argument("--until", type=_day, help="last day, included (default: today, UTC)")
     report.add_argument("--csv", type=Path, help="also write the figures to this CSV file")
-    report.add_argument("--html", type=Path, help="also write an HTML report with plots")
+    report.add_argument(
+        "--html",
+        type=Path,
+        help="also write an HTML report with charts; '-': the page to standard output (the "
+        "table then goes to standard error)",
+    )
     purge_cmd = sub.add_parser(
         "purge", help="delete card log and feedback rows older than the retention"
     )
@@ -557,22 +553,30 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
             print("pgx-cds: --since is after --until", file=sys.stderr)
             return 2
         try:
-            report = build(engine, since, until)
+            knowledge: Knowledge | None = Knowledge(settings.knowledge_dir)
+        except KnowledgeError:
+            knowledge = None  # (rows are labelled as logged)
+        try:
+            report = build(engine, since, until, knowledge)
         except SQLAlchemyError as exc:
             print(f"pgx-cds: cannot read the database: {type(exc).__name__}", file=sys.stderr)
             return 1
-        print(text(report))
+        to_stdout = args.html is not None and str(args.html) == "-"
+        told = sys.stderr if to_stdout else sys.stdout
+        print(text(report), file=told)
         if args.csv:
             write_csv(report, args.csv)
-            print(f"\nCSV written to {args.csv}")
+            print(f"\nCSV written to {args.csv}", file=told)
         if args.html:
-            try:
-                page = html_page(report)
-            except RuntimeError as exc:
-                print(f"pgx-cds: {exc}", file=sys.stderr)
-                return 1
-            args.html.write_text(page, encoding="utf-8")
-            print(f"HTML report written to {args.html}")
+            from .report_page import html_page
+
+            page = html_page(report)
+            if to_stdout:
+                sys.stdout.write(page)
+                sys.stdout.flush()
+            else:
+                args.html.write_text(page, encoding="utf-8")
+                print(f"HTML report written to {args.html}", file=told)
         return 0
     finally:
         engine.dispose()

@@ -48,7 +48,7 @@ from ..core.trace import Trace
 from . import keys
 from .card_writer import CardWriter
 from .db_guard import Bounded
-from .tables import as_utc, card_log_table, feedback_table
+from .tables import as_utc, card_log_table, feedback_table, hook_calls_table
 
 log = logging.getLogger("cds_service.card_log")
 
@@ -395,11 +395,13 @@ class CardLog:
 
 def purge(engine: Engine, days: int, now: datetime | None = None) -> tuple[int, int]:
     """Delete card log rows issued, and feedback received, more than ``days`` days ago
-    (``PGX_CDS_RETENTION_DAYS``); returns (cards, feedback items) deleted."""
+    (``PGX_CDS_RETENTION_DAYS``), and the hook call counts of those days; returns (cards,
+    feedback items) deleted."""
     if days < 1:
         raise ValueError("the retention must be at least one day")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
     with engine.begin() as conn:
         cards = conn.execute(delete(card_log_table).where(card_log_table.c.issued_at < cutoff))
         items = conn.execute(delete(feedback_table).where(feedback_table.c.received_at < cutoff))
+        conn.execute(delete(hook_calls_table).where(hook_calls_table.c.hour < cutoff))
     return cards.rowcount, items.rowcount

@@ -1,12 +1,12 @@
 """``pgx-cds report`` over a seeded month: the figures a committee reads, as a table, CSV and
-an HTML page whose plots are real PNGs; ``pgx-cds purge`` keeps only the retention."""
+an HTML page whose charts are inline SVG; ``pgx-cds purge`` keeps only the retention."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import re
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,8 +19,8 @@ from report_history import (
 from sqlalchemy import func, select
 
 from cds_service.cli import main
-from cds_service.governance import report as report_module
-from cds_service.governance.report import build, html_page, text, wilson, write_csv
+from cds_service.governance.report import build, text, wilson, write_csv
+from cds_service.governance.report_page import html_page
 from cds_service.store import schema
 from cds_service.store.card_log import purge
 from cds_service.store.feedback import FeedbackStore
@@ -61,12 +61,21 @@ def test_retried_feedback_is_stored_once(store):
     assert c1 == 1
 
 
-def test_terminal_table_and_csv(store, tmp_path):
-    rep = build(store.engine, *OCTOBER)
+def test_terminal_table_and_csv(store, tmp_path, knowledge):
+    rep = build(store.engine, *OCTOBER, knowledge)
     table = text(rep)
-    codeine = next(line for line in table.splitlines() if line.startswith("codeine / CYP2D6"))
-    assert codeine.split()[3:10] == ["14", "10", "4", "5", "3", "2", "10"]
+    codeine = next(line for line in table.splitlines() if re.match(r"codeine +\d", line))
+    assert codeine.split()[1:9] == ["14", "10", "4", "5", "3", "2", "10", "70.0"]
     assert codeine.endswith("37.5% (13.7%–69.4%)")
+    # a row per recommendation, labelled from the knowledge: UM and PM not mixed
+    um = next(line for line in table.splitlines() if line.startswith("codeine / CYP2D6: Ultra"))
+    pm = next(line for line in table.splitlines() if line.startswith("codeine / CYP2D6: Poor"))
+    assert um.split()[5:13] == ["7", "5", "2", "2", "3", "0", "7", "35.0"]
+    assert pm.split()[5:13] == ["7", "5", "2", "3", "0", "2", "7", "35.0"]
+    assert "Hook calls: 900 (pgx-order-select 300, pgx-order-sign 100, pgx-patient-view 500)" in (
+        table
+    )
+    assert "orders judged: 1,000, 350 of them for a drug the knowledge covers." in table
     assert "2  Benefit outweighs the risk for this patient" in table
     assert "1  (no reason given)" in table
     assert "overrides with a comment: 2" in table
@@ -74,8 +83,8 @@ def test_terminal_table_and_csv(store, tmp_path):
     path = tmp_path / "report.csv"
     write_csv(rep, path)
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
-    by = {(r["by"], r["drug"] or r["indicator"]): r for r in rows}
-    codeine_row = by[("drug-gene", "codeine")]
+    by = {(r["by"], r["recommendation"] or r["drug"] or r["indicator"]): r for r in rows}
+    codeine_row = by[("drug", "codeine")]
     assert [codeine_row[k] for k in ("issued", "shown", "silent", "accepted", "overridden")] == [
         "14",
         "10",
@@ -84,39 +93,46 @@ def test_terminal_table_and_csv(store, tmp_path):
         "3",
     ]
     assert (codeine_row["no_feedback"], codeine_row["patients"]) == ("2", "10")
+    assert (codeine_row["orders"], codeine_row["per_1000_orders"]) == ("200", "70.00")
     assert (codeine_row["override_rate"], codeine_row["ci_low"], codeine_row["ci_high"]) == (
         "0.3750",
         "0.1368",
         "0.6943",
     )
     assert codeine_row["top_reasons"] == "benefit-outweighs-risk (2); tolerated-before (1)"
-    assert by[("drug-gene", "celecoxib")]["override_rate"] == ""
+    um_row = by[("recommendation", "codeine-cyp2d6-um")]
+    assert (um_row["genes"], um_row["finding"], um_row["advice"], um_row["indicator"]) == (
+        "CYP2D6",
+        "Ultrarapid Metabolizer",
+        "avoid",
+        "critical",
+    )
+    assert by[("drug", "celecoxib")]["override_rate"] == ""
     assert by[("indicator", "warning")]["issued"] == "11"
     assert by[("all", "")]["overridden"] == "5"
 
 
-PNG = b"\x89PNG\r\n\x1a\n"
+def _svgs(page: str) -> list[ET.Element]:
+    return [ET.fromstring(m) for m in re.findall(r"<svg .*?</svg>", page, re.DOTALL)]
 
 
-def test_html_report_embeds_its_plots_as_png(store):
-    from matplotlib.image import imread
-
-    page = html_page(build(store.engine, *OCTOBER))
-    images = re.findall(r'<img alt="([^"]+)"\s+src="data:image/png;base64,([^"]+)"', page)
-    assert [alt for alt, _ in images] == [
-        "Cards issued per week by drug",
-        "Override rate by drug-gene pair with 95% confidence intervals",
-        "Override reasons",
+def test_html_report_draws_its_charts_as_inline_svg(store, knowledge):
+    page = html_page(build(store.engine, *OCTOBER, knowledge))
+    charts = _svgs(page)  # well-formed XML, drawn by the service itself
+    ns = "{http://www.w3.org/2000/svg}"
+    assert [c.get("aria-label") for c in charts] == [
+        "Cards issued per week (shown and silent), by drug",
+        "Override rate by recommendation, % of cards with feedback (95% Wilson CI)",
+        "Override reasons (overridden cards)",
     ]
-    for _, data in images:
-        png = base64.b64decode(data, validate=True)
-        assert png.startswith(PNG)
-        pixels = imread(io.BytesIO(png), format="png")
-        assert pixels.shape[0] > 200 and pixels.shape[1] > 400
-        assert pixels.std() > 0.05  # something is drawn, not a blank canvas
-    assert "<td>codeine / CYP2D6</td><td>14</td><td>10</td><td>4</td>" in page
+    weekly, rates, reasons = charts
+    assert len(weekly.findall(f"{ns}rect")) >= 5 + 3  # bars of 5 weeks and a legend of 3 drugs
+    assert len(rates.findall(f"{ns}circle")) == 3  # codeine UM, codeine PM, tramadol
+    assert len(reasons.findall(f"{ns}rect")) == 4
+    assert "<img" not in page and "data:image" not in page
+    assert "http" not in page.split("<body>")[1].replace("http://www.w3.org/2000/svg", "")
     assert "37.5% (13.7%–69.4%)" in page
-    assert "http" not in page.split("<body>")[1].replace("https://", "")  # no external assets
+    assert '<td class="t">Ultrarapid Metabolizer</td>' in page
 
 
 def test_html_report_escapes_what_it_shows(settings):
@@ -140,8 +156,13 @@ def test_report_command_writes_csv_and_html(store, settings, tmp_path, monkeypat
     assert main([*argv, "--csv", str(out_csv), "--html", str(out_html)]) == 0
     printed = capsys.readouterr().out
     assert "Cards issued 2026-10-01 to 2026-10-31" in printed
-    assert out_csv.read_text().startswith("by,drug,genes,indicator,issued")
-    assert out_html.read_text().count("data:image/png;base64,") == 3
+    assert out_csv.read_text().startswith("by,recommendation,drug,genes,finding,advice")
+    assert out_html.read_text().count("<svg ") == 3
+    # to standard output (kubectl exec ... > report.html): the page alone, the table aside
+    assert main([*argv, "--html", "-"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("<!DOCTYPE html>") and out.out.rstrip().endswith("</html>")
+    assert "Cards issued 2026-10-01 to 2026-10-31" in out.err
     assert main(["report", "--since", "2025-01-01", "--until", "2025-01-31"]) == 0
     assert "No cards were issued in this period." in capsys.readouterr().out
     assert main(["report", "--since", "2026-11-02", "--until", "2026-11-01"]) == 2
@@ -166,11 +187,14 @@ def test_silent_go_live_as_a_committee_tries_it(tmp_path, settings, monkeypatch,
         )
         assert client.post("/cds-services/pgx-order-select", json=body).get_json() == {"cards": []}
     client.application.extensions["pgx"]["store"].card_log.flush()  # written in the background
+    client.application.extensions["pgx"]["engine"].call_counts.flush()  # (once a minute)
     monkeypatch.setenv("PGX_CDS_DATABASE_URL", settings.database_url)
     assert main(["report"]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("codeine / CYP2D6"))
-    # issued 3, shown 0, silent 3, no feedback, two patients
-    assert line.split()[3:10] == ["3", "0", "3", "0", "0", "0", "2"]
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith("codeine / CYP2D6: Ultra"))
+    # issued 3, shown 0, silent 3, no feedback, two patients; 3 cards for 3 codeine orders
+    assert line.split()[5:13] == ["3", "0", "3", "0", "0", "0", "2", "1000.0"]
+    assert "Hook calls: 3 (pgx-order-select 3); orders judged: 3" in printed
 
 
 def test_purge_keeps_only_the_retention(store, settings, monkeypatch, capsys):
@@ -193,21 +217,6 @@ def test_purge_keeps_only_the_retention(store, settings, monkeypatch, capsys):
     assert main(["purge"]) == 0  # every seeded card is older than a day
     assert "deleted 10 card log row(s) and 0 feedback item(s)" in capsys.readouterr().out
     assert main(["purge", "--days", "0"]) == 2
-
-
-def test_html_report_without_matplotlib_says_what_to_install(store, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    with pytest.raises(RuntimeError, match=r"pgx-pain-cds\[report\]"):
-        report_module.plots(build(store.engine, *OCTOBER))
 
 
 # -- issue 26, item 9: the report as a target ------------------------------------------------
@@ -288,7 +297,7 @@ def test_math_text_in_a_reason_does_not_fail_the_html_page(empty_store):
         empty_store, {"code": "$\\undefinedcommand$"}, {"code": "z", "display": "$x^{$"}
     )
     page = html_page(build(empty_store.engine, *OCTOBER))
-    assert "$\\undefinedcommand$" in page and page.count("data:image/png;base64,") == 3
+    assert "$\\undefinedcommand$" in page and len(_svgs(page)) == 3
 
 
 def test_a_caller_cannot_rename_the_services_own_reasons(empty_store):
