@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     worklist.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _add_token_options(worklist)
 
-    from .governance.report import add_commands
+    from .governance.report_command import add_commands
 
     add_commands(sub)
 
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"site configuration {settings.site_config}: OK")
         return _knowledge(args.dir or settings.knowledge_dir, settings.site_codes, args.action)
     if args.command in ("report", "purge"):
-        from .governance.report import run_command
+        from .governance.report_command import run_command
 
         return run_command(settings, args)
     if args.command == "sandbox" and args.action != "load":

@@ -54,10 +54,24 @@ class CardLabels:
                 rec.drug, "/".join(rec.genes), finding, _ADVICE.get(rec.action, rec.action)
             )
         for rule in knowledge.label_rules:
-            finding = f"age under {rule.max_age_years:g}"
-            if rule.reason_words:
-                finding += " after " + " or ".join(rule.reason_words[:2])
-            self._by_id[rule.id] = Label(rule.drug, "", finding, "do not use (FDA label)")
+            low, high = rule.min_age_years, rule.max_age_years
+            parts = [
+                f"age {low:g} to {high:g}"
+                if low is not None and high is not None
+                else f"age under {high:g}"
+                if high is not None
+                else f"age {low:g} or over"
+                if low is not None
+                else ""
+            ]
+            parts += [" or ".join(r.replace("-", " ") for r in rule.requires)]
+            finding = ", ".join(p for p in parts if p)
+            advice = (
+                "do not use (FDA label)"
+                if rule.indicator == "critical"
+                else "not recommended (FDA label)"
+            )
+            self._by_id[rule.id] = Label(rule.drug, "", finding, advice)
         for drug, pre in knowledge.pretest.drugs.items():
             self._by_id[f"{drug}-pretest-{pre.test}"] = Label(
                 drug, pre.test, "no result on file", "order the test"
