@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import platform
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from gunicorn.http.errors import ParseException
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
+from .. import __version__
 from ..core.errors import ClientError
 from ..core.hook_request import parse_hook_request
 from ..core.json_limits import parse_json
@@ -33,7 +36,7 @@ from ..store.replay import ReplayCache
 from . import metrics
 from .auth import JwtVerifier
 from .discovery import SERVICES, discovery
-from .logs import configure_logging, request_id_from
+from .logs import configure_logging, hook_instance_from, request_id_from
 
 log = logging.getLogger("cds_service")
 
@@ -53,6 +56,8 @@ ENDPOINTS = {
 START_DB_SECONDS = 10.0
 #: Methods named as they are in log lines; any other (a caller may send any token) is not.
 LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Endpoints asked every few seconds by probes and Prometheus: their lines are DEBUG.
+PROBES = frozenset({"healthz", "readyz", "metrics"})
 
 
 def where(exc: BaseException, frames: int = 8) -> str:
@@ -148,12 +153,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         call_counts=CallCounts(store.engine),
     )
     labels = CardLabels(knowledge)
-    # (counted once the answer is out, as the card log is written)
-    engine.on_cards = lambda hook, shown, silent: _after_answer(
-        lambda: metrics.record_cards(labels, shown, silent)
-    )
+
+    def decided(hook: str, shown: list[Any], silent: list[Any]) -> None:
+        g.silent_cards = len(silent)  # (for the request's log line)
+        # counted once the answer is out, as the card log is written
+        _after_answer(lambda: metrics.record_cards(labels, shown, silent))
+
+    engine.on_cards = decided
     metrics.meter_session(engine.session)
     metrics.KNOWLEDGE.labels(knowledge.version).set(1)
+    metrics.BUILD.labels(
+        __version__, knowledge.version, platform.python_version(), policy["mode"], policy["ehr"]
+    ).set(1)
     discovery_body = discovery(knowledge, site.active_hooks())
     allowed_origins = set(settings.cors_origin_set)
     # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
@@ -205,14 +216,23 @@ def create_app(settings: Settings | None = None) -> Flask:
         service_id = (request.view_args or {}).get("service_id", "")
         service = service_id if service_id in SERVICES else ""
         status = response.status_code
-        # One line a request. Method, route and status, and for a hook call what it
-        # answered: never bodies, identifiers, tokens or any other text the caller chose
-        # (the route's pattern, not the path).
-        line = (
-            (_logged_method(), _logged_route(), status, seconds * 1000, g.get("answered", ""))
-            if log.isEnabledFor(logging.INFO)
-            else None
-        )
+        # One line a request (DEBUG for probes and scrapes). Method, route and status, and
+        # for a hook call what it answered: never bodies, identifiers, tokens or any other
+        # text the caller chose (the route's pattern, not the path; a plain hookInstance).
+        level = logging.DEBUG if endpoint in PROBES else logging.INFO
+        line = None
+        if log.isEnabledFor(level):
+            fields: dict[str, Any] = {
+                "method": _logged_method(),
+                "route": _logged_route(),
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            }
+            if service:
+                fields["service"] = service
+            fields.update(g.get("hook_fields", {}))
+            sentence = (fields["method"], fields["route"], status, seconds * 1000)
+            line = (level, sentence, g.get("answered", ""), fields)
         later: list[Callable[[], None]] = g.pop("after_answer", [])
         request_id = g.get("request_id")
 
@@ -224,7 +244,14 @@ def create_app(settings: Settings | None = None) -> Flask:
                     log.error("after the answer: %s failed", type(exc).__name__)
             metrics.record_request(endpoint, service, status, seconds)
             if line is not None:
-                log.info("%s %s -> %s in %.1f ms%s", *line, extra={"request_id": request_id})
+                level, sentence, answered, fields = line
+                log.log(
+                    level,
+                    "%s %s -> %s in %.1f ms%s",
+                    *sentence,
+                    answered,
+                    extra={"request_id": request_id, "fields": fields},
+                )
 
         response.call_on_close(bookkeeping)
         return response
@@ -274,6 +301,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         hook_request = parse_hook_request(parse_json(_body()), service.hook)
+        # for the request's log line, whatever the answer (a 412 too): the hookInstance only
+        # when plain (the id the EHR's analysts correlate on)
+        instance = hook_instance_from(hook_request.hookInstance)
+        g.hook_fields = {"hook": service.hook, "hookInstance": instance}
         hook_request.authenticated_as(g.get("client_issuer"))  # (the cards are bound to it)
         engine.check_fhir_server(hook_request, g.get("client_issuer"))
         if service.hook == "patient-view":
@@ -286,10 +317,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         _after_answer(lambda: trace.log(log, request_id))  # (after the card log's lines)
         # for the request's log line: the service is ours, not the caller's text; the patient
         # reference is opaque (it correlates lines without naming anyone)
+        patient = patient_ref(hook_request.patient_id)
+        shown = Counter(str(c.get("indicator")) for c in body["cards"])
         g.answered = (
-            f": {service.id}, {len(body['cards'])} card(s) for "
-            f"{patient_ref(hook_request.patient_id)}"
+            f": {service.id}, {len(body['cards'])} card(s) for {patient}, hookInstance {instance}"
         )
+        g.hook_fields |= {
+            "patient": patient,
+            "cards": {level: shown.get(level, 0) for level in ("critical", "warning", "info")},
+            "silent_cards": g.get("silent_cards", 0),
+        }
         body["cards"] = adapt(body["cards"], site.ehr)  # (what the site's EHR supports)
         return jsonify(body)
 

@@ -3,7 +3,11 @@
 ``PGX_CDS_LOG_FORMAT=text`` (default) or ``json`` (one JSON object a line, for log shippers).
 Every line written while a request is handled carries its request id: the caller's
 ``X-Request-ID`` when it sent a sane one, else a fresh one (echoed in the response).
-What is logged never includes bodies, patient identifiers or tokens (see app.py).
+A line may carry fields (``extra={"fields": {...}}``): in JSON they are keys of the object
+(the request line: ``method``, ``route``, ``status``, ``duration_ms``, ``service``, ``hook``,
+``hookInstance``, ``patient``, ``cards`` by indicator, ``silent_cards``); the text format
+keeps the sentence. What is logged never includes bodies, patient identifiers or tokens
+(see app.py).
 """
 
 from __future__ import annotations
@@ -40,6 +44,21 @@ def request_id_from(header: str | None) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+#: A hookInstance is logged when it is a plain id (CDS Hooks: a UUID; Epic sends version-1
+#: UUIDs): at most 100 letters, digits and ``._:-``, and not a JWT.
+_HOOK_INSTANCE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+NOT_LOGGED = "(not a plain id: not logged)"
+
+
+def hook_instance_from(value: str) -> str:
+    """The call's ``hookInstance`` as a log line may carry it: the id an EHR analyst
+    correlates on when it is plain, else a fixed word (a caller's text never forges a line
+    or smuggles a token into the logs)."""
+    if _HOOK_INSTANCE.fullmatch(value) and not _looks_like_jwt(value):
+        return value
+    return NOT_LOGGED
+
+
 def _looks_like_jwt(value: str) -> bool:
     """A compact JWS/JWT: base64url of a JSON header (``{"`` encodes as ``eyJ``), then two
     dots. Even a small one fits in 64 characters, and a bearer token must never be logged."""
@@ -67,6 +86,9 @@ class JsonFormatter(logging.Formatter):
         rid = getattr(record, "request_id", "-")
         if rid != "-":
             entry["request_id"] = rid
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update({k: v for k, v in fields.items() if k not in entry})
         if record.exc_info and record.levelno >= logging.ERROR:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

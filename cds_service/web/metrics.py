@@ -52,7 +52,23 @@ class _ProcessId:
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # (before any metric below is made)
     values.ValueClass = values.MultiProcessValue(process_identifier=_ProcessId())
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Seconds. A hook call with prefetch takes a few milliseconds (the median near 1 ms): the
+#: buckets start at half a millisecond so the median and its changes show.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
 REQUESTS = Counter(
     "pgx_cds_http_requests_total",
@@ -108,6 +124,13 @@ KNOWLEDGE = Gauge(
     "pgx_cds_knowledge_info",
     "The knowledge version loaded (value 1).",
     ["version"],
+    multiprocess_mode="max",
+)
+BUILD = Gauge(
+    "pgx_cds_build_info",
+    "The service's build (value 1): package version, knowledge version, Python version, the "
+    "site policy's mode and the EHR its cards are shaped for.",
+    ["version", "knowledge", "python", "site_mode", "ehr"],
     multiprocess_mode="max",
 )
 
