@@ -172,3 +172,56 @@ def test_the_image_has_no_build_tools(containers):
         check=False,
     )
     assert result.stdout.strip() == "none", result.stdout
+
+
+# -- issue 27: go-live you can see, and the committee's report where the service runs --------
+
+
+def test_a_silent_site_file_shows_in_readyz_the_logs_and_the_report(
+    postgres_url, containers, tmp_path: Path
+):
+    """Run as the Kubernetes overlay runs it: JSON logs, a silent site file mounted read-only;
+    /readyz shows the policy, the JSON line of a hook call carries its hookInstance, and the
+    documented command (`pgx-cds report --html -` in the running container) writes the page."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "site.json").write_text('{"silent": true}')
+    site.chmod(0o755)
+    (site / "site.json").chmod(0o644)
+    env = {
+        **_database(postgres_url),
+        "PGX_CDS_LOG_FORMAT": "json",
+        "PGX_CDS_SITE_CONFIG": "/etc/pgx-cds/site.json",
+    }
+    box = Container(free_port(), env, f"--volume={site}:/etc/pgx-cds:ro")
+    containers.append(box)
+    box.wait_ready()
+    ready = requests.get(f"{box.url}/readyz", timeout=5).json()
+    assert ready["site"]["mode"] == "silent" and ready["site"]["silent"] is True
+    assert ready["site"]["file"] == "/etc/pgx-cds/site.json" and len(ready["site"]["sha256"]) == 64
+
+    body = {**PM_CODEINE, "hookInstance": "f399c67c-c703-11ea-af16-460231621f93"}
+    assert requests.post(f"{box.url}{HOOK}", json=body, timeout=10).json() == {"cards": []}
+    deadline = time.monotonic() + 10
+    lines: list[dict] = []
+    while time.monotonic() < deadline:
+        lines = [
+            json.loads(x)
+            for x in box.logs().splitlines()
+            if x.startswith("{") and '"hookInstance"' in x
+        ]
+        if lines:
+            break
+        time.sleep(0.2)
+    (line,) = lines
+    assert line["hookInstance"] == body["hookInstance"]
+    assert (line["status"], line["service"], line["silent_cards"]) == (200, "pgx-order-select", 1)
+    assert any("site policy: silent" in x for x in box.logs().splitlines())
+
+    time.sleep(1)  # the card log is written in the background
+    report = _podman("exec", box.name, "pgx-cds", "report", "--html", "-", timeout=60)
+    page = report.stdout
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>"), report.stderr
+    assert page.count("<svg ") == 3
+    assert "codeine" in page and "Poor Metabolizer" in page  # the silent card, by recommendation
+    assert "Cards issued" in report.stderr  # the table beside it, on standard error
