@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, has_request_context, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from gunicorn.http.errors import ParseException
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -155,6 +155,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     labels = CardLabels(knowledge)
 
     def decided(hook: str, shown: list[Any], silent: list[Any]) -> None:
+        if not has_request_context():  # (the engine used directly: a benchmark, a tool)
+            metrics.record_cards(labels, shown, silent)
+            return
         g.silent_cards = len(silent)  # (for the request's log line)
         # counted once the answer is out, as the card log is written
         _after_answer(lambda: metrics.record_cards(labels, shown, silent))
