@@ -216,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         return _explain(settings, _request_path(args.request), args.fhir, token)
     if args.command == "worklist":
-        from .worklist.command import worklist
+        from .worklist.command import worklist as run_worklist
 
-        return worklist(settings, args, token)
+        return run_worklist(settings, args, token)
     if not args.fhir:
         return _fail("sandbox load needs --fhir URL (the FHIR R4 server to load)")
     return _sandbox_load(args.fhir, token, args.dir)

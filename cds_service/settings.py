@@ -268,7 +268,11 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _audience(self) -> Settings:
+    def _audience_checked(self) -> Settings:
+        self._audience()
+        return self
+
+    def _audience(self) -> None:
         if self.trusted_issuers and not self.public_url:
             raise ValueError(
                 "PGX_CDS_PUBLIC_URL is required with PGX_CDS_TRUSTED_ISSUERS: JWT audiences are "
@@ -284,7 +288,6 @@ class Settings(BaseSettings):
             )
         if self.metrics_port is not None and self.metrics_port == self.port:
             raise ValueError("PGX_CDS_METRICS_PORT must differ from PGX_CDS_PORT")
-        return self
 
     @property
     def cors_origin_set(self) -> frozenset[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -141,6 +141,7 @@ def _strings_acceptable(body: Any, unicode: bool) -> bool:
     limit = MAX_STRING
     stack = [body]
     strings: list[str] = []
+    values: Iterable[Any]
     while stack:
         node = stack.pop()
         if type(node) is dict:

@@ -246,8 +246,9 @@ class CardLog:
     def _current(self, timeout: float = HOOK_DB_SECONDS) -> keys.HashKey:
         if self._key is None:
             self._key = self._bounded.run(lambda: keys.stored(self.engine), timeout)
-        if self.on_key is not None:  # told once, however the key became known
-            self.on_key, tell = None, self.on_key
+        tell = self.on_key
+        if tell is not None:  # told once, however the key became known
+            self.on_key = None
             tell(self._key.secret)
         return self._key
 

@@ -256,7 +256,7 @@ class FeedbackStore:
             raise self._unavailable(exc) from None
         self._write_failed = None
         # a card another replica was writing in this moment: linked now, or by its writer
-        unknown = [r["card_uuid"] for r in rows if not r["card_known"]]
+        unknown = [str(r["card_uuid"]) for r in rows if not r["card_known"]]
         if unknown:
             with contextlib.suppress(SQLAlchemyError):  # stored: the answer is 200 anyway
                 self._bounded.run(lambda: self.card_log.link_feedback(unknown), STORE_SECONDS)

@@ -9,7 +9,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Flask, Response, g, has_request_context, jsonify, request
@@ -422,7 +422,7 @@ class ResponseHeaders:
         added = [*self.static, ("X-Request-ID", request_id)]
         origin = environ.get("HTTP_ORIGIN")
         allowed = "*" in self.allowed_origins or (origin and origin in self.allowed_origins)
-        if "*" not in self.allowed_origins and allowed:
+        if "*" not in self.allowed_origins and allowed and origin:
             added.append(("Access-Control-Allow-Origin", origin))
         named = origin and origin in self.allowed_origins
         if named and environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK") == "true":
@@ -456,8 +456,9 @@ class OrjsonProvider(DefaultJSONProvider):
         try:
             raw = orjson.dumps(obj, default=self.default, option=self.OPTIONS)
         except TypeError:
-            return super().response(obj)
-        return self._app.response_class(raw, mimetype=self.mimetype)
+            return cast(Response, super().response(obj))
+        response_class = cast(type[Response], self._app.response_class)  # (Flask's own)
+        return response_class(raw, mimetype=self.mimetype)
 
 
 def _check_encoding() -> None:

@@ -171,7 +171,7 @@ class JwtVerifier:
             raise Unauthorized("the JWT header has no kid")
         issuer = unverified.get("iss")
         jwks_url = self.issuers.get(issuer) if isinstance(issuer, str) else None
-        if jwks_url is None:
+        if jwks_url is None or not isinstance(issuer, str):
             raise Unauthorized("the JWT issuer is not trusted by this service")
         if header.get("jku") not in (None, jwks_url):
             raise Unauthorized("the JWT jku is not the trusted key set of its issuer")
@@ -200,12 +200,13 @@ class JwtVerifier:
             raise Unauthorized("the JWT aud names audiences other than this service")
         if not _number(claims["exp"]) or not _number(claims["iat"]):
             raise Unauthorized("the JWT exp and iat must be numbers (seconds since 1970)")
-        if not isinstance(claims["jti"], str) or not claims["jti"].strip():
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti.strip():
             raise Unauthorized("the JWT jti must be a non-empty string")
         if float(claims["exp"]) - float(claims["iat"]) > MAX_LIFETIME:
             raise Unauthorized("the JWT is valid for too long (exp - iat over one hour)")
         expires = int(min(float(claims["exp"]), time.time() + MAX_LIFETIME)) + LEEWAY + 1
-        if not self.replay.first_use(issuer, claims["jti"], expires):
+        if not self.replay.first_use(issuer, jti, expires):
             raise Unauthorized("the JWT was already used (jti replay)")
         return claims
 

@@ -100,7 +100,7 @@ def record_only_what_is_written() -> None:
     every line, as the logging HOWTO's "Optimization" section describes. For the process
     ``pgx-cds serve`` runs (these are the logging module's own switches, for every logger in
     the process: an application embedding ``create_app`` keeps its own choice)."""
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
@@ -109,7 +109,7 @@ def record_only_what_is_written() -> None:
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is now (test runners and servers replace it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -139,7 +139,7 @@ class _TextFormatter(logging.Formatter):
         if second != cached:
             text = time.strftime(self.default_time_format, self.converter(record.created))
             self._second = (second, text)
-        return self.default_msec_format % (text, record.msecs)
+        return f"{text},{int(record.msecs):03d}"  # the logging module's default_msec_format
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:

@@ -191,7 +191,7 @@ def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> Non
 gunicorn_util.write_error = _write_json_error
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:
         self.application = app
         self.options = options
