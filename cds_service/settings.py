@@ -17,8 +17,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
 #: The databases the service supports, by SQLAlchemy backend: the driver, how a URL names it,
 #: the Python module the driver needs and how to get that.
 DATABASES = {

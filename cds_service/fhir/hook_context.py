@@ -106,11 +106,6 @@ class DraftOrder:
         return DraftOrder(self.resource, {**self.medications, **found})
 
 
-def draft_orders(hook: str, context: dict[str, Any]) -> list[DraftOrder]:
-    """The orders this call asks us to judge (at order-select, the selected ones)."""
-    return selected(hook, context, session_orders(hook, context))
-
-
 def session_orders(hook: str, context: dict[str, Any]) -> list[DraftOrder]:
     """The draft orders of this ordering session."""
     field_name = "medications" if hook == "medication-prescribe" else "draftOrders"
