@@ -69,7 +69,7 @@ def latencies(url: str, seconds: float) -> list[float]:
         response = client.post("/cds-services/pgx-order-select", json=body)
         samples.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200 and response.get_json()["cards"]
-    app.extensions["pgx"]["store"].card_log.flush()
+    app.extensions["pgx"].store.card_log.flush()
     return samples
 
 

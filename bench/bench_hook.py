@@ -87,7 +87,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(database_url=f"sqlite:///{tmp}/bench.sqlite3"))
-        engine = app.extensions["pgx"]["engine"]
+        engine = app.extensions["pgx"].engine
         client = app.test_client()
         assert (
             len(
@@ -150,7 +150,7 @@ def main() -> None:
             )
         )
 
-        store = app.extensions["pgx"]["store"]
+        store = app.extensions["pgx"].store
         store.card_log.flush()  # the card log's writer is done before the folder goes
         store.engine.dispose()
 

@@ -397,7 +397,7 @@ def scaling(runs: int) -> list[tuple[str, float]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(database_url=f"sqlite:///{tmp}/s.sqlite3", log_level="ERROR"))
-        engine = app.extensions["pgx"]["engine"]
+        engine = app.extensions["pgx"].engine
         for results, orders in ((10, 1), (100, 1), (1000, 1), (31, 10), (31, 100)):
             body = prefetch_body(results, orders)
             request = parse_hook_request(body, "order-select")

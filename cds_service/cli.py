@@ -281,6 +281,7 @@ def _open_app(settings: Settings) -> Any:
     from .store.schema import SchemaError
     from .web.app import create_app
     from .web.server import StartupError
+    from .web.wiring import services
 
     _check_site_codes(settings.site_codes)
     _check_database_dir(settings.database_url)
@@ -288,7 +289,7 @@ def _open_app(settings: Settings) -> Any:
         app = create_app(settings)
         # the key sets, fetched once before the workers fork (they inherit them); readiness
         # fetches any still missing
-        missing = app.extensions["pgx"]["verifier"].warm()
+        missing = services(app).verifier.warm()
         if missing:
             log.warning(
                 "%d trusted issuer(s)' key sets could not be fetched at start: their calls "

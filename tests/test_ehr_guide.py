@@ -172,7 +172,7 @@ def test_the_epic_example_token_passes_against_the_service(settings, tmp_path):
         headers={"Authorization": f"Bearer {_signed(header, payload)}"},
     )
     assert stored.status_code == 200 and stored.get_json() == {"stored": 1}
-    store = client.application.extensions["pgx"]["store"]
+    store = client.application.extensions["pgx"].store
     (item,) = store.all()
     assert item["override_reason_code"] == "tolerated-before"
     assert item["override_comment"] == "took it for years"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import platform
 import time
 import traceback
 from collections import Counter
@@ -15,28 +13,19 @@ import orjson
 from flask import Flask, Response, g, has_request_context, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from gunicorn.http.errors import ParseException
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from .. import __version__
 from ..core.errors import ClientError
 from ..core.hook_request import parse_hook_request
 from ..core.json_limits import parse_json
-from ..core.logsafe import clean, patient_ref, quiet_http_libraries, set_ref_key
-from ..fhir.session import guarded_session
+from ..core.logsafe import clean, patient_ref
 from ..governance.ehr import adapt
 from ..governance.labels import CardLabels
-from ..governance.site_config import load
-from ..pipeline import Engine
-from ..settings import Settings, describe_database, get_settings
-from ..store import schema
-from ..store.call_counts import CallCounts
-from ..store.feedback import FeedbackStore
-from ..store.replay import ReplayCache
+from ..settings import Settings, get_settings
 from . import metrics
-from .auth import JwtVerifier
-from .discovery import SERVICES, discovery
-from .logs import configure_logging, hook_instance_from, request_id_from
+from .discovery import SERVICES
+from .logs import hook_instance_from, request_id_from
+from .wiring import Services, wire
 
 log = logging.getLogger("cds_service")
 
@@ -51,9 +40,6 @@ ENDPOINTS = {
     "_ready": "readyz",
     "_metrics": "metrics",
 }
-#: The longest the start waits for the database to read (or make) the service's key: a new
-#: connection to a remote database can take seconds; a hook call waits far less.
-START_DB_SECONDS = 10.0
 #: Methods named as they are in log lines; any other (a caller may send any token) is not.
 LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Endpoints asked every few seconds by probes and Prometheus: their lines are DEBUG.
@@ -80,117 +66,40 @@ def _error_type(exc: BaseException) -> str:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or get_settings()
-    settings.check()  # also for settings built in code (model_copy skips the checks)
-    configure_logging(settings.log_level, settings.log_format)
-    quiet_http_libraries()  # urllib3 at DEBUG logs FHIR URLs, and so patient ids
-    if settings.log_level == "DEBUG":
-        log.warning(
-            "PGX_CDS_LOG_LEVEL=DEBUG logs each call's decision trace: the drugs ordered and "
-            "the patient's genomic results (phenotypes, diplotypes, HLA typing), without "
-            "patient ids, record ids, free text or tokens; for troubleshooting with test "
-            "patients, not for production"
-        )
-    # Validated now: a bad file stops start-up rather than giving a wrong card later.
-    knowledge, site = load(settings)  # the knowledge and the site file (PGX_CDS_SITE_CONFIG)
-    policy = site.describe()
-    log.info(
-        "site policy: %s (file %s, sha256 %s; cards for %s); knowledge %s",
-        policy["mode"],
-        policy["file"] or "none: PGX_CDS_SITE_CONFIG unset",
-        policy["sha256"] or "-",
-        policy["ehr"],
-        knowledge.version,
-    )
-    hash_keys = settings.hash_keys()
-    if not hash_keys:
-        log.warning(
-            "no PGX_CDS_HASH_KEY: the card log's patient hashes are keyed by a key kept in the "
-            "same database (anyone with a copy of it can find the patients): testing only"
-        )
-    if settings.trusted_issuers and settings.allow_insecure_http:
-        log.warning(
-            "PGX_CDS_ALLOW_INSECURE_HTTP: key sets and FHIR servers may be read over plain "
-            "http:// (keys and patient data in clear on the network): testing only"
-        )
-    store = FeedbackStore(
-        settings.database_url,
-        hash_keys,
-        on_stored=metrics.record_feedback,
-        per_minute=settings.feedback_per_minute,
-        unknown_per_hour=settings.feedback_unknown_per_hour,
-    )
-    store.card_log.on_lost = metrics.record_cards_lost
+    """The service as a WSGI app: its parts wired from ``settings`` (``wiring.wire``), then
+    the request hooks, the error handlers and the routes."""
+    wired = wire(settings or get_settings())
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.extensions["pgx"] = wired  # typed: ``wiring.services(app)``
+    wired.engine.on_cards = _cards_counter(wired.labels)
+    allowed = set(wired.settings.cors_origin_set)
+    app.wsgi_app = ResponseHeaders(app.wsgi_app, allowed)  # type: ignore[method-assign]
+    _request_hooks(app, wired)
+    _error_handlers(app)
+    _hook_routes(app, wired)
+    _operation_routes(app, wired)
+    return app
 
-    def bring_schema_up_to_date() -> None:
-        schema.prepare(store.engine, settings.migrate_on_start)
 
-    try:
-        bring_schema_up_to_date()
-    except OperationalError as exc:
-        # The database is down: hook calls do not need it. Feedback answers 503 (and brings
-        # the schema up to date first) until it is back; readiness says "degraded".
-        log.warning(
-            "database %s unreachable at start (%s): serving hooks; feedback waits for it",
-            describe_database(settings.database_url),
-            type(exc).__name__,
-        )
-        store.prepare = bring_schema_up_to_date
-    # The patient references in logs are keyed from the card log's key: set when it is known.
-    store.card_log.on_key = set_ref_key
-    if store.prepare is None:
-        # Read once here (before workers fork), not by the first hook call that logs a card;
-        # a new connection to a remote database may take longer than a hook call may wait.
-        with contextlib.suppress(SQLAlchemyError):
-            store.card_log.key(timeout=START_DB_SECONDS)  # (tells set_ref_key)
-    # FHIR reads go through a session that never connects to link-local/metadata addresses.
-    engine = Engine(
-        knowledge,
-        settings,
-        session=guarded_session(),
-        card_log=store.card_log,
-        site=site,
-        call_counts=CallCounts(store.engine),
-    )
-    labels = CardLabels(knowledge)
+def _cards_counter(labels: CardLabels) -> Callable[[str, list[Any], list[Any]], None]:
+    """What the engine calls with each call's cards: counted in the metrics once the answer
+    is out (as the card log is written), at once when the engine is used directly."""
 
     def decided(hook: str, shown: list[Any], silent: list[Any]) -> None:
         if not has_request_context():  # (the engine used directly: a benchmark, a tool)
             metrics.record_cards(labels, shown, silent)
             return
         g.silent_cards = len(silent)  # (for the request's log line)
-        # counted once the answer is out, as the card log is written
         _after_answer(lambda: metrics.record_cards(labels, shown, silent))
 
-    engine.on_cards = decided
-    metrics.meter_session(engine.session)
-    metrics.KNOWLEDGE.labels(knowledge.version).set(1)
-    metrics.BUILD.labels(
-        __version__, knowledge.version, platform.python_version(), policy["mode"], policy["ehr"]
-    ).set(1)
-    discovery_body = discovery(knowledge, site.active_hooks())
-    allowed_origins = set(settings.cors_origin_set)
-    # Seen client JWTs live in the service's database: shared by replicas, kept on restart.
-    replay = ReplayCache(
-        store.engine, prepare=bring_schema_up_to_date, fallback=settings.replay_fallback
-    )
-    verifier = JwtVerifier(settings.trusted_issuers, replay=replay)
-    if not verifier.enabled:
-        log.warning("no PGX_CDS_TRUSTED_ISSUERS: CDS clients are not authenticated")
+    return decided
 
-    app = Flask(__name__)
-    app.json = OrjsonProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.extensions["pgx"] = {
-        "engine": engine,
-        "store": store,
-        "knowledge": knowledge,
-        "verifier": verifier,
-    }
 
-    # -- CORS and request logging ------------------------------------------------------
-
-    app.wsgi_app = ResponseHeaders(app.wsgi_app, allowed_origins)  # type: ignore[method-assign]
+def _request_hooks(app: Flask, wired: Services) -> None:
+    """Client authentication before, the request's log line and metrics after."""
+    settings, verifier = wired.settings, wired.verifier
 
     @app.before_request
     def _start() -> Response | None:
@@ -259,7 +168,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         response.call_on_close(bookkeeping)
         return response
 
-    # -- errors: always JSON, never a stack trace ---------------------------------------
+
+def _error_handlers(app: Flask) -> None:
+    """Errors: always JSON, never a stack trace."""
 
     @app.errorhandler(ClientError)
     def _client_error(exc: ClientError) -> tuple[Response, int]:
@@ -294,7 +205,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         metrics.record_unexpected(ENDPOINTS.get(request.endpoint or "", "other"), _error_type(exc))
         return jsonify({"error": "internal error; the service could not process this request"}), 500
 
-    # -- CDS Hooks ----------------------------------------------------------------------
+
+def _hook_routes(app: Flask, wired: Services) -> None:
+    """Discovery, the hook calls and feedback."""
+    engine, store, site, discovery_body = (
+        wired.engine,
+        wired.store,
+        wired.site,
+        wired.discovery_body,
+    )
 
     @app.get("/cds-services")
     def _discovery() -> Response:
@@ -341,7 +260,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         log.info("%s: stored %d feedback item(s)", service_id, count)  # counted by the store
         return jsonify({"stored": count})
 
-    # -- operations ---------------------------------------------------------------------
+
+def _operation_routes(app: Flask, wired: Services) -> None:
+    """Health, readiness and (where it is served on the hook port) the metrics."""
+    settings, store, verifier = wired.settings, wired.store, wired.verifier
+    knowledge, policy = wired.knowledge, wired.policy
 
     @app.get("/healthz")
     def _health() -> Response:
@@ -389,8 +312,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         def _metrics() -> Response:
             text, content_type = metrics.exposition()
             return Response(text, content_type=content_type)
-
-    return app
 
 
 REQUEST_ID_KEY = "pgx.request_id"

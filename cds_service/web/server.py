@@ -31,6 +31,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from ..core.logsafe import clean
 from .gather import GatheringWorker
 from .logs import configure_logging, record_only_what_is_written
+from .wiring import services
 
 log = logging.getLogger("cds_service")
 
@@ -208,7 +209,7 @@ class _Gunicorn(BaseApplication):
 
 def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settings: Any) -> None:
     """Serve ``app`` until SIGTERM/SIGINT."""
-    store = app.extensions["pgx"]["store"]
+    store = services(app).store
 
     def post_fork(server: Any, worker: Any) -> None:
         # Connections opened by the master (migrations) must not be shared with a child.

@@ -201,7 +201,7 @@ def test_page_bound(call, app):
     status, _ = call(codeine_request(fhir_server=FHIR, token="t"))
     assert status == 412
     pages = [c for c in responses.calls if is_results_search(c.request.url)]
-    assert len(pages) == app.extensions["pgx"]["engine"].settings.fhir_max_pages
+    assert len(pages) == app.extensions["pgx"].engine.settings.fhir_max_pages
 
 
 @responses.activate

@@ -282,7 +282,7 @@ def test_example_site_codes_file_is_valid(tmp_path, settings):
 
     example = default_knowledge_dir() / "site-codes.example.json"
     app = create_app(settings.model_copy(update={"site_codes": example}))
-    codes = app.extensions["pgx"]["knowledge"].result_codes.codes
+    codes = app.extensions["pgx"].knowledge.result_codes.codes
     assert any(code.startswith("http://lab.example.org/") for code in codes)
 
 

@@ -65,7 +65,7 @@ def test_epic_topic_codes_are_alphanumeric_and_the_log_keeps_the_service_id(epic
     body = hook_request("order-select", [med_order(APAP_CODEINE)], prefetch=with_results(UM))
     (card,) = _call(epic, body)
     assert card["source"]["topic"]["code"] == "codeinecyp2d6um"
-    (row,) = epic.extensions["pgx"]["store"].card_log.all()
+    (row,) = epic.extensions["pgx"].store.card_log.all()
     assert row["recommendation_id"] == "codeine-cyp2d6-um" and row["card_uuid"] == card["uuid"]
 
 

@@ -123,7 +123,7 @@ def test_patient_view_cards_are_counted_and_logged_as_their_own(tmp_path, settin
     assert len(cards) == 1
     assert _sample(client, "pgx_cds_cards_total", **labels) == before + 1
     assert _sample(client, "pgx_cds_cards_total", drug="other") == other == 0
-    (row,) = app.extensions["pgx"]["store"].card_log.all()
+    (row,) = app.extensions["pgx"].store.card_log.all()
     assert (row["drug"], row["genes"], row["hook"], row["shown"]) == (
         "patient-view",
         "CYP2D6",
@@ -140,7 +140,7 @@ def test_a_silent_patient_view_is_evaluated_and_logged_not_shown(tmp_path, setti
     body["context"].pop("draftOrders")
     answer = app.test_client().post("/cds-services/pgx-patient-view", json=body).get_json()
     assert answer["cards"] == []
-    (row,) = app.extensions["pgx"]["store"].card_log.all()
+    (row,) = app.extensions["pgx"].store.card_log.all()
     assert (row["drug"], row["shown"]) == ("patient-view", False)
 
 
@@ -158,7 +158,7 @@ def test_calls_and_judged_orders_are_counted_for_the_report(tmp_path, settings):
         assert client.post("/cds-services/pgx-order-sign", json=body).status_code == 200
     no_drug = hook_request("order-select", [med_order(("1049621", "Oxycodone 5 MG"))])
     assert client.post("/cds-services/pgx-order-select", json=no_drug).status_code == 200
-    counts = app.extensions["pgx"]["engine"].call_counts
+    counts = app.extensions["pgx"].engine.call_counts
     assert counts.flush()
     with counts.engine.connect() as conn:
         rows = conn.execute(select(hook_calls_table)).mappings().all()

@@ -186,8 +186,8 @@ def test_silent_go_live_as_a_committee_tries_it(tmp_path, settings, monkeypatch,
             patient=patient,
         )
         assert client.post("/cds-services/pgx-order-select", json=body).get_json() == {"cards": []}
-    client.application.extensions["pgx"]["store"].card_log.flush()  # written in the background
-    client.application.extensions["pgx"]["engine"].call_counts.flush()  # (once a minute)
+    client.application.extensions["pgx"].store.card_log.flush()  # written in the background
+    client.application.extensions["pgx"].engine.call_counts.flush()  # (once a minute)
     monkeypatch.setenv("PGX_CDS_DATABASE_URL", settings.database_url)
     assert main(["report"]) == 0
     printed = capsys.readouterr().out

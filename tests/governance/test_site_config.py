@@ -54,7 +54,7 @@ class Site:
     def log(self) -> list[tuple[str, bool]]:
         return [
             (r["recommendation_id"], r["shown"])
-            for r in self.app.extensions["pgx"]["store"].card_log.all()
+            for r in self.app.extensions["pgx"].store.card_log.all()
         ]
 
 
@@ -149,7 +149,7 @@ def test_an_indicator_override_changes_the_card_and_its_log_row(site):
         ("tramadol-cyp2d6-um", "critical"),  # re-sorted: critical first
         ("codeine-cyp2d6-um", "warning"),
     ]
-    rows = s.app.extensions["pgx"]["store"].card_log.all()
+    rows = s.app.extensions["pgx"].store.card_log.all()
     assert {r["recommendation_id"]: r["indicator"] for r in rows}["codeine-cyp2d6-um"] == "warning"
 
 

@@ -19,7 +19,7 @@ def test_feedback_is_stored_in_postgresql(postgres_url):
     body = feedback_body()
     assert client.post("/cds-services/pgx-order-sign/feedback", json=body).status_code == 200
     # a new app on the same database sees what the first stored
-    rows = create_app(settings).extensions["pgx"]["store"].all()
+    rows = create_app(settings).extensions["pgx"].store.all()
     assert [(r["outcome"], r["accepted_suggestions"]) for r in rows[-2:]] == [
         ("accepted", ["s-1"]),
         ("overridden", []),

@@ -82,7 +82,7 @@ def test_nul_in_feedback_text_is_stored_without_it(postgres_url):
     client = create_app(Settings(database_url=postgres_url)).test_client()
     response = client.post(FEEDBACK_PATH, json=_feedback("before\x00after"))
     assert response.status_code == 200
-    store = client.application.extensions["pgx"]["store"]
+    store = client.application.extensions["pgx"].store
     with store.engine.connect() as conn:
         stored = conn.execute(
             text("SELECT override_comment FROM feedback ORDER BY id DESC LIMIT 1")
@@ -96,7 +96,7 @@ def test_a_database_that_goes_away_gives_503_and_hooks_keep_working(postgres_url
     app = create_app(Settings(database_url=postgres_url))
     client = app.test_client()
     assert client.post(FEEDBACK_PATH, json=_feedback()).status_code == 200
-    store = app.extensions["pgx"]["store"]
+    store = app.extensions["pgx"].store
     dead = postgres_url.rsplit(":", 1)[0] + ":1/postgres"
     store.engine = create_engine(dead, connect_args={"connect_timeout": 2})
     response = client.post(FEEDBACK_PATH, json=_feedback())
@@ -151,7 +151,7 @@ def test_a_database_that_stops_answering_holds_no_call(postgres_url):
 
         assert hook().status_code == 200
         proxy.pause()
-        client.application.extensions["pgx"]["store"].card_log.forget_cache()
+        client.application.extensions["pgx"].store.card_log.forget_cache()
         answer, _ = _within(5, hook)  # the replay check and the override check both wait
         assert answer.status_code == 200 and answer.get_json()["cards"]
         ready, took = _within(5, lambda: client.get("/readyz"))

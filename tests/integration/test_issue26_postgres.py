@@ -91,7 +91,7 @@ def _codeine(client, order: str = "rx-1") -> list[dict]:
 def test_cards_issued_while_postgresql_is_away_are_written_when_it_is_back(postgres_url):
     app = create_app(Settings(database_url=postgres_url, hash_key=HASH_KEY))
     client = app.test_client()
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     real = card_log.engine
     card_log.engine = create_engine(
         postgres_url.rsplit(":", 1)[0] + ":1/postgres", connect_args={"connect_timeout": 1}
@@ -107,10 +107,10 @@ def test_a_configured_key_leaves_no_key_in_postgresql(postgres_url):
     settings = Settings(database_url=postgres_url)
     testing = create_app(settings)  # testing mode: a key kept in the database
     _codeine(testing.test_client())
-    assert testing.extensions["pgx"]["store"].card_log.flush(timeout=10)
+    assert testing.extensions["pgx"].store.card_log.flush(timeout=10)
     keyed = create_app(settings.model_copy(update={"hash_key": SecretStr(HASH_KEY)}))
     _codeine(keyed.test_client(), "rx-2")
-    store = keyed.extensions["pgx"]["store"]
+    store = keyed.extensions["pgx"].store
     rows = store.card_log.all()
     with store.engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM service_key")).scalar_one()

@@ -47,7 +47,7 @@ def test_silent_and_switched_cards_are_logged_in_postgresql(postgres_url, tmp_pa
     )
     cards = client.post("/cds-services/pgx-order-sign", json=body).get_json()["cards"]
     assert [c["source"]["topic"]["code"] for c in cards] == ["codeine-cyp2d6-um"]
-    rows = app.extensions["pgx"]["store"].card_log.all()
+    rows = app.extensions["pgx"].store.card_log.all()
     assert sorted((r["recommendation_id"], r["shown"]) for r in rows) == [
         ("codeine-cyp2d6-um", True),
         ("tramadol-cyp2d6-um", False),

@@ -38,7 +38,7 @@ def override(client, service: str, card_uuid: str, reason: str | None = "benefit
 def test_every_card_is_logged_without_patient_identifiers(call, app):
     [card] = codeine(call, "order-select")
     assert "_issued" not in card
-    [row] = app.extensions["pgx"]["store"].card_log.all()
+    [row] = app.extensions["pgx"].store.card_log.all()
     assert row["card_uuid"] == card["uuid"]
     assert row["drug"] == "codeine" and row["genes"] == "CYP2D6"
     assert row["recommendation_id"] == "codeine-cyp2d6-um" and row["indicator"] == "critical"
@@ -64,7 +64,7 @@ def test_feedback_for_an_unknown_card_is_stored_and_flagged(call, client, app):
     [card] = codeine(call, "order-select")
     override(client, "pgx-order-select", card["uuid"])
     override(client, "pgx-order-select", "not-a-card-we-issued")
-    rows = app.extensions["pgx"]["store"].all()
+    rows = app.extensions["pgx"].store.all()
     assert [(r["card_uuid"], r["card_known"]) for r in rows] == [
         (card["uuid"], True),
         ("not-a-card-we-issued", False),
@@ -87,7 +87,7 @@ def test_repeated_feedback_is_acknowledged_and_stored_once(call, client, app):
     assert (retry.status_code, retry.get_json()) == (200, {"stored": 0})
     later = client.post(url, json={"feedback": [{**item, "outcomeTimestamp": "2026-11-29T11:00Z"}]})
     assert later.get_json() == {"stored": 1}  # a new outcome time is a new item
-    assert len(app.extensions["pgx"]["store"].all()) == 2
+    assert len(app.extensions["pgx"].store.all()) == 2
 
 
 def test_the_latest_override_is_read_from_an_index_not_a_scan_of_the_log(tmp_path):
@@ -120,13 +120,13 @@ def test_an_override_sent_to_another_replica_before_the_card_was_written_still_c
     override reaches replica B before A has written the card. When A's writer catches up,
     the override is linked: the advice is not shown again for that order, and the feedback
     is not counted as about an unknown card."""
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     queued: list[list[dict]] = []
     monkeypatch.setattr(card_log, "_enqueue", queued.append)  # A's writer has not run yet
     [card] = codeine(call, "order-select")
     replica_b = _replica_b(settings)
     override(replica_b, "pgx-order-select", card["uuid"])
-    [stored] = app.extensions["pgx"]["store"].all()
+    [stored] = app.extensions["pgx"].store.all()
     assert stored["card_known"] is False  # B could not know the card yet
 
     for rows in queued:  # A's writer catches up
@@ -135,7 +135,7 @@ def test_an_override_sent_to_another_replica_before_the_card_was_written_still_c
 
     [row] = card_log.all()
     assert row["card_uuid"] == card["uuid"] and row["overridden_at"] is not None
-    assert app.extensions["pgx"]["store"].all()[0]["card_known"] is True
+    assert app.extensions["pgx"].store.all()[0]["card_known"] is True
     assert codeine(call, "order-sign") == []  # same order: not shown again on A
     b_sign = replica_b.post(
         "/cds-services/pgx-order-sign",
@@ -150,18 +150,18 @@ def test_an_override_stored_after_its_card_is_linked_by_the_feedback_itself(call
     """The other order of events across replicas: the card is written, then the override
     arrives; the feedback store links it in its own transaction (no writer involved)."""
     [card] = codeine(call, "order-select")
-    app.extensions["pgx"]["store"].card_log.flush()
+    app.extensions["pgx"].store.card_log.flush()
     override(_replica_b(settings), "pgx-order-select", card["uuid"])
-    [row] = app.extensions["pgx"]["store"].card_log.all()
+    [row] = app.extensions["pgx"].store.card_log.all()
     assert row["overridden_at"] is not None
-    assert app.extensions["pgx"]["store"].all()[0]["card_known"] is True
+    assert app.extensions["pgx"].store.all()[0]["card_known"] is True
 
 
 def test_the_card_writer_writes_everything_queued_in_order_and_links_early_feedback(app, settings):
     """Under load the writer takes every call queued meanwhile in one transaction."""
     from cds_service.store.card_log import CardLog
 
-    store = app.extensions["pgx"]["store"]
+    store = app.extensions["pgx"].store
     log = CardLog(store.engine, "k" * 32)
     rows = _card_rows(250)
     override(_replica_b(settings), "pgx-order-select", "card-7")  # before its card exists
@@ -183,12 +183,12 @@ def test_a_card_written_while_its_override_was_being_stored_is_linked_by_the_fee
 
     from cds_service.store.tables import card_log_table
 
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     queued: list[list[dict]] = []
     monkeypatch.setattr(card_log, "_enqueue", queued.append)
     [card] = codeine(call, "order-select")
     replica_b = _replica_b(settings)
-    store_b = replica_b.application.extensions["pgx"]["store"]
+    store_b = replica_b.application.extensions["pgx"].store
     real_insert = store_b._insert
 
     def insert_then_card_committed(rows):
@@ -201,7 +201,7 @@ def test_a_card_written_while_its_override_was_being_stored_is_linked_by_the_fee
     override(replica_b, "pgx-order-select", card["uuid"])
     [row] = card_log.all()
     assert row["overridden_at"] is not None
-    assert app.extensions["pgx"]["store"].all()[0]["card_known"] is True
+    assert app.extensions["pgx"].store.all()[0]["card_known"] is True
 
 
 def _codeine_as(call, hook: str, user: str = "Practitioner/example", encounter: str | None = None):
@@ -234,7 +234,7 @@ def test_an_override_silences_the_advice_for_an_hour_not_for_the_day(call, clien
     [card] = codeine(call, "order-select")
     override(client, "pgx-order-select", card["uuid"])
     assert codeine(call, "order-sign") == []
-    store = app.extensions["pgx"]["store"]
+    store = app.extensions["pgx"].store
     store.card_log.flush()
     with store.engine.begin() as conn:  # the ordering session was two hours ago
         conn.execute(
@@ -250,7 +250,7 @@ def test_an_override_silences_the_advice_for_an_hour_not_for_the_day(call, clien
 def test_a_slow_override_check_still_logs_the_cards(call, app, monkeypatch):
     """A check for earlier overrides that times out shows the cards (nothing to suppress is
     known) and must not cost the card log its rows: override rates are counted from them."""
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     monkeypatch.setattr("cds_service.store.card_log.HOOK_DB_SECONDS", 0.05)
     real_latest = card_log._latest_override_at
 
@@ -269,7 +269,7 @@ def test_the_cards_of_calls_made_close_together_are_written_at_once_and_flush_hu
 ):
     """The writer gathers the calls of ``WRITE_DELAY`` into one write (its database work is
     not paid at the start of every next call); a flush (feedback, shutdown) does not wait."""
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     monkeypatch.setattr("cds_service.store.card_writer.WRITE_DELAY", 60.0)
     writes: list[int] = []
     real_write = card_log._write

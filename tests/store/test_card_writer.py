@@ -34,7 +34,7 @@ def _down(card_log):
 
 
 def test_cards_issued_while_the_database_is_down_are_written_when_it_is_back(client, app):
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     before = _codeine(client, "rx-0")
     assert card_log.flush(timeout=5)
     real = _down(card_log)
@@ -49,7 +49,7 @@ def test_cards_issued_while_the_database_is_down_are_written_when_it_is_back(cli
 
 def test_past_the_limit_the_oldest_are_dropped_and_counted(client, app, monkeypatch):
     monkeypatch.setattr(card_writer, "PENDING_LIMIT", 3)
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     counted = metrics.CARDS_LOST._value.get()
     real = _down(card_log)
     issued = [_codeine(client, f"rx-{i}") for i in range(5)]
@@ -63,7 +63,7 @@ def test_past_the_limit_the_oldest_are_dropped_and_counted(client, app, monkeypa
 
 def test_cards_still_waiting_at_exit_are_counted_as_lost(client, app, monkeypatch):
     monkeypatch.setattr(card_writer, "EXIT_SECONDS", 0.3)
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     _down(card_log)
     _codeine(client, "rx-1")
     card_log._writer.close()  # (what atexit runs)
@@ -75,7 +75,7 @@ def test_a_retried_write_whose_commit_went_through_is_not_refused_whole(app):
     there already, and writes the others."""
     from test_card_log import _card_rows
 
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     rows = _card_rows(4)
     assert card_log._write(rows[:2])
     assert card_log._write(rows)

@@ -10,7 +10,7 @@ URL = "/cds-services/pgx-order-select/feedback"
 
 
 def store_of(app) -> FeedbackStore:
-    return app.extensions["pgx"]["store"]
+    return app.extensions["pgx"].store
 
 
 def test_accepted_and_overridden_items_are_stored(client, app):

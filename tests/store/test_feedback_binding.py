@@ -100,7 +100,7 @@ def test_another_client_cannot_override_a_card_it_was_not_issued(settings, keyse
     [card] = _codeine(client, "ehr-a")
     refused = _send(client, "ehr-b", _override(card["uuid"]))
     assert refused.status_code == 403 and "another client" in refused.get_json()["error"]
-    store = client.application.extensions["pgx"]["store"]
+    store = client.application.extensions["pgx"].store
     assert store.all() == []  # nothing stored
     assert len(_codeine(client, "ehr-a", SIGN)) == 1  # the advice is still shown to A
     assert _send(client, "ehr-a", _override(card["uuid"])).status_code == 200
@@ -116,7 +116,7 @@ def test_another_clients_feedback_sent_before_the_card_was_written_is_never_link
     """The link-later path (feedback reached a replica before the card was written) checks
     the client too: B's early override stays about an unknown card and suppresses nothing."""
     client = _secured(settings)
-    card_log = client.application.extensions["pgx"]["store"].card_log
+    card_log = client.application.extensions["pgx"].store.card_log
     queued: list[list[dict]] = []
     monkeypatch.setattr(card_log, "_enqueue", queued.append)  # the writer has not run yet
     [card] = _codeine(client, "ehr-a")
@@ -126,7 +126,7 @@ def test_another_clients_feedback_sent_before_the_card_was_written_is_never_link
     monkeypatch.undo()
     [row] = card_log.all()
     assert row["overridden_at"] is None
-    assert client.application.extensions["pgx"]["store"].all()[0]["card_known"] is False
+    assert client.application.extensions["pgx"].store.all()[0]["card_known"] is False
     assert len(_codeine(client, "ehr-a", SIGN)) == 1
 
 
@@ -147,7 +147,7 @@ def test_feedback_is_rate_limited_per_client_across_replicas(settings, keysets):
     refused = _send(replica_b, "ehr-a", _override("one-too-many"))
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert _send(replica_a, "ehr-b", _override("other-client")).status_code == 200
-    assert len(replica_a.application.extensions["pgx"]["store"].all()) == 11
+    assert len(replica_a.application.extensions["pgx"].store.all()) == 11
 
 
 def test_feedback_about_unknown_cards_is_counted_and_capped(settings):
@@ -156,7 +156,7 @@ def test_feedback_about_unknown_cards_is_counted_and_capped(settings):
     assert sent.status_code == 200
     refused = client.post(FEEDBACK, json={"feedback": [_override("never-4")]})
     assert refused.status_code == 429 and "not issued" in refused.get_json()["error"]
-    rows = client.application.extensions["pgx"]["store"].all()
+    rows = client.application.extensions["pgx"].store.all()
     assert [r["card_known"] for r in rows] == [False] * 3
     # feedback on cards the service did issue is not held back by the cap
     body = hook_request(
@@ -172,7 +172,7 @@ def test_feedback_about_unknown_cards_is_counted_and_capped(settings):
 
 
 def test_the_database_refuses_a_second_row_for_one_item(app):
-    store = app.extensions["pgx"]["store"]
+    store = app.extensions["pgx"].store
     row = {
         "service_id": "pgx-order-select",
         "card_uuid": "c",

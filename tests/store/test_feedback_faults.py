@@ -45,7 +45,7 @@ def test_feedback_when_the_database_came_back_with_a_schema_we_cannot_use_is_503
     def wrong_schema() -> None:
         raise SchemaError("the database schema is newer than this version of the service")
 
-    down.application.extensions["pgx"]["store"].prepare = wrong_schema
+    down.application.extensions["pgx"].store.prepare = wrong_schema
     response = down.post(FEEDBACK, json={"feedback": [ITEM]})
     assert response.status_code == 503 and "retry" in response.get_json()["error"]
 
@@ -64,7 +64,7 @@ def test_readiness_when_all_is_well(client):
 def test_nul_characters_are_not_stored(client):
     item = {**ITEM, "overrideReason": {"userComment": "a\x00b", "reason": {"code": "x\x00"}}}
     assert client.post(FEEDBACK, json={"feedback": [item]}).status_code == 200
-    [row] = client.application.extensions["pgx"]["store"].all()
+    [row] = client.application.extensions["pgx"].store.all()
     assert row["override_comment"] == "ab" and row["override_reason_code"] == "x"
 
 
@@ -76,7 +76,7 @@ def test_readiness_says_degraded_when_sqlite_refuses_writes(client):
     while feedback answered 503."""
     from sqlalchemy import event, text
 
-    store = client.application.extensions["pgx"]["store"]
+    store = client.application.extensions["pgx"].store
     assert client.get("/readyz").get_json()["status"] == "ok"
     with store.engine.connect() as conn:
         pages = conn.execute(text("PRAGMA page_count")).scalar_one()

@@ -105,8 +105,8 @@ def test_the_key_may_come_from_a_mounted_secret_file_with_older_keys_after_it(tm
 
 def _database_copy(app) -> tuple[list[dict], list[str]]:
     """What a thief with a copy of the database has: the card log and any stored key."""
-    engine = app.extensions["pgx"]["store"].engine
-    app.extensions["pgx"]["store"].card_log.flush()
+    engine = app.extensions["pgx"].store.engine
+    app.extensions["pgx"].store.card_log.flush()
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(select(card_log_table))]
         stored = [r.value for r in conn.execute(select(service_key_table))]

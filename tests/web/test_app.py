@@ -136,7 +136,7 @@ def test_oversized_body_is_413_json(client):
 
 
 def test_unexpected_failure_is_a_json_500_without_details(client, app, monkeypatch):
-    engine = app.extensions["pgx"]["engine"]
+    engine = app.extensions["pgx"].engine
 
     def boom(*_args, **_kwargs):
         raise RuntimeError("secret internal detail")

@@ -324,7 +324,7 @@ def test_mutated_client_jwts_are_refused_without_failing(secured_client, data):
         signature = JWT_ALGORITHM.sign(signing_input.encode(), JWT_KEY)
     scheme = data.draw(st.sampled_from(["Bearer", "bearer", "Basic", ""]), label="scheme")
     token = f"{signing_input}.{_b64(signature)}"
-    verifier = secured_client.application.extensions["pgx"]["verifier"]
+    verifier = secured_client.application.extensions["pgx"].verifier
     verifier._keys.clear()  # fetch the drawn key set for this example
     verifier._failed.clear()
     keyset = data.draw(

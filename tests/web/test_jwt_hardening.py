@@ -135,7 +135,7 @@ def test_while_one_caller_refreshes_others_use_the_cached_keys(settings):
         server.routes["/jwks"] = json_answer(rsa_jwks())
         client = make_client(settings, f"{server.base}/jwks")
         assert post(client, f"Bearer {token()}").status_code == 200
-        verifier = client.application.extensions["pgx"]["verifier"]
+        verifier = client.application.extensions["pgx"].verifier
         lock = verifier._fetching[f"{server.base}/jwks"]
         with lock:  # a refresh in progress elsewhere
             verifier._keys[f"{server.base}/jwks"] = auth._Cached(0.0, time.monotonic(), rsa_jwks())
@@ -289,7 +289,7 @@ def test_readiness_waits_for_every_issuers_key_set(settings):
     not_ready = client.get("/readyz")
     assert not_ready.status_code == 503 and not_ready.get_json()["status"] == "unavailable"
     responses.replace(responses.GET, JKU, json=rsa_jwks())
-    verifier = client.application.extensions["pgx"]["verifier"]
+    verifier = client.application.extensions["pgx"].verifier
     verifier._failed.clear()  # (the quick retry has passed)
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["key_sets"] == "ok"
@@ -313,7 +313,7 @@ def test_the_start_fetches_the_key_sets_before_the_workers_fork(settings, monkey
         mocked.get(JKU, json=rsa_jwks())
         app = _open_app(secured)
         assert len(mocked.calls) == 1
-    assert JKU in app.extensions["pgx"]["verifier"]._keys
+    assert JKU in app.extensions["pgx"].verifier._keys
 
 
 @pytest.mark.parametrize(

@@ -121,7 +121,7 @@ def test_readyz_hides_internal_exception_names(client, app, caplog):
     def broken() -> None:
         raise OperationalError("SELECT 1", {}, Exception("password=secret host=db"))
 
-    app.extensions["pgx"]["store"].ping = broken
+    app.extensions["pgx"].store.ping = broken
     with caplog.at_level(logging.WARNING):
         answer = client.get("/readyz")
     assert answer.status_code == 200  # degraded, not out of the load balancer (issue 10)
@@ -210,7 +210,7 @@ def test_a_database_made_by_create_all_is_stamped_and_keeps_its_rows(tmp_path):
         )
     app = create_app(Settings(database_url=url))
     assert schema.current(engine) == schema.head()
-    assert [r["card_uuid"] for r in app.extensions["pgx"]["store"].all()] == ["c-1"]
+    assert [r["card_uuid"] for r in app.extensions["pgx"].store.all()] == ["c-1"]
 
 
 def test_without_migrate_on_start_an_old_schema_stops_the_start(tmp_path, capsys, monkeypatch):
