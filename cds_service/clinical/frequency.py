@@ -146,7 +146,7 @@ def _from_repeat(repeat: dict[str, Any]) -> Frequency | str | None:
         if any(w not in _WHEN for w in when):
             return "timing.repeat.when has a code this service does not know"
         per_day = float(events)
-        out = {"frequency": events, "period": 1, "periodUnit": "d"}
+        out: dict[str, Any] = {"frequency": events, "period": 1, "periodUnit": "d"}
         if when:
             out["when"] = tuple(sorted(set(when)))
         return _frequency(per_day, per_day, out, _times_a_day(per_day, per_day))
@@ -167,7 +167,7 @@ def _from_repeat(repeat: dict[str, Any]) -> Frequency | str | None:
         return "timing.repeat: its when/timeOfDay and its frequency disagree"
     if any(w not in _WHEN for w in when):
         return "timing.repeat.when has a code this service does not know"
-    out: dict[str, Any] = {"frequency": _int(frequency), "period": _int(period), "periodUnit": unit}
+    out = {"frequency": _int(frequency), "period": _int(period), "periodUnit": unit}
     if most != frequency:
         out["frequencyMax"] = _int(most)
     if longest != period:
@@ -383,7 +383,12 @@ def _reading(kind: str, m: re.Match[str]) -> Frequency | None:
             0.5, 0.5, {"frequency": 1, "period": 2, "periodUnit": "d"}, "every 2 days"
         )
     if kind == "morning_night":
-        repeat = {"frequency": 2, "period": 1, "periodUnit": "d", "when": ("HS", "MORN")}
+        repeat: dict[str, Any] = {
+            "frequency": 2,
+            "period": 1,
+            "periodUnit": "d",
+            "when": ("HS", "MORN"),
+        }
         return _frequency(2, 2, repeat, "in the morning and at bedtime")
     if kind in ("n_day", "n_week"):
         if kind == "n_week":
@@ -397,7 +402,7 @@ def _reading(kind: str, m: re.Match[str]) -> Frequency | None:
             low = 1.0 if high >= 1 else high
         unit = "wk" if kind == "n_week" else "d"
         scale = 1 / 7 if unit == "wk" else 1.0
-        repeat: dict[str, Any] = {"frequency": _int(low), "period": 1, "periodUnit": unit}
+        repeat = {"frequency": _int(low), "period": 1, "periodUnit": unit}
         if high != low:
             repeat["frequencyMax"] = _int(high)
         words = (

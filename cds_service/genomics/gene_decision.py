@@ -35,7 +35,7 @@ from ..core.wording import with_article
 from ..knowledge.loader import Knowledge
 from . import hla
 from .former_rules import former_phenotypes, relabelling, same_call
-from .result_reading import Finding, scored
+from .result_reading import Finding, FindingKind, scored
 from .star_alleles import INDETERMINATE, score_diplotype
 
 _OLDEST = datetime.min.replace(tzinfo=UTC)
@@ -46,7 +46,7 @@ class Reported:
     """One result of a gene whose results disagree, as the card lists it."""
 
     observation: str
-    kind: str
+    kind: FindingKind
     value: str  # what the lab reported: "*1/*1", "Poor metabolizer"
     phenotype: str  # today's reading of it
     activity_score_text: str | None = None
@@ -61,7 +61,7 @@ class GeneResult:
     gene: str
     phenotype: str
     observation: str
-    kind: str
+    kind: FindingKind
     date_text: str | None = None
     diplotype: str | None = None
     activity_score: float | None = None

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ..core.trace import Trace
 from ..fhir.values import (
@@ -42,6 +42,9 @@ from .star_alleles import score_diplotype as _score
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
 
+#: What a finding is (a therapeutic implication is read as the phenotype it states).
+FindingKind = Literal["phenotype", "genotype", "haplotype", "presence"]
+
 Lookup = Callable[[str], dict[str, Any] | None]
 
 
@@ -50,7 +53,7 @@ class Finding:
     """What one Observation says about one gene (or HLA marker)."""
 
     gene: str
-    kind: str  # "phenotype", "genotype", "haplotype" or "presence"
+    kind: FindingKind
     phenotype: str
     observation: str  # "Observation/<id>"
     date: datetime | None = None
@@ -150,11 +153,15 @@ class ResultReader:
             else None
         )
         performer = performer_of(obs)
+        # (an implication is read as the phenotype it states)
+        found_kind: FindingKind = (
+            "phenotype" if kind.kind == "therapeutic-implication" else kind.kind
+        )
 
         def base_for(gene: str) -> Finding:  # (indeterminate until a value is read)
             return Finding(
                 gene,
-                kind.kind,
+                found_kind,
                 INDETERMINATE,
                 ref,
                 date,
