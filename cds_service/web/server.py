@@ -31,7 +31,6 @@ from gunicorn.glogging import Logger as GunicornLogger
 from ..core.logsafe import clean
 from .gather import GatheringWorker
 from .logs import configure_logging, record_only_what_is_written
-from .wiring import services
 
 log = logging.getLogger("cds_service")
 
@@ -209,6 +208,9 @@ class _Gunicorn(BaseApplication):
 
 def run(app: Flask, host: str, port: int, workers: int, threads: int, log_settings: Any) -> None:
     """Serve ``app`` until SIGTERM/SIGINT."""
+    # (imported here: the metrics must not be imported before prepare_metrics_dir has run)
+    from .wiring import services
+
     store = services(app).store
 
     def post_fork(server: Any, worker: Any) -> None:
