@@ -42,18 +42,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT / "bench"))
 BIN = Path(sys.executable).parent
 
-from builders import (  # noqa: E402
-    APAP_CODEINE,
-    bundle,
-    gene_component,
-    genotype_obs,
-    hook_request,
-    implication_obs,
-    med_order,
-    phenotype_obs,
-)
+from bodies import prefetch_body  # noqa: E402
+from builders import APAP_CODEINE, hook_request, med_order  # noqa: E402
 from serving import (  # noqa: E402
     clean_env,
     free_port,
@@ -64,44 +57,6 @@ from serving import (  # noqa: E402
 )
 
 HOOK = "/cds-services/pgx-order-select"
-
-
-def realistic_results(count: int = 31) -> dict:
-    """A patient's genomic results as a lab panel stores them: genotypes, phenotypes and
-    therapeutic implications for several genes, repeated retests, HLA typing."""
-    genes = [
-        ("CYP2D6", "*1/*2", "Normal Metabolizer"),
-        ("CYP2C9", "*1/*1", "Normal Metabolizer"),
-        ("CYP2C19", "*1/*17", "Rapid Metabolizer"),
-    ]
-    obs: list[dict] = []
-    i = 0
-    while len(obs) < count - 2:
-        gene, diplotype, phenotype = genes[i % len(genes)]
-        year = 2015 + i // len(genes)
-        obs.append(genotype_obs(diplotype, gene, obs_id=f"g{i}", date=f"{year}-03-01"))
-        obs.append(phenotype_obs(phenotype, gene, obs_id=f"p{i}", date=f"{year}-03-01"))
-        obs.append(implication_obs(phenotype, gene, obs_id=f"t{i}"))
-        i += 1
-    obs = obs[: count - 2]
-    hla = genotype_obs("HLA-B*07:02:01+HLA-B*44:03:01", gene="HLA-B", obs_id="hla-b")
-    hla_a = genotype_obs("HLA-A*02:01+HLA-A*24:02", gene="HLA-A", obs_id="hla-a")
-    hla["component"] = [gene_component("HLA-B")]
-    return bundle(*obs, hla, hla_a)
-
-
-def prefetch_body(results: int = 31, orders: int = 1) -> dict:
-    drafts = [med_order(APAP_CODEINE, order_id=f"order-{n}") for n in range(orders)]
-    return hook_request(
-        "order-select",
-        drafts,
-        prefetch={
-            "genomicResults": realistic_results(results),
-            "patient": {"resourceType": "Patient", "id": "pat-1", "birthDate": "1970-01-01"},
-            "activeMedications": bundle(),
-            "medicationStatements": bundle(),
-        },
-    )
 
 
 # -- servers ----------------------------------------------------------------------------------
