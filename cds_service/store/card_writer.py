@@ -24,8 +24,12 @@ from typing import Any
 
 log = logging.getLogger("cds_service.card_log")
 
-#: At most this many calls' cards gathered into one write.
-WRITE_BATCH = 100
+#: At most this many calls' cards gathered at once (written ``CHUNK`` rows a transaction).
+#: It bounds a batch, not the rate: with calls queued beyond it the writer writes again
+#: without waiting ``WRITE_DELAY``. (It was 100, with the delay after every batch: at most
+#: 500 calls a second, fewer than one worker answers on the alerting path, so the queue grew
+#: until cards were lost, and the garbage collector scanned it in every full collection.)
+WRITE_BATCH = 5_000
 #: The writer gathers the cards of the calls made within this long into one write (sooner
 #: when asked to flush): its database work, a few tenths of a millisecond of CPU a write, is
 #: then paid once for many calls, not at the start of each next call, where it would hold
@@ -106,6 +110,7 @@ class CardWriter:
         """Write what is queued, in one transaction for all the calls queued within
         ``WRITE_DELAY``; keep it while the database refuses it."""
         assert self._queue is not None
+        behind = False  # the last batch was full: more calls are waiting, write them now
         while True:
             wait = None
             if self._pending:
@@ -114,7 +119,7 @@ class CardWriter:
                 batch: list[Rows | None] = [self._queue.get(timeout=wait)]
             except queue.Empty:
                 batch = []
-            if batch and batch[0] is not None:
+            if batch and batch[0] is not None and not behind:
                 self._hurry.wait(WRITE_DELAY)
             hurried = self._hurry.is_set()
             self._hurry.clear()
@@ -123,6 +128,7 @@ class CardWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            behind = len(batch) >= WRITE_BATCH
             for item in batch:
                 if item is not None:
                     self._pending.extend(item)

@@ -80,3 +80,32 @@ def test_a_retried_write_whose_commit_went_through_is_not_refused_whole(app):
     assert card_log._write(rows[:2])
     assert card_log._write(rows)
     assert [r["card_uuid"] for r in card_log.all()] == [r["card_uuid"] for r in rows]
+
+
+def test_the_writer_keeps_up_with_calls_faster_than_its_delay():
+    """Calls queued faster than one batch each ``WRITE_DELAY`` are written at once, in
+    transactions of ``CHUNK`` rows, not one batch of 100 calls per delay (at most 500 calls a
+    second: fewer than one worker answers on the alerting path, so cards were lost)."""
+    import threading
+    import time
+
+    written: list[int] = []
+    done = threading.Event()
+    calls = 3 * card_writer.CHUNK
+
+    def write(rows: list[dict]) -> bool:
+        written.append(len(rows))
+        if sum(written) >= calls:
+            done.set()
+        return True
+
+    writer = card_writer.CardWriter(write)
+    started = time.monotonic()
+    for i in range(calls):
+        writer.put([{"card_uuid": f"card-{i}"}])
+    assert done.wait(timeout=5), f"{sum(written)} of {calls} written after 5 s"
+    assert time.monotonic() - started < 5
+    assert writer.lost == 0
+    assert max(written) <= card_writer.CHUNK
+    assert len(written) <= 6  # a few transactions, not one per 100 calls
+    writer.close()
