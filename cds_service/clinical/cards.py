@@ -17,9 +17,9 @@ says what is uncertain: the results behind it and what each reading would advise
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
+from ..core.ids import uuid4 as new_uuid
 from ..core.trace import Trace
 from ..core.wording import code_span, escaped, inert, with_article
 from ..core.wording import summary as short_summary
@@ -138,7 +138,7 @@ def build_card(
     assert guideline is not None
     genes = "/".join(rec.genes)
     card: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": short_summary(
             f"{rec.drug.capitalize()} at a low dose: use with caution ({_who_all(m)})"
         )
@@ -511,7 +511,7 @@ def notice_card(n: Notice) -> dict[str, Any]:
         f"**Source:** {escaped(source.title)}{when}.{where}{pmid} [Source]({source.url}).",
     ]
     card: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": short_summary(n.summary),
         "indicator": n.indicator,
         "detail": "\n\n".join(lines),
@@ -546,7 +546,7 @@ def notice_card(n: Notice) -> dict[str, Any]:
             [
                 {
                     "label": f"Order {display}",
-                    "uuid": str(uuid.uuid4()),
+                    "uuid": new_uuid(),
                     "actions": [
                         {"type": "create", "description": f"Order {display}", "resource": request}
                     ],

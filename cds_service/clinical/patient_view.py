@@ -29,10 +29,10 @@ line, "Not shown at this site", so that its absence is never read as "no change 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..core.ids import uuid4 as new_uuid
 from ..core.trace import Trace
 from ..core.wording import SUMMARY_LIMIT, inert
 from ..fhir.hook_context import DraftOrder
@@ -240,7 +240,7 @@ def summary_card(
     ]
     count = len({a.drug for a in affected} | set(by_label))
     return {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": summary(
             [facts[g] for g in changing],
             unchanged,
@@ -392,7 +392,7 @@ def no_results(knowledge: Knowledge, notices: list[Notice] | None = None) -> dic
     )
     rules = "\n".join(notice_lines(notices or []))
     return {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": "PGx for pain: no pharmacogenomic results on file",
         "indicator": "info",
         "detail": "No pharmacogenomic result was found for this patient. Results for these "

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from functools import lru_cache
 from typing import Any
 
+from ..core.ids import uuid4 as new_uuid
 from ..core.wording import number, with_article
 from ..fhir.hook_context import DraftOrder
 from ..fhir.values import as_dict, as_str, objects
@@ -202,7 +202,7 @@ def _dose_replacement(
     target = number(low) if abs(high - low) < 1e-9 else f"{number(low)}–{number(high)}"
     return {
         "label": f"Replace with {name}: {count} {when} ({daily}; {who}: about {target} mg/day)",
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "actions": [
             {
                 "type": "create",
@@ -497,7 +497,7 @@ def replacement(
     names = " + ".join(p.display for p in products) + (" alone" if alone else "")
     return {
         "label": f"Replace with {names} (set dose)" + (f"; {note}" if note else ""),
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "actions": actions,
     }
 

@@ -1,0 +1,47 @@
+"""Card uuids: version 4, from the system's random source, never repeated across a fork."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from cds_service.core import ids
+
+
+def test_a_card_uuid_is_a_version_4_uuid_written_as_uuid_writes_it():
+    for _ in range(3 * ids.BATCH):  # across several reads of the system's source
+        text = ids.uuid4()
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text
+
+
+def test_the_bits_are_those_uuid4_would_make_of_the_same_bytes(monkeypatch):
+    raw = bytes(range(200, 216))
+    monkeypatch.setattr(ids.os, "urandom", lambda n: raw * (n // 16))
+    ids._reset()
+    try:
+        assert ids.uuid4() == str(uuid.UUID(bytes=raw, version=4))
+    finally:
+        ids._reset()
+
+
+def test_uuids_do_not_repeat():
+    made = [ids.uuid4() for _ in range(5 * ids.BATCH)]
+    assert len(set(made)) == len(made)
+
+
+def test_a_forked_child_never_hands_out_the_parents_buffered_bytes():
+    ids.uuid4()  # the parent has bytes buffered
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next uuids, to the parent
+        os.close(read)
+        os.write(write, " ".join(ids.uuid4() for _ in range(8)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {ids.uuid4() for _ in range(8)}
+    assert len(child) == 8 and not child & parent
