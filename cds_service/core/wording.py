@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 SUMMARY_LIMIT = 140  # CDS Hooks: a card summary is under 140 characters
 
@@ -36,6 +37,13 @@ _INLINE = re.compile(r"([\\`*_\[\]<>|~&])")
 _LINE_START = re.compile(r"^([^\S\n]*)(?:([#>+=-])|(\d{1,9})([.)]))", re.MULTILINE)
 
 
+#: Texts up to this long are escaped once and remembered (``escaped``, ``inert``): a card
+#: writes the same knowledge texts, names and results call after call. Longer ones are
+#: escaped each time, so a caller's long text is never kept (1,024 of each kept at most: a
+#: few MB at worst).
+REMEMBERED_UP_TO = 1_000
+
+
 def escaped(text: str) -> str:
     """Trusted prose (the knowledge's texts, the service's own notes and names) into
     Markdown, shown as written: every character CommonMark could read as emphasis, code,
@@ -44,8 +52,17 @@ def escaped(text: str) -> str:
     so is a line start that would make a heading, quote or list. Brackets, parentheses and
     other punctuation that only matter after those stay as they are, so the text reads
     cleanly where a client shows it raw. Request text goes through ``inert`` instead."""
+    if len(text) <= REMEMBERED_UP_TO:
+        return _escaped_remembered(text)
+    return _escape(text)
+
+
+def _escape(text: str) -> str:
     out = _INLINE.sub(r"\\\1", text)
     return _LINE_START.sub(_escape_line_start, out)
+
+
+_escaped_remembered = lru_cache(maxsize=1024)(_escape)
 
 
 def _escape_line_start(m: re.Match[str]) -> str:
@@ -73,7 +90,16 @@ def inert(text: str, limit: int | None = None) -> str:
     one line, no HTML, and every Markdown character escaped (table cells included), so no
     link, emphasis or fake heading can ride in (the public sandbox renders Markdown with
     raw HTML)."""
+    if len(text) <= REMEMBERED_UP_TO:
+        return _inert_remembered(text, limit)
+    return _inert(text, limit)
+
+
+def _inert(text: str, limit: int | None) -> str:
     flat = " ".join(text.split())
     if limit is not None and len(flat) > limit:
         flat = flat[: limit - 1] + "…"
     return _MARKDOWN.sub(r"\\\1", plain(flat))
+
+
+_inert_remembered = lru_cache(maxsize=1024)(_inert)
