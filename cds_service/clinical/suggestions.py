@@ -357,11 +357,36 @@ def _coded_product(order: DraftOrder, knowledge: Knowledge) -> ProductForm | Non
     return None
 
 
+@lru_cache(maxsize=8)
+def _kept(knowledge: Knowledge) -> dict[tuple[Any, ...], AlternativeProduct | None]:
+    """``_keeping``'s answers for this knowledge, by what it reads of the order's product."""
+    return {}
+
+
 def _keeping(
     others: frozenset[str], product: ProductForm, route: str, knowledge: Knowledge
 ) -> AlternativeProduct | None:
     """A product of exactly the order's other ingredients by its route: the same dose form
-    family first, then the closest strengths (a lower one preferred when about as close)."""
+    family first, then the closest strengths (a lower one preferred when about as close).
+    Worked out once per product (products come from the knowledge: a bounded number)."""
+    key = (
+        others,
+        route,
+        _family(product),
+        product.form,
+        tuple((i.name, i.strength, i.unit) for i in product.ingredients),
+    )
+    memo = _kept(knowledge)
+    if key not in memo:
+        if len(memo) >= 4096:
+            memo.clear()
+        memo[key] = _closest_keeping(others, product, route, knowledge)
+    return memo[key]
+
+
+def _closest_keeping(
+    others: frozenset[str], product: ProductForm, route: str, knowledge: Knowledge
+) -> AlternativeProduct | None:
     ordered = {i.name: i.strength for i in product.ingredients if i.unit == "MG"}
     best: tuple[tuple[Any, ...], str] | None = None
     for rxcui, candidate in _by_ingredients(knowledge).get(others, []):
