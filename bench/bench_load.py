@@ -1,27 +1,36 @@
 #!/usr/bin/env python3
 """Throughput and latency under load: the service on its production server against a trivial
-Flask app on the same server, with the same body and the same load generator, in one run.
+Flask app, with the same body and the same load generator, in one run.
 
-Measures, and prints as a table:
+Measures, and prints as a table (``bench/bodies.py`` makes the bodies):
 
-* **prefetch path**: an ``order-select`` for acetaminophen/codeine whose prefetch carries 31
-  genomic results (a realistic patient), against ``pgx-cds serve`` (gunicorn, one worker per
-  core by default) and ``bench/trivial_app.py`` under the same gunicorn settings: requests/s,
-  p50, p99 and their ratios (wrk when it is installed, else a Python load generator);
-* **FHIR path**: the same order without prefetch against the integration FHIR server
+* **the quiet path**: an ``order-select`` for acetaminophen/codeine whose prefetch carries 31
+  genomic results of a CYP2D6 normal metabolizer (a realistic patient): no card;
+* **the alerting path**: the same patient as an ultrarapid metabolizer: the critical card with
+  its one-click suggestions, written to the card log, with the card log on SQLite and on
+  PostgreSQL (a throw-away cluster, as the integration tests start one; skipped with a message
+  where PostgreSQL is not installed);
+* against ``bench/trivial_app.py`` under gunicorn's default (sync) workers and under the
+  service's own settings (gthread, ``THREADS`` threads): requests/s, p50, p99 and, for each
+  service line, the medians over alternating rounds of its ratios to each trivial server
+  within the same round, and the spread of its rounds (wrk when installed, else a Python load
+  generator); the cards the card log wrote against the alerting calls answered;
+* **FHIR path**: the alerting order without prefetch against the integration FHIR server
   (``tests/integration/fhir_server``, started here), p50 of one caller, and what the service
-  adds to the FHIR server's own latency for the same search;
+  adds to the FHIR server's own latency for the same reads (median of back-to-back pairs);
 * memory (RSS) per worker;
 * how the cost of one call grows with the number of genomic results (10, 100, 1,000) and of
-  draft orders (1, 10, 100), in-process.
+  draft orders (1, 10, 100), in-process, on the quiet path and the alerting one.
 
-Usage: ``.venv/bin/python bench/bench_load.py [--duration 8] [--connections 16] [--quick]``.
-``--quick`` runs everything briefly (the CI smoke test); figures from it mean nothing.
+Usage: ``.venv/bin/python bench/bench_load.py [--duration 3] [--rounds 9] [--connections 16]
+[--no-postgres] [--quick]``. ``--quick`` runs everything briefly (the CI smoke test); figures
+from it mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -45,8 +54,9 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "bench"))
 BIN = Path(sys.executable).parent
 
-from bodies import prefetch_body  # noqa: E402
+from bodies import NORMAL, ULTRARAPID, prefetch_body  # noqa: E402
 from builders import APAP_CODEINE, hook_request, med_order  # noqa: E402
+from postgres import throwaway_postgres  # noqa: E402
 from serving import (  # noqa: E402
     clean_env,
     free_port,
@@ -57,6 +67,9 @@ from serving import (  # noqa: E402
 )
 
 HOOK = "/cds-services/pgx-order-select"
+#: threads per worker of ``pgx-cds serve`` (its default)
+THREADS = 4
+HASH_KEY = "3f1c9a7be24d5086c1f7e9a2b4d6083e5a7c9e1f3b5d7092a4c6e8f0b2d4f617"
 
 
 # -- servers ----------------------------------------------------------------------------------
@@ -112,13 +125,15 @@ def serving(cmd: list[str], port: int, env: dict[str, str], probe: str) -> Itera
 
 
 @contextmanager
-def service(tmp: Path, workers: int, **extra: str) -> Iterator[Server]:
-    """``pgx-cds serve`` at the defaults a hospital runs with (INFO: one log line a request),
-    with a database of its own."""
+def service(database_url: str, workers: int, **extra: str) -> Iterator[Server]:
+    """``pgx-cds serve`` at the defaults a hospital runs with (INFO: one log line a request;
+    one worker per core, ``THREADS`` threads each), its card log in ``database_url``."""
     running = start_service(
-        clean_env(PGX_CDS_DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3", **extra),
+        clean_env(PGX_CDS_DATABASE_URL=database_url, PGX_CDS_HASH_KEY=HASH_KEY, **extra),
         "--workers",
         str(workers),
+        "--threads",
+        str(THREADS),
         keep_log=False,
     )
     try:
@@ -127,23 +142,27 @@ def service(tmp: Path, workers: int, **extra: str) -> Iterator[Server]:
         running.stop()
 
 
-def trivial(workers: int, threads: int) -> Iterator[Server]:
+def trivial(workers: int, threads: int | None) -> contextlib.AbstractContextManager[Server]:
+    """The trivial app under gunicorn: its default (sync) workers when ``threads`` is None,
+    else gthread workers with ``threads`` threads (the service's own settings)."""
     port = free_port()
-    cmd = [
-        str(BIN / "gunicorn"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(threads),
-        "--log-level",
-        "warning",
-        "bench.trivial_app:app",
-    ]
+    cmd = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    if threads is not None:
+        cmd += ["--worker-class", "gthread", "--threads", str(threads)]
+    cmd += ["--log-level", "warning", "bench.trivial_app:app"]
     return serving(cmd, port, dict(os.environ), "/cds-services/x")
+
+
+def cards_logged(database_url: str) -> int:
+    """Rows in the service's card log (what its writers have committed)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM card_log")).scalar() or 0)
+    finally:
+        engine.dispose()
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -155,6 +174,7 @@ class Load:
     p50: float
     p99: float
     tool: str
+    requests: int = 0
 
 
 def load(url: str, body: bytes, seconds: float, connections: int) -> Load:
@@ -193,7 +213,8 @@ def _wrk(url: str, body: bytes, seconds: float, connections: int) -> Load:
         parts = line.split()
         if len(parts) == 2 and parts[0] in ("50%", "99%"):
             lat[parts[0]] = _ms(parts[1])
-    return Load(rps, lat["50%"], lat["99%"], "wrk")
+    done = next((int(ln.split()[0]) for ln in out.splitlines() if " requests in " in ln), 0)
+    return Load(rps, lat["50%"], lat["99%"], "wrk", done)
 
 
 def _ms(text: str) -> float:
@@ -235,6 +256,7 @@ def _python_load(url: str, body: bytes, seconds: float, connections: int) -> Loa
         statistics.median(samples),
         samples[int(0.99 * (len(samples) - 1))],
         "python",
+        len(samples),
     )
 
 
@@ -344,7 +366,9 @@ def fhir_path(base: str, svc: Server, runs: int) -> tuple[float, float, float]:
 # -- scaling ----------------------------------------------------------------------------------
 
 
-def scaling(runs: int) -> list[tuple[str, float]]:
+def scaling(runs: int) -> list[tuple[str, float, float]]:
+    """In-process cost of one call (``Engine.evaluate``, p50 ms) as the results and the draft
+    orders grow: the quiet path and the alerting one (its cards handed to the card log)."""
     from cds_service.core.hook_request import parse_hook_request
     from cds_service.settings import Settings
     from cds_service.web.app import create_app
@@ -354,11 +378,46 @@ def scaling(runs: int) -> list[tuple[str, float]]:
         app = create_app(Settings(database_url=f"sqlite:///{tmp}/s.sqlite3", log_level="ERROR"))
         engine = app.extensions["pgx"].engine
         for results, orders in ((10, 1), (100, 1), (1000, 1), (31, 10), (31, 100)):
-            body = prefetch_body(results, orders)
-            request = parse_hook_request(body, "order-select")
-            ms = sequential_ms(lambda r=request: engine.evaluate(r), max(3, runs // (1 + orders)))
-            rows.append((f"{results} results, {orders} draft order(s)", ms))
+            ms = []
+            for cyp2d6 in (NORMAL, ULTRARAPID):
+                request = parse_hook_request(prefetch_body(results, orders, cyp2d6), "order-select")
+                ms.append(
+                    sequential_ms(
+                        lambda r=request: engine.evaluate(r, later=lambda log: log()),
+                        max(3, runs // (1 + orders)),
+                    )
+                )
+            rows.append((f"{results} results, {orders} draft order(s)", ms[0], ms[1]))
+        app.extensions["pgx"]["store"].card_log.flush(timeout=30)
     return rows
+
+
+@dataclass
+class Path_:
+    """One measured line: a name, the server that answers it, the body it is sent."""
+
+    name: str
+    server: str
+    body: bytes
+    alerting: bool = False
+
+
+def check_answers(servers: dict[str, Server], quiet: bytes, alerting: bytes) -> None:
+    """Each service answers what is measured: no card for the quiet body, the critical card
+    with suggestions for the alerting one."""
+    for key in ("sqlite", "postgresql"):
+        if key not in servers:
+            continue
+        for body, indicator in ((quiet, None), (alerting, "critical")):
+            call = urllib.request.Request(
+                servers[key].url + HOOK, data=body, headers={"Content-Type": "application/json"}
+            )
+            cards = json.loads(urllib.request.urlopen(call).read())["cards"]
+            if indicator is None:
+                assert cards == [], cards
+            else:
+                [card] = cards
+                assert card["indicator"] == indicator and card["suggestions"], card
 
 
 def main() -> None:
@@ -368,55 +427,119 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=9, help="alternating runs of each")
     parser.add_argument("--quick", action="store_true", help="brief run (smoke test)")
+    parser.add_argument("--no-postgres", action="store_true", help="card log on SQLite only")
     args = parser.parse_args()
     seconds = 1.0 if args.quick else args.duration
     runs = 10 if args.quick else 200
     rounds = 1 if args.quick else args.rounds
-    body = json.dumps(prefetch_body()).encode()
+    quiet = json.dumps(prefetch_body(cyp2d6=NORMAL)).encode()
+    alerting = json.dumps(prefetch_body(cyp2d6=ULTRARAPID)).encode()
 
     print(
         f"load: {args.connections} connections, {seconds:g} s per run, {args.workers} worker(s), "
-        f"{rounds} alternating round(s) per server (medians shown)"
+        f"{rounds} alternating round(s) of every line (medians shown)"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        with service(Path(tmp), args.workers) as svc, trivial(args.workers, 4) as bare:
-            both: dict[str, list[Load]] = {"ours": [], "theirs": []}
-            for _ in range(rounds):  # alternate, so that a noisy moment hits both alike
-                both["theirs"].append(load(bare.url + HOOK, body, seconds, args.connections))
-                both["ours"].append(load(svc.url + HOOK, body, seconds, args.connections))
-            ours, theirs = (_median(both[k]) for k in ("ours", "theirs"))
-            # ratios per round (each pair ran back to back, under the same conditions)
-            ratios = [
-                (o.rps / t.rps, o.p50 / t.p50, o.p99 / t.p99)
-                for o, t in zip(both["ours"], both["theirs"], strict=True)
-            ]
-            rss = svc.workers_rss_mb()
-        with service(Path(tmp), args.workers) as svc, fhir_server() as base:
-            fhir = fhir_path(base, svc, runs) if base else None
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        postgres = None if args.no_postgres else stack.enter_context(throwaway_postgres())
+        urls = {"sqlite": f"sqlite:///{tmp}/bench.sqlite3"}
+        if postgres:
+            urls["postgresql"] = postgres
+        servers = {
+            "sync": stack.enter_context(trivial(args.workers, None)),
+            "own": stack.enter_context(trivial(args.workers, THREADS)),
+            **{key: stack.enter_context(service(url, args.workers)) for key, url in urls.items()},
+        }
+        check_answers(servers, quiet, alerting)
+        logged_before = {key: cards_logged(url) for key, url in urls.items()}
+        paths = [
+            Path_("trivial Flask app, gunicorn's default (sync)", "sync", quiet),
+            Path_(f"trivial Flask app, the service's settings (gthread x{THREADS})", "own", quiet),
+            Path_("pgx-cds serve, no card (normal metabolizer)", "sqlite", quiet),
+            Path_("pgx-cds serve, alerting, card log on SQLite", "sqlite", alerting, True),
+        ]
+        if postgres:
+            paths.append(
+                Path_(
+                    "pgx-cds serve, alerting, card log on PostgreSQL", "postgresql", alerting, True
+                )
+            )
+        measured: dict[str, list[Load]] = {p.name: [] for p in paths}
+        for _ in range(rounds):  # alternate, so that a noisy moment hits every line alike
+            for p in paths:
+                measured[p.name].append(
+                    load(servers[p.server].url + HOOK, p.body, seconds, args.connections)
+                )
+        time.sleep(1.0)  # (the card log's writers write within 0.2 s)
+        logged = {key: cards_logged(url) - logged_before[key] for key, url in urls.items()}
+        rss = servers["sqlite"].workers_rss_mb()
+        with fhir_server() as base:
+            fhir = fhir_path(base, servers["sqlite"], runs) if base else None
+    report(
+        paths, measured, logged, rss, fhir, len(alerting), postgres is not None or args.no_postgres
+    )
+    print("\nin-process cost of one call as it grows (Engine.evaluate, p50 ms):")
+    print(f"  {'':<36} {'no card':>9} {'alerting':>9}")
+    for name, quiet_ms, alerting_ms in scaling(runs):
+        print(f"  {name:<36} {quiet_ms:>9.3f} {alerting_ms:>9.3f}")
 
-    print(f"\nprefetch path ({ours.tool}; body {len(body) // 1024} KB, 31 genomic results)")
-    print(f"{'server':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    print(f"{'pgx-cds serve':<44} {ours.rps:>8.0f} {ours.p50:>8.2f} {ours.p99:>8.2f}")
+
+def report(
+    paths: list[Path_],
+    measured: dict[str, list[Load]],
+    logged: dict[str, int],
+    rss: list[float],
+    fhir: tuple[float, float, float] | None,
+    body_bytes: int,
+    postgres_tried: bool,
+) -> None:
+    tool = measured[paths[0].name][0].tool
+    print(f"\nprefetch path ({tool}; body {body_bytes // 1024} KB, 31 genomic results)")
     print(
-        f"{'trivial Flask app, same gunicorn settings':<44} "
-        f"{theirs.rps:>8.0f} {theirs.p50:>8.2f} {theirs.p99:>8.2f}"
+        f"{'':<56} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}   {'vs sync':>13}   "
+        f"{'vs own settings':>15}   req/s of rounds"
     )
-    rps_ratio, p50_ratio, p99_ratio = (statistics.median(r[i] for r in ratios) for i in range(3))
-    print(
-        f"{'ratio (service / trivial), median of rounds':<44} {rps_ratio:>8.2f} "
-        f"{p50_ratio:>8.2f} {p99_ratio:>8.2f}"
-    )
-    print(
-        "  per round (throughput / p99 ratios): "
-        + ", ".join(f"{r[0]:.2f} / {r[2]:.2f}" for r in ratios)
-    )
-    # A slow spell of the machine only ever lowers a round's throughput: each server's best
-    # round is what it does undisturbed (as timeit takes the fastest run).
-    best_ours, best_theirs = (max(x.rps for x in both[k]) for k in ("ours", "theirs"))
-    print(
-        f"  best rounds: service {best_ours:.0f} req/s, trivial {best_theirs:.0f} req/s, "
-        f"ratio {best_ours / best_theirs:.2f}"
-    )
+    print(f"{'':<56} {'':>7} {'':>7} {'':>7}   {'req/s':>6} {'p99':>6}   {'req/s':>7} {'p99':>7}")
+    bases = [measured[paths[0].name], measured[paths[1].name]]
+    for p in paths:
+        loads = measured[p.name]
+        m = _median(loads)
+        line = f"{p.name:<56} {m.rps:>7.0f} {m.p50:>7.2f} {m.p99:>7.2f}"
+        if p.server in ("sync", "own"):
+            line += " " * 35
+        else:  # medians of the ratios within each round (each pair ran back to back)
+            ratios = [
+                (
+                    statistics.median(o.rps / t.rps for o, t in zip(loads, base, strict=True)),
+                    statistics.median(o.p99 / t.p99 for o, t in zip(loads, base, strict=True)),
+                )
+                for base in bases
+            ]
+            line += (
+                f"   {ratios[0][0]:>6.2f} {ratios[0][1]:>6.2f}   {ratios[1][0]:>7.2f} "
+                f"{ratios[1][1]:>7.2f}"
+            )
+        line += f"   {min(x.rps for x in loads):.0f}-{max(x.rps for x in loads):.0f}"
+        print(line)
+    print("  (ratios: medians over the rounds of service / trivial within the same round)")
+    for p in paths[2:]:
+        loads, base = measured[p.name], bases[0]
+        print(
+            f"  per round, {p.name.removeprefix('pgx-cds serve, ')} vs sync (req/s / p99): "
+            + ", ".join(
+                f"{o.rps / t.rps:.2f} / {o.p99 / t.p99:.2f}"
+                for o, t in zip(loads, base, strict=True)
+            )
+        )
+    for key, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        answered = sum(
+            x.requests for p in paths if p.server == key and p.alerting for x in measured[p.name]
+        )
+        if key in logged:
+            print(
+                f"  card log on {label}: {logged[key]} cards written for {answered} alerting calls"
+            )
+    if not postgres_tried:
+        print("  card log on PostgreSQL: skipped (no PostgreSQL server binaries: initdb, pg_ctl)")
     print(f"\nmemory per worker (RSS): {', '.join(f'{m:.0f} MB' for m in rss) or 'n/a'}")
     if fhir:
         print(
@@ -426,9 +549,6 @@ def main() -> None:
         )
     else:
         print("\nFHIR path: skipped (Node.js not found for the integration FHIR server)")
-    print("\nin-process cost of one call as it grows (Engine.evaluate, p50):")
-    for name, ms in scaling(runs):
-        print(f"  {name:<36} {ms:>8.3f} ms")
 
 
 if __name__ == "__main__":

@@ -28,13 +28,21 @@ def test_bench_runs():
 
 
 def test_load_bench_runs_and_reports():
-    """bench/bench_load.py --quick: both servers, the FHIR path and the growth table (it
-    checks that the benchmark runs and reports; the figures of a quick run mean nothing)."""
+    """bench/bench_load.py --quick: the quiet and the alerting path (card log on SQLite, and on
+    PostgreSQL where it is installed) against the trivial app under sync workers and under the
+    service's settings, the FHIR path and the growth table (it checks that the benchmark runs
+    and reports; the figures of a quick run mean nothing)."""
     out = bench("bench_load.py", "--quick", timeout=300)
-    assert "pgx-cds serve" in out and "trivial Flask app" in out and "ratio" in out
-    assert re.search(r"best rounds: service \d+ req/s, trivial \d+ req/s, ratio \d", out)
+    assert "trivial Flask app, gunicorn's default (sync)" in out
+    assert "trivial Flask app, the service's settings" in out
+    assert "pgx-cds serve, no card" in out
+    assert "pgx-cds serve, alerting, card log on SQLite" in out
+    assert ("alerting, card log on PostgreSQL" in out) or ("PostgreSQL: skipped" in out)
+    # every alerting call answered had its card written to the card log
+    for written, answered in re.findall(r"(\d+) cards written for (\d+) alerting calls", out):
+        assert written == answered
     assert "memory per worker" in out
-    assert "1000 results" in out and "100 draft order(s)" in out
+    assert "1000 results" in out and "100 draft order(s)" in out and "alerting" in out
 
 
 def test_card_log_bench_runs_and_reports():
