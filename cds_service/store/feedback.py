@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DataError, SQLAlchemyError
@@ -182,6 +182,8 @@ class FeedbackStore:
             }
         # The schema is made by migrations (``schema``), not here.
         self.engine: Engine = create_engine(url, pool_pre_ping=True, **options)
+        if database is not None:
+            event.listen(self.engine, "connect", _write_ahead_log)
         in_memory = parsed.get_backend_name() == "sqlite" and database is None
         # an in-memory SQLite database is one per thread: write it from the caller's thread
         self.card_log = CardLog(self.engine, hash_key, background=not in_memory)
@@ -379,3 +381,14 @@ class FeedbackStore:
         if self.card_log.failing:
             return "the database refuses the card log's writes"
         return None
+
+
+def _write_ahead_log(connection: Any, _record: Any) -> None:
+    """A SQLite file in write-ahead-log mode: the card log's writers (one per worker process)
+    then never make a hook call's override check wait for their commit, nor the check them;
+    in the default mode, readers wait while a commit (an fsync) holds the file."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()

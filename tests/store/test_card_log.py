@@ -302,3 +302,13 @@ def _card_rows(n: int) -> list[dict]:
         }
         for i in range(n)
     ]
+
+
+def test_a_sqlite_card_log_is_in_write_ahead_log_mode(app):
+    """Readers (a hook call's override check) do not wait for the card log writers' commits,
+    nor the writers for them."""
+    from sqlalchemy import text
+
+    engine = app.extensions["pgx"]["store"].engine
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
