@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ log = logging.getLogger("cds_service.card_log")
 #: How long an override silences the same advice for the same order in the same session.
 SESSION = timedelta(hours=1)
 OVERRIDE_CHECK_SECONDS = 1.0
+#: Past this share of ``OVERRIDE_CHECK_SECONDS`` the latest override is asked again ahead,
+#: on another thread (``CardLog._refresh_ahead``).
+REFRESH_AHEAD = 0.7
 DOWN_SECONDS = 15.0
 #: The longest a hook call waits for the card log's database (it answers in milliseconds):
 #: then it goes on without the check, as when the database is down.
@@ -101,6 +105,9 @@ class CardLog:
         self._key: keys.HashKey | None = self._keys[0] if self._keys else None
         self._stored_dropped = not self._keys  # a configured key: the stored one goes
         self._latest_override: tuple[float, datetime | None] = (0.0, None)
+        self._refresh_lock = threading.Lock()
+        self._refreshing = False
+        self._generation = 0  # (forget_cache: an answer asked before it is not kept)
         self.background = background
         self._writer = CardWriter(lambda rows: self._write(rows), on_lost)
         self._down_until = 0.0  # after a database fault, hook calls skip it for a while
@@ -365,10 +372,41 @@ class CardLog:
         return {(rec, wanted[h].order_reference) for h, rec in rows}
 
     def _latest_is_fresh(self) -> bool:
-        """Is the latest override known without asking the database (and none recent)?"""
+        """Is the latest override known without asking the database (and none recent)?
+        Past ``REFRESH_AHEAD`` of its age it is asked again on another thread, so that under
+        steady traffic no hook call waits for the question (it used to hold one call a second
+        in each worker for a database round trip)."""
         checked, latest = self._latest_override
         recent = latest is not None and latest >= datetime.now(UTC) - SESSION
-        return time.monotonic() - checked < OVERRIDE_CHECK_SECONDS and not recent
+        age = time.monotonic() - checked
+        if REFRESH_AHEAD * OVERRIDE_CHECK_SECONDS <= age < OVERRIDE_CHECK_SECONDS:
+            self._refresh_ahead()
+        return age < OVERRIDE_CHECK_SECONDS and not recent
+
+    def _refresh_ahead(self) -> None:
+        """Ask when a card was last overridden on another thread (at most one at a time); a
+        ``forget_cache`` meanwhile (feedback stored) wins over its answer."""
+        with self._refresh_lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+        generation = self._generation
+
+        def refresh() -> None:
+            try:
+                now = time.monotonic()
+                with self.engine.connect() as conn:
+                    latest = conn.execute(LATEST_OVERRIDE).scalar()
+                with self._refresh_lock:
+                    if generation == self._generation:
+                        self._latest_override = (now, as_utc(latest) if latest else None)
+            except SQLAlchemyError as exc:  # the hook path asks again itself, bounded
+                log.debug("card log: refreshing the latest override failed (%s)", exc)
+            finally:
+                self._refreshing = False
+
+        if not self._bounded.submit(refresh):
+            self._refreshing = False
 
     def _latest_override_at(self) -> datetime | None:
         """When a card was last overridden (any replica), asked at most once a second."""
@@ -384,7 +422,9 @@ class CardLog:
         return latest
 
     def forget_cache(self) -> None:
-        self._latest_override = (0.0, None)
+        with self._refresh_lock:
+            self._generation += 1
+            self._latest_override = (0.0, None)
 
     def all(self) -> list[dict[str, Any]]:
         self.flush(timeout=10)

@@ -48,6 +48,15 @@ class Bounded:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"db-{self._name}")
 
+    def submit(self, work: Callable[[], object]) -> bool:
+        """Start ``work()`` on the pool without waiting for it; False when it cannot be (an
+        in-memory database, whose work must run in the caller's thread, or work given up on
+        still stuck)."""
+        if self.inline or self._stuck >= self._stuck_limit:
+            return False
+        self._pool.submit(contextvars.copy_context().run, work)
+        return True
+
     def run(self, work: Callable[[], T], timeout: float) -> T:
         """``work()``, or ``DatabaseTimeout`` after ``timeout`` seconds. Work that is merely
         running (other calls at the same moment) is waited for in turn; only when work given

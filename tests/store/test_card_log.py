@@ -312,3 +312,46 @@ def test_a_sqlite_card_log_is_in_write_ahead_log_mode(app):
     engine = app.extensions["pgx"]["store"].engine
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_the_latest_override_is_asked_ahead_on_another_thread(app, monkeypatch):
+    """Past most of its second the latest override is asked again on another thread, so that
+    under steady traffic no hook call waits for that question."""
+    import threading
+
+    card_log = app.extensions["pgx"]["store"].card_log
+    asked_on: list[str] = []
+    real = card_log.engine.connect
+
+    def connect():
+        asked_on.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(card_log.engine, "connect", connect)
+    stale = time.monotonic() - 0.8
+    card_log._latest_override = (stale, None)
+    assert card_log._latest_is_fresh()  # still within its second: answered at once
+    deadline = time.monotonic() + 5
+    while card_log._latest_override[0] == stale and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert card_log._latest_override[0] > stale  # asked again, ahead
+    assert asked_on and threading.current_thread().name not in asked_on
+
+
+def test_feedback_stored_while_the_latest_override_is_asked_ahead_wins(app, monkeypatch):
+    """An answer asked before feedback was stored (``forget_cache``) is not kept: it could
+    say no card was overridden when one just was."""
+    card_log = app.extensions["pgx"]["store"].card_log
+    real = card_log.engine.connect
+
+    def connect():
+        card_log.forget_cache()  # feedback arrives while the question is asked
+        return real()
+
+    monkeypatch.setattr(card_log.engine, "connect", connect)
+    card_log._latest_override = (time.monotonic() - 0.8, None)
+    card_log._latest_is_fresh()
+    deadline = time.monotonic() + 5
+    while card_log._refreshing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert card_log._latest_override == (0.0, None)  # forgotten: the next call asks
