@@ -19,6 +19,8 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from ..core.wording import number
 from ..fhir.values import as_dict, as_str, objects
 from ..knowledge.loader import Knowledge
@@ -162,7 +164,7 @@ def order_dose(
         strength = strength_mg(medication_text, drug)
     if combination is None:
         combination = "/" in medication_text
-    read = [_dosage_line(d, strength, combination) for d in lines]
+    read = [_read_line(d, strength, combination) for d in lines]
     steps: dict[int, list[float | None]] = {}  # numbered steps, one after the other
     always: list[float | None] = []  # lines without a sequence: alongside every step
     for dosage, line in zip(lines, read, strict=True):
@@ -190,6 +192,31 @@ def _total(values: list[float | None]) -> float | None:
 
 #: Dosage lines read per order (a real order has a handful).
 MAX_DOSAGE_LINES = 20
+
+
+#: Dosage lines read, by their JSON (an ordering session sends the same order with every
+#: call): at most this many kept, each line's JSON at most ``_READ_KEY_LIMIT`` bytes.
+_READ_LIMIT = 1024
+_READ_KEY_LIMIT = 2048
+_read: dict[tuple[bytes, float | None, bool], OrderDose] = {}
+
+
+def _read_line(dosage: dict[str, Any], strength: float | None, combination: bool) -> OrderDose:
+    """``_dosage_line``, remembered (its answer is an immutable ``OrderDose``)."""
+    try:
+        text = orjson.dumps(dosage, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # (an integer past 64 bits): read each time
+        return _dosage_line(dosage, strength, combination)
+    if len(text) > _READ_KEY_LIMIT:
+        return _dosage_line(dosage, strength, combination)
+    key = (text, strength, combination)
+    found = _read.get(key)
+    if found is None:
+        found = _dosage_line(dosage, strength, combination)
+        if len(_read) >= _READ_LIMIT:
+            _read.clear()
+        _read[key] = found
+    return found
 
 
 def _dosage_line(dosage: dict[str, Any], strength: float | None, combination: bool) -> OrderDose:
