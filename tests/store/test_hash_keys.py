@@ -156,3 +156,20 @@ def test_after_a_rotation_an_override_under_the_old_key_still_counts(settings):
 
     dropped = settings.model_copy(update={"hash_key": SecretStr(NEW_KEY)})
     assert len(_codeine(create_app(dropped).test_client(), hook="order-sign")) == 1
+
+
+def test_a_digest_is_the_hmac_sha256_of_its_parts_under_each_key():
+    """Keyed once per key and copied per message: the same value as a fresh HMAC, whichever
+    key was used last."""
+    import hashlib
+    import hmac
+
+    from sqlalchemy import create_engine
+
+    from cds_service.store.card_log import CardLog
+
+    card_log = CardLog(create_engine("sqlite://"), [b"a" * 32, b"b" * 32])
+    for secret in (b"a" * 32, b"b" * 32, b"a" * 32):
+        for parts in (("patient", "p1"), ("order", "p1", "u\x1fe", "rx-1")):
+            expected = hmac.new(secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
+            assert card_log.digest(*parts, secret=secret) == expected
