@@ -69,6 +69,18 @@ class CardWriter:
     # -- handing rows over ------------------------------------------------------------
 
     def put(self, rows: Rows) -> None:
+        """Hand one call's rows over; the call's thread takes no lock but the queue's own
+        (the writer's lock only when its thread is to be started)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._start()
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait(rows)
+        except queue.Full:
+            self.lose(len(rows), "the card log's queue is full")
+
+    def _start(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._queue = queue.Queue(maxsize=QUEUE_LIMIT)
@@ -77,11 +89,6 @@ class CardWriter:
                 )
                 self._thread.start()
                 atexit.register(self.close)
-        assert self._queue is not None
-        try:
-            self._queue.put_nowait(rows)
-        except queue.Full:
-            self.lose(len(rows), "the card log's queue is full")
 
     @property
     def failing(self) -> bool:
