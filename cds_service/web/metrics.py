@@ -161,13 +161,20 @@ def record_request(endpoint: str, service: str, status: int, seconds: float) -> 
         PRECONDITION_FAILED.labels(service).inc()
 
 
+_PER_CARD: dict[tuple[str, str, str, str], Any] = {}
+
+
 def record_cards(labels: CardLabels, shown: list[IssuedCard], silent: list[IssuedCard]) -> None:
     """Count a call's cards, shown and silent, by drug, gene(s) and indicator (the labels are
-    the knowledge's: bounded)."""
+    the knowledge's: bounded, so each counter is looked up once and kept)."""
     for records, was_shown in ((shown, "true"), (silent, "false")):
         for r in records:
             gene = labels.gene(r.recommendation_id, r.drug, r.genes)
-            CARDS.labels(r.drug, gene, r.indicator, was_shown).inc()
+            key = (r.drug, gene, r.indicator, was_shown)
+            found = _PER_CARD.get(key)
+            if found is None:
+                found = _PER_CARD[key] = CARDS.labels(*key)
+            found.inc()
 
 
 def record_unexpected(endpoint: str, error: str) -> None:
