@@ -175,8 +175,8 @@ def order_dose(
             always.append(line.max_mg_per_day)
     tops = [_total(step + always) for step in steps.values()] or [_total(always)]
     top = None if None in tops else max(t for t in tops if t is not None)
-    if len(read) == 1:
-        return replace(read[0], max_mg_per_day=top)
+    if len(read) == 1:  # (a remembered line already holds its own most a day)
+        return read[0] if read[0].max_mg_per_day == top else replace(read[0], max_mg_per_day=top)
     same_dose = {line.mg_per_dose for line in read}
     return OrderDose(
         same_dose.pop() if len(same_dose) == 1 else None,
