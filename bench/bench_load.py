@@ -411,7 +411,7 @@ def scaling(runs: int) -> list[tuple[str, float, float]]:
                     )
                 )
             rows.append((f"{results} results, {orders} draft order(s)", ms[0], ms[1]))
-        app.extensions["pgx"]["store"].card_log.flush(timeout=30)
+        app.extensions["pgx"].store.card_log.flush(timeout=30)
     return rows
 
 

@@ -309,7 +309,7 @@ def test_a_sqlite_card_log_is_in_write_ahead_log_mode(app):
     nor the writers for them."""
     from sqlalchemy import text
 
-    engine = app.extensions["pgx"]["store"].engine
+    engine = app.extensions["pgx"].store.engine
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
@@ -319,7 +319,7 @@ def test_the_latest_override_is_asked_ahead_on_another_thread(app, monkeypatch):
     under steady traffic no hook call waits for that question."""
     import threading
 
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     asked_on: list[str] = []
     real = card_log.engine.connect
 
@@ -341,7 +341,7 @@ def test_the_latest_override_is_asked_ahead_on_another_thread(app, monkeypatch):
 def test_feedback_stored_while_the_latest_override_is_asked_ahead_wins(app, monkeypatch):
     """An answer asked before feedback was stored (``forget_cache``) is not kept: it could
     say no card was overridden when one just was."""
-    card_log = app.extensions["pgx"]["store"].card_log
+    card_log = app.extensions["pgx"].store.card_log
     real = card_log.engine.connect
 
     def connect():
