@@ -2,7 +2,9 @@
 while the database cannot take them.
 
 A hook call hands its cards' rows to ``put`` and goes on. The writer thread gathers the rows
-of the calls made within ``WRITE_DELAY`` into one transaction (sooner when asked to flush).
+of the calls made within ``WRITE_DELAY`` into one write, ``CHUNK`` rows a transaction (sooner
+when asked to flush, and at once while more calls than one batch are queued: it keeps up with
+any rate of calls).
 When the database is down (or refuses the write), the rows are kept in memory, up to
 ``PENDING_LIMIT`` rows, and written when it answers again: retried after 1, 2, 5, 10, then
 every 15 s, and at once when someone flushes. Past the limit the oldest rows are dropped; so
