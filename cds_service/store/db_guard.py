@@ -54,7 +54,10 @@ class Bounded:
         still stuck)."""
         if self.inline or self._stuck >= self._stuck_limit:
             return False
-        self._pool.submit(contextvars.copy_context().run, work)
+        try:
+            self._pool.submit(contextvars.copy_context().run, work)
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            return False
         return True
 
     def run(self, work: Callable[[], T], timeout: float) -> T:
