@@ -62,3 +62,16 @@ def test_stuck_work_is_given_up_on_and_then_new_work_is_refused_until_it_returns
 def test_an_in_memory_database_is_used_from_the_callers_thread():
     bounded = Bounded(create_engine("sqlite://"), "test")
     assert bounded.run(lambda: threading.current_thread(), timeout=1) is threading.current_thread()
+
+
+def test_submitted_work_runs_on_the_pool_without_the_caller_waiting(bounded):
+    ran = threading.Event()
+    started = time.monotonic()
+    assert bounded.submit(lambda: (time.sleep(0.2), ran.set()))
+    assert time.monotonic() - started < 0.15  # not waited for
+    assert ran.wait(5)
+
+
+def test_an_in_memory_database_declines_submitted_work():
+    """Its work must run in the caller's thread (one in-memory database per thread)."""
+    assert not Bounded(create_engine("sqlite://"), "test").submit(lambda: None)
