@@ -19,7 +19,9 @@ Beside them: ``knowledge`` (the knowledge files' models and loader: the data eve
 shares: errors, the decision trace, log-safe references, wording, JSON limits, deadlines, the
 hook request's model). At the top: ``pipeline`` (one hook call), ``cli`` (``pgx-cds``),
 ``settings`` (``PGX_CDS_*``), ``sandbox`` (loading the sandbox kit) and ``worklist`` (the
-pharmacist's worklist: every active order judged by ``pipeline``, as a hook call would).
+pharmacist's worklist: every active order judged by ``pipeline``, as a hook call would) and
+``summary`` (the patient's summary page and SMART Health Card, from ``pipeline``'s
+patient-view decisions).
 
 Imports run one way: a package imports only those ``ALLOWED_IMPORTS`` lists for it (and
 itself), so lower stages never know higher ones (``genomics`` knows nothing of ``web``,
@@ -44,8 +46,9 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "clinical": frozenset({"core", "knowledge", "fhir", "genomics", "store"}),
     "governance": frozenset({"core", "settings", "knowledge", "store", "clinical"}),
     "pipeline": _STAGES,
-    "web": _STAGES | {"pipeline"},
+    "web": _STAGES | {"pipeline", "summary"},
     "sandbox": frozenset({"core", "settings", "fhir"}),
     "worklist": _STAGES | {"pipeline"},
-    "cli": _STAGES | {"pipeline", "web", "sandbox", "worklist"},
+    "summary": _STAGES | {"pipeline"},
+    "cli": _STAGES | {"pipeline", "web", "sandbox", "worklist", "summary"},
 }

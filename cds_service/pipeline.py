@@ -304,12 +304,14 @@ class Engine:
         *,
         service_id: str | None = None,
         later: Callable[[Callable[[], None]], None] | None = None,
+        decided: Callable[[patient_view.Decided], None] | None = None,
     ) -> tuple[dict[str, Any], Trace]:
         """The ``patient-view`` hook (no orders): the patient's PGx profile for pain care,
         from the same results, phenoconversion, rows, age and pre-test rules and site policy
         as ``evaluate`` (``patient_view.py``). Its card is logged as the prescribing cards are
         (``drug`` ``patient-view``); a hook the site made ``silent`` logs the card it would
-        show without returning it."""
+        show without returning it. ``decided`` is told what its card is built from (the
+        patient's summary page reads the same decisions)."""
         trace = Trace()
         mode = self.site.hook_mode(request.hook)
         self._count(request, service_id, [], [])
@@ -364,6 +366,7 @@ class Engine:
             pretest_drugs=self.pretest_drugs,
             no_results_card=self.settings.patient_view_no_results_card,
             therapies=therapies,
+            decided=decided,
         )
         records = [self._profile_record(card, facts) for card in found_cards]
         if mode != "on":

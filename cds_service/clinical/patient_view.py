@@ -30,6 +30,7 @@ line, "Not shown at this site", so that its absence is never read as "no change 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..core.ids import uuid4 as new_uuid
@@ -65,6 +66,17 @@ _SHORT = {
     "Rapid Metabolizer": "RM",
     "Ultrarapid Metabolizer": "UM",
 }
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the summary card was built from, for a reader of the same decisions (the
+    patient's summary page, ``cds_service.summary``): the results as on file, as they act
+    (phenoconversion), and the advice and rules the card shows once the site's policy applies."""
+
+    facts: dict[str, GeneResult]
+    acting: dict[str, GeneResult]
+    shown: Shown
 
 
 def virtual_orders(knowledge: Knowledge) -> list[IdentifiedDrug]:
@@ -183,11 +195,13 @@ def build_cards(
     pretest_drugs: frozenset[str] | None = None,
     no_results_card: bool = False,
     therapies: dict[str, Therapy] | None = None,
+    decided: Callable[[Decided], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The patient-view cards: one summary card, or none (see the module's notes).
     ``notices``: the label and pre-test rules for every covered drug (as if ordered);
     ``policy``: the site's (None: every card shown); ``pretest_drugs``: the drugs with
-    pre-test cards (given: unclear results get their cards too, as for an order)."""
+    pre-test cards (given: unclear results get their cards too, as for an order);
+    ``decided``: told what the summary card is built from (not called without one)."""
     notices = notices or []
     if not facts:
         trace.add("patient view", "no pharmacogenomic results on file")
@@ -209,6 +223,8 @@ def build_cards(
         + "".join(f"; {a.drug} ({a.level})" for a in affected)
         + "".join(f"; {n.drug.drug} ({n.indicator}: {n.id})" for n in shown.notices),
     )
+    if decided is not None:
+        decided(Decided(facts, acting, shown))
     return [summary_card(acting, shown, knowledge)]
 
 

@@ -84,6 +84,8 @@ class GeneResult:
     readings: tuple[GeneResult, ...] = ()
     #: the results that disagree (a discordance), for the card; empty when none do
     disagreeing: tuple[Reported, ...] = ()
+    #: who reported the deciding result (the lab), as its Observation names it, if it does
+    performer: str | None = None
 
     @property
     def actionable(self) -> bool:
@@ -380,6 +382,7 @@ def _result(
         score_range=top.score_range,
         notes=tuple(notes),
         reinterpreted_from=reinterpreted_from,
+        performer=top.performer,
     )
 
 

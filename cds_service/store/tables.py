@@ -98,6 +98,22 @@ service_key_table = Table(
     Column("value", String(128), nullable=False),
 )
 
+#: The SMART Health Card issuer's signing keys kept by the service when none is configured
+#: (``PGX_CDS_SHC_KEY``): one made once, shared by every replica and the command line; older
+#: ones kept (public part listed in the key set) so that cards they signed still verify.
+shc_key_table = Table(
+    "shc_key",
+    metadata,
+    # the key's JWK thumbprint (RFC 7638): the card's ``kid``
+    Column("kid", String(64), primary_key=True),
+    # the private JWK (JSON); NULL once the key is retired and its private part deleted
+    Column("private_jwk", Text),
+    Column("public_jwk", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    # no longer signs (a newer key does); still listed in the key set
+    Column("retired", Boolean, nullable=False, default=False),
+)
+
 
 replay_table = Table(
     "jwt_replay",
