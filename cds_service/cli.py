@@ -1,5 +1,5 @@
 """The ``pgx-cds`` command: serve, knowledge check/list, explain, sandbox load, worklist, report,
-purge."""
+purge, summary."""
 
 from __future__ import annotations
 
@@ -169,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_token_options(worklist)
 
     from .governance.report_command import add_commands
+    from .summary.command import add_command as add_summary
 
     add_commands(sub)
+    add_summary(sub, _add_token_options)
 
     args = parser.parse_args(argv)
     try:
@@ -219,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         from .worklist.command import worklist as run_worklist
 
         return run_worklist(settings, args, token)
+    if args.command == "summary":
+        from .summary.command import run as run_summary
+
+        return run_summary(settings, args, token)
     if not args.fhir:
         return _fail("sandbox load needs --fhir URL (the FHIR R4 server to load)")
     return _sandbox_load(args.fhir, token, args.dir)

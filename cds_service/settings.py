@@ -181,6 +181,12 @@ class Settings(BaseSettings):
         description="File holding PGX_CDS_HASH_KEY's value (a mounted secret): the current key "
         "first, older ones after it, one a line.",
     )
+    shc_key: Path | None = Field(
+        default=None,
+        description="File holding the SMART Health Card issuer's private key (a P-256 JWK, "
+        "or a JWK Set whose first private key signs and whose other keys stay listed), e.g. "
+        "a mounted Secret. Unset: one key made once and kept in the database.",
+    )
     feedback_per_minute: int = Field(
         default=600,
         ge=1,

@@ -22,7 +22,7 @@ from ..core.logsafe import clean, patient_ref
 from ..governance.ehr import adapt
 from ..governance.labels import CardLabels
 from ..settings import Settings, get_settings
-from . import metrics
+from . import metrics, patient_card
 from .discovery import SERVICES
 from .logs import hook_instance_from, request_id_from
 from .wiring import Services, wire
@@ -39,6 +39,7 @@ ENDPOINTS = {
     "_health": "healthz",
     "_ready": "readyz",
     "_metrics": "metrics",
+    "_jwks": "jwks",
 }
 #: Methods named as they are in log lines; any other (a caller may send any token) is not.
 LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     _error_handlers(app)
     _hook_routes(app, wired)
     _operation_routes(app, wired)
+    # the patient's SMART Health Cards: the issuer's keys, and their key set served
+    patient_card.register(app, wired.settings, wired.store.engine)
     return app
 
 
@@ -343,7 +346,9 @@ class ResponseHeaders:
         added = [*self.static, ("X-Request-ID", request_id)]
         origin = environ.get("HTTP_ORIGIN")
         allowed = "*" in self.allowed_origins or (origin and origin in self.allowed_origins)
-        if "*" not in self.allowed_origins and allowed and origin:
+        if "*" not in self.allowed_origins and environ.get("PATH_INFO") == patient_card.JWKS_PATH:
+            added.append(("Access-Control-Allow-Origin", "*"))  # (any verifier, as SHC asks)
+        elif "*" not in self.allowed_origins and allowed and origin:
             added.append(("Access-Control-Allow-Origin", origin))
         named = origin and origin in self.allowed_origins
         if named and environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK") == "true":
