@@ -90,7 +90,7 @@ def _who(summary: Summary) -> str:
 
 def _gene_meaning(g: GeneLine) -> str:
     t = w.text
-    words = w.phenotype_words(g.phenotype)
+    words = w.phenotype_words(g.phenotype, g.usable)
     if g.acting and g.converted_by:
         words += " " + t(
             "phenoconverted",
@@ -105,7 +105,7 @@ def _gene_meaning(g: GeneLine) -> str:
 def _results(summary: Summary) -> list[str]:
     t = w.text
     out = [f"<h2>{escape(t('results_heading'))}</h2>"]
-    genes = [g for g in summary.genes if g.usable]
+    genes = summary.genes  # (an unclear result is listed as unclear, never left out)
     if not genes:
         return [*out, f"<p>{escape(t('no_results'))}</p>"]
     head = [t("gene"), t("result"), t("genotype"), t("date"), t("lab")]
@@ -185,7 +185,7 @@ def _qr(qr_svg: str | None) -> list[str]:
 
 def _wallet(summary: Summary, qr_svg: str | None, issuer: str | None) -> list[str]:
     t = w.text
-    genes = [g for g in summary.genes if g.usable]
+    genes = summary.genes
     gene_items = "".join(
         f"<li><b>{escape(g.gene)}</b> {escape(g.diplotype or '')} "
         f"{escape(w.phenotype_short(g.phenotype))}</li>"

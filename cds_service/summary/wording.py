@@ -88,6 +88,11 @@ PHENOTYPE_WORDS: Final[dict[str, str]] = {
     "positive": "You carry this gene variant: some medicines can cause a severe skin reaction.",
     "negative": "You do not carry this gene variant.",
 }
+#: A result the service could not use (indeterminate, unreadable): said, never left out.
+PHENOTYPE_UNCLEAR: Final = (
+    "This result is unclear. Until a clearer test is done, your doctor will follow the "
+    "careful advice for the medicines it concerns."
+)
 #: Above, when the phenotype has no entry (e.g. a low-function OPRM1 result).
 PHENOTYPE_OTHER: Final = "Result: {phenotype}."
 #: What the result is called on the wallet card (short).
@@ -99,6 +104,7 @@ PHENOTYPE_SHORT: Final[dict[str, str]] = {
     "Ultrarapid Metabolizer": "ultrarapid metabolizer",
     "positive": "carrier",
     "negative": "not a carrier",
+    "Indeterminate": "unclear result",
 }
 
 #: A drug's changed advice for a lay reader, by the guideline row's action.
@@ -115,9 +121,9 @@ ACTION_WORDS: Final[dict[str, str]] = {
 ACTION_UNCLEAR: Final = "Your results leave this open: your doctor will follow the careful advice."
 #: A label rule or pre-test card that applies (by the card's indicator).
 NOTICE_WORDS: Final[dict[str, str]] = {
-    "critical": "Should not be used for you (medicine label).",
-    "warning": "Needs extra care for you (medicine label).",
-    "info": "Your doctor should know about this (medicine label).",
+    "critical": "Should not be used for you.",
+    "warning": "Needs extra care for you: ask your doctor before you take it.",
+    "info": "Your doctor should know about this before you take it.",
 }
 #: A pre-test card: a test the label asks for before the medicine, not on file.
 PRETEST_WORDS: Final = "A genetic test is advised before this medicine is started."
@@ -135,7 +141,9 @@ def text(key: str, **values: str) -> str:
     return words.format(**values) if values else words
 
 
-def phenotype_words(phenotype: str) -> str:
+def phenotype_words(phenotype: str, usable: bool = True) -> str:
+    if not usable:
+        return PHENOTYPE_UNCLEAR
     return PHENOTYPE_WORDS.get(phenotype) or PHENOTYPE_OTHER.format(phenotype=phenotype)
 
 
