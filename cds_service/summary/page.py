@@ -36,7 +36,7 @@ th { background: #eef2f6; }
 .wallet { display: flex; gap: 0; margin: 1em 0; break-inside: avoid; page-break-inside: avoid; }
 .wallet .side { width: 85.6mm; height: 54mm; box-sizing: border-box; border: 1px dashed #555;
   padding: 2.5mm 3mm; overflow: hidden; font-size: 7.5pt; line-height: 1.25; }
-.wallet .side h3 { font-size: 9pt; margin: 0 0 1mm; }
+.wallet .side h3 { font-size: 9pt; margin: 0 0 1mm; } .wallet p { margin: 1mm 0; }
 .wallet ul { margin: 0; padding-left: 3.5mm; }
 .wallet .back { display: flex; gap: 2mm; align-items: flex-start; }
 .wallet .back svg { width: 47mm; height: 47mm; flex: none; }
@@ -184,31 +184,35 @@ def _qr(qr_svg: str | None) -> list[str]:
 
 
 def _wallet(summary: Summary, qr_svg: str | None, issuer: str | None) -> list[str]:
+    """Front: who, the results, the drugs by what to do (avoid, ask first, note); back: the
+    QR code, what to do with the card, the issuer."""
     t = w.text
-    genes = summary.genes
     gene_items = "".join(
         f"<li><b>{escape(g.gene)}</b> {escape(g.diplotype or '')} "
         f"{escape(w.phenotype_short(g.phenotype))}</li>"
-        for g in genes
+        for g in summary.genes
     )
-    drugs = [
-        f"<li>{escape(d.drug)}: {escape(w.CARD_LEVEL.get(d.level, d.level))}</li>"
-        for d in summary.drugs
-    ] + [
-        f"<li>{escape(r.drug)}: {escape(w.CARD_LEVEL.get(r.level, r.level))}</li>"
-        for r in summary.rules
-        if not r.pretest
-    ]
+    by_level: dict[str, list[str]] = {}
+    for d in summary.drugs:
+        by_level.setdefault(d.level, []).append(d.drug)
+    for r in summary.rules:
+        if not r.pretest and r.drug not in by_level.get(r.level, []):
+            by_level.setdefault(r.level, []).append(r.drug)
+    drug_lines = "".join(
+        f"<div><b>{escape(w.CARD_LEVEL[level].capitalize())}:</b> "
+        f"{escape(', '.join(by_level[level]))}</div>"
+        for level in ("critical", "warning", "info")
+        if by_level.get(level)
+    )
+    born = f" · {escape(summary.birth_date)}" if summary.birth_date else ""
     front = (
         f'<div class="side front"><h3>{escape(t("card_title"))}</h3>'
-        f"<div>{escape(summary.name or '')}"
-        + (f" · {escape(summary.birth_date)}" if summary.birth_date else "")
-        + f"</div><ul>{gene_items}</ul><div><b>{escape(t('card_show'))}</b></div></div>"
+        f"<div>{escape(summary.name or '')}{born}</div><ul>{gene_items}</ul>{drug_lines}</div>"
     )
     issued = f"<div>{escape(t('card_issuer', issuer=issuer))}</div>" if issuer else ""
     back = (
-        f'<div class="side back">{qr_svg or ""}<div><ul>{"".join(drugs[:12])}</ul>'
-        f"{issued}</div></div>"
+        f'<div class="side back">{qr_svg or ""}<div><b>{escape(t("card_show"))}</b>'
+        f"<p>{escape(t('card_scan'))}</p>{issued}</div></div>"
     )
     return [
         f"<h2>{escape(t('card_heading'))}</h2>",
