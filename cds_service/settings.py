@@ -187,6 +187,12 @@ class Settings(BaseSettings):
         "or a JWK Set whose first private key signs and whose other keys stay listed), e.g. "
         "a mounted Secret. Unset: one key made once and kept in the database.",
     )
+    smart_client_id: str | None = Field(
+        default=None,
+        description="The client id the EHR registered the patient-card SMART app under; set "
+        "(with PGX_CDS_PUBLIC_URL), the service serves the app's EHR launch at /smart/launch "
+        "and the patient-view card links to it.",
+    )
     feedback_per_minute: int = Field(
         default=600,
         ge=1,

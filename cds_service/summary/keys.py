@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import threading
 from dataclasses import dataclass
@@ -191,6 +192,12 @@ class Issuer:
                 stored = self._stored
         kids = {k["kid"] for k in listed}
         return {"keys": listed + [k for k in stored if k["kid"] not in kids]}
+
+    def derived_secret(self, purpose: bytes) -> bytes:
+        """A secret for ``purpose`` derived from the signing key (HMAC of its private value):
+        the same in every replica, changed by a rotation."""
+        value = self.signing().private.private_numbers().private_value
+        return hmac.new(value.to_bytes(_COORDINATE_BYTES, "big"), purpose, hashlib.sha256).digest()
 
     def rotate(self) -> SigningKey:
         """A new key kept in the database signs from now on; the old ones stay listed."""

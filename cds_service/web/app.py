@@ -81,8 +81,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     _error_handlers(app)
     _hook_routes(app, wired)
     _operation_routes(app, wired)
-    # the patient's SMART Health Cards: the issuer's keys, and their key set served
-    patient_card.register(app, wired.settings, wired.store.engine)
+    # the patient's SMART Health Cards: the issuer's keys, and their key set served; the
+    # SMART app that shows the patient's page (when the site set it up)
+    issuer = patient_card.register(app, wired.settings, wired.store.engine)
+    patient_card.register_app(app, wired.settings, wired.engine, issuer)
     return app
 
 
@@ -236,6 +238,7 @@ def _hook_routes(app: Flask, wired: Services) -> None:
             body, trace = engine.patient_view(
                 hook_request, service_id=service.id, later=_after_answer
             )
+            body = patient_card.with_app_link(body, wired.settings)  # (the SMART app, if set)
         else:
             body, trace = engine.evaluate(hook_request, service_id=service.id, later=_after_answer)
         request_id = g.request_id

@@ -25,6 +25,8 @@ class FakeFhir:
         self.resources: list[dict[str, Any]] = []
         self.tokens: list[str | None] = []
         self.mock = mock
+        #: the EHR's .well-known/smart-configuration (None: 404)
+        self.smart_config: dict[str, Any] | None = None
         mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), self._answer)
 
     def load(self, name: str) -> None:
@@ -34,6 +36,8 @@ class FakeFhir:
         self.tokens.append(request.headers.get("Authorization"))
         parts = urlsplit(request.url)
         path = parts.path[len(urlsplit(BASE).path) + 1 :]
+        if path == ".well-known/smart-configuration" and self.smart_config is not None:
+            return 200, {}, json.dumps(self.smart_config)
         if "/" in path:
             kind, rid = path.split("/", 1)
             for r in self.resources:
