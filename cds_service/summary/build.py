@@ -30,6 +30,17 @@ HOOK = "patient-view"
 
 
 @dataclass(frozen=True)
+class Reading:
+    """One of the results of a gene whose results disagree, as reported."""
+
+    kind: str  # "genotype", "phenotype", ...
+    value: str  # what the lab reported: "*1/*1", "Poor metabolizer"
+    phenotype: str  # today's reading of it
+    date: str | None = None
+    lab: str | None = None
+
+
+@dataclass(frozen=True)
 class GeneLine:
     """One gene's result as the patient-view card reads it."""
 
@@ -45,6 +56,8 @@ class GeneLine:
     converted_by: tuple[str, ...] = ()
     discordant: bool = False
     usable: bool = True
+    #: the results that disagree (each as reported), when they do: all are shown and carried
+    readings: tuple[Reading, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,10 @@ def _gene_line(fact: GeneResult, acting: GeneResult | None) -> GeneLine:
         converted_by=acting.phenoconverted_by if converted and acting is not None else (),
         discordant=fact.discordant,
         usable=fact.actionable,
+        readings=tuple(
+            Reading(r.kind, r.value, r.phenotype, r.date_text, r.performer)
+            for r in fact.disagreeing
+        ),
     )
 
 

@@ -3,7 +3,8 @@ as the SMART Health Cards IG asks), coded as the Genomics Reporting IG codes res
 this service reads them (``genomics.result_reading``).
 
 * ``resource:0``: the Patient, with name and birth date only.
-* One Observation per gene with a usable result: a genotype (LOINC 84413-4 "Genotype
+* One Observation per gene with a usable result (one per result when a gene's results
+  disagree, so that the disagreement travels with the card): a genotype (LOINC 84413-4 "Genotype
   display name", the star-allele diplotype coded with PharmVar's system) with the gene
   studied (48018-6, HGNC id) and the phenotype (53040-2 "Genetic variation's effect on drug
   metabolism", a LOINC answer) as components; a gene with a reported phenotype only is a
@@ -17,6 +18,7 @@ No ids, no meta, no narrative, no display texts (the IG's minimisation), and ``f
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from ..knowledge.loader import Knowledge
@@ -43,10 +45,28 @@ def bundle(summary: Summary, knowledge: Knowledge) -> dict[str, Any]:
         patient["birthDate"] = summary.birth_date
     entries = [{"fullUrl": "resource:0", "resource": patient}]
     for line in summary.genes:
-        if line.usable:
-            observation = gene_observation(line, knowledge)
+        if not line.usable:
+            continue
+        # results that disagree: each one (a reader then sees the disagreement too)
+        for observation in [gene_observation(x, knowledge) for x in _each_result(line)]:
             entries.append({"fullUrl": f"resource:{len(entries)}", "resource": observation})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+def _each_result(line: GeneLine) -> list[GeneLine]:
+    """The gene's result, or each of its results when they disagree."""
+    if not line.readings:
+        return [line]
+    return [
+        replace(
+            line,
+            phenotype=r.phenotype,
+            diplotype=r.value if r.kind == "genotype" else None,
+            date=r.date,
+            readings=(),
+        )
+        for r in line.readings
+    ]
 
 
 def _coded(system: str, code: str) -> dict[str, Any]:

@@ -90,6 +90,11 @@ def _who(summary: Summary) -> str:
 
 def _gene_meaning(g: GeneLine) -> str:
     t = w.text
+    if g.readings:  # results that disagree: each one, never a single settled meaning
+        said = "; ".join(
+            f"{w.phenotype_short(r.phenotype)} ({r.date or t('unknown')})" for r in g.readings
+        )
+        return f"{t('disagree')} ({said})"
     words = w.phenotype_words(g.phenotype, g.usable)
     if g.acting and g.converted_by:
         words += " " + t(
@@ -97,8 +102,6 @@ def _gene_meaning(g: GeneLine) -> str:
             drugs=", ".join(g.converted_by),
             now=w.phenotype_short(g.acting),
         )
-    if g.discordant:
-        words += " " + t("disagree")
     return words
 
 
@@ -118,12 +121,19 @@ def _results(summary: Summary) -> list[str]:
         genotype = g.diplotype or ""
         if g.activity_score:
             genotype += f" (activity score {g.activity_score})"
+        called = w.phenotype_short(g.phenotype)
+        dates, labs = [g.date or t("unknown")], [g.lab or t("unknown")]
+        if g.readings:
+            called = w.text("disagree_short")
+            genotype = "; ".join(r.value for r in g.readings)
+            dates = [r.date or t("unknown") for r in g.readings]
+            labs = [r.lab or t("unknown") for r in g.readings]
         cells = [
-            f"<b>{escape(g.gene)}</b><br>{escape(w.phenotype_short(g.phenotype))}",
+            f"<b>{escape(g.gene)}</b><br>{escape(called)}",
             escape(_gene_meaning(g)),
             escape(genotype.strip() or t("unknown")),
-            escape(g.date or t("unknown")),
-            escape(g.lab or t("unknown")),
+            "<br>".join(escape(d) for d in dates),
+            "<br>".join(escape(lab) for lab in labs),
         ]
         out.append(
             f'<tr data-gene="{escape(g.gene)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
@@ -189,7 +199,7 @@ def _wallet(summary: Summary, qr_svg: str | None, issuer: str | None) -> list[st
     t = w.text
     gene_items = "".join(
         f"<li><b>{escape(g.gene)}</b> {escape(g.diplotype or '')} "
-        f"{escape(w.phenotype_short(g.phenotype))}</li>"
+        f"{escape(t('disagree_short') if g.readings else w.phenotype_short(g.phenotype))}</li>"
         for g in summary.genes
     )
     by_level: dict[str, list[str]] = {}

@@ -53,8 +53,9 @@ EN: Final[dict[str, str]] = {
     "phenoconverted": "Because of another medicine you take ({drugs}), it now works like: {now}.",
     "disagree": (
         "Your test results for this gene do not agree with each other: your doctor will "
-        "follow the more careful advice."
+        "follow the more careful advice"
     ),
+    "disagree_short": "results disagree",
     "clinician_heading": "For clinicians",
     "clinician_intro": (
         "The advice a prescribing card of this service gives when each drug is ordered "

@@ -10,7 +10,9 @@ from html import unescape
 import pytest
 from shc_fakes import BASE, ROOT, TOKEN
 
+from cds_service.core.trace import Trace
 from cds_service.fhir.session import guarded_session
+from cds_service.genomics import genomic_facts
 from cds_service.governance.site_config import load
 from cds_service.pipeline import Engine
 from cds_service.settings import Settings
@@ -57,7 +59,10 @@ def test_page_shows_each_gene_and_the_card_s_decisions(patient, engine, fhir, si
         assert f'data-gene="{line.gene}"' in made.html
         typed = expected["diplotype"] and expected["diplotype"].split("#")[-1]  # (GL string)
         assert line.diplotype == typed and (typed is None or typed in text)
-        assert wording.phenotype_words(line.phenotype, line.usable) in text
+        if line.readings:  # results that disagree: said, with each result
+            assert wording.text("disagree") in text
+        else:
+            assert wording.phenotype_words(line.phenotype, line.usable) in text
         assert line.date and line.date in text
     # the card counts "N pain drugs affected": the page lists those N drugs
     counted = re.search(r"(\d+) pain drugs? affected", patient["patient_view"]["summary"])
@@ -74,6 +79,17 @@ def test_page_shows_each_gene_and_the_card_s_decisions(patient, engine, fhir, si
     assert verified.issuer == "https://cds.example.org"
     in_card = bundle.genes_in(verified.bundle, engine.knowledge)
     assert set(in_card) == {g.gene for g in summary.genes if g.usable}
+    # the service itself reads the card's results back as the same results
+    observations = [e["resource"] for e in verified.bundle["entry"][1:]]
+    for n, o in enumerate(observations):
+        o.update(id=f"card-{n}", subject={"reference": f"Patient/{patient['id']}"})
+    read = genomic_facts.summarise(observations, patient["id"], engine.knowledge, Trace(), None)
+    # (results that disagree are read back as disagreeing, with the same readings)
+    assert {g: {r.phenotype for r in f.all_readings} for g, f in read.items()} == {
+        g.gene: {r.phenotype for r in g.readings} or {g.phenotype}
+        for g in summary.genes
+        if g.usable
+    }
     assert fhir.tokens and all(t == f"Bearer {TOKEN}" for t in fhir.tokens)
 
 
@@ -102,6 +118,14 @@ def test_phenoconversion_and_disagreeing_results_are_said_plainly(engine, fhir):
     summary, _ = summarise(engine, BASE, TOKEN, "pgx-cyp2d6-discordant")
     (cyp2d6,) = [g for g in summary.genes if g.gene == "CYP2D6"]
     assert cyp2d6.discordant and wording.text("disagree") in _text(page.render(summary))
+    # never one settled meaning: each result, its date and its lab; the card carries each
+    text = _text(page.render(summary))
+    assert wording.phenotype_words("Normal Metabolizer") not in text
+    for reading in ("normal metabolizer (2018-03-12)", "poor metabolizer (2024-06-03)"):
+        assert reading in text
+    assert "Acme Genomics Laboratory" in text and "Northside Reference Laboratory" in text
+    card = bundle.bundle(summary, engine.knowledge)
+    assert len(card["entry"]) == 1 + len(cyp2d6.readings) == 3
 
 
 def test_the_lab_is_named_where_the_result_names_it(engine, fhir):
