@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..core.hook_request import parse_hook_request
 from ..fhir.patient_data import FhirUnavailable
+from ..pipeline import Engine as HookEngine
 from ..settings import Settings, insecure_http
 from ..summary import smart
 from ..summary.build import HOOK, summarise
@@ -85,6 +86,11 @@ def register_app(app: Flask, settings: Settings, engine: Any, issuer: Issuer) ->
         return
     public = str(settings.public_url).rstrip("/")
     redirect_uri = public + CALLBACK_PATH
+    # the page is not a hook call: judged by an engine of its own (the same knowledge, site
+    # and connections) that neither counts calls nor logs cards
+    engine = HookEngine(
+        engine.knowledge, settings, session=engine.session, pool=engine.pool, site=engine.site
+    )
     secure = not public.startswith("http://")
     client_id = str(settings.smart_client_id)
 

@@ -4,8 +4,8 @@ Without a configured key (``PGX_CDS_SHC_KEY``) the service makes one signing key
 keeps it here, so every replica and ``pgx-cds summary`` sign with the same key; a rotated
 key stays (retired) so that its public part is still listed at ``/.well-known/jwks.json``.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
