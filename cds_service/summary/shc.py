@@ -134,8 +134,9 @@ def qr_png(numeric: str, path: str, *, scale: int = 4) -> None:
 def _qr(numeric: str) -> segno.QRCode:
     if not numeric.startswith(PREFIX):
         raise CardError("not a shc:/ string")
+    segments = [(PREFIX, consts.MODE_BYTE), (numeric[len(PREFIX) :], consts.MODE_NUMERIC)]
     return segno.make(
-        [(PREFIX, consts.MODE_BYTE), (numeric[len(PREFIX) :], consts.MODE_NUMERIC)],
+        segments,  # type: ignore[arg-type]  # (segno takes a list of segments, as documented)
         error="l",
         boost_error=False,
         micro=False,
@@ -161,7 +162,7 @@ def verify(text: str, jwks: dict[str, Any], *, now: float | None = None) -> Veri
         (k for k in _keys(jwks) if isinstance(kid, str) and k.get("kid") == kid),
         None,
     )
-    if key is None:
+    if key is None or not isinstance(kid, str):
         raise CardError("the card's key (kid) is not in the issuer's key set")
     try:
         signed = PyJWS().decode_complete(jws, key=public_key(key), algorithms=["ES256"])

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, redirect, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..core.hook_request import parse_hook_request
 from ..fhir.patient_data import FhirUnavailable
@@ -102,7 +103,7 @@ def register_app(app: Flask, settings: Settings, engine: Any, issuer: Issuer) ->
         return jsonify({"error": str(exc)}), exc.status
 
     @app.get(LAUNCH_PATH)
-    def _smart_launch() -> Response | tuple[Response, int]:
+    def _smart_launch() -> WerkzeugResponse | tuple[Response, int]:
         iss, launch = request.args.get("iss", ""), request.args.get("launch", "")
         if not iss or not launch:
             return refused(smart.LaunchError("an EHR launch needs 'iss' and 'launch'"))
