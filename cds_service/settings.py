@@ -217,6 +217,13 @@ class Settings(BaseSettings):
         "other than this machine (loopback is always allowed); logged at start. Never in "
         "production: keys and patient data would cross the network in clear.",
     )
+    guidelines: str = Field(
+        default="cpic",
+        description="The guideline sets the service advises by, in order, comma-separated: "
+        "cpic, dpwg (e.g. dpwg or dpwg,cpic). For each drug and result the first set with a "
+        "recommendation (an explicit 'no action' included) decides the card, and the card says "
+        "where another listed set advises differently. The site file's 'guidelines' wins.",
+    )
     pretest_drugs: str = Field(
         default="",
         description="Drugs that get a pre-test card when ordered with no result on file for "
@@ -417,6 +424,18 @@ class Settings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value
+
+    @field_validator("guidelines")
+    @classmethod
+    def _guidelines(cls, value: str) -> str:
+        sets = [g.strip().lower() for g in value.split(",") if g.strip()]
+        if not sets or any(g not in ("cpic", "dpwg") for g in sets) or len(set(sets)) < len(sets):
+            raise ValueError("must list cpic and/or dpwg, in order, each once (e.g. dpwg,cpic)")
+        return ",".join(sets)
+
+    @property
+    def guideline_list(self) -> tuple[str, ...]:
+        return tuple(self.guidelines.split(","))
 
     @property
     def pretest_drug_set(self) -> frozenset[str]:

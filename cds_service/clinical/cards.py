@@ -29,7 +29,7 @@ from ..knowledge.loader import Knowledge
 from ..knowledge.models import Recommendation
 from ..store.card_log import IssuedCard
 from .label_rules import Notice
-from .recommendations import Match, Reading, inhibitor_name, reading_words
+from .recommendations import Match, OtherAdvice, Reading, inhibitor_name, reading_words
 from .severity import (
     LEVELS,
     advice,
@@ -61,6 +61,7 @@ _STRENGTH = {
     "optional": "optional",
     "none": "none",
     "label": "label statement",
+    "ungraded": "not graded",
 }
 
 #: Words from the request or the lab in a card's detail, at most (a line, not a page).
@@ -305,11 +306,11 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         ]
     else:
         lines += [
-            f"**Recommendation** ({escaped(guideline.organization)}, {strength}): "
-            f"{escaped(rec.recommendation)}",
+            f"**Recommendation** ({_grading(rec, strength)}): {escaped(rec.recommendation)}",
             "",
             f"**Why:** {escaped(rec.implication)}",
             "",
+            *_differently(m, knowledge),
             "**Patient result**",
             "",
         ]
@@ -348,6 +349,56 @@ def detail(m: Match, knowledge: Knowledge, orders: list[DraftOrder] | None = Non
         f"[Guideline]({guideline.url}). Knowledge version {knowledge.version}.",
     ]
     return "\n".join(lines)
+
+
+def _grading(rec: Recommendation, strength: str) -> str:
+    """'CPIC, strong'; for a DPWG row, which grades nothing, its classification of genotyping
+    for the pair where confirmed: 'DPWG, not graded; genotyping before codeine: beneficial'."""
+    org = escaped(rec.guideline.organization if rec.guideline else "guideline")
+    if rec.classification and rec.classification != "not confirmed":
+        return f"{org}, {strength}; genotyping before {rec.drug}: {rec.classification}"
+    return f"{org}, {strength}"
+
+
+def differs(m: Match, other: OtherAdvice, knowledge: Knowledge) -> bool:
+    """Does another of the site's guideline sets advise differently for this card's result:
+    another action, another dose change, no advice where this card advises, or advice that
+    depends on the activity score?"""
+    mine, theirs = m.recommendation, other.recommendation
+    if theirs is None or other.spans:
+        return True
+    if theirs.action != mine.action:
+        return True
+    changes = knowledge.dosing.dose_changes
+    return changes.get(theirs.id) != changes.get(mine.id)
+
+
+def _differently(m: Match, knowledge: Knowledge) -> list[str]:
+    """One line per other guideline set of the site that advises differently."""
+    lines = []
+    for other in m.other_advice:
+        if not differs(m, other, knowledge):
+            continue
+        rec = other.recommendation
+        if other.spans:
+            words = "its advice depends on the activity score, which this result does not give."
+        elif rec is None:
+            words = f"{other.note or 'no recommendation for this result'}."
+        else:
+            graded = _grading(rec, _STRENGTH[rec.strength])
+            words = f"{escaped(advice(rec).lower())}{_dose_words(rec, knowledge)} ({graded})."
+        lines += [f"**{escaped(other.guideline)} advises differently:** {words}", ""]
+    return lines
+
+
+def _dose_words(rec: Recommendation, knowledge: Knowledge) -> str:
+    change = knowledge.dosing.dose_changes.get(rec.id)
+    if change is None or rec.action != "adjust-dose":
+        return ""
+    low, high = round(change.low * 100), round(change.high * 100)
+    pct = f"{low}%" if low == high else f"{low}–{high}%"
+    base = "the ordered dose" if change.basis == "ordered" else "the lowest starting dose"
+    return f", {pct} of {base}"
 
 
 def _uncertain(m: Match, knowledge: Knowledge) -> list[str]:

@@ -3,7 +3,9 @@
 The patient's medications, wherever the chart records them (``medication_history``: orders
 on file, active or on hold; the medication list, MedicationStatement; the other unsigned
 orders of the same ordering session), are searched for FDA's CYP2D6 inhibitors
-(``knowledge/interactions/cyp2d6_inhibitors.json``). The CYP2D6 activity score is multiplied
+(``knowledge/interactions/cyp2d6_inhibitors.json``), by RxNorm code, by the ATC or SNOMED CT
+/ dm+d codes of ``knowledge/drug_codes.json`` and ``snomed_products.json``, else by name. The
+CYP2D6 activity score is multiplied
 by 0 for a strong and by 0.5 for a moderate inhibitor (Borges et al. 2010; the convention
 clinical PGx programmes use) and the functional phenotype read from CPIC's bands (PM 0,
 IM 0 < AS < 1.25, NM 1.25-2.25, UM > 2.25). A phenotype reported without its score stands for
@@ -31,7 +33,7 @@ from ..genomics.gene_decision import GeneResult
 from ..genomics.star_alleles import INDETERMINATE
 from ..knowledge.loader import Knowledge
 from .medication_history import ON_FILE, MedicationHistory, MedicationUse, days_since
-from .medications import MAX_TEXT_READ, RXNORM_SYSTEMS, negated_at
+from .medications import MAX_TEXT_READ, RXNORM_SYSTEMS, named_in_codes, negated_at
 from .recommendations import score_span
 
 GENE = "CYP2D6"
@@ -144,6 +146,9 @@ def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
             code = as_str(coding.get("code"))
             if code in by_code:
                 return by_code[code]
+    for name in named_in_codes(concept, knowledge):  # ATC, SNOMED CT / dm+d, a site's codes
+        if name in knowledge.inhibitors.inhibitors:
+            return name
     for text in texts(concept):
         named = _inhibitor_in(text[:MAX_TEXT_READ], knowledge)
         if named is not None:

@@ -1,7 +1,10 @@
 """Which covered drugs a draft order contains.
 
-RxNorm codes first (ingredient, clinical or branded product, combination products);
-the coding display or text only where no RxNorm code is known to us. In text, a negated
+RxNorm codes first (ingredient, clinical or branded product, combination products); then
+the other drug codes the knowledge lists (WHO ATC per ingredient and combination, the N02AJ
+group read as its ingredients; SNOMED CT and UK dm+d products and ingredients; a site's own
+codes from its site file); the coding display or text only where no code is known to us. In
+text, a negated
 mention ("non-codeine analgesic", "oxycodone (not codeine)", "codeine-free cough syrup")
 names no drug: a drug named only so in the order's texts is not identified.
 """
@@ -30,8 +33,13 @@ RXNORM_SYSTEMS = frozenset(
 class IdentifiedDrug:
     drug: str  # ingredient name as in knowledge/drugs.json, e.g. "codeine"
     order: DraftOrder
-    matched_by: str  # e.g. "RxNorm 993781" or "text 'Tylenol with Codeine'"
+    matched_by: str  # e.g. "RxNorm 993781", "ATC N02AJ06" or "text 'Tylenol with Codeine'"
     medication_text: str  # what the prescriber chose, for the card
+    #: every ingredient a code beyond RxNorm says the product has (a combination's others
+    #: too: 'acetaminophen'); empty for RxNorm (its product forms say it) and text
+    ingredients: tuple[str, ...] = ()
+    #: the strength of ``drug`` per tablet or capsule, where that code's product states it
+    coded_strength_mg: float | None = None
 
 
 def medication_text(order: DraftOrder) -> str:
@@ -71,6 +79,28 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
             return [IdentifiedDrug(d, order, f"RxNorm {code}", text) for d in drugs], (
                 f"RxNorm {code} contains {', '.join(drugs)}"
             )
+    for coding in codings:
+        system, code = coding.get("system"), coding.get("code")
+        if not isinstance(system, str) or not isinstance(code, str | int) or isinstance(code, bool):
+            continue
+        product = knowledge.coded_product(system, str(code))
+        if product is None:
+            continue
+        drugs = sorted(set(product.ingredients) & knowledge.drugs.keys())
+        if not drugs:
+            continue
+        what = f"{knowledge.code_systems.get(system, system)} {str(code).strip()}"
+        return [
+            IdentifiedDrug(
+                d,
+                order,
+                what,
+                text or product.name,
+                tuple(product.ingredients),
+                product.strengths.get(d),
+            )
+            for d in drugs
+        ], f"{what} ({product.name}) contains {', '.join(drugs)}"
     candidates = [text] + [c["display"] for c in codings if isinstance(c.get("display"), str)]
     index = _name_index(knowledge)
     mentions = [(candidate, *_drugs_named(candidate, index)) for candidate in candidates]
@@ -91,6 +121,19 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
             "form ('non-', 'not', 'no', 'without', '-free'): no drug identified"
         )
     return [], "no covered drug in the order's codes or text"
+
+
+def named_in_codes(concept: dict, knowledge: Knowledge) -> list[str]:
+    """Every ingredient the codes beyond RxNorm of a medication concept name (ATC, SNOMED
+    CT / dm+d, a site's own), as the knowledge spells them: how interacting drugs recorded
+    with those codes are found."""
+    found: list[str] = []
+    for coding in objects(concept.get("coding")):
+        system, code = coding.get("system"), coding.get("code")
+        if isinstance(system, str) and isinstance(code, str) and system not in RXNORM_SYSTEMS:
+            product = knowledge.coded_product(system, code)
+            found += product.ingredients if product is not None else []
+    return found
 
 
 @lru_cache(maxsize=8)

@@ -118,11 +118,18 @@ def product_form(drug: IdentifiedDrug, knowledge: Knowledge) -> ProductForm | No
 
 
 def drug_dose(drug: IdentifiedDrug, knowledge: Knowledge) -> OrderDose:
-    """``order_dose`` of an identified drug, with its strength from the coded product."""
+    """``order_dose`` of an identified drug, with its strength from the coded product (an
+    RxNorm product's form; a SNOMED CT / dm+d product's stated strength)."""
     product = product_form(drug, knowledge)
-    coded = product.strength_mg(drug.drug) if product else None
+    coded = product.strength_mg(drug.drug) if product else drug.coded_strength_mg
     named = strength_mg(drug.medication_text, drug.drug)
-    combination = len(product.ingredients) > 1 if product else "/" in drug.medication_text
+    combination = (
+        len(product.ingredients) > 1
+        if product
+        else len(drug.ingredients) > 1
+        if drug.ingredients
+        else "/" in drug.medication_text
+    )
     if coded is not None and named is not None and abs(coded - named) > 1e-9:
         # the code and the name disagree on the strength: no dose in tablets can be trusted
         dose = order_dose(

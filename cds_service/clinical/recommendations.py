@@ -21,6 +21,14 @@ A continuing-therapy row (``continuing_over_days``: CPIC's cautious continuation
 carbamazepine or oxcarbazepine taken for more than 3 months) applies only when the medication
 history (``medication_history.therapies``) shows the drug taken for longer, and then replaces
 the row it continues; an unknown start, or none on file, keeps the row for a new start.
+
+**Which guideline decides.** A site chooses its guideline sets in order (``PGX_CDS_GUIDELINES``
+or the site file's ``guidelines``: ``cpic``, ``dpwg``; ``Knowledge.precedence``, FDA's label
+rows last). For each drug and reading, the first set that has a row for the result, or says
+explicitly that it reviewed the pair and advises no action (``no_recommendation`` entries:
+DPWG's "no action"), decides; the others are matched too, and where one advises differently
+the match carries its advice (``other_advice``) so the card can say so in one line. Each set's
+rows are matched by the same rules (spanned scores, continuing therapy, several genes).
 """
 
 from __future__ import annotations
@@ -53,6 +61,19 @@ class Reading:
 
 
 @dataclass(frozen=True)
+class OtherAdvice:
+    """What another of the site's guideline sets advises for the same result."""
+
+    guideline: str  # its name: 'CPIC 2021'
+    #: its row (None: it has no row for the result, or reviewed the pair without advice)
+    recommendation: Recommendation | None
+    #: why it has no row ('reviewed codeine and CYP2D6: no action'), when it has none
+    note: str = ""
+    #: it gives several possibilities for this result (a range of activity scores)
+    spans: bool = False
+
+
+@dataclass(frozen=True)
 class Match:
     drug: IdentifiedDrug
     recommendation: Recommendation
@@ -72,6 +93,8 @@ class Match:
     history_text: str | None = None
     #: the order's most a day is already within (or below) the guideline's adjusted dose
     within_target: bool = False
+    #: the advice of the site's other guideline sets for the same result (see the notes)
+    other_advice: tuple[OtherAdvice, ...] = ()
 
     @property
     def alerts(self) -> bool:
@@ -119,11 +142,20 @@ def match(
     therapies = therapies or {}
     matches: list[Match] = []
     for identified in drugs:
-        rows = knowledge.recommendations_for(identified.drug)
+        rows = [
+            r for r in knowledge.recommendations_for(identified.drug) if not r.within_dose_limit
+        ]
         if not rows:
+            elsewhere = knowledge.chosen_elsewhere.get(identified.drug, [])
             trace.add(
                 "recommendations",
-                f"{identified.drug}: no guideline recommendation covers this drug",
+                f"{identified.drug}: no guideline recommendation covers this drug"
+                + (
+                    f" in the guidelines this site chose ({', '.join(knowledge.guideline_sets)}); "
+                    f"{' and '.join(g.name for g in elsewhere)} has rows for it"
+                    if elsewhere
+                    else ""
+                ),
             )
             continue
         genes = sorted({g for r in rows for g in r.when})
@@ -216,9 +248,120 @@ def _match_reading(
     label: str | None,
     therapy: Therapy | None = None,
 ) -> list[Match]:
-    """The matches for one reading of the results (one result per gene); ``label`` names
-    the reading in the trace when there are several; ``therapy``: since when the drug is
-    taken (continuing-therapy rows)."""
+    """The matches for one reading of the results (one result per gene) from the guideline
+    set that decides (see the module's notes); ``label`` names the reading in the trace when
+    there are several; ``therapy``: since when the drug is taken (continuing-therapy rows)."""
+    drug = identified.drug
+    orgs = [
+        org
+        for org in knowledge.precedence
+        if any(knowledge.organization(r) == org for r in rows) or (drug, org) in knowledge.no_action
+    ]
+    if orgs == [knowledge.organization(rows[0])] and not _announces(knowledge):
+        return _org_match(identified, rows, applicable, facts, knowledge, trace, label, therapy)
+    name = f"{drug} [{label}]" if label else drug
+    outcomes: list[tuple[str, list[Match], str, Trace]] = []
+    for org in orgs:
+        own = Trace()
+        org_rows = [r for r in rows if knowledge.organization(r) == org]
+        found = _org_match(
+            identified,
+            org_rows,
+            [r for r in applicable if knowledge.organization(r) == org],
+            facts,
+            knowledge,
+            own,
+            label,
+            therapy,
+        )
+        note = "" if found else _no_action(drug, org, facts, knowledge)
+        outcomes.append((org, found, note, own))
+    deciding = next((i for i, (_, found, note, _) in enumerate(outcomes) if found or note), None)
+    for org, found, note, own in outcomes[: (deciding + 1) if deciding is not None else None]:
+        trace.lines.extend(own.lines)
+        if not found and not note:
+            trace.add(
+                "recommendations",
+                f"{name}: {_named(org, rows, knowledge)} has no row for this result",
+            )
+    if deciding is None:
+        return []
+    org, found, note, _ = outcomes[deciding]
+    who = _named(org, rows, knowledge)
+    others = [
+        _other(o, f, n, rows, knowledge) for i, (o, f, n, _) in enumerate(outcomes) if i != deciding
+    ]
+    chosen = ", ".join(knowledge.guideline_sets)
+    if note:
+        trace.add(
+            "recommendations",
+            f"{name}: {who} decides (this site's guidelines, in order: {chosen}): {note}: no card",
+        )
+    else:
+        trace.add(
+            "recommendations",
+            f"{name}: {who} decides (this site's guidelines, in order: {chosen}; the first with "
+            f"a row for this result)",
+        )
+    for other in others:
+        advice_words = (
+            f"{other.recommendation.id} ({other.recommendation.action})"
+            if other.recommendation is not None
+            else other.note or "no row for this result"
+        )
+        trace.add("recommendations", f"{name}: {other.guideline} would give {advice_words}")
+    return [replace(m, other_advice=tuple(others)) for m in found]
+
+
+def _announces(knowledge: Knowledge) -> bool:
+    """Does the trace name the deciding guideline (any choice but the default, CPIC alone)?"""
+    return knowledge.guideline_sets != ("cpic",)
+
+
+def _named(org: str, rows: list[Recommendation], knowledge: Knowledge) -> str:
+    """An organisation's guideline for a drug by its name ('DPWG 2022'), or the organisation."""
+    for r in rows:
+        if knowledge.organization(r) == org and r.guideline is not None:
+            return r.guideline.name
+    return org
+
+
+def _no_action(drug: str, org: str, facts: dict[str, GeneResult], knowledge: Knowledge) -> str:
+    """Why ``org`` decides without a row: it reviewed the drug with a gene the patient has a
+    result for and advises nothing ('DPWG 2024 reviewed duloxetine and CYP2D6: no action
+    needed ...'), or '' when it says nothing about this result."""
+    for guideline, item in knowledge.no_action.get((drug, org), []):
+        if item.gene in facts and facts[item.gene].actionable:
+            return f"{guideline.name} reviewed {drug} and {item.gene}: {item.reason}"
+    return ""
+
+
+def _other(
+    org: str,
+    found: list[Match],
+    note: str,
+    rows: list[Recommendation],
+    knowledge: Knowledge,
+) -> OtherAdvice:
+    """Another set's advice for the same reading (the most severe of its matches)."""
+    name = _named(org, rows, knowledge)
+    if not found:
+        return OtherAdvice(name, None, note or "no row for this result")
+    top = max(found, key=lambda m: _rank([m], knowledge))
+    return OtherAdvice(name, top.recommendation, spans=bool(top.possible))
+
+
+def _org_match(
+    identified: IdentifiedDrug,
+    rows: list[Recommendation],
+    applicable: list[Recommendation],
+    facts: dict[str, GeneResult],
+    knowledge: Knowledge,
+    trace: Trace,
+    label: str | None,
+    therapy: Therapy | None = None,
+) -> list[Match]:
+    """One guideline set's matches for one reading (``rows``, ``applicable``: its rows)."""
     name = f"{identified.drug} [{label}]" if label else identified.drug
     usable = {g: score_span(f, knowledge) for g, f in facts.items()}
     hits = [

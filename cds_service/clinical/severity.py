@@ -6,7 +6,8 @@ Indicator, from the guideline's action and strength:
 =================  ==========================  =========
 action             strength                    indicator
 =================  ==========================  =========
-avoid              strong                      critical
+avoid              strong (CPIC), ungraded     critical
+                   (DPWG)
 avoid              moderate / optional         warning
 alternative        any                         warning
 adjust-dose        any                         warning
@@ -16,6 +17,13 @@ standard, no-rec.  -                           no card
 
 A row may name its own indicator where the action's default does not fit (CPIC's cautious
 continuation of carbamazepine after more than 3 months: a ``caution`` shown as ``warning``).
+
+DPWG grades no single recommendation (its rows are ``ungraded``; its own classification is of
+genotyping for the pair). Its rows say ``avoid`` only where DPWG says the drug is
+contraindicated or must not be used (codeine above its dose limit in an ultrarapid
+metabolizer, carbamazepine with HLA-B*15:02): a critical card, as CPIC's strong "avoid". Its
+"choose an alternative" (or "avoid if an alternative is possible") is ``alternative``, a
+warning; a dose is ``adjust-dose``, a warning; "be alert to a reduced effect" is ``caution``.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ ACTIONS = {
     "avoid": 5,
 }
 #: the guideline's strengths from the weakest
-STRENGTHS = {"none": 0, "label": 1, "optional": 1, "moderate": 2, "strong": 3}
+STRENGTHS = {"none": 0, "label": 1, "optional": 1, "moderate": 2, "ungraded": 2, "strong": 3}
 #: the advice of each guideline action, in the words of the prescribing card's summary
 ADVICE = {
     "avoid": "Avoid",
@@ -63,7 +71,7 @@ def indicator(rec: Recommendation) -> str | None:
     if rec.indicator is not None:  # the row's own, where the action's default does not fit
         return rec.indicator
     if rec.action == "avoid":
-        return "critical" if rec.strength == "strong" else "warning"
+        return "critical" if rec.strength in ("strong", "ungraded") else "warning"
     if rec.action in ("alternative", "adjust-dose"):
         return "warning"
     if rec.action == "caution":
@@ -105,6 +113,8 @@ def indicator_with_floor(rec: Recommendation, knowledge: Knowledge) -> str | Non
     if level is None:
         return None
     for other in knowledge.recommendations_for(rec.drug):
+        if other.guideline != rec.guideline:
+            continue  # (another guideline's strengths say nothing of this one's)
         if other.id != rec.id and _at_least_as_impaired(rec, other):
             theirs = indicator(other)
             if LEVELS[theirs] > LEVELS[level]:

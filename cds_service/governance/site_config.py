@@ -15,7 +15,9 @@ JSON (see ``knowledge/site-config.example.json``)::
      "pretest": {"codeine": true, "oxcarbazepine": false},
      "hooks": {"order-select": "on", "order-sign": "on", "medication-prescribe": "off"},
      "codes": {"system|code": {"kind": "phenotype", "gene": "CYP2D6"}},
-     "ehr": "epic"                    // the cards adapted to what the EHR supports (ehr.py)
+     "ehr": "epic",                   // the cards adapted to what the EHR supports (ehr.py)
+     "guidelines": ["dpwg", "cpic"],  // wins over PGX_CDS_GUIDELINES
+     "drug_codes": {"system|code": {"name": "...", "ingredients": ["codeine", "acetaminophen"]}}
     }
 
 Modes: ``on`` shows the card; ``silent`` evaluates and logs it (``shown`` false) without
@@ -27,6 +29,10 @@ evaluating anything; a ``silent`` hook evaluates and logs only.
 The file is validated against the knowledge at start-up: an unknown drug, gene, recommendation
 id, hook or mode stops the service with a message naming it. ``PGX_CDS_SITE_CODES`` and
 ``PGX_CDS_PRETEST_DRUGS`` keep working; the file's ``codes`` and ``pretest`` add to them.
+``guidelines`` (the guideline sets, in order: ``cpic``, ``dpwg``) replaces
+``PGX_CDS_GUIDELINES``; ``drug_codes`` are the site's own drug codes (``"system|code"`` ->
+the product's name, ingredients as the knowledge spells them and, optionally, ``strengths``
+in mg per tablet or capsule), read as the knowledge's ATC and SNOMED CT codes are.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from ..core.files import TooLarge, read_config
 from ..core.trace import Trace
 from ..knowledge.loader import Knowledge, KnowledgeError
-from ..knowledge.models import ResultKind
+from ..knowledge.models import GUIDELINE_SETS, ResultKind
 from ..settings import Settings
 from ..store.card_log import IssuedCard
 
@@ -63,6 +69,15 @@ class DrugRule(BaseModel):
     genes: dict[str, Mode] = Field(default_factory=dict)
 
 
+class SiteDrugCode(BaseModel):
+    """A site's own drug code: what the product holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, max_length=200)
+    ingredients: list[str] = Field(min_length=1)
+    strengths: dict[str, float] = Field(default_factory=dict)
+
+
 class SiteConfig(BaseModel):
     """The validated site file (all defaults: every card shown, every hook active)."""
 
@@ -80,6 +95,9 @@ class SiteConfig(BaseModel):
     #: the EHR the cards are shaped for: ``standard`` (CDS Hooks 2.0.1 as written) or
     #: ``epic`` (what Epic documents it supports: see ``governance/ehr.py``)
     ehr: Literal["standard", "epic"] = "standard"
+    #: the guideline sets, in order (None: PGX_CDS_GUIDELINES)
+    guidelines: list[Literal["cpic", "dpwg"]] | None = Field(default=None, min_length=1)
+    drug_codes: dict[str, SiteDrugCode] = Field(default_factory=dict)
     #: the file it was read from and the SHA-256 of its bytes (None: no site file)
     _origin: tuple[str, str] | None = PrivateAttr(default=None)
 
@@ -154,6 +172,17 @@ class SiteConfig(BaseModel):
 
     def problems(self, knowledge: Knowledge) -> list[str]:
         out = []
+        if self.guidelines is not None and len(set(self.guidelines)) < len(self.guidelines):
+            out.append(f"guidelines: each of {', '.join(GUIDELINE_SETS)} at most once")
+        known = knowledge.drugs.keys() | knowledge.inhibitors.inhibitors.keys()
+        for key, code in self.drug_codes.items():
+            system, bar, value = key.rpartition("|")
+            if not bar or not system or not value:
+                out.append(f"drug_codes: {key!r} is not 'system|code'")
+            if not known & set(code.ingredients):
+                out.append(
+                    f"drug_codes.{key}: none of {code.ingredients} is a drug the knowledge knows"
+                )
         covered = knowledge.covered_drugs
         for drug, rule in self.drugs.items():
             if drug not in covered:
@@ -221,7 +250,13 @@ def load(settings: Settings) -> tuple[Knowledge, SiteConfig]:
     site file) naming every problem."""
     site = read(settings.site_config) if settings.site_config else SiteConfig()
     codes = {key: kind.model_dump(exclude_none=True) for key, kind in site.codes.items()}
-    knowledge = Knowledge(settings.knowledge_dir, settings.site_codes, extra_codes=codes)
+    knowledge = Knowledge(
+        settings.knowledge_dir,
+        settings.site_codes,
+        extra_codes=codes,
+        guidelines=tuple(site.guidelines or settings.guideline_list),
+        drug_codes={key: code.model_dump() for key, code in site.drug_codes.items()},
+    )
     unknown = sorted(settings.pretest_drug_set - knowledge.pretest.drugs.keys())
     if unknown:
         raise KnowledgeError(

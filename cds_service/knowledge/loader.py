@@ -17,9 +17,12 @@ from pydantic import ValidationError
 
 from ..core.files import MAX_KNOWLEDGE_BYTES, read_config
 from .models import (
+    GUIDELINE_SETS,
     AlternativeProduct,
+    CodedProduct,
     Dosing,
     Drug,
+    DrugCodes,
     FormerRules,
     GeneTable,
     Guideline,
@@ -44,15 +47,36 @@ class KnowledgeError(Exception):
 
 
 class Knowledge:
-    """All knowledge files, loaded and cross-checked once."""
+    """All knowledge files, loaded and cross-checked once.
+
+    ``guidelines`` are the guideline sets the site chose (``PGX_CDS_GUIDELINES``: ``cpic``,
+    ``dpwg``), in order: only their rows (and FDA's) reach a patient, and for each drug and
+    result the first set with a row, or an explicit "no action", decides
+    (``clinical/recommendations.py``). Every file is loaded and checked whatever the choice;
+    ``all_recommendations`` and ``no_recommendations(every=True)`` hold both sets.
+    ``drug_codes`` are a site's own drug codes (``"system|code"`` -> what the product holds).
+    """
 
     def __init__(
         self,
         directory: Path,
         site_codes: Path | None = None,
         extra_codes: dict[str, Any] | None = None,
+        *,
+        guidelines: tuple[str, ...] | list[str] = ("cpic",),
+        drug_codes: dict[str, Any] | None = None,
     ) -> None:
         self.directory = directory
+        chosen = tuple(guidelines)
+        wrong = [g for g in chosen if g not in GUIDELINE_SETS]
+        if wrong or not chosen or len(set(chosen)) != len(chosen):
+            raise KnowledgeError(
+                f"guidelines {','.join(chosen) or '(none)'}: an ordered list of "
+                f"{' and '.join(GUIDELINE_SETS)}, each at most once"
+            )
+        #: the chosen sets, and the organisations whose rows apply, first decides (FDA last)
+        self.guideline_sets: tuple[str, ...] = chosen
+        self.precedence: tuple[str, ...] = (*(GUIDELINE_SETS[g] for g in chosen), "FDA")
         try:
             manifest = _read(directory / "manifest.json")
             self.version: str = manifest["version"]
@@ -111,13 +135,27 @@ class Knowledge:
                 GuidelineFile.model_validate(_read(p))
                 for p in sorted((directory / "recommendations").glob("*.json"))
             ]
+            self.drug_code_files = [
+                DrugCodes.model_validate(_read(directory / name))
+                for name in ("drug_codes.json", "snomed_products.json")
+            ]
+            site_products = {
+                key: CodedProduct.model_validate({"source": "site", **value})
+                for key, value in (drug_codes or {}).items()
+            }
         except (OSError, KeyError, ValueError, ValidationError) as exc:
             raise KnowledgeError(f"knowledge in {directory} is invalid: {exc}") from exc
+        self.coded_products, self.code_systems = _code_index(self.drug_code_files, site_products)
 
-        self.recommendations: list[Recommendation] = [
+        #: every row of every guideline file, whatever the site chose
+        self.all_recommendations: list[Recommendation] = [
             rec.model_copy(update={"guideline": gf.guideline})
             for gf in self.guidelines
             for rec in gf.recommendations
+        ]
+        #: the rows of the chosen guideline sets and FDA's: the only ones that reach a patient
+        self.recommendations: list[Recommendation] = [
+            r for r in self.all_recommendations if self.organization(r) in self.precedence
         ]
         problems = self.check()
         if problems:
@@ -227,6 +265,41 @@ class Knowledge:
     def recommendations_for(self, drug: str) -> list[Recommendation]:
         return self.recommendations_by_drug.get(drug, [])
 
+    @staticmethod
+    def organization(rec: Recommendation) -> str:
+        return rec.guideline.organization if rec.guideline else "?"
+
+    @cached_property
+    def rows_by_id(self) -> dict[str, Recommendation]:
+        """Every row by id, chosen or not (a dose limit's ``within`` row, an old card's topic)."""
+        return {r.id: r for r in self.all_recommendations}
+
+    @cached_property
+    def no_action(self) -> dict[tuple[str, str], list[tuple[Guideline, NoRecommendation]]]:
+        """(drug, organisation) -> the genes a chosen guideline reviewed without advice for
+        the drug ("no action" for DPWG), with the entry: an explicit "no action" decides."""
+        out: dict[tuple[str, str], list[tuple[Guideline, NoRecommendation]]] = {}
+        for guideline, item in self.no_recommendations():
+            out.setdefault((item.drug, guideline.organization), []).append((guideline, item))
+        return out
+
+    @cached_property
+    def chosen_elsewhere(self) -> dict[str, list[Guideline]]:
+        """Per drug, the guidelines with rows for it that the site did not choose (for the
+        trace: 'CPIC 2020 has rows for celecoxib; not chosen by this site')."""
+        out: dict[str, list[Guideline]] = {}
+        for r in self.all_recommendations:
+            g = r.guideline
+            if g is not None and g.organization not in self.precedence:
+                known = out.setdefault(r.drug, [])
+                known += [] if g in known else [g]
+        return out
+
+    def coded_product(self, system: str, code: str) -> CodedProduct | None:
+        """What a drug code of a system beyond RxNorm stands for (ATC, SNOMED CT / dm+d, a
+        site's own), or None."""
+        return self.coded_products.get((system, _code_key(code)))
+
     def label_statements_for(self, drug: str, gene: str, phenotype: str) -> list[LabelStatement]:
         return [
             s
@@ -235,16 +308,24 @@ class Knowledge:
             if s.drug == drug and s.gene == gene and phenotype in s.phenotypes
         ]
 
-    def no_recommendations(self) -> list[tuple[Guideline, NoRecommendation]]:
-        return [(gf.guideline, n) for gf in self.guidelines for n in gf.no_recommendation]
+    def no_recommendations(self, every: bool = False) -> list[tuple[Guideline, NoRecommendation]]:
+        """The pairs reviewed without a recommendation: the chosen guidelines' (and FDA's),
+        or with ``every`` all files'."""
+        return [
+            (gf.guideline, n)
+            for gf in self.guidelines
+            if every or gf.guideline.organization in self.precedence
+            for n in gf.no_recommendation
+        ]
 
     # -- lint ---------------------------------------------------------------------------
 
     def check(self) -> list[str]:
-        """Consistency rules for the knowledge; an empty list means it is sound."""
+        """Consistency rules for the knowledge (every file, whatever the site chose); an
+        empty list means it is sound."""
         problems: list[str] = []
         ids: set[str] = set()
-        for rec in self.recommendations:
+        for rec in self.all_recommendations:
             where = f"recommendation {rec.id}"
             if rec.id in ids:
                 problems.append(f"{where}: duplicate id")
@@ -258,20 +339,24 @@ class Knowledge:
                     )
             if rec.action in ("avoid", "alternative") and rec.strength == "none":
                 problems.append(f"{where}: an {rec.action} row needs a strength")
+            problems += self._check_grading(rec, where)
             if rec.continuing_over_days is not None and not any(
                 r.continuing_over_days is None and r.when == rec.when
-                for r in self.recommendations_for(rec.drug)
+                for r in self.all_recommendations
+                if r.drug == rec.drug and r.guideline == rec.guideline
             ):
                 problems.append(
                     f"{where}: a continuing-therapy row needs the row it continues (same drug "
                     "and conditions, without continuing_over_days)"
                 )
+        problems += self._check_dose_limits()
+        problems += self._check_drug_codes()
         for name, drug in self.drugs.items():
             if drug.rxcui is not None and drug.rxcui not in self.products:
                 problems.append(
                     f"drug {name}: ingredient code {drug.rxcui} missing from rxnorm_products.json"
                 )
-        for gene in self.covered_genes:
+        for gene in sorted({g for r in self.all_recommendations for g in r.when}):
             if gene in self.genes:
                 problems.extend(self._check_coverage(gene, self.genes[gene]))
         problems.extend(self._check_qualified())
@@ -296,7 +381,7 @@ class Knowledge:
         seen_unclear: set[tuple[str, str]] = set()
         for rule in self.unclear_rules:
             where = f"unclear-result rule {rule.id}"
-            genes = {g for r in self.recommendations_for(rule.drug) for g in r.when}
+            genes = {g for r in self.all_recommendations if r.drug == rule.drug for g in r.when}
             if rule.marker not in genes:
                 problems.append(f"{where}: no recommendation of {rule.drug!r} uses {rule.marker}")
             if rule.test not in self.pretest.tests:
@@ -308,7 +393,7 @@ class Knowledge:
         for rec_id in self.dosing.dose_changes:
             if rec_id not in ids:
                 problems.append(f"dosing: dose change for unknown recommendation {rec_id!r}")
-        for _guideline, item in self.no_recommendations():
+        for _guideline, item in self.no_recommendations(every=True):
             if item.drug not in self.drugs:
                 problems.append(
                     f"no-recommendation {item.drug}/{item.gene}: drug not in drugs.json"
@@ -317,21 +402,73 @@ class Knowledge:
 
     def _check_qualified(self) -> list[str]:
         """A gene whose rows name a "Likely" phenotype for one drug must have it for every
-        drug of that gene (else that drug would read the lab's "Likely" as nothing at all)."""
+        drug of that gene in the same organisation's rows (else that drug would read the
+        lab's "Likely" as nothing at all)."""
         problems = []
         qualified = set(self.result_codes.qualified_phenotypes)
-        for gene, phenotypes in sorted(self.row_phenotypes.items()):
-            named = phenotypes & qualified
-            for drug in sorted({r.drug for r in self.recommendations if list(r.when) == [gene]}):
-                has = {
-                    r.when[gene].phenotype
-                    for r in self.recommendations
-                    if r.drug == drug and list(r.when) == [gene]
-                }
-                problems += [
-                    f"{drug}/{gene}: no row for {p}, which other drugs' rows of {gene} name"
-                    for p in sorted(named - has)
-                ]
+        for org in sorted({self.organization(r) for r in self.all_recommendations}):
+            rows = [r for r in self.all_recommendations if self.organization(r) == org]
+            problems += _qualified_problems(rows, qualified)
+        return problems
+
+    def _check_grading(self, rec: Recommendation, where: str) -> list[str]:
+        """DPWG rows carry DPWG's own classification and no CPIC-style strength; others the
+        reverse."""
+        if self.organization(rec) == "DPWG":
+            problems = (
+                [] if rec.classification else [f"{where}: a DPWG row needs its classification"]
+            )
+            if rec.strength not in ("ungraded", "none"):
+                problems.append(f"{where}: DPWG grades no single row: strength 'ungraded'")
+            if rec.strength == "none" and rec.action not in ("standard", "no-recommendation"):
+                problems.append(f"{where}: an advising DPWG row is 'ungraded'")
+            return problems
+        if rec.classification is not None or rec.strength == "ungraded":
+            return [f"{where}: only DPWG rows are 'ungraded' with a classification"]
+        return []
+
+    def _check_dose_limits(self) -> list[str]:
+        """A dose limit names a row that applies within it (same guideline, drug and
+        conditions, marked ``within_dose_limit``); every such row is named by one."""
+        problems = []
+        named: set[str] = set()
+        for rec in self.all_recommendations:
+            if rec.dose_limit is None:
+                continue
+            within = self.rows_by_id.get(rec.dose_limit.within)
+            named.add(rec.dose_limit.within)
+            if (
+                within is None
+                or not within.within_dose_limit
+                or (within.drug, within.when, within.guideline)
+                != (rec.drug, rec.when, rec.guideline)
+            ):
+                problems.append(
+                    f"recommendation {rec.id}: dose limit's row {rec.dose_limit.within!r} is not "
+                    "a within_dose_limit row of the same guideline, drug and conditions"
+                )
+        problems += [
+            f"recommendation {r.id}: within_dose_limit, but no dose limit names it"
+            for r in self.all_recommendations
+            if r.within_dose_limit and r.id not in named
+        ]
+        return problems
+
+    def _check_drug_codes(self) -> list[str]:
+        """Every code names a drug the service knows (covered or interacting) and a source."""
+        known = set(self.drugs) | set(self.inhibitors.inhibitors)
+        problems = []
+        systems = {key for f in self.drug_code_files for key in f.systems}
+        for f in self.drug_code_files:
+            for system, codes in f.codes.items():
+                if system not in systems:
+                    problems.append(f"drug codes: unknown system {system!r}")
+                for code, product in codes.items():
+                    where = f"drug code {system} {code}"
+                    if not known & set(product.ingredients):
+                        problems.append(f"{where}: no ingredient the service knows")
+                    if product.source not in f.sources:
+                        problems.append(f"{where}: unknown source {product.source!r}")
         return problems
 
     def _check_former_rules(self) -> list[str]:
@@ -362,23 +499,77 @@ class Knowledge:
 
     def _check_coverage(self, gene: str, table: GeneTable) -> list[str]:
         """Every phenotype (and, for activity-score genes, every reachable score) of a
-        single-gene pair has a row, even if only an explicit no-recommendation row."""
+        single-gene pair has a row in each guideline that covers it, even if only an explicit
+        no-recommendation row."""
         problems = []
         cases = _reachable_cases(table)
-        drugs = {r.drug for r in self.recommendations if list(r.when) == [gene]}
-        for drug in sorted(drugs):
+        pairs = {
+            (r.drug, self.organization(r))
+            for r in self.all_recommendations
+            if list(r.when) == [gene]
+        }
+        for drug, org in sorted(pairs):
             rows = [
                 r.when[gene]
-                for r in self.recommendations
-                if r.drug == drug and list(r.when) == [gene]
+                for r in self.all_recommendations
+                if r.drug == drug and list(r.when) == [gene] and self.organization(r) == org
             ]
             for phenotype, score in cases:
                 if not any(c.matches(phenotype, score) for c in rows):
                     at = f" (activity score {score:g})" if score is not None else ""
                     problems.append(
-                        f"{drug}/{gene}: no row (or explicit no-recommendation) for {phenotype}{at}"
+                        f"{drug}/{gene}: no row (or explicit no-recommendation) for "
+                        f"{phenotype}{at} ({org})"
                     )
         return problems
+
+
+def _qualified_problems(rows: list[Recommendation], qualified: set[str]) -> list[str]:
+    """Within one organisation's rows: a "Likely" phenotype one drug's rows of a gene name
+    must be named by every drug's rows of that gene."""
+    problems = []
+    by_gene: dict[str, set[str]] = {}
+    for r in rows:
+        for gene, cond in r.when.items():
+            if cond.phenotype:
+                by_gene.setdefault(gene, set()).add(cond.phenotype)
+    for gene, phenotypes in sorted(by_gene.items()):
+        named = phenotypes & qualified
+        for drug in sorted({r.drug for r in rows if list(r.when) == [gene]}):
+            has = {
+                r.when[gene].phenotype for r in rows if r.drug == drug and list(r.when) == [gene]
+            }
+            problems += [
+                f"{drug}/{gene}: no row for {p}, which other drugs' rows of {gene} name"
+                for p in sorted(named - has)
+            ]
+    return problems
+
+
+def _code_key(code: str) -> str:
+    """Codes compared without spaces or case (ATC 'n02aj06' is 'N02AJ06')."""
+    return "".join(code.split()).upper()
+
+
+def _code_index(
+    files: list[DrugCodes], site: dict[str, CodedProduct]
+) -> tuple[dict[tuple[str, str], CodedProduct], dict[str, str]]:
+    """(system URI, code) -> product for every URI of each system, and URI -> the system's
+    name; a site's own codes ("system|code") are added last and win."""
+    index: dict[tuple[str, str], CodedProduct] = {}
+    names: dict[str, str] = {}
+    systems = {key: system for f in files for key, system in f.systems.items()}
+    for f in files:
+        for key, codes in f.codes.items():
+            for uri in systems[key].uris if key in systems else []:
+                names[uri] = systems[key].name
+                for code, product in codes.items():
+                    index[(uri, _code_key(code))] = product
+    for key, product in site.items():
+        uri, _, code = key.rpartition("|")
+        names.setdefault(uri, "site code")
+        index[(uri, _code_key(code))] = product
+    return index, names
 
 
 def _reachable_cases(table: GeneTable) -> list[tuple[str, float | None]]:

@@ -11,8 +11,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Action = Literal["avoid", "alternative", "adjust-dose", "caution", "standard", "no-recommendation"]
-#: CPIC's classification; "label" for an FDA label statement (no strength classification)
-Strength = Literal["strong", "moderate", "optional", "none", "label"]
+#: CPIC's classification; "label" for an FDA label statement (no strength classification);
+#: "ungraded" for a DPWG row (DPWG grades no single recommendation: its own classification
+#: of the gene-drug pair is ``Recommendation.classification``)
+Strength = Literal["strong", "moderate", "optional", "none", "label", "ungraded"]
+#: DPWG's classification of genotyping before the drug (its Clinical Implication Score
+#: category); "not confirmed" where no source we could read states it for this publication
+Classification = Literal["essential", "beneficial", "potentially beneficial", "not confirmed"]
+#: The guideline sets a site may choose (``PGX_CDS_GUIDELINES``), by the organisation that
+#: writes them; FDA label rows always apply (they cover drugs neither set covers)
+GUIDELINE_SETS: dict[str, str] = {"cpic": "CPIC", "dpwg": "DPWG"}
 #: Actions that never produce a card.
 SILENT_ACTIONS = frozenset({"standard", "no-recommendation"})
 
@@ -91,6 +99,43 @@ class GeneCondition(_Model):
         return ", ".join(parts)
 
 
+class AgeLimit(_Model):
+    min_age_years: float = 0
+    max_age_years: float | None = None  # exclusive
+    mg: float = Field(gt=0)
+
+    def covers(self, age: int) -> bool:
+        return age >= self.min_age_years and (
+            self.max_age_years is None or age < self.max_age_years
+        )
+
+
+class DoseLimit(_Model):
+    """Advice that holds only above a dose per interval (DPWG: codeine in ultrarapid
+    metabolizers is contraindicated above 20 mg every 6 hours in adults, 10 mg in children
+    aged 12 or older). At or below the limit for the patient's age, with the order's dose
+    read, the row ``within`` applies instead; an unread dose or age, or an age no limit is
+    given for, keeps this row (the more cautious reading)."""
+
+    per_hours: float = Field(gt=0)
+    limits: list[AgeLimit] = Field(min_length=1)
+    within: str  # id of the row for a dose at or below the limit
+
+    def limit_for(self, ages: tuple[int, int] | None) -> float | None:
+        """The lowest limit for every age the patient may be (None: an age without one, or
+        the age unknown)."""
+        if ages is None:
+            return None
+        youngest, oldest = ages
+        found: list[float] = []
+        for age in range(youngest, oldest + 1):
+            fits = [lim.mg for lim in self.limits if lim.covers(age)]
+            if not fits:
+                return None
+            found.append(min(fits))
+        return min(found)
+
+
 class Recommendation(_Model):
     id: str
     drug: str
@@ -110,6 +155,12 @@ class Recommendation(_Model):
     #: the drug taken for more than this many days (an active order or medication statement
     #: whose start is older), and then replaces the row with the same drug and ``when``
     continuing_over_days: int | None = Field(default=None, gt=0)
+    #: DPWG's classification of the pair (required on DPWG rows, absent on others)
+    classification: Classification | None = None
+    #: the advice holds above a dose per interval only (see ``DoseLimit``)
+    dose_limit: DoseLimit | None = None
+    #: a row that applies only through another row's ``dose_limit`` (never matched itself)
+    within_dose_limit: bool = False
     guideline: Guideline | None = None  # filled in by the loader from the file's header
 
     @property
@@ -249,6 +300,43 @@ class ProductForm(_Model):
             if i.name == ingredient and i.unit == "MG":
                 return i.strength
         return None
+
+
+class CodedProduct(_Model):
+    """A drug code beyond RxNorm (ATC, SNOMED CT / dm+d, a site's own): what it contains.
+
+    ``ingredients`` names every ingredient (a covered one by its ``drugs.json`` key, an
+    interacting one by its ``interactions`` key, others by name: 'acetaminophen');
+    ``strengths`` gives mg per tablet or capsule where the code's product states it."""
+
+    name: str
+    ingredients: list[str] = Field(min_length=1)
+    strengths: dict[str, float] = Field(default_factory=dict)
+    #: what the code stands for: an ingredient or class (ATC), a product ('dm+d VMP')
+    kind: str = "product"
+    source: str  # a key of DrugCodes.sources, or 'site' for a site's own code
+
+    @model_validator(mode="after")
+    def _strengths_of_ingredients(self) -> CodedProduct:
+        extra = set(self.strengths) - set(self.ingredients)
+        if extra:
+            raise ValueError(f"{self.name}: strengths of ingredients it lacks: {sorted(extra)}")
+        return self
+
+
+class DrugCodeSystem(_Model):
+    name: str  # how the trace and cards name it: 'ATC', 'SNOMED CT'
+    uris: list[str] = Field(min_length=1)
+
+
+class DrugCodes(_Model):
+    """``drug_codes.json`` (hand-written: ATC per ingredient and combination) and
+    ``snomed_products.json`` (built by ``scripts/build_drug_codes.py``): codes by system."""
+
+    description: str
+    systems: dict[str, DrugCodeSystem] = Field(default_factory=dict)
+    sources: dict[str, str]
+    codes: dict[str, dict[str, CodedProduct]]
 
 
 class ResultKind(_Model):
@@ -504,10 +592,18 @@ class DoseChange(_Model):
     basis: Literal["ordered", "lowest_start"]
     low: float = Field(ge=0, le=1)
     high: float = Field(ge=0, le=1)
+    #: the guideline gives this dose only where no alternative is possible (DPWG: tramadol
+    #: in ultrarapid metabolizers, 40% of the dose): the card says so, no one-click dose
+    if_no_alternative: bool = False
 
 
 class DrugDosing(_Model):
     low_dose_max_mg_per_day: float | None = None
+    #: the organisations whose dose advice is written for higher doses than the low-dose
+    #: limit (CPIC's tricyclic advice): their rows become a caution at or below it
+    low_dose_guidelines: list[Literal["CPIC", "DPWG", "FDA"]] = Field(
+        default_factory=lambda: ["CPIC"]
+    )
     lowest_start_mg_per_day: float | None = None
     source: str
 
