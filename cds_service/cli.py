@@ -204,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             if settings.site_config:
                 print(f"site configuration {settings.site_config}: OK")
-        return _knowledge(args.dir or settings.knowledge_dir, settings.site_codes, args.action)
+        return _knowledge(
+            args.dir or settings.knowledge_dir,
+            settings.site_codes,
+            args.action,
+            _chosen_guidelines(settings),
+        )
     if args.command in ("report", "purge"):
         from .governance.report_command import run_command
 
@@ -438,9 +443,28 @@ def _prefetch(settings: Settings, directory: Path | None) -> int:
     return 0
 
 
-def _knowledge(directory: Path, site_codes: Path | None, action: str) -> int:
+def _chosen_guidelines(settings: Settings) -> tuple[str, ...]:
+    """The guideline sets the service advises by: the site file's, else the setting's."""
+    if settings.site_config:
+        from .governance.site_config import SiteConfigError, read
+
+        try:
+            chosen = read(settings.site_config).guidelines
+        except SiteConfigError:
+            chosen = None  # (``knowledge check`` names the file's problem)
+        if chosen:
+            return tuple(chosen)
+    return settings.guideline_list
+
+
+def _knowledge(
+    directory: Path,
+    site_codes: Path | None,
+    action: str,
+    guidelines: tuple[str, ...] = ("cpic",),
+) -> int:
     try:
-        knowledge = Knowledge(directory, site_codes)
+        knowledge = Knowledge(directory, site_codes, guidelines=guidelines)
     except KnowledgeError as exc:
         print(f"knowledge {action} FAILED\n{exc}", file=sys.stderr)
         return 1
@@ -453,15 +477,27 @@ def _knowledge(directory: Path, site_codes: Path | None, action: str) -> int:
         )
         return 0
     print(f"knowledge {knowledge.version}")
+    print(
+        f"guideline sets in use, first decides: {', '.join(knowledge.guideline_sets)} "
+        "(PGX_CDS_GUIDELINES or the site file's 'guidelines'; FDA label rows always apply; "
+        "'*' marks a set not in use)"
+    )
     print(f"{'drug':<15} {'gene(s)':<26} {'rows':>4}  source")
-    for (drug, genes), (count, guideline) in sorted(_pairs(knowledge).items()):
+    for (drug, genes, _), (count, guideline) in sorted(_pairs(knowledge).items()):
         source = guideline.name + (f", PMID {guideline.pmid}" if guideline.pmid else "")
-        print(f"{drug:<15} {genes:<26} {count:>4}  {source}")
-    print("\nreviewed, no recommendation (never alert):")
+        unused = "" if guideline.organization in knowledge.precedence else " *"
+        print(f"{drug:<15} {genes:<26} {count:>4}  {source}{unused}")
+    print("\nreviewed, no recommendation or no action (never alert):")
     for guideline, item in sorted(
-        knowledge.no_recommendations(), key=lambda p: (p[1].drug, p[1].gene)
+        knowledge.no_recommendations(every=True), key=lambda p: (p[1].drug, p[1].gene)
     ):
-        print(f"{item.drug:<15} {item.gene:<26}       {guideline.name}, {item.table}")
+        unused = "" if guideline.organization in knowledge.precedence else " *"
+        print(f"{item.drug:<15} {item.gene:<26}       {guideline.name}, {item.table}{unused}")
+    for gf in knowledge.guidelines:
+        if gf.not_covered:
+            print(f"\nnot covered by {gf.guideline.name} (no guideline found):")
+        for pair in gf.not_covered:
+            print(f"{pair.gene:<15} {', '.join(pair.drugs):<26}       {pair.reason}")
     source = knowledge.not_covered.source["url"]
     print(f"\nconsidered, no guideline recommendation (never alert; {source}):")
     for pair in knowledge.not_covered.pairs:
@@ -470,10 +506,11 @@ def _knowledge(directory: Path, site_codes: Path | None, action: str) -> int:
     return 0
 
 
-def _pairs(knowledge: Knowledge) -> dict[tuple[str, str], tuple[int, Any]]:
-    pairs: dict[tuple[str, str], tuple[int, Any]] = {}
-    for rec in knowledge.recommendations:
-        key = (rec.drug, " + ".join(rec.genes))
+def _pairs(knowledge: Knowledge) -> dict[tuple[str, str, str], tuple[int, Any]]:
+    """(drug, genes, guideline) -> rows and guideline, for every guideline set."""
+    pairs: dict[tuple[str, str, str], tuple[int, Any]] = {}
+    for rec in knowledge.all_recommendations:
+        key = (rec.drug, " + ".join(rec.genes), rec.guideline.id if rec.guideline else "")
         count = pairs.get(key, (0, None))[0]
         pairs[key] = (count + 1, rec.guideline)
     return pairs

@@ -21,6 +21,7 @@ import requests
 
 from .clinical import (
     cards,
+    dose_limits,
     interactions,
     label_rules,
     medication_history,
@@ -157,6 +158,7 @@ class Engine:
             if uses_label_rules
             else (False, frozenset())
         )
+        needs_patient = needs_patient or dose_limits.needs_age(drugs, self.knowledge)
         continuing = ordered & self.knowledge.continuing_drugs  # the history may change them
         # What the FHIR server must give, all asked for at once (one round)
         self._read_ahead(
@@ -186,9 +188,10 @@ class Engine:
         # (a converted result carries both readings: each drug follows the more severe)
         matched = recommendations.match(drugs, facts, self.knowledge, trace, therapies)
         matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
-        notices = self._label_notices(
+        notices, person = self._label_notices(
             request, client, trace, patient, drugs, needs_patient, chart_kinds
         )
+        matched = [dose_limits.apply(m, person, self.knowledge, trace) for m in matched]
         notices += label_rules.pretest(
             drugs,
             genetic_facts,
@@ -350,7 +353,7 @@ class Engine:
                 else []
             )
             # (as for an order of each covered drug)
-            notices = self._label_notices(
+            notices, _ = self._label_notices(
                 request, client, trace, patient, drugs, needs_patient, chart_kinds
             )
         therapies = medication_history.therapies(set(continuing), history, self.knowledge, trace)
@@ -414,11 +417,12 @@ class Engine:
         drugs: list[medications.IdentifiedDrug],
         needs_patient: bool,
         chart_kinds: frozenset[str],
-    ) -> list[label_rules.Notice]:
-        """The label rules' cards for ``drugs``: the patient (its age) read when a rule needs
-        it, the chart's resources (``chart_kinds``) when a rule needs them."""
+    ) -> tuple[list[label_rules.Notice], dict[str, Any] | None]:
+        """The label rules' cards for ``drugs``: the patient (its age) read when a rule (or a
+        dose limit) needs it, the chart's resources (``chart_kinds``) when a rule needs them;
+        and the patient read (None: not needed or not found)."""
         if not (needs_patient or chart_kinds):
-            return []
+            return [], None
         person = None
         if needs_patient:
             found = patient_data.optional_resources(
@@ -426,7 +430,7 @@ class Engine:
             )
             person = label_rules.patient_in_context(found, request.patient_id, trace)
         chart = self._chart(request, client, trace, patient, chart_kinds)
-        return label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart)
+        return label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart), person
 
     def _profile_record(
         self, card: dict[str, Any], facts: dict[str, genomic_facts.GeneResult]

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core.ids import uuid4 as new_uuid
 from ..core.trace import Trace
-from ..core.wording import code_span, escaped, inert, with_article
+from ..core.wording import code_span, escaped, inert, number, with_article
 from ..core.wording import summary as short_summary
 from ..fhir.hook_context import DraftOrder
 from ..genomics.gene_decision import GeneResult
@@ -367,7 +367,7 @@ def differs(m: Match, other: OtherAdvice, knowledge: Knowledge) -> bool:
     mine, theirs = m.recommendation, other.recommendation
     if theirs is None or other.spans:
         return True
-    if theirs.action != mine.action:
+    if theirs.action != mine.action or (theirs.dose_limit is None) != (mine.dose_limit is None):
         return True
     changes = knowledge.dosing.dose_changes
     return changes.get(theirs.id) != changes.get(mine.id)
@@ -386,9 +386,27 @@ def _differently(m: Match, knowledge: Knowledge) -> list[str]:
             words = f"{other.note or 'no recommendation for this result'}."
         else:
             graded = _grading(rec, _STRENGTH[rec.strength])
-            words = f"{escaped(advice(rec).lower())}{_dose_words(rec, knowledge)} ({graded})."
+            words = (
+                f"{escaped(advice(rec).lower())}{_dose_words(rec, knowledge)}{_limit_words(rec)} "
+                f"({graded})."
+            )
         lines += [f"**{escaped(other.guideline)} advises differently:** {words}", ""]
     return lines
+
+
+def _limit_words(rec: Recommendation) -> str:
+    """', above 20 mg every 6 hours (10 mg aged 12 to 18)' for advice above a dose limit."""
+    if rec.dose_limit is None:
+        return ""
+    limits = sorted(rec.dose_limit.limits, key=lambda lim: -lim.min_age_years)
+    every = f"every {number(rec.dose_limit.per_hours)} hours"
+    first, *rest = limits
+    ages = [
+        f"{number(lim.mg)} mg aged {number(lim.min_age_years)}"
+        + (f" to {number(lim.max_age_years)}" if lim.max_age_years is not None else " or over")
+        for lim in rest
+    ]
+    return f", above {number(first.mg)} mg {every}" + (f" ({'; '.join(ages)})" if ages else "")
 
 
 def _dose_words(rec: Recommendation, knowledge: Knowledge) -> str:

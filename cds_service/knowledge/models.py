@@ -189,6 +189,11 @@ class GuidelineFile(_Model):
     recommendations: list[Recommendation] = Field(default_factory=list)
     no_recommendation: list[NoRecommendation] = Field(default_factory=list)
     label_statements: list[LabelStatement] = Field(default_factory=list)
+    #: what a reader of the rows must know (how phenotypes are assigned, grading)
+    notes: list[str] = Field(default_factory=list)
+    #: pairs the organisation does not cover (no guideline found): unlike
+    #: ``no_recommendation``, these never decide; ``pgx-cds knowledge list`` shows them
+    not_covered: list[NotCoveredPair] = Field(default_factory=list)
 
 
 class PhenotypeBand(_Model):
@@ -592,9 +597,6 @@ class DoseChange(_Model):
     basis: Literal["ordered", "lowest_start"]
     low: float = Field(ge=0, le=1)
     high: float = Field(ge=0, le=1)
-    #: the guideline gives this dose only where no alternative is possible (DPWG: tramadol
-    #: in ultrarapid metabolizers, 40% of the dose): the card says so, no one-click dose
-    if_no_alternative: bool = False
 
 
 class DrugDosing(_Model):
