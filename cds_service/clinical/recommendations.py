@@ -146,14 +146,6 @@ def match(
             r for r in knowledge.recommendations_for(identified.drug) if not r.within_dose_limit
         ]
         if not rows:
-            reviewed = [
-                f"{g.name} reviewed {identified.drug} and {item.gene}: {item.reason}"
-                for org in knowledge.precedence
-                for g, item in knowledge.no_action.get((identified.drug, org), [])
-            ]
-            if reviewed and _announces(knowledge):
-                trace.add("recommendations", f"{identified.drug}: {'; '.join(reviewed)}: no card")
-                continue
             elsewhere = knowledge.chosen_elsewhere.get(identified.drug, [])
             trace.add(
                 "recommendations",

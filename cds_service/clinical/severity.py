@@ -113,8 +113,9 @@ def indicator_with_floor(rec: Recommendation, knowledge: Knowledge) -> str | Non
     if level is None:
         return None
     for other in knowledge.recommendations_for(rec.drug):
-        if other.guideline != rec.guideline:
-            continue  # (another guideline's strengths say nothing of this one's)
+        if other.guideline != rec.guideline or other.dose_limit is not None:
+            continue  # (another guideline's strengths say nothing of this one's; advice above
+            # a dose limit nothing of the advice within it)
         if other.id != rec.id and _at_least_as_impaired(rec, other):
             theirs = indicator(other)
             if LEVELS[theirs] > LEVELS[level]:

@@ -1,0 +1,267 @@
+"""A site's guideline sets (PGX_CDS_GUIDELINES, the site file's 'guidelines'): the first set
+with advice for the result decides the card, which names it; another listed set that advises
+differently gets one line. DPWG 2022 for codeine and tramadol (oxycodone: no action), and
+codeine's DPWG dose limit in ultrarapid metabolizers."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import (
+    APAP_CODEINE,
+    NO_CHART,
+    OXYCODONE,
+    PATIENT,
+    TRAMADOL,
+    bundle,
+    hook_request,
+    med_order,
+    phenotype_obs,
+)
+from conftest import SERVICE_FOR_HOOK
+
+from cds_service.settings import Settings
+from cds_service.web.app import create_app
+
+UM, NM, IM, PM = (
+    "Ultrarapid Metabolizer",
+    "Normal Metabolizer",
+    "Intermediate Metabolizer",
+    "Poor Metabolizer",
+)
+TODAY = date(2026, 12, 1)
+ADULT = {"resourceType": "Patient", "id": PATIENT, "birthDate": "1980-05-01"}
+
+
+@pytest.fixture(autouse=True)
+def fixed_day(monkeypatch):
+    monkeypatch.setattr("cds_service.clinical.order_details.current_date", lambda: TODAY)
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """One test client per guideline choice (the knowledge is loaded once per choice)."""
+    made: dict[str, Any] = {}
+
+    def get(guidelines: str, site: dict[str, Any] | None = None):
+        key = guidelines + json.dumps(site or {}, sort_keys=True)
+        if key not in made:
+            folder = tmp_path_factory.mktemp("site")
+            extra: dict[str, Any] = {}
+            if site is not None:
+                path = folder / "site.json"
+                path.write_text(json.dumps(site))
+                extra["site_config"] = path
+            settings = Settings(
+                database_url=f"sqlite:///{folder / 'feedback.sqlite3'}",
+                fhir_timeout=1.0,
+                guidelines=guidelines,
+                **extra,
+            )
+            made[key] = create_app(settings).test_client()
+        client = made[key]
+
+        def call(body: dict[str, Any]) -> dict[str, Any]:
+            response = client.post(f"/cds-services/{SERVICE_FOR_HOOK[body['hook']]}", json=body)
+            assert response.status_code == 200, response.get_json()
+            return response.get_json()
+
+        return call
+
+    return get
+
+
+def order(
+    concept: dict[str, Any] | tuple[str, str], sig: str = "1 tablet every 6 hours"
+) -> dict[str, Any]:
+    res = med_order(concept if isinstance(concept, tuple) else None)
+    if isinstance(concept, dict):
+        res["medicationCodeableConcept"] = concept
+    res["dosageInstruction"] = [{"text": sig}]
+    return res
+
+
+def ask(call, orders, phenotype: str, patient: dict[str, Any] | None = ADULT) -> list[dict]:
+    prefetch = {"genomicResults": bundle(phenotype_obs(phenotype)), **NO_CHART}
+    prefetch["patient"] = patient
+    return call(hook_request("order-select", orders, prefetch=prefetch))["cards"]
+
+
+def coded(system: str, code: str) -> dict[str, Any]:
+    """A medication concept with one code and nothing else (no RxNorm, no text)."""
+    return {"coding": [{"system": system, "code": code}]}
+
+
+ATC = "http://www.whocc.no/atc"
+SNOMED = "http://snomed.info/sct"
+
+# (product, drug, phenotype, DPWG card's indicator, CPIC card's indicator); None: no card
+PAIN = [
+    (APAP_CODEINE, "codeine", UM, "critical", "critical"),  # 30 mg every 6 h: above 20 mg
+    (APAP_CODEINE, "codeine", NM, None, None),
+    (APAP_CODEINE, "codeine", IM, "info", "info"),
+    (APAP_CODEINE, "codeine", PM, "warning", "critical"),
+    (TRAMADOL, "tramadol", UM, "warning", "critical"),
+    (TRAMADOL, "tramadol", NM, None, None),
+    (TRAMADOL, "tramadol", IM, "info", "info"),
+    (TRAMADOL, "tramadol", PM, "info", "critical"),
+]
+
+
+@pytest.mark.parametrize(("product", "drug", "phenotype", "dpwg", "cpic"), PAIN)
+def test_dpwg_card_under_dpwg_and_cpic_card_under_cpic(
+    services, product, drug, phenotype, dpwg, cpic
+):
+    for guidelines, expected, label, pmid in (
+        ("dpwg", dpwg, "DPWG 2022", "34267337"),
+        ("cpic", cpic, "CPIC 2021", "33387367"),
+    ):
+        cards = ask(services(guidelines), [order(product)], phenotype)
+        if expected is None:
+            assert cards == [], guidelines
+            continue
+        [card] = cards
+        assert card["indicator"] == expected, guidelines
+        assert card["source"]["label"].startswith(label)
+        assert f"PMID {pmid}" in card["detail"]
+        assert "advises differently" not in card["detail"]  # one set chosen: nothing to compare
+
+
+@pytest.mark.parametrize(
+    ("product", "phenotype", "other"),
+    [
+        (APAP_CODEINE, PM, "CPIC 2021"),
+        (TRAMADOL, UM, "CPIC 2021"),
+        (TRAMADOL, PM, "CPIC 2021"),
+    ],
+)
+def test_guidelines_differ_line_names_the_other_set(services, product, phenotype, other):
+    [card] = ask(services("dpwg,cpic"), [order(product)], phenotype)
+    assert card["source"]["label"].startswith("DPWG 2022")
+    [line] = [x for x in card["detail"].splitlines() if "advises differently" in x]
+    assert line.startswith(f"**{other} advises differently:** avoid")
+    [card] = ask(services("cpic,dpwg"), [order(product)], phenotype)
+    assert card["source"]["label"].startswith("CPIC 2021")
+    [line] = [x for x in card["detail"].splitlines() if "advises differently" in x]
+    assert line.startswith("**DPWG 2022 advises differently:**")
+
+
+@pytest.mark.parametrize("product", [APAP_CODEINE, TRAMADOL])
+def test_same_advice_gets_no_differs_line(services, product):
+    """Both sets say 'be alert to a reduced effect' for intermediate metabolizers."""
+    [card] = ask(services("dpwg,cpic"), [order(product)], IM)
+    assert card["source"]["label"].startswith("DPWG 2022")
+    assert "advises differently" not in card["detail"]
+
+
+def test_oxycodone_dpwg_no_action_is_explained(services):
+    assert ask(services("dpwg"), [order(OXYCODONE)], PM) == []
+
+
+CO_CODAMOL_8 = coded(SNOMED, "42010211000001106")  # Co-codamol 8mg/500mg tablets (dm+d VMP)
+
+
+@pytest.mark.parametrize(
+    ("sig", "patient", "indicator"),
+    [
+        ("2 tablets every 6 hours", ADULT, "info"),  # 16 mg every 6 h: within 20 mg
+        ("2 tablets every 4 hours", ADULT, "critical"),  # 96 mg a day: 24 mg per 6 h
+        ("2 tablets every 6 hours", {**ADULT, "birthDate": "2012-03-01"}, "critical"),  # 14
+        ("2 tablets every 6 hours", {**ADULT, "birthDate": "2010"}, "critical"),  # 15 or 16
+        ("2 tablets every 6 hours", None, "critical"),  # age unknown
+        ("take as directed", ADULT, "critical"),  # dose not read
+    ],
+)
+def test_codeine_ultrarapid_dpwg_dose_limit(services, sig, patient, indicator):
+    """DPWG contraindicates codeine in ultrarapid metabolizers above 20 mg every 6 hours
+    (adults; 10 mg aged 12 or over): within it, a caution naming the risk factors; an age or
+    dose the service cannot read keeps the contraindication."""
+    [card] = ask(services("dpwg"), [order(CO_CODAMOL_8, sig)], UM, patient)
+    assert card["indicator"] == indicator
+    assert card["source"]["label"].startswith("DPWG 2022")
+    if indicator == "info":
+        assert "CYP3A4 inhibitor" in card["detail"] and "within" in card["detail"]
+
+
+def test_within_dose_limit_card_says_cpic_differs(services):
+    [card] = ask(services("dpwg,cpic"), [order(CO_CODAMOL_8, "2 tablets every 6 hours")], UM)
+    assert card["indicator"] == "info"
+    assert "**CPIC 2021 advises differently:** avoid" in card["detail"]
+    [card] = ask(services("cpic,dpwg"), [order(CO_CODAMOL_8, "2 tablets every 6 hours")], UM)
+    assert card["indicator"] == "critical"
+    assert "**DPWG 2022 advises differently:** avoid, above 20 mg every 6 hours" in card["detail"]
+
+
+@pytest.mark.parametrize(
+    ("concept", "drug"),
+    [
+        (coded(ATC, "N02AJ06"), "codeine"),  # codeine and paracetamol
+        (coded(ATC, "n02aj 06"), "codeine"),  # written loosely
+        (coded("urn:oid:2.16.840.1.113883.6.73", "R05DA04"), "codeine"),
+        (coded(ATC, "N02AX02"), "tramadol"),
+        (coded(ATC, "N02AJ13"), "tramadol"),  # tramadol and paracetamol
+        (coded(SNOMED, "42009811000001101"), "codeine"),  # Co-codamol 30mg/500mg tablets
+        (coded(SNOMED, "322341003"), "codeine"),  # SNOMED CT clinical drug, same product
+        (coded(SNOMED, "42017811000001106"), "tramadol"),  # Tramadol 50mg capsules
+    ],
+)
+@pytest.mark.parametrize("guidelines", ["cpic", "dpwg"])
+def test_orders_identified_from_atc_and_snomed_alone(services, concept, drug, guidelines):
+    [card] = ask(services(guidelines), [order(concept)], PM)
+    assert drug in card["summary"].lower()
+    assert card["source"]["label"].startswith("DPWG 2022" if guidelines == "dpwg" else "CPIC 2021")
+
+
+def test_an_unknown_atc_code_identifies_nothing(services):
+    assert ask(services("cpic"), [order(coded(ATC, "N02BE01"))], PM) == []  # paracetamol
+
+
+def test_site_file_chooses_the_guidelines_and_adds_drug_codes(services):
+    site = {
+        "guidelines": ["dpwg"],
+        "drug_codes": {
+            "urn:example:local-formulary|TRAM-50": {
+                "name": "Tramadol 50 mg capsule (local)",
+                "ingredients": ["tramadol"],
+                "strengths": {"tramadol": 50},
+            }
+        },
+    }
+    local = coded("urn:example:local-formulary", "TRAM-50")
+    [card] = ask(services("cpic", site), [order(local)], UM)  # the file wins over the setting
+    assert card["source"]["label"].startswith("DPWG 2022")
+    assert card["indicator"] == "warning"
+
+
+@pytest.mark.parametrize("value", ["", "fda", "cpic,cpic", "dpwg;cpic"])
+def test_a_wrong_guideline_setting_is_refused(value):
+    with pytest.raises(ValueError, match="cpic"):
+        Settings(guidelines=value)
+
+
+def test_the_setting_reads_order_and_case():
+    assert Settings(guidelines=" DPWG , cpic").guideline_list == ("dpwg", "cpic")
+    assert Settings().guideline_list == ("cpic",)
+
+
+def test_explain_names_the_deciding_guideline(tmp_path: Path, capsys, monkeypatch):
+    from cds_service.cli import main
+
+    body = hook_request(
+        "order-select",
+        [order(OXYCODONE), order(APAP_CODEINE)],
+        prefetch={"genomicResults": bundle(phenotype_obs(PM)), "patient": ADULT, **NO_CHART},
+    )
+    body["context"]["draftOrders"]["entry"][1]["resource"]["id"] = "order-2"
+    body["context"]["selections"] = ["MedicationRequest/order-1", "MedicationRequest/order-2"]
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(body))
+    monkeypatch.setenv("PGX_CDS_GUIDELINES", "dpwg,cpic")
+    assert main(["explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "codeine: DPWG 2022 decides (this site's guidelines, in order: dpwg, cpic" in out
+    assert "codeine: CPIC 2021 would give codeine-cyp2d6-pm (avoid)" in out
