@@ -76,6 +76,7 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
         and most is not None
         and most <= dosing.low_dose_max_mg_per_day
         and m.recommendation.action in ("avoid", "alternative", "adjust-dose")
+        and knowledge.organization(m.recommendation) in dosing.low_dose_guidelines
     ):
         trace.add(
             "dose",

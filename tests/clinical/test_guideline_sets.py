@@ -265,3 +265,74 @@ def test_explain_names_the_deciding_guideline(tmp_path: Path, capsys, monkeypatc
     out = capsys.readouterr().out
     assert "codeine: DPWG 2022 decides (this site's guidelines, in order: dpwg, cpic" in out
     assert "codeine: CPIC 2021 would give codeine-cyp2d6-pm (avoid)" in out
+
+
+# -- the other pain-relevant drugs DPWG covers ----------------------------------------------
+
+AMITRIPTYLINE_10 = ("856783", "amitriptyline hydrochloride 10 MG Oral Tablet")
+NORTRIPTYLINE_25 = coded(ATC, "N06AA10")  # nortriptyline, by ATC alone
+VENLAFAXINE = ("313582", "venlafaxine 75 MG Oral Tablet")
+CELECOXIB = ("205323", "celecoxib 200 MG Oral Capsule")
+
+
+def daily(concept, tablets: float = 1) -> dict[str, Any]:
+    res = order(concept)
+    res["dosageInstruction"] = [
+        {
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": tablets, "unit": "tablet"}}],
+        }
+    ]
+    return res
+
+
+def test_amitriptyline_low_dose_dpwg_keeps_its_dose_advice(services):
+    """CPIC's tricyclic advice is for depression doses (10 mg a day: a caution); DPWG's does
+    not set pain doses apart: 70% of the ordered dose for a poor metabolizer."""
+    [cpic] = ask(services("cpic"), [daily(AMITRIPTYLINE_10)], PM)
+    assert cpic["indicator"] == "info" and "low dose" in cpic["summary"]
+    [dpwg] = ask(services("dpwg"), [daily(AMITRIPTYLINE_10)], PM)
+    assert dpwg["indicator"] == "warning"
+    assert dpwg["source"]["label"].startswith("DPWG 2011 (TCA)")
+    assert "70% of the usual dose" in dpwg["detail"] and "PMID 21412232" in dpwg["detail"]
+
+
+@pytest.mark.parametrize(("phenotype", "pct"), [(IM, "60%"), (PM, "40%")])
+def test_nortriptyline_dpwg_percentages(services, phenotype, pct):
+    [card] = ask(services("dpwg"), [daily(NORTRIPTYLINE_25)], phenotype)
+    assert card["source"]["label"].startswith("DPWG 2011 (TCA)")
+    assert f"Use {pct} of the usual dose" in card["detail"]
+
+
+def test_nortriptyline_ultrarapid_dose_rise_is_never_a_suggestion(services):
+    [card] = ask(services("dpwg"), [daily(NORTRIPTYLINE_25)], UM)
+    assert "1.7 times" in card["detail"]
+    assert not any(
+        a.get("type") == "create" for s in card.get("suggestions", []) for a in s["actions"]
+    )
+
+
+@pytest.mark.parametrize(("phenotype", "dpwg", "cpic"), [(IM, "warning", None), (UM, None, None)])
+def test_venlafaxine_dpwg_2024(services, phenotype, dpwg, cpic):
+    """DPWG 2024: avoid venlafaxine in intermediate metabolizers (CPIC: no recommendation);
+    ultrarapid: no action (the pre-2024 'up to 150%' is gone)."""
+    for guidelines, expected in (("dpwg", dpwg), ("cpic", cpic)):
+        cards = ask(services(guidelines), [order(VENLAFAXINE)], phenotype)
+        assert [c["indicator"] for c in cards] == ([expected] if expected else []), guidelines
+
+
+def test_nsaids_are_not_dpwg_and_cpic_after_dpwg_still_advises(services):
+    """DPWG has no NSAID guideline: dpwg alone gives no CYP2C9 card; dpwg,cpic falls back to
+    CPIC 2020."""
+    body = hook_request(
+        "order-select",
+        [daily(CELECOXIB)],
+        prefetch={
+            "genomicResults": bundle(phenotype_obs(PM, "CYP2C9")),
+            "patient": ADULT,
+            **NO_CHART,
+        },
+    )
+    assert services("dpwg")(body)["cards"] == []
+    [card] = services("dpwg,cpic")(body)["cards"]
+    assert card["source"]["label"].startswith("CPIC 2020")
