@@ -22,7 +22,6 @@ from builders import (
     med_order,
     phenotype_obs,
 )
-from conftest import SERVICE_FOR_HOOK
 
 from cds_service.settings import Settings
 from cds_service.web.app import create_app
@@ -34,6 +33,7 @@ UM, NM, IM, PM = (
     "Poor Metabolizer",
 )
 TODAY = date(2026, 12, 1)
+SERVICE_FOR_HOOK = {"order-select": "pgx-order-select"}
 ADULT = {"resourceType": "Patient", "id": PATIENT, "birthDate": "1980-05-01"}
 
 
