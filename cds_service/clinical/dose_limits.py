@@ -19,9 +19,10 @@ from datetime import date
 from typing import Any
 
 from ..core.trace import Trace
+from ..core.wording import number
 from ..knowledge.loader import Knowledge
 from .medications import IdentifiedDrug
-from .order_details import age_range, drug_dose, number
+from .order_details import age_range, drug_dose
 from .recommendations import Match
 
 

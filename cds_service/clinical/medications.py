@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ..core.errors import ClientError
 from ..fhir.hook_context import DraftOrder
@@ -80,16 +81,17 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
                 f"RxNorm {code} contains {', '.join(drugs)}"
             )
     for coding in codings:
-        system, code = coding.get("system"), coding.get("code")
-        if not isinstance(system, str) or not isinstance(code, str | int) or isinstance(code, bool):
+        system, raw = coding.get("system"), coding.get("code")
+        if not isinstance(system, str) or not isinstance(raw, str | int) or isinstance(raw, bool):
             continue
-        product = knowledge.coded_product(system, str(code))
+        coded = str(raw)
+        product = knowledge.coded_product(system, coded)
         if product is None:
             continue
         drugs = sorted(set(product.ingredients) & knowledge.drugs.keys())
         if not drugs:
             continue
-        what = f"{knowledge.code_systems.get(system, system)} {str(code).strip()}"
+        what = f"{knowledge.code_systems.get(system, system)} {coded.strip()}"
         return [
             IdentifiedDrug(
                 d,
@@ -123,7 +125,7 @@ def identify(order: DraftOrder, knowledge: Knowledge) -> tuple[list[IdentifiedDr
     return [], "no covered drug in the order's codes or text"
 
 
-def named_in_codes(concept: dict, knowledge: Knowledge) -> list[str]:
+def named_in_codes(concept: dict[str, Any], knowledge: Knowledge) -> list[str]:
     """Every ingredient the codes beyond RxNorm of a medication concept name (ATC, SNOMED
     CT / dm+d, a site's own), as the knowledge spells them: how interacting drugs recorded
     with those codes are found."""

@@ -21,6 +21,9 @@ Classification = Literal["essential", "beneficial", "potentially beneficial", "n
 #: The guideline sets a site may choose (``PGX_CDS_GUIDELINES``), by the organisation that
 #: writes them; FDA label rows always apply (they cover drugs neither set covers)
 GUIDELINE_SETS: dict[str, str] = {"cpic": "CPIC", "dpwg": "DPWG"}
+#: The organisations whose rows the knowledge holds
+Organization = Literal["CPIC", "DPWG", "FDA"]
+_CPIC_ONLY: list[Organization] = ["CPIC"]
 #: Actions that never produce a card.
 SILENT_ACTIONS = frozenset({"standard", "no-recommendation"})
 
@@ -603,9 +606,7 @@ class DrugDosing(_Model):
     low_dose_max_mg_per_day: float | None = None
     #: the organisations whose dose advice is written for higher doses than the low-dose
     #: limit (CPIC's tricyclic advice): their rows become a caution at or below it
-    low_dose_guidelines: list[Literal["CPIC", "DPWG", "FDA"]] = Field(
-        default_factory=lambda: ["CPIC"]
-    )
+    low_dose_guidelines: list[Organization] = Field(default_factory=lambda: _CPIC_ONLY.copy())
     lowest_start_mg_per_day: float | None = None
     source: str
 
