@@ -382,7 +382,7 @@ def _differently(m: Match, knowledge: Knowledge) -> list[str]:
         rec = other.recommendation
         if other.spans:
             words = "its advice depends on the activity score, which this result does not give."
-        elif rec is None:
+        elif rec is None or rec.action == "no-recommendation":
             words = f"{other.note or 'no recommendation for this result'}."
         else:
             graded = _grading(rec, _STRENGTH[rec.strength])

@@ -276,13 +276,26 @@ def _match_reading(
         )
         note = "" if found else _no_action(drug, org, facts, knowledge)
         outcomes.append((org, found, note, own))
-    deciding = next((i for i, (_, found, note, _) in enumerate(outcomes) if found or note), None)
+    # a set decides with advice or an explicit "no action"; one that only says it makes no
+    # recommendation (CPIC: evidence insufficient) leaves the result to the next set, and
+    # decides only where no set advises
+    deciding = next(
+        (i for i, (_, found, note, _) in enumerate(outcomes) if note or _advises(found)), None
+    )
+    if deciding is None:
+        deciding = next((i for i, (_, found, _, _) in enumerate(outcomes) if found), None)
     for org, found, note, own in outcomes[: (deciding + 1) if deciding is not None else None]:
         trace.lines.extend(own.lines)
         if not found and not note:
             trace.add(
                 "recommendations",
                 f"{name}: {_named(org, rows, knowledge)} has no row for this result",
+            )
+        elif found and not note and not _advises(found) and org != outcomes[deciding or 0][0]:
+            trace.add(
+                "recommendations",
+                f"{name}: {_named(org, rows, knowledge)} makes no recommendation for this "
+                "result: the next guideline set decides",
             )
     if deciding is None:
         return []
@@ -301,7 +314,7 @@ def _match_reading(
         trace.add(
             "recommendations",
             f"{name}: {who} decides (this site's guidelines, in order: {chosen}; the first with "
-            f"a row for this result)",
+            f"advice for this result)",
         )
     for other in others:
         advice_words = (
@@ -311,6 +324,11 @@ def _match_reading(
         )
         trace.add("recommendations", f"{name}: {other.guideline} would give {advice_words}")
     return [replace(m, other_advice=tuple(others)) for m in found]
+
+
+def _advises(found: list[Match]) -> bool:
+    """Does a set's match advise (a row other than 'no recommendation')?"""
+    return any(m.possible or m.recommendation.action != "no-recommendation" for m in found)
 
 
 def _announces(knowledge: Knowledge) -> bool:
@@ -332,7 +350,7 @@ def _no_action(drug: str, org: str, facts: dict[str, GeneResult], knowledge: Kno
     needed ...'), or '' when it says nothing about this result."""
     for guideline, item in knowledge.no_action.get((drug, org), []):
         if item.gene in facts and facts[item.gene].actionable:
-            return f"{guideline.name} reviewed {drug} and {item.gene}: {item.reason}"
+            return f"{guideline.name} reviewed {drug} and {item.gene}: {item.reason.rstrip('.')}"
     return ""
 
 

@@ -280,7 +280,8 @@ class Knowledge:
         the drug ("no action" for DPWG), with the entry: an explicit "no action" decides."""
         out: dict[tuple[str, str], list[tuple[Guideline, NoRecommendation]]] = {}
         for guideline, item in self.no_recommendations():
-            out.setdefault((item.drug, guideline.organization), []).append((guideline, item))
+            if item.no_action:
+                out.setdefault((item.drug, guideline.organization), []).append((guideline, item))
         return out
 
     @cached_property

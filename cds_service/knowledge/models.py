@@ -176,6 +176,10 @@ class NoRecommendation(_Model):
     gene: str
     table: str
     reason: str
+    #: the guideline says explicitly that no action is needed (DPWG's "no action"), which
+    #: decides for a site listing it first; false: it makes no recommendation (CPIC: evidence
+    #: insufficient), which leaves the result to the site's next guideline set
+    no_action: bool = False
 
 
 class LabelStatement(_Model):

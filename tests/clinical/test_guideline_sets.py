@@ -336,3 +336,30 @@ def test_nsaids_are_not_dpwg_and_cpic_after_dpwg_still_advises(services):
     assert services("dpwg")(body)["cards"] == []
     [card] = services("dpwg,cpic")(body)["cards"]
     assert card["source"]["label"].startswith("CPIC 2020")
+
+
+def test_a_set_without_a_recommendation_leaves_the_result_to_the_next(services):
+    """CPIC 2023 makes no recommendation for venlafaxine in intermediate metabolizers (not a
+    'no action'): under cpic,dpwg DPWG 2024's advice decides; under cpic alone, no card."""
+    assert ask(services("cpic"), [order(VENLAFAXINE)], IM) == []
+    [card] = ask(services("cpic,dpwg"), [order(VENLAFAXINE)], IM)
+    assert card["source"]["label"].startswith("DPWG 2024")
+    assert "**CPIC 2023 advises differently:** no recommendation for this result." in card["detail"]
+
+
+def test_dpwg_no_action_decides_for_a_site_listing_it_first(services):
+    """DPWG reviewed amitriptyline with CYP2C19 and advises no action: under dpwg,cpic no card
+    for a CYP2C19 poor metabolizer (CPIC would say avoid); under cpic,dpwg CPIC's card."""
+    body = hook_request(
+        "order-select",
+        [daily(AMITRIPTYLINE_10, 3)],
+        prefetch={
+            "genomicResults": bundle(phenotype_obs(PM, "CYP2C19")),
+            "patient": ADULT,
+            **NO_CHART,
+        },
+    )
+    assert services("dpwg,cpic")(body)["cards"] == []
+    [card] = services("cpic,dpwg")(body)["cards"]
+    assert card["source"]["label"].startswith("CPIC 2016")
+    assert "**DPWG 2011 (TCA) advises differently:** DPWG 2011 (TCA) reviewed" in card["detail"]
