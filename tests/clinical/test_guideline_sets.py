@@ -363,3 +363,26 @@ def test_dpwg_no_action_decides_for_a_site_listing_it_first(services):
     [card] = services("cpic,dpwg")(body)["cards"]
     assert card["source"]["label"].startswith("CPIC 2016")
     assert "**DPWG 2011 (TCA) advises differently:** DPWG 2011 (TCA) reviewed" in card["detail"]
+
+
+@pytest.mark.parametrize("guidelines", ["cpic", "dpwg"])
+def test_an_inhibitor_recorded_by_atc_code_converts_the_phenotype(services, guidelines):
+    """Paroxetine on the medication list as ATC N06AB05 only (a strong CYP2D6 inhibitor): a
+    normal metabolizer reads as poor for tramadol, under either set."""
+    statement = {
+        "resourceType": "MedicationStatement",
+        "id": "stmt-1",
+        "status": "active",
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "medicationCodeableConcept": coded(ATC, "N06AB05"),
+    }
+    prefetch = {
+        "genomicResults": bundle(phenotype_obs(NM)),
+        "medicationStatements": bundle(statement),
+        "patient": ADULT,
+        **NO_CHART,
+    }
+    body = hook_request("order-select", [order(TRAMADOL)], prefetch=prefetch)
+    [card] = services(guidelines)(body)["cards"]
+    assert "paroxetine" in card["detail"].lower()
+    assert card["indicator"] == ("critical" if guidelines == "cpic" else "info")
