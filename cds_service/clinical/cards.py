@@ -116,9 +116,9 @@ def build_cards(
         orders: list[DraftOrder] = []
         seen: set[str | int] = set()
         for m in group:
-            key = m.drug.order.reference or id(m.drug.order)
-            if key not in seen:
-                seen.add(key)
+            seen_key = m.drug.order.reference or id(m.drug.order)
+            if seen_key not in seen:
+                seen.add(seen_key)
                 orders.append(m.drug.order)
         cards.append(build_card(group[0], level, knowledge, orders=orders, trace=trace))
     order = {"critical": 0, "warning": 1, "info": 2}

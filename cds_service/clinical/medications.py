@@ -45,11 +45,13 @@ class IdentifiedDrug:
 
 def medication_text(order: DraftOrder) -> str:
     concept = order.medication or {}
-    if isinstance(concept.get("text"), str) and concept["text"]:
-        return concept["text"]
+    text = concept.get("text")
+    if isinstance(text, str) and text:
+        return text
     for coding in objects(concept.get("coding")):
-        if isinstance(coding.get("display"), str) and coding["display"]:
-            return coding["display"]
+        display = coding.get("display")
+        if isinstance(display, str) and display:
+            return display
     return ""
 
 
