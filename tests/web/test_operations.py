@@ -398,7 +398,9 @@ def _in_a_forked_child(work) -> str:
             os._exit(0)
     os.close(write)
     with os.fdopen(read) as answer:
-        if not select.select([answer], [], [], 10)[0]:  # a child stuck on a lock it inherited
+        poller = select.poll()  # (not select(): a long test run holds descriptors past 1024)
+        poller.register(answer, select.POLLIN)
+        if not poller.poll(10_000):  # a child stuck on a lock it inherited
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise AssertionError("the forked child did not answer within 10 s")
