@@ -11,6 +11,9 @@ Inputs (default ``../shared/data`` beside the project root):
 * ``rxnorm/*.tsv``                       RxNorm products and the ingredients they contain
 * ``scripts/data/cpic_allele_updates.tsv`` (in this repository) CPIC allele rows released
   after the reference tables' date, each with the CPIC change-log entry it comes from
+* ``scripts/data/rxnorm_order_set.tsv`` (in this repository, kept by hand) RxNorm products of
+  the order-set drugs the reference lists lack (phenytoin, tricyclics, antiemetics), each with
+  where its code was read
 
 Outputs:
 
@@ -47,6 +50,24 @@ GENES = {
     "CYP2C9": ("HGNC:2623", "2025-11-05"),
     "CYP2C19": ("HGNC:2621", "2025-11-05"),
 }
+
+#: Genes whose copies a genotype may not count (the gene's ``copy_number`` entry): a later
+#: result that finds a duplication overrules an older genotype stating no copy number.
+COPY_NUMBER = {
+    "CYP2D6": {
+        "what": "CYP2D6 has deletions (*5), duplications and multiplications (xN) and hybrids: "
+        "a genotyping test that does not measure copy number reports *1/*1 for a patient with "
+        "*1/*1x2. A later result that finds more copies (an ultrarapid phenotype, or the same "
+        "diplotype with copies) is believed over an older genotype that states no copy number.",
+        "source": "CPIC CYP2D6 allele functionality and diplotype tables (duplications scored per "
+        "copy: files.cpicpgx.org/data/report/current/); Gaedigk A, et al. Clin Pharmacol Ther. "
+        "2019;105(1):29-32 (PMID 30094823, PharmVar CYP2D6 structural variants); Pratt VM, et al. "
+        "J Mol Diagn. 2021;23(9):1047-1064 (PMID 34118403, AMP CYP2D6 testing recommendations: "
+        "copy number detection)",
+    },
+}
+
+ORDER_SET = ROOT / "scripts" / "data" / "rxnorm_order_set.tsv"
 
 UPDATES = ROOT / "scripts" / "data" / "cpic_allele_updates.tsv"
 CPIC_TABLE_URL = "https://files.cpicpgx.org/data/report/current/"
@@ -91,6 +112,8 @@ def build_gene(gene: str, shared: Path) -> tuple[dict, list[dict[str, str]]]:
         },
         "alleles": alleles,
     }
+    if gene in COPY_NUMBER:
+        doc["copy_number"] = COPY_NUMBER[gene]
 
     if uses_activity:
         # Derive the activity-score bands per phenotype from the table itself.
@@ -165,6 +188,8 @@ def build_products(
         add(row["rxcui"], row["name"], [row["ingredient"]])
     for row in read_tsv(rx / "sandbox_medication_names_pain.tsv"):
         add(row["rxcui"], row["name"], row["ingredients_named"].split(","))
+    for row in read_tsv(ORDER_SET):  # hand-kept, each code with where it was read
+        add(row["rxcui"], row["name"], row["ingredients"].split(","))
     for name, drug in drugs.items():
         if drug["rxcui"]:
             add(drug["rxcui"], name, [name])
@@ -371,6 +396,7 @@ def build_inhibitors(shared: Path) -> dict[str, object]:
             if brand:
                 brands.setdefault(brand.group(1).strip().lower(), set()).add(name)
     return {
+        "gene": "CYP2D6",
         "description": "Drugs that inhibit CYP2D6, by FDA strength. A patient taking one is "
         "treated as having a lower CYP2D6 activity score (phenoconversion): strong x0, "
         "moderate x0.5. Identified by RxNorm ingredient or product code, else by name.",
@@ -458,7 +484,8 @@ def main() -> None:
         KNOWLEDGE / "rxnorm_products.json",
         {
             "name": "RxNorm (NLM), via the opioid MME value sets (2020-10-20), the PDDI-CDS "
-            "NSAID value sets (2018) and the CDS Hooks sandbox medication list",
+            "NSAID value sets (2018), the CDS Hooks sandbox medication list and, for the order-set "
+            "drugs, scripts/data/rxnorm_order_set.tsv (each code with where it was read)",
             "license": "public domain; courtesy of the U.S. National Library of Medicine",
         },
         products,

@@ -172,6 +172,8 @@ def decide(findings: list[Finding], knowledge: Knowledge | None = None) -> GeneR
             f"the lab used pre-2019 wording ('{top.reported_as}'), read as today's "
             f"{top.phenotype.lower()}; a genotype would confirm it under current CPIC rules"
         )
+    if top.note:
+        notes.append(top.note)
     if top.likely and phenotype == top.phenotype:
         notes.append(
             f"the lab reported '{top.reported_as or top.likely}', CPIC's term for a phenotype "

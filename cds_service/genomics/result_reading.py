@@ -35,7 +35,7 @@ from ..fhir.values import (
 )
 from ..knowledge.loader import Knowledge
 from ..knowledge.models import ResultKind
-from . import hla
+from . import hla, mhs
 from .phenotype import legacy_wording, phenotype_from_text, possible_phenotype, split_score
 from .star_alleles import INDETERMINATE, Scored, normalise_allele, normalise_diplotype
 from .star_alleles import score_diplotype as _score
@@ -43,7 +43,7 @@ from .star_alleles import score_diplotype as _score
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
 
 #: What a finding is (a therapeutic implication is read as the phenotype it states).
-FindingKind = Literal["phenotype", "genotype", "haplotype", "presence"]
+FindingKind = Literal["phenotype", "genotype", "haplotype", "presence", "variant"]
 
 Lookup = Callable[[str], dict[str, Any] | None]
 
@@ -71,6 +71,9 @@ class Finding:
     revised: datetime | None = None
     #: who reported it, as the Observation's performer names it (the lab), if it does
     performer: str | None = None
+    #: what the card should say about how it was read (an RYR1 variant the lab and CPIC's
+    #: list classify differently)
+    note: str = ""
 
 
 class ResultReader:
@@ -155,7 +158,11 @@ class ResultReader:
         performer = performer_of(obs)
         # (an implication is read as the phenotype it states)
         found_kind: FindingKind = (
-            "phenotype" if kind.kind == "therapeutic-implication" else kind.kind
+            "phenotype"
+            if kind.kind == "therapeutic-implication"
+            else "variant"
+            if kind.kind == "diagnostic-implication"
+            else kind.kind
         )
 
         def base_for(gene: str) -> Finding:  # (indeterminate until a value is read)
@@ -173,7 +180,7 @@ class ResultReader:
         if kind.kind == "presence":
             findings = self._presence(obs, kind.marker, base_for("?"))
         else:
-            if gene is None and kind.kind == "therapeutic-implication":
+            if gene is None and kind.kind in ("therapeutic-implication", "diagnostic-implication"):
                 gene = self._gene_via_derived_from(obs)
             if gene is None:
                 self.trace.add(
@@ -184,7 +191,16 @@ class ResultReader:
                 self.trace.add("results", f"{ref} ({gene}) not read: no ordered drug depends on it")
                 return []
             base = base_for(gene)
-            if kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
+            if mhs.is_mhs_gene(gene, self.knowledge):
+                findings = [self._mhs(obs, kind.kind, base)]
+            elif kind.kind in ("variant", "diagnostic-implication"):
+                self.trace.add(
+                    "results",
+                    f"{ref} ({gene} {kind.kind}) ignored: variant results are read only for "
+                    + ", ".join(sorted(self.knowledge.mhs.genes)),
+                )
+                return []
+            elif kind.kind in ("genotype", "haplotype") and gene.startswith("HLA-"):
                 findings = self._hla_typing(obs, gene, base)
             elif kind.kind == "genotype":
                 findings = [self._genotype(obs, gene, base)]
@@ -301,6 +317,62 @@ class ResultReader:
             else:
                 out.append(replace(base, gene=m, reason="the value is not a clear present/absent"))
         return out
+
+    def _mhs(self, obs: dict[str, Any], kind: str, base: Finding) -> Finding:
+        """An RYR1 or CACNA1S result: a variant, a genotype, its clinical significance, or an
+        interpretation in words (``mhs``; the rules are knowledge)."""
+        gene = base.gene  # (``base.kind``: an implication is shown as what it states)
+        parts = objects(obs.get("component"))
+        words = [*value_texts(obs), *(t for c in parts for t in _component_texts(c))]
+        for text in words:  # an interpretation in words decides first
+            read = mhs.read_phrase(gene, text, self.knowledge)
+            if read is not None:
+                return replace(base, phenotype=read.phenotype, reason=read.reason, diplotype=None)
+        if kind in ("phenotype", "therapeutic-implication"):
+            value = describe(obs.get("valueCodeableConcept") or obs.get("valueString") or "")
+            return replace(
+                base,
+                reason=f"'{value[:120]}' is not a malignant hyperthermia result the service reads",
+            )
+        names_from = [*words]
+        significance_parts = [
+            c
+            for c in parts
+            if set(codes(c.get("code"))) & {"http://loinc.org|53037-8"}
+            or "significance" in " ".join(texts(c.get("code"))).lower()
+        ]
+        sig_codes = [
+            as_str(coding.get("code"))
+            for c in significance_parts
+            for coding in objects(as_dict(c.get("valueCodeableConcept")).get("coding"))
+        ]
+        sig_words = [t for c in significance_parts for t in _component_texts(c)]
+        if kind == "diagnostic-implication":  # the variant it is derived from names it
+            for ref in objects(obs.get("derivedFrom")):
+                reference = as_str(ref.get("reference"))
+                self.looked_up = True
+                target = self.lookup(reference) if reference else None
+                if target is not None and is_about(target, self.patient_id, self.fhir_base):
+                    names_from += value_texts(target)
+                    names_from += [
+                        t for c in objects(target.get("component")) for t in _component_texts(c)
+                    ]
+        significance = mhs.significance_of(sig_words, sig_codes, self.knowledge)
+        names = mhs.identifiers(names_from)
+        value_codes = {
+            as_str(c.get("code"))
+            for c in objects(as_dict(obs.get("valueCodeableConcept")).get("coding"))
+        }
+        absent = kind == "variant" and bool(
+            "LA9634-2" in value_codes
+            or any(hla.presence_from_text(t) == hla.NEGATIVE for t in value_texts(obs)[:1])
+        )
+        if not names and significance is None and not absent:
+            return replace(base, reason=f"no {gene} variant or classification in the result")
+        read = mhs.read_variants(gene, names, significance, self.knowledge, absent=absent)
+        return replace(
+            base, phenotype=read.phenotype, diplotype=read.shown, reason=read.reason, note=read.note
+        )
 
     def _phenotype(self, obs: dict[str, Any], kind: str, base: Finding) -> Finding:
         values: list[Any] = []
@@ -442,6 +514,13 @@ def _haplotype(obs: dict[str, Any], gene: str, base: Finding) -> Finding:
 
 #: How much of a performer's name is kept (a lab's name, not a page).
 MAX_PERFORMER = 120
+
+
+def _component_texts(component: dict[str, Any]) -> list[str]:
+    """A component's value as text (a coding's code and display, its text, a string)."""
+    value = component.get("valueCodeableConcept")
+    out = [as_str(component.get("valueString")), *texts(value)]
+    return [t for t in out if t]
 
 
 def performer_of(obs: dict[str, Any]) -> str | None:

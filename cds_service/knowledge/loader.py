@@ -31,9 +31,11 @@ from .models import (
     LabelRule,
     LabelRules,
     LabelStatement,
+    MhsRules,
     Mme,
     NoRecommendation,
     NotCovered,
+    PhenotypeOrder,
     Pretest,
     ProductForm,
     Recommendation,
@@ -114,8 +116,17 @@ class Knowledge:
                 for p in sorted((directory / "genes").glob("*.json"))
             }
             self.not_covered = NotCovered.model_validate(_read(directory / "not_covered.json"))
-            self.inhibitors = Inhibitors.model_validate(
-                _read(directory / "interactions" / "cyp2d6_inhibitors.json")
+            #: inhibitors per enzyme (gene), one file each (phenoconversion)
+            self.interactions: dict[str, Inhibitors] = {}
+            for path in sorted((directory / "interactions").glob("*_inhibitors.json")):
+                table = Inhibitors.model_validate(_read(path))
+                if table.gene in self.interactions:
+                    raise ValueError(f"{path.name}: a second inhibitor table for {table.gene}")
+                self.interactions[table.gene] = table
+            self.inhibitors = self.interactions["CYP2D6"]
+            self.mhs = MhsRules.model_validate(_read(directory / "rules" / "mhs_variants.json"))
+            self.phenotype_order = PhenotypeOrder.model_validate(
+                _read(directory / "rules" / "phenotype_order.json")
             )
             self.label_rule_file = LabelRules.model_validate(
                 _read(directory / "rules" / "label_rules.json")
@@ -204,24 +215,61 @@ class Knowledge:
         return frozenset(g for r in self.recommendations if r.continuing_over_days for g in r.when)
 
     @cached_property
+    def phenoconversion_genes(self) -> frozenset[str]:
+        """Genes whose phenotype an interacting drug can change (an inhibitor table each)."""
+        return frozenset(self.interactions)
+
+    @cached_property
     def inhibitor_by_rxcui(self) -> dict[str, str]:
-        """RxNorm codes (products and ingredients) of CYP2D6 inhibitors -> ingredient."""
-        table = self.inhibitors
-        ingredients = {v.rxcui: k for k, v in table.inhibitors.items() if v.rxcui}
-        return {**ingredients, **table.products}  # a product code decides first
+        """RxNorm codes (products and ingredients) of the inhibitors of every enzyme ->
+        ingredient (one drug may inhibit several: fluconazole)."""
+        out: dict[str, str] = {}
+        for table in self.interactions.values():
+            out.update({v.rxcui: k for k, v in table.inhibitors.items() if v.rxcui})
+        for table in self.interactions.values():
+            out.update(table.products)  # a product code decides first
+        return out
 
     @cached_property
     def inhibitor_names(self) -> re.Pattern[str]:
         """One pattern for every inhibitor's name and brand (one pass over a medication's
         text); ``inhibitor_named`` says which inhibitor a match names."""
-        names = [*self.inhibitors.inhibitors, *self.inhibitors.brands]
+        names = set(self.inhibitor_named)
         alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
         return re.compile(r"\b(?:" + alternatives + r")\b")
 
     @cached_property
     def inhibitor_named(self) -> dict[str, str]:
         """A name or brand (lower case) -> the inhibitor it names."""
-        return {**{n: n for n in self.inhibitors.inhibitors}, **self.inhibitors.brands}
+        out: dict[str, str] = {}
+        for table in self.interactions.values():
+            out.update({n: n for n in table.inhibitors})
+            out.update(table.brands)
+        return out
+
+    def direction(self, phenotype: str) -> tuple[int, int] | None:
+        """(direction, distance from normal) of a phenotype (``rules/phenotype_order.json``):
+        a poor metabolizer is (-1, 2), an ultrarapid one (1, 2); None for other terms."""
+        found = self.phenotype_order.phenotypes.get(phenotype)
+        return (found.direction, found.distance) if found else None
+
+    @cached_property
+    def mhs_variants(self) -> dict[str, dict[str, str]]:
+        """Per MHS gene, each variant's identifiers (c. HGVS, rsID, g. HGVS; lower case) ->
+        CPIC's class ('mhs', 'uncertain', 'normal')."""
+        out: dict[str, dict[str, str]] = {}
+        for gene, variants in self.mhs.variants.items():
+            found = out.setdefault(gene, {})
+            for v in variants:
+                for key in (v.c, v.rsid, v.g):
+                    if key:
+                        found[key.lower()] = v.class_
+        return out
+
+    def copy_number_gene(self, gene: str) -> bool:
+        """May a genotype of ``gene`` leave its copies uncounted (CYP2D6)?"""
+        table = self.genes.get(gene)
+        return table is not None and table.copy_number is not None
 
     @cached_property
     def row_phenotypes(self) -> dict[str, frozenset[str]]:
@@ -391,6 +439,31 @@ class Knowledge:
                 problems.append(f"{where}: duplicate drug and marker, or id")
             seen_unclear.add((rule.drug, rule.marker))
         problems.extend(self._check_former_rules())
+        mhs_genes = set(self.mhs.genes)
+        for gene in sorted(mhs_genes - set(self.result_codes.genes.values())):
+            problems.append(f"mhs_variants: {gene} has no HGNC id in result_codes.json")
+        for rec in self.recommendations:
+            for gene, cond in rec.when.items():
+                if gene in mhs_genes and cond.phenotype != self.mhs.phenotype:
+                    problems.append(
+                        f"recommendation {rec.id}: {gene} results read only as "
+                        f"{self.mhs.phenotype!r} (others give no card: rules/mhs_variants.json)"
+                    )
+        for gene, table in self.interactions.items():
+            gene_table = self.genes.get(gene)
+            if gene_table is None:
+                problems.append(f"interactions {gene}: no allele table for the gene")
+            elif table.multipliers and gene_table.scoring != "activity_score":
+                problems.append(f"interactions {gene}: multipliers need an activity-score gene")
+            elif table.phenotype_shifts and gene_table.scoring != "function_pair":
+                problems.append(f"interactions {gene}: phenotype shifts need a function-pair gene")
+            for strength, shifts in table.phenotype_shifts.items():
+                problems += [
+                    f"interactions {gene} {strength}: unknown phenotype {p!r}"
+                    for pair in shifts.items()
+                    for p in pair
+                    if p not in self.phenotype_order.phenotypes
+                ]
         for rec_id in self.dosing.dose_changes:
             if rec_id not in ids:
                 problems.append(f"dosing: dose change for unknown recommendation {rec_id!r}")

@@ -214,6 +214,14 @@ class Allele(_Model):
     activity_value: str | None = None
 
 
+class CopyNumber(_Model):
+    """A gene whose copies a genotype may not count (CYP2D6: deletions, duplications): a
+    later result that finds more copies than an older genotype states is believed."""
+
+    what: str = Field(min_length=10)
+    source: str = Field(min_length=10)
+
+
 class GeneTable(_Model):
     gene: str
     hgnc: str
@@ -222,6 +230,8 @@ class GeneTable(_Model):
     scoring: Literal["activity_score", "function_pair"]
     phenotype_bands: list[PhenotypeBand] = Field(default_factory=list)
     function_pairs: dict[str, str] = Field(default_factory=dict)
+    #: set where a genotype may not count the gene's copies (``gene_decision``)
+    copy_number: CopyNumber | None = None
 
 
 class Drug(_Model):
@@ -352,7 +362,15 @@ class DrugCodes(_Model):
 
 
 class ResultKind(_Model):
-    kind: Literal["phenotype", "genotype", "haplotype", "therapeutic-implication", "presence"]
+    kind: Literal[
+        "phenotype",
+        "genotype",
+        "haplotype",
+        "therapeutic-implication",
+        "presence",
+        "variant",  # a variant Observation (Genomics Reporting IG): read for RYR1, CACNA1S
+        "diagnostic-implication",  # its clinical significance (Genomics Reporting IG 3.0+)
+    ]
     gene: str | None = None
     marker: str | None = None  # for presence results: the allele, e.g. "HLA-B*15:02"
     #: the code's name (LOINC's), where it was confirmed, and reference-lab tests seen sending
@@ -601,7 +619,10 @@ class Pretest(_Model):
 
 
 class DoseChange(_Model):
-    basis: Literal["ordered", "lowest_start"]
+    #: "ordered": a share of the ordered dose; "lowest_start": of the drug's lowest starting
+    #: dose; "maintenance": of the ordered (maintenance) dose, the first (loading) dose
+    #: unchanged (phenytoin)
+    basis: Literal["ordered", "lowest_start", "maintenance"]
     low: float = Field(ge=0, le=1)
     high: float = Field(ge=0, le=1)
 
@@ -635,17 +656,59 @@ class Inhibitor(_Model):
     strength: Literal["strong", "moderate"]
     rxcui: str | None = None
     lasts_after_stopping: LastingEffect | None = None
+    #: where this inhibitor's strength was read, where it is not the file's own source
+    source: str | None = None
 
 
 class Inhibitors(_Model):
-    """CYP2D6 inhibitors (``interactions/cyp2d6_inhibitors.json``)."""
+    """Inhibitors of one enzyme (``interactions/<gene>_inhibitors.json``) and how they
+    change the phenotype that acts (phenoconversion): for a gene scored by activity score,
+    the score is multiplied (``multipliers``, per strength) and the functional phenotype read
+    from the gene's CPIC bands; for one scored by function pairs, ``phenotype_shifts`` names
+    the functional phenotype per strength and genetic phenotype."""
 
+    gene: str = "CYP2D6"
     description: str
     source: dict[str, str]
-    multipliers: dict[str, float]
+    multipliers: dict[str, float] = Field(default_factory=dict)
+    phenotype_shifts: dict[str, dict[str, str]] = Field(default_factory=dict)
     inhibitors: dict[str, Inhibitor]
-    products: dict[str, str]
+    products: dict[str, str] = Field(default_factory=dict)
     brands: dict[str, str] = {}  # brand name (lower case) -> inhibitor
+
+    @model_validator(mode="after")
+    def _converts(self) -> Inhibitors:
+        for name, inhibitor in self.inhibitors.items():
+            if (
+                inhibitor.strength not in self.multipliers
+                and inhibitor.strength not in self.phenotype_shifts
+            ):
+                raise ValueError(
+                    f"{self.gene} inhibitor {name}: no multiplier or phenotype shift for "
+                    f"{inhibitor.strength!r}"
+                )
+        return self
+
+
+class PhenotypeDirection(_Model):
+    """How far a phenotype is from normal function, and which way (``rules/
+    phenotype_order.json``): poor metabolizer (-1, 2), intermediate (-1, 1), normal (0, 0),
+    rapid (1, 1), ultrarapid (1, 2)."""
+
+    direction: Literal[-1, 0, 1]
+    distance: int = Field(ge=0)
+
+
+class PhenotypeOrder(_Model):
+    description: str
+    source: str = Field(min_length=10)
+    phenotypes: dict[str, PhenotypeDirection]
+
+    @model_validator(mode="after")
+    def _one_normal(self) -> PhenotypeOrder:
+        if not any(d.direction == 0 for d in self.phenotypes.values()):
+            raise ValueError("phenotype order: no normal phenotype (direction 0)")
+        return self
 
 
 class FormerRule(_Model):
@@ -681,3 +744,34 @@ class FormerRule(_Model):
 class FormerRules(_Model):
     description: str
     rules: list[FormerRule]
+
+
+class MhsVariant(_Model):
+    """One RYR1 or CACNA1S variant CPIC classifies (``rules/mhs_variants.json``)."""
+
+    c: str = Field(pattern=r"^c\.")  # c. HGVS on the gene's transcript
+    rsid: str | None = Field(default=None, pattern=r"^rs\d+$")
+    g: str | None = None  # GRCh38 g. HGVS
+    #: CPIC's allele function: MH-associated, uncertain function, normal function
+    class_: Literal["mhs", "uncertain", "normal"] = Field(alias="class")
+    note: str | None = None
+
+
+class MhsRules(_Model):
+    """How RYR1 and CACNA1S results are read (``rules/mhs_variants.json``)."""
+
+    description: str
+    source: dict[str, str]
+    genes: dict[str, dict[str, str]]
+    phenotype: str
+    significance: dict[str, str]
+    phenotype_phrases: list[str] = Field(min_length=1)
+    no_card: dict[str, str]
+    variants: dict[str, list[MhsVariant]]
+
+    @model_validator(mode="after")
+    def _known_genes(self) -> MhsRules:
+        unknown = set(self.variants) - set(self.genes)
+        if unknown:
+            raise ValueError(f"mhs variants for genes without an entry: {sorted(unknown)}")
+        return self
