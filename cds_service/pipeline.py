@@ -151,7 +151,7 @@ class Engine:
         patient = quote(request.patient_id, safe="")
         needed = None if read_results else self._genes_for(drugs)
         ordered = {d.drug for d in drugs}
-        uses_cyp2d6 = self._depends_on_cyp2d6(drugs)
+        convertible = self._convertible_genes(drugs)  # genes an inhibitor could change
         uses_label_rules = any(rule.drug in ordered for rule in self.knowledge.label_rules)
         needs_patient, chart_kinds = (
             label_rules.chart_needs(drugs, self.knowledge)
@@ -165,25 +165,23 @@ class Engine:
             request,
             client,
             patient,
-            uses_cyp2d6 or bool(continuing),
+            bool(convertible) or bool(continuing),
             needs_patient,
             chart_kinds,
         )
         facts = self._facts(request, client, trace, patient, needed)
         genetic_facts = facts
-        cyp2d6 = facts.get(interactions.GENE)
-        inhibitors_matter = cyp2d6 is not None and cyp2d6.actionable and uses_cyp2d6
+        # genes with a usable result whose phenotype an inhibitor could change
+        matter = {g for g in convertible if g in facts and facts[g].actionable}
         history = (
             self._medication_history(request, client, trace, patient, session)
-            if inhibitors_matter or continuing
+            if matter or continuing
             else medication_history.MedicationHistory()
         )
-        if inhibitors_matter:
-            assert cyp2d6 is not None
-            inhibitors = interactions.find_inhibitors(history, self.knowledge, trace)
-            converted = interactions.phenoconvert(cyp2d6, inhibitors, self.knowledge, trace)
-            if converted is not cyp2d6:
-                facts = {**facts, interactions.GENE: converted}
+        for gene, found in interactions.find_all(history, self.knowledge, trace, matter).items():
+            converted = interactions.phenoconvert(facts[gene], found, self.knowledge, trace)
+            if converted is not facts[gene]:
+                facts = {**facts, gene: converted}
         therapies = medication_history.therapies(continuing, history, self.knowledge, trace)
         # (a converted result carries both readings: each drug follows the more severe)
         matched = recommendations.match(drugs, facts, self.knowledge, trace, therapies)
@@ -328,14 +326,17 @@ class Engine:
         with self._client(request) as client:
             self._read_ahead(request, client, patient, True, needs_patient, chart_kinds)
             facts = self._facts(request, client, trace, patient)
-            cyp2d6 = facts.get(interactions.GENE)
             # (the same history as a prescribing call: every covered drug is judged as ordered)
             continuing = (
                 self.knowledge.continuing_drugs
                 if self.knowledge.continuing_genes & facts.keys()
                 else frozenset()
             )
-            inhibitors_matter = cyp2d6 is not None and cyp2d6.actionable
+            matter = {
+                g
+                for g in self.knowledge.phenoconversion_genes
+                if g in facts and facts[g].actionable
+            }
             history = (
                 self._medication_history(
                     request,
@@ -344,14 +345,10 @@ class Engine:
                     patient,
                     hook_context.session_orders(request.hook, request.context),
                 )
-                if inhibitors_matter or continuing
+                if matter or continuing
                 else medication_history.MedicationHistory()
             )
-            inhibitors = (
-                interactions.find_inhibitors(history, self.knowledge, trace)
-                if inhibitors_matter
-                else []
-            )
+            inhibitors = interactions.find_all(history, self.knowledge, trace, matter)
             # (as for an order of each covered drug)
             notices, _ = self._label_notices(
                 request, client, trace, patient, drugs, needs_patient, chart_kinds
@@ -551,12 +548,15 @@ class Engine:
         }
         return frozenset(genes)
 
-    def _depends_on_cyp2d6(self, drugs: list[medications.IdentifiedDrug]) -> bool:
-        return any(
-            interactions.GENE in r.when
+    def _convertible_genes(self, drugs: list[medications.IdentifiedDrug]) -> set[str]:
+        """The genes the ordered drugs' rows use that an inhibitor can change."""
+        return {
+            g
             for d in drugs
             for r in self.knowledge.recommendations_for(d.drug)
-        )
+            for g in r.when
+            if g in self.knowledge.phenoconversion_genes
+        }
 
     def _medication_history(
         self,

@@ -95,12 +95,14 @@ def with_dose(m: Match, knowledge: Knowledge, trace: Trace) -> Match:
         )
     if change is None:
         return m
-    if change.basis == "ordered":
+    if change.basis in ("ordered", "maintenance"):
         daily = dose.mg_per_day
         span = (daily, daily) if daily is not None else dose.mg_per_day_range
         what = "the ordered daily dose"
         if span is not None and span[0] != span[1]:
             what += f" ({number(span[0])}–{number(span[1])} mg/day)"
+        if change.basis == "maintenance":
+            what += " as the maintenance dose (the first, loading dose is not changed)"
     else:
         base = dosing.lowest_start_mg_per_day
         span = (base, base) if base is not None else None

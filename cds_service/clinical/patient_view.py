@@ -94,18 +94,18 @@ def virtual_orders(knowledge: Knowledge) -> list[IdentifiedDrug]:
 
 def functional_facts(
     facts: dict[str, GeneResult],
-    inhibitors: list[interactions.InhibitorUse],
+    inhibitors: dict[str, list[interactions.InhibitorUse]] | list[interactions.InhibitorUse],
     knowledge: Knowledge,
     trace: Trace,
 ) -> dict[str, GeneResult]:
-    """The results as they act while the patient takes ``inhibitors`` (phenoconversion)."""
-    cyp2d6 = facts.get(interactions.GENE)
-    if cyp2d6 is None or not inhibitors:
-        return facts
-    return {
-        **facts,
-        interactions.GENE: interactions.phenoconvert(cyp2d6, inhibitors, knowledge, trace),
-    }
+    """The results as they act while the patient takes ``inhibitors`` (per gene; a list is
+    CYP2D6's, as callers before CYP2C9 and CYP2C19 gave them): phenoconversion."""
+    by_gene = inhibitors if isinstance(inhibitors, dict) else {"CYP2D6": inhibitors}
+    out = dict(facts)
+    for gene, found in by_gene.items():
+        if gene in out and found:
+            out[gene] = interactions.phenoconvert(out[gene], found, knowledge, trace)
+    return out
 
 
 def drug_advice(
@@ -186,7 +186,7 @@ def site_policy(
 
 def build_cards(
     facts: dict[str, GeneResult],
-    inhibitors: list[interactions.InhibitorUse],
+    inhibitors: dict[str, list[interactions.InhibitorUse]] | list[interactions.InhibitorUse],
     knowledge: Knowledge,
     trace: Trace,
     *,

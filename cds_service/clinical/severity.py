@@ -79,24 +79,14 @@ def indicator(rec: Recommendation) -> str | None:
     return None
 
 
-_DIRECTION = {
-    "Poor Metabolizer": (-1, 2),
-    "Likely Poor Metabolizer": (-1, 2),
-    "Intermediate Metabolizer": (-1, 1),
-    "Likely Intermediate Metabolizer": (-1, 1),
-    "Normal Metabolizer": (0, 0),
-    "Rapid Metabolizer": (1, 1),
-    "Ultrarapid Metabolizer": (1, 2),
-}
-
-
-def _at_least_as_impaired(row: Recommendation, other: Recommendation) -> bool:
-    """Is every gene of ``row`` as far from normal as in ``other``, in the same direction?"""
+def _at_least_as_impaired(row: Recommendation, other: Recommendation, knowledge: Knowledge) -> bool:
+    """Is every gene of ``row`` as far from normal as in ``other``, in the same direction
+    (``rules/phenotype_order.json``)?"""
     if set(row.when) != set(other.when):
         return False
     for gene, cond in row.when.items():
-        mine = _DIRECTION.get(cond.phenotype or "")
-        theirs = _DIRECTION.get(other.when[gene].phenotype or "")
+        mine = knowledge.direction(cond.phenotype or "")
+        theirs = knowledge.direction(other.when[gene].phenotype or "")
         if mine is None or theirs is None:
             return False
         if theirs[0] != 0 and theirs[0] != mine[0]:
@@ -116,7 +106,7 @@ def indicator_with_floor(rec: Recommendation, knowledge: Knowledge) -> str | Non
         if other.guideline != rec.guideline or other.dose_limit is not None:
             continue  # (another guideline's strengths say nothing of this one's; advice above
             # a dose limit nothing of the advice within it)
-        if other.id != rec.id and _at_least_as_impaired(rec, other):
+        if other.id != rec.id and _at_least_as_impaired(rec, other, knowledge):
             theirs = indicator(other)
             if LEVELS[theirs] > LEVELS[level]:
                 level = theirs

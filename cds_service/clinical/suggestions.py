@@ -81,6 +81,11 @@ def dose_suggestion(m: Match, knowledge: Knowledge) -> tuple[dict[str, Any] | No
     """The guideline's dose as a replacement draft, or None and why there is none."""
     assert m.dose_target is not None
     drug = m.drug
+    if knowledge.dosing.dose_changes[m.recommendation.id].basis == "maintenance":
+        return None, (
+            "the guideline lowers the maintenance dose and leaves the first (loading) dose "
+            "unchanged, and the order may be either"
+        )
     product = product_form(drug, knowledge)
     if product is None or product.form is None:
         return None, "the ordered product's ingredients and dose form are not on file"

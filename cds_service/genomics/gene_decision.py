@@ -115,11 +115,11 @@ def decide(findings: list[Finding], knowledge: Knowledge | None = None) -> GeneR
 
     notes: list[str] = []
     settled: list[Finding] = []  # results whose difference from the deciding one is explained
-    newer = _newer_report(definite, genotypes)
+    newer = _newer_report(definite, genotypes, knowledge)
     if newer is not None:  # a later test (e.g. with copy numbers) overrules an older genotype
         older_genotype = genotypes[0]
         pool = [f for f in definite if f.kind != "genotype"]
-        settled += [g for g in genotypes if _counted_no_copies(g, newer)]
+        settled += [g for g in genotypes if _counted_no_copies(g, newer, knowledge)]
         # and the reports of those tests that read the same (they could not count copies)
         settled += [
             f
@@ -254,7 +254,7 @@ def _explanation(f: Finding, top: Finding, knowledge: Knowledge | None) -> str |
         former = former_phenotypes(knowledge, top.gene, top.diplotype or "")
         if any(same_call(f.phenotype, p) for p in former):
             return _reinterpreted(f, top)
-    if _is_genotype(top) and _is_genotype(f) and _counted_no_copies(f, top):
+    if _is_genotype(top) and _is_genotype(f) and _counted_no_copies(f, top, knowledge):
         return (
             f"an older genotype ({f.date_text or 'undated'}) {f.diplotype} stated no copy "
             f"number; the newer result ({top.date_text}) counted copies and is used"
@@ -281,10 +281,11 @@ def _reinterpreted(f: Finding, top: Finding) -> str:
     )
 
 
-def _counted_no_copies(older: Finding, newer: Finding) -> bool:
-    """An older CYP2D6 genotype without a copy number, and a later result that found a
-    duplication (a reported ultrarapid metabolizer, or the same diplotype with copies)."""
-    if older.gene not in COPY_NUMBER_GENES or older.date is None or newer.date is None:
+def _counted_no_copies(older: Finding, newer: Finding, knowledge: Knowledge | None) -> bool:
+    """An older genotype of a copy-number gene (CYP2D6) without a copy number, and a later
+    result that found a duplication (a reported ultrarapid metabolizer, or the same diplotype
+    with copies)."""
+    if not _copy_number_gene(older.gene, knowledge) or older.date is None or newer.date is None:
         return False
     if _states_copies(older.diplotype or "") or newer.date.date() <= older.date.date():
         return False
@@ -315,13 +316,19 @@ def _reported(f: Finding) -> Reported:
     )
 
 
-#: Genes whose copies a genotype may not count: a later test that reports an ultrarapid
-#: metabolizer where an older genotype stated no copy number has found a duplication.
-COPY_NUMBER_GENES = frozenset({"CYP2D6"})
+def _copy_number_gene(gene: str, knowledge: Knowledge | None) -> bool:
+    """Genes whose copies a genotype may not count (``genes/<GENE>.json`` ``copy_number``):
+    a later test that reports an ultrarapid metabolizer where an older genotype stated no copy
+    number has found a duplication. Without knowledge, none."""
+    return knowledge is not None and knowledge.copy_number_gene(gene)
+
+
 _ULTRARAPID = "Ultrarapid Metabolizer"
 
 
-def _newer_report(definite: list[Finding], genotypes: list[Finding]) -> Finding | None:
+def _newer_report(
+    definite: list[Finding], genotypes: list[Finding], knowledge: Knowledge | None
+) -> Finding | None:
     """A reported ultrarapid phenotype, of a later day than the newest genotype, where that
     genotype states no copy number (CYP2D6 *1/*1 in 2019, ultrarapid in 2024: a test that
     counts gene copies found a duplication). Any other disagreement leaves the genotype to
@@ -330,7 +337,7 @@ def _newer_report(definite: list[Finding], genotypes: list[Finding]) -> Finding 
         return None
     genotype = genotypes[0]
     if (
-        genotype.gene not in COPY_NUMBER_GENES
+        not _copy_number_gene(genotype.gene, knowledge)
         or genotype.date is None
         or genotype.phenotype == _ULTRARAPID
         or _states_copies(genotype.diplotype or "")

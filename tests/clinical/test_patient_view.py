@@ -103,7 +103,7 @@ def test_cyp2d6_poor_and_cyp2c9_star3_star3_give_one_card_naming_both(call, know
     assert len(summary) < 140
     assert summary.index("CYP2D6 poor metabolizer") < summary.index("CYP2C9 poor metabolizer")
     assert "(AS 0)" in summary  # CYP2C9's advice goes by activity score
-    assert summary.endswith("— 15 pain drugs affected")
+    assert summary.endswith("— 24 pain drugs affected")
     advice = rows(card["detail"])
     assert advice["codeine"].startswith("**Avoid** (CPIC, strong). Do not prescribe codeine.")
     assert advice["celecoxib"].startswith("**Adjust dose** (CPIC, moderate). Start celecoxib at")
@@ -283,8 +283,9 @@ def _prescribing_advice(summary: str, drug: str) -> str:
     if disagree:  # results that disagree: the riskier reading's advice
         words = disagree.group(1)
         return words[:1].upper() + words[1:]
-    if summary.startswith(f"{drug.capitalize()}: higher exposure, watch for opioid effects"):
-        return "Higher exposure, watch for opioid effects"
+    own = re.match(rf"{re.escape(drug.capitalize())}: (higher exposure, watch [^:]+):", summary)
+    if own:  # a row's own summary wording ("{Drug}: higher exposure, watch ...")
+        return own.group(1)[:1].upper() + own.group(1)[1:]
     if summary.startswith(f"Avoid {drug}:"):
         return "Avoid"
     if summary.startswith(f"Consider an alternative to {drug}:"):
@@ -454,7 +455,7 @@ def test_the_genetic_phenotype_is_shown_beside_the_converted_one(call):
     [card] = view_with(call, genotype_obs("*1/*1x2", obs_id="d6"), meds=[duloxetine])
     assert card["summary"] == (
         "PGx for pain: CYP2D6 ultrarapid metabolizer by genotype, normal metabolizer while "
-        "taking duloxetine — 5 pain drugs affected"
+        "taking duloxetine — 12 pain drugs affected"
     )
     assert "| **CYP2D6** | **ultrarapid metabolizer by genotype** |" in card["detail"]
     codeine = rows(card["detail"])["codeine"]
@@ -468,7 +469,8 @@ def test_results_that_disagree_are_listed_with_each_result(call):
     p = phenotype_obs("Poor Metabolizer", obs_id="p", date="2024-06-03")
     [card] = view_with(call, g, p)
     assert card["summary"] == (
-        "PGx for pain: CYP2D6 results disagree (normal vs poor metabolizer) — 8 pain drugs affected"
+        "PGx for pain: CYP2D6 results disagree (normal vs poor metabolizer) — 15 pain drugs "
+        "affected"
     )
     detail = card["detail"]
     assert "| **CYP2D6** | **results disagree — verify before prescribing** |" in detail
@@ -518,7 +520,7 @@ def test_a_drug_off_for_the_site_is_not_listed(tmp_path):
     assert "codeine" not in re.findall(r"[a-z]+", card["summary"])  # "tramadol contraind..."
     assert "codeine" not in rows(card["detail"]) and "- codeine:" not in card["detail"]
     assert rows(card["detail"])["tramadol"].startswith("**Avoid**")
-    assert card["summary"].endswith("— 7 pain drugs affected")  # 8 less codeine
+    assert card["summary"].endswith("— 14 pain drugs affected")  # 15 less codeine
 
 
 def test_a_silent_drug_gets_no_advice_and_is_named_as_not_shown(tmp_path):

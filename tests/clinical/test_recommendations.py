@@ -173,11 +173,17 @@ def test_a_non_carrier_gets_no_card_whatever_the_history(knowledge, settings):
 
 def test_continuing_therapy_rows_are_data_with_their_source(knowledge):
     rows = [r for r in knowledge.recommendations if r.continuing_over_days]
-    assert {r.drug for r in rows} == {"carbamazepine", "oxcarbazepine"}
+    pmids = {  # CPIC HLA/carbamazepine 2017, CPIC phenytoin 2020
+        "carbamazepine": "29392710",
+        "oxcarbazepine": "29392710",
+        "phenytoin": "32779747",
+        "fosphenytoin": "32779747",
+    }
+    assert {r.drug for r in rows} == set(pmids)
     for row in rows:
         assert row.continuing_over_days == 90
         assert row.strength == "optional" and row.indicator == "warning"
-        assert row.guideline is not None and row.guideline.pmid == "29392710"
+        assert row.guideline is not None and row.guideline.pmid == pmids[row.drug]
         base = [
             r
             for r in knowledge.recommendations_for(row.drug)
