@@ -13,6 +13,8 @@ HGNC = {
     "CYP2C19": "HGNC:2621",
     "HLA-A": "HGNC:4931",
     "HLA-B": "HGNC:4932",
+    "RYR1": "HGNC:10483",
+    "CACNA1S": "HGNC:1397",
 }
 TBD = "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
 PHENOTYPE_ANSWERS = {

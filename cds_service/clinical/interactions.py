@@ -12,7 +12,10 @@ for a strong and 0.5 for a moderate inhibitor, Borges et al. 2010, the conventio
 PGx programmes use) and the functional phenotype read from the gene's CPIC bands
 (``genes/<GENE>.json``); a score between two bands goes toward normal function, but the
 normal band is closed (``rules/phenotype_order.json``): for CYP2D6, PM 0, IM 0 < AS < 1.25,
-NM 1.25-2.25, UM > 2.25. A phenotype reported without its score stands for its band: the
+NM 1.25-2.25, UM > 2.25. Where the gene's rows go by activity score (CYP2C9) and the
+multiplied score falls between two bands (AS 1.5 halved: 0.75), the converted reading stands
+for that gap (0.5-1): it may meet either row, and the match follows the more cautious and says
+so. A phenotype reported without its score stands for its band: the
 functional phenotype is called only when the whole band lands in one. For a gene without an
 activity score (CYP2C19) the table names the functional phenotype per strength. Several
 inhibitors of one enzyme: the strongest decides, and the card names them all.
@@ -27,6 +30,7 @@ drug-interaction checker handles the interaction.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -55,8 +59,8 @@ class InhibitorUse:
     #: (MedicationStatement)", "ordered in this session"), or, for one stopped but still
     #: acting, the stop and how long it lasts
     where: str
+    gene: str  # the enzyme it inhibits
     stopped: str | None = None  # the stop date, when stopped but still acting
-    gene: str = "CYP2D6"  # the enzyme it inhibits
 
 
 def functional_phenotype(gene: str, score: float, knowledge: Knowledge) -> str | None:
@@ -96,7 +100,8 @@ def find_inhibitors(
     knowledge: Knowledge,
     trace: Trace,
     now: datetime | None = None,
-    gene: str = "CYP2D6",
+    *,
+    gene: str,
 ) -> list[InhibitorUse]:
     """The inhibitors of ``gene`` among the patient's medication records that act now:
     current ones, and ended ones whose lasting effect has not passed (see the module's
@@ -127,7 +132,7 @@ def find_all(
 ) -> dict[str, list[InhibitorUse]]:
     """``find_inhibitors`` for each of ``genes`` that has an inhibitor table."""
     return {
-        gene: find_inhibitors(found, knowledge, trace, now, gene)
+        gene: find_inhibitors(found, knowledge, trace, now, gene=gene)
         for gene in sorted(genes & knowledge.phenoconversion_genes)
     }
 
@@ -151,7 +156,7 @@ def _counted(
             else f"{use.source}, {use.why}"
         )
         trace.add("interactions", f"{said}: a {strength} {gene} inhibitor, {use.why}: counted")
-        return InhibitorUse(name, strength, where, gene=gene)
+        return InhibitorUse(name, strength, where, gene)
     if lasting is None:
         trace.add(
             "interactions",
@@ -179,8 +184,8 @@ def _counted(
         name,
         strength,
         f"{use.source}; {name} {when}: its inhibition lasts {lasting.text}",
-        use.ended_text or "not recorded",
-        gene=gene,
+        gene,
+        stopped=use.ended_text or "not recorded",
     )
 
 
@@ -255,7 +260,7 @@ def _convert(
     table = knowledge.interactions[gene]
     use = inhibitors[0]  # the strongest decides
     by = tuple(f"{u.name} ({u.strength} inhibitor, {u.where})" for u in inhibitors)
-    taking = _and([f"{u.name} ({u.strength} {gene} inhibitor, {u.where})" for u in inhibitors])
+    taking = _and([u.name for u in inhibitors])
     if use.strength in table.phenotype_shifts:  # a gene without an activity score
         phenotype = table.phenotype_shifts[use.strength].get(fact.phenotype)
         exact, low, high, how = None, None, None, f"{use.strength} inhibitor"
@@ -287,29 +292,36 @@ def _convert(
                 "more than one phenotype, so the genetic result is used",
             )
             return _uncalled(fact, use, by, trace, None), None
-    if phenotype == fact.phenotype:
+        gap = _gap(gene, exact, knowledge) if exact is not None else None
+        if gap is not None:  # between two steps of the gene's rows: it may fall in either
+            exact, low, high = None, gap[0], gap[1]
+        if phenotype == fact.phenotype and _same_rows(fact, (exact, low, high), knowledge):
+            trace.add(
+                "interactions",
+                f"{gene}: {use.name} ({use.strength}) leaves the phenotype {phenotype.lower()}"
+                " and the rows it meets",
+            )
+            return fact, None
+    if phenotype == fact.phenotype and not table.multipliers:
         trace.add(
             "interactions",
             f"{gene}: {use.name} ({use.strength}) leaves the phenotype {phenotype.lower()}",
         )
         return fact, None
     score_text = number(exact) if exact is not None else None
-    more = f" (the strongest of {len(inhibitors)})" if len(inhibitors) > 1 else ""
+    others = [u.name for u in inhibitors[1:]]
+    more = f" (the strongest; also {_and(others)})" if others else ""
     trace.add(
         "interactions",
         f"{gene}: {fact.phenotype.lower()} by genotype, functionally {phenotype.lower()} while "
         f"taking {use.name}{more} ({how}); both are judged and each drug follows the more "
         "severe advice",
     )
-    method = (
-        f"activity score x{table.multipliers[use.strength]:g}, Borges et al. 2010"
-        if gene == "CYP2D6" and use.strength in table.multipliers
-        else how + " (project convention)"
-    )
+    method = f"{how}, {table.cited}"
     note = (
         f"{gene} {fact.phenotype.lower()} by {fact.kind}, functionally "
-        f"{with_article(phenotype.lower())} while taking {taking}; the strongest decides "
-        f"({method})"
+        f"{with_article(phenotype.lower())} while taking {taking} ({gene} inhibitors; the "
+        f"strongest, {use.name}, {use.strength}, decides: {method})"
         if len(inhibitors) > 1
         else f"{gene} {fact.phenotype.lower()} by {fact.kind}, functionally "
         f"{with_article(phenotype.lower())} while taking {use.name} ({use.strength} {gene} "
@@ -332,6 +344,34 @@ def _convert(
         notes=(*fact.notes, note),
     )
     return genetic, functional
+
+
+def _gap(gene: str, score: float, knowledge: Knowledge) -> tuple[float, float] | None:
+    """The two band edges a score lies between, when it lies in no band of the gene (CYP2C9
+    activity score 1.5 halved: 0.75, between poor metabolizer 0-0.5 and AS 1): a reading that
+    may take the advice of either side, and the card says so (never the milder alone)."""
+    table = knowledge.genes.get(gene)
+    bands = sorted(table.phenotype_bands, key=lambda b: b.min) if table else []
+    for below, above in itertools.pairwise(bands):
+        if below.max is not None and below.max < score < above.min:
+            return below.max, above.min
+    return None
+
+
+def _same_rows(
+    fact: GeneResult,
+    after: tuple[float | None, float | None, float | None],
+    knowledge: Knowledge,
+) -> bool:
+    """Does the converted score meet the same activity-score rows as the genetic one (rows
+    keyed by score, CYP2C9's and nortriptyline's, can differ within one phenotype)?"""
+    exact, low, high = after
+    span = None if exact is not None or low is None else (low, high)
+    before = score_span(fact, knowledge)
+    return all(
+        c.matches(fact.phenotype, *before) == c.matches(fact.phenotype, exact, span)
+        for c in knowledge.score_conditions.get(fact.gene, ())
+    )
 
 
 def _uncalled(

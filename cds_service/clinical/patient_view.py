@@ -94,15 +94,14 @@ def virtual_orders(knowledge: Knowledge) -> list[IdentifiedDrug]:
 
 def functional_facts(
     facts: dict[str, GeneResult],
-    inhibitors: dict[str, list[interactions.InhibitorUse]] | list[interactions.InhibitorUse],
+    inhibitors: dict[str, list[interactions.InhibitorUse]],
     knowledge: Knowledge,
     trace: Trace,
 ) -> dict[str, GeneResult]:
-    """The results as they act while the patient takes ``inhibitors`` (per gene; a list is
-    CYP2D6's, as callers before CYP2C9 and CYP2C19 gave them): phenoconversion."""
-    by_gene = inhibitors if isinstance(inhibitors, dict) else {"CYP2D6": inhibitors}
+    """The results as they act while the patient takes ``inhibitors`` (per gene, as
+    ``interactions.find_all`` gives them): phenoconversion."""
     out = dict(facts)
-    for gene, found in by_gene.items():
+    for gene, found in inhibitors.items():
         if gene in out and found:
             out[gene] = interactions.phenoconvert(out[gene], found, knowledge, trace)
     return out
@@ -186,7 +185,7 @@ def site_policy(
 
 def build_cards(
     facts: dict[str, GeneResult],
-    inhibitors: dict[str, list[interactions.InhibitorUse]] | list[interactions.InhibitorUse],
+    inhibitors: dict[str, list[interactions.InhibitorUse]],
     knowledge: Knowledge,
     trace: Trace,
     *,
@@ -353,12 +352,17 @@ def _who(fact: GeneResult, knowledge: Knowledge, short: bool) -> str:
                 called.append(said)
         kind = "" if short or not fact.phenotype.endswith("Metabolizer") else " metabolizer"
         return f"{fact.gene} results disagree ({' vs '.join(called)}{kind})"
-    text = f"{fact.gene} {words(fact.genetic_phenotype or fact.phenotype)}"
-    if fact.activity_score_text is not None and _score_decides(fact.gene, knowledge):
-        text += f" (AS {fact.activity_score_text})"
+    scored = _score_decides(fact.gene, knowledge)
+
+    def score(r: GeneResult) -> str:
+        return f" (AS {r.activity_score_text})" if scored and r.activity_score_text else ""
+
+    # a converted result reads as the functional phenotype; the genotype's is its first reading
+    genetic = next((r for r in fact.all_readings if not r.genetic_phenotype), fact)
+    text = f"{fact.gene} {words(fact.genetic_phenotype or fact.phenotype)}{score(genetic)}"
     if fact.genetic_phenotype and fact.phenoconverted_by:
         on = "on" if short else "while taking"
-        text += f" by genotype, {words(fact.phenotype)} {on} {inhibitor_name(fact)}"
+        text += f" by genotype, {words(fact.phenotype)}{score(fact)} {on} {inhibitor_name(fact)}"
     elif fact.phenoconverted_by:
         text += f" by genotype (taking {inhibitor_name(fact)})"
     return text

@@ -117,8 +117,12 @@ def reading_words(r: GeneResult) -> str:
 
 
 def inhibitor_name(r: GeneResult) -> str:
-    """The (strongest) interacting drug of a converted result: ``paroxetine``."""
-    return r.phenoconverted_by[0].split(" (")[0] if r.phenoconverted_by else "?"
+    """The interacting drugs of a converted result, the strongest first: ``paroxetine``,
+    ``amiodarone and fluconazole`` (several inhibitors of one enzyme: all are named)."""
+    names = [u.split(" (")[0] for u in r.phenoconverted_by]
+    if not names:
+        return "?"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def score_span(fact: GeneResult, knowledge: Knowledge) -> tuple[float | None, Span]:
@@ -215,20 +219,28 @@ def level_of(m: Match, knowledge: Knowledge) -> str | None:
     return indicator_with_floor(m.recommendation, knowledge)
 
 
-def _rank(found: list[Match], knowledge: Knowledge) -> tuple[int, int, int]:
+def _rank(found: list[Match], knowledge: Knowledge) -> tuple[int, int, float, int]:
     """How severe a reading's advice is: its card's indicator, then the action, then the
-    guideline's strength (a reading without a row is the mildest)."""
+    smaller dose (a CYP2C9 poor metabolizer's 25-50% over an intermediate one's lowest
+    starting dose), then the guideline's strength (a reading without a row is the mildest)."""
     return max(
         (
             (
                 LEVELS[level_of(m, knowledge)],
                 ACTIONS[m.recommendation.action],
+                -dose_share(m.recommendation, knowledge),
                 STRENGTHS[m.recommendation.strength],
             )
             for m in found
         ),
-        default=(0, -1, -1),
+        default=(0, -1, -1.0, -1),
     )
+
+
+def dose_share(row: Recommendation, knowledge: Knowledge) -> float:
+    """The most of the dose a row allows (``rules/dosing.json``; 1 where it changes none)."""
+    change = knowledge.dosing.dose_changes.get(row.id)
+    return change.high if change is not None else 1.0
 
 
 def _reading(found: list[Match], combo: tuple[GeneResult, ...], knowledge: Knowledge) -> Reading:
@@ -498,7 +510,7 @@ def _spanned_rows(
     if len(spanned) < 2:
         return [], ()
     ids = ", ".join(r.id for r in spanned)
-    if len({r.action for r in spanned}) == 1:
+    if len({(r.action, dose_share(r, knowledge)) for r in spanned}) == 1:
         weakest = min(spanned, key=lambda r: STRENGTHS[r.strength])
         trace.add(
             "recommendations",
@@ -506,7 +518,10 @@ def _spanned_rows(
             f"weakest strength ({weakest.strength}) is shown",
         )
         return [weakest], ()
-    severe = max(spanned, key=lambda r: (ACTIONS[r.action], STRENGTHS[r.strength]))
+    severe = max(
+        spanned,
+        key=lambda r: (ACTIONS[r.action], -dose_share(r, knowledge), STRENGTHS[r.strength]),
+    )
     trace.add(
         "recommendations",
         f"{drug}: no single activity score; rows {ids} give different advice: one card lists "

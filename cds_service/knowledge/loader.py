@@ -24,6 +24,7 @@ from .models import (
     Drug,
     DrugCodes,
     FormerRules,
+    GeneCondition,
     GeneTable,
     Guideline,
     GuidelineFile,
@@ -123,7 +124,6 @@ class Knowledge:
                 if table.gene in self.interactions:
                     raise ValueError(f"{path.name}: a second inhibitor table for {table.gene}")
                 self.interactions[table.gene] = table
-            self.inhibitors = self.interactions["CYP2D6"]
             self.mhs = MhsRules.model_validate(_read(directory / "rules" / "mhs_variants.json"))
             self.phenotype_order = PhenotypeOrder.model_validate(
                 _read(directory / "rules" / "phenotype_order.json")
@@ -289,6 +289,17 @@ class Knowledge:
         if named is None or phenotype in self.row_phenotypes.get(gene, frozenset()):
             return phenotype
         return named
+
+    @cached_property
+    def score_conditions(self) -> dict[str, tuple[GeneCondition, ...]]:
+        """Per gene, the distinct row conditions keyed by activity score (CYP2C9's NSAID and
+        phenytoin rows; nortriptyline's CYP2D6 intermediate rows)."""
+        out: dict[str, list[GeneCondition]] = {}
+        for r in self.recommendations:
+            for gene, cond in r.when.items():
+                if cond.activity_score_min is not None and cond not in out.get(gene, []):
+                    out.setdefault(gene, []).append(cond)
+        return {g: tuple(c) for g, c in out.items()}
 
     @cached_property
     def markers(self) -> frozenset[str]:

@@ -667,9 +667,11 @@ class Inhibitors(_Model):
     from the gene's CPIC bands; for one scored by function pairs, ``phenotype_shifts`` names
     the functional phenotype per strength and genetic phenotype."""
 
-    gene: str = "CYP2D6"
+    gene: str
     description: str
     source: dict[str, str]
+    #: the conversion's source as a card names it ("Borges et al. 2010")
+    cited: str = Field(min_length=3)
     multipliers: dict[str, float] = Field(default_factory=dict)
     phenotype_shifts: dict[str, dict[str, str]] = Field(default_factory=dict)
     inhibitors: dict[str, Inhibitor]

@@ -232,10 +232,12 @@ def test_an_inhibitor_without_a_lasting_effect_ends_when_stopped(knowledge, sett
 
 
 def test_the_lasting_effect_is_data_with_its_source(knowledge):
-    lasting = knowledge.inhibitors.inhibitors["fluoxetine"].lasts_after_stopping
+    lasting = knowledge.interactions["CYP2D6"].inhibitors["fluoxetine"].lasts_after_stopping
     assert lasting is not None and lasting.days == 35 and lasting.text == "about five weeks"
     assert "Prozac" in lasting.source and lasting.url.startswith("https://dailymed")
-    others = {n for n, i in knowledge.inhibitors.inhibitors.items() if i.lasts_after_stopping}
+    others = {
+        n for n, i in knowledge.interactions["CYP2D6"].inhibitors.items() if i.lasts_after_stopping
+    }
     assert others == {"fluoxetine"}  # only where a label gives the figure
 
 

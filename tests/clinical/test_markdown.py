@@ -183,7 +183,7 @@ def test_the_patient_view_card_shows_allele_names_and_typing_verbatim(knowledge)
             "CYP2D6", "Poor Metabolizer", "Observation/d", "genotype", "2024-03-01", "*4/*4|*4/*5"
         ),
     }
-    [card] = patient_view.build_cards(facts, [], knowledge, Trace())
+    [card] = patient_view.build_cards(facts, {}, knowledge, Trace())
     sources = [*facts, *(f.diplotype or "" for f in facts.values()), *facts["HLA-A*31:01"].notes]
     assert_verbatim(card["detail"], *sources)
     _, text = rendered(card["detail"])
