@@ -126,7 +126,13 @@ def test_every_notice_card_shows_allele_names_verbatim(knowledge):
     sources' titles and sections and the unclear typing."""
     drugs = [
         _drug(knowledge, d)
-        for d in sorted({*knowledge.pretest.drugs, *(r.drug for r in knowledge.label_rules)})
+        for d in sorted(
+            {
+                *knowledge.pretest.drugs,
+                *(r.drug for r in knowledge.label_rules),
+                *(r.drug for r in knowledge.unclear_rules),
+            }
+        )
     ]
     for d in drugs:
         d.order.resource["reasonCode"] = [{"text": "after tonsillectomy"}]
