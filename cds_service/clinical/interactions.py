@@ -302,7 +302,7 @@ def _convert(
                 " and the rows it meets",
             )
             return fact, None
-    if phenotype == fact.phenotype and not table.multipliers:
+    if phenotype == fact.phenotype and use.strength in table.phenotype_shifts:
         trace.add(
             "interactions",
             f"{gene}: {use.name} ({use.strength}) leaves the phenotype {phenotype.lower()}",
