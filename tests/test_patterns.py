@@ -89,6 +89,9 @@ DYNAMIC: dict[tuple[str, str], Callable[[Knowledge], list[re.Pattern[str]]]] = {
         "cds_service.knowledge.loader",
         "f'(?<![A-Za-z0-9-]){re.escape(s)}(?![A-Za-z0-9-])'",
     ): lambda k: [p for _, p in k.gene_patterns],
+    ("cds_service.knowledge.loader", "'(?<![a-z0-9])(?:' + names + ')(?![a-z0-9])'"): lambda k: [
+        k.mhs_gene_words
+    ],
     ("cds_service.knowledge.loader", "'\\\\b(?:' + alternatives + '\\\\b)'"): lambda k: [
         k.inhibitor_names
     ],

@@ -135,8 +135,7 @@ def read_phrase(gene: str, text: str, knowledge: Knowledge) -> MhsReading | None
     phrase counts: "not malignant hyperthermia susceptible" is no phrase (indeterminate)."""
     rules = knowledge.mhs
     lowered = _PHRASE_CLEAN.sub(" ", text[:MAX_TEXT].lower()).strip()
-    for symbol in knowledge.mhs.genes:
-        lowered = re.sub(rf"(?<![a-z0-9]){symbol.lower()}(?![a-z0-9])", " ", lowered)
+    lowered = knowledge.mhs_gene_words.sub(" ", lowered)  # "RYR1 Uncertain Susceptibility"
     lowered = " ".join(lowered.split())
     if lowered in rules.phenotype_phrases:
         return MhsReading(rules.phenotype, None)

@@ -266,6 +266,13 @@ class Knowledge:
                         found[key.lower()] = v.class_
         return out
 
+    @cached_property
+    def mhs_gene_words(self) -> re.Pattern[str]:
+        """The MHS genes' symbols as words in lower-case text (an interpretation is read
+        without them: CPIC's "RYR1 Uncertain Susceptibility")."""
+        names = "|".join(re.escape(g.lower()) for g in sorted(self.mhs.genes))
+        return re.compile(r"(?<![a-z0-9])(?:" + names + r")(?![a-z0-9])")
+
     def copy_number_gene(self, gene: str) -> bool:
         """May a genotype of ``gene`` leave its copies uncounted (CYP2D6)?"""
         table = self.genes.get(gene)
