@@ -201,7 +201,7 @@ def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
             if code in by_code:
                 return by_code[code]
     for name in named_in_codes(concept, knowledge):  # ATC, SNOMED CT / dm+d, a site's codes
-        if name in knowledge.inhibitor_named:  # an inhibitor of any enzyme with a table
+        if name in knowledge.inhibitor_ingredients:  # an inhibitor of any enzyme with a table
             return name
     for text in texts(concept):
         named = _inhibitor_in(text[:MAX_TEXT_READ], knowledge)

@@ -174,7 +174,7 @@ class SiteConfig(BaseModel):
         out = []
         if self.guidelines is not None and len(set(self.guidelines)) < len(self.guidelines):
             out.append(f"guidelines: each of {', '.join(GUIDELINE_SETS)} at most once")
-        known = knowledge.drugs.keys() | knowledge.inhibitors.inhibitors.keys()
+        known = knowledge.drugs.keys() | knowledge.inhibitor_ingredients
         for key, code in self.drug_codes.items():
             system, bar, value = key.rpartition("|")
             if not bar or not system or not value:

@@ -239,6 +239,11 @@ class Knowledge:
         return re.compile(r"\b(?:" + alternatives + r")\b")
 
     @cached_property
+    def inhibitor_ingredients(self) -> frozenset[str]:
+        """Every enzyme's inhibitors (ingredients)."""
+        return frozenset(n for table in self.interactions.values() for n in table.inhibitors)
+
+    @cached_property
     def inhibitor_named(self) -> dict[str, str]:
         """A name or brand (lower case) -> the inhibitor it names."""
         out: dict[str, str] = {}
@@ -548,7 +553,7 @@ class Knowledge:
 
     def _check_drug_codes(self) -> list[str]:
         """Every code names a drug the service knows (covered or interacting) and a source."""
-        known = set(self.drugs) | set(self.inhibitors.inhibitors)
+        known = set(self.drugs) | self.inhibitor_ingredients
         problems = []
         systems = {key for f in self.drug_code_files for key in f.systems}
         for f in self.drug_code_files:
