@@ -28,21 +28,19 @@ from .models import (
     GeneTable,
     Guideline,
     GuidelineFile,
-    Inhibitors,
     LabelRule,
     LabelRules,
     LabelStatement,
-    MhsRules,
     Mme,
     NoRecommendation,
     NotCovered,
-    PhenotypeOrder,
     Pretest,
     ProductForm,
     Recommendation,
     ResultCodes,
     UnclearRule,
 )
+from .rule_models import Inhibitors, MhsRules, PhenotypeOrder
 
 
 class KnowledgeError(Exception):
@@ -216,8 +214,7 @@ class Knowledge:
 
     @cached_property
     def phenoconversion_genes(self) -> frozenset[str]:
-        """Genes whose phenotype an interacting drug can change (an inhibitor table each)."""
-        return frozenset(self.interactions)
+        return frozenset(self.interactions)  # (the genes with an inhibitor table)
 
     @cached_property
     def inhibitor_by_rxcui(self) -> dict[str, str]:
@@ -253,8 +250,7 @@ class Knowledge:
         return out
 
     def direction(self, phenotype: str) -> tuple[int, int] | None:
-        """(direction, distance from normal) of a phenotype (``rules/phenotype_order.json``):
-        a poor metabolizer is (-1, 2), an ultrarapid one (1, 2); None for other terms."""
+        """(direction, distance from normal) of a phenotype (rules/phenotype_order.json)."""
         found = self.phenotype_order.phenotypes.get(phenotype)
         return (found.direction, found.distance) if found else None
 
@@ -273,14 +269,12 @@ class Knowledge:
 
     @cached_property
     def mhs_gene_words(self) -> re.Pattern[str]:
-        """The MHS genes' symbols as words in lower-case text (an interpretation is read
-        without them: CPIC's "RYR1 Uncertain Susceptibility")."""
+        """The MHS genes' symbols as words in lower-case text ("RYR1 Uncertain ...")."""
         names = "|".join(re.escape(g.lower()) for g in sorted(self.mhs.genes))
         return re.compile(r"(?<![a-z0-9])(?:" + names + r")(?![a-z0-9])")
 
     def copy_number_gene(self, gene: str) -> bool:
-        """May a genotype of ``gene`` leave its copies uncounted (CYP2D6)?"""
-        table = self.genes.get(gene)
+        table = self.genes.get(gene)  # (may a genotype leave its copies uncounted: CYP2D6)
         return table is not None and table.copy_number is not None
 
     @cached_property
@@ -304,8 +298,7 @@ class Knowledge:
 
     @cached_property
     def score_conditions(self) -> dict[str, tuple[GeneCondition, ...]]:
-        """Per gene, the distinct row conditions keyed by activity score (CYP2C9's NSAID and
-        phenytoin rows; nortriptyline's CYP2D6 intermediate rows)."""
+        """Per gene, the distinct row conditions keyed by activity score (CYP2C9's rows)."""
         out: dict[str, list[GeneCondition]] = {}
         for r in self.recommendations:
             for gene, cond in r.when.items():
