@@ -30,6 +30,8 @@ from .clinical import (
     recommendations,
     unclear_results,
 )
+from .clinical.chart import Chart
+from .clinical.patient_view import Policy as PatientViewPolicy
 from .core.errors import ClientError
 from .core.hook_request import HookRequest
 from .core.trace import Trace
@@ -178,8 +180,8 @@ class Engine:
             if matter or continuing
             else medication_history.MedicationHistory()
         )
-        for gene, found in interactions.find_all(history, self.knowledge, trace, matter).items():
-            converted = interactions.phenoconvert(facts[gene], found, self.knowledge, trace)
+        for gene, uses in interactions.find_all(history, self.knowledge, trace, matter).items():
+            converted = interactions.phenoconvert(facts[gene], uses, self.knowledge, trace)
             if converted is not facts[gene]:
                 facts = {**facts, gene: converted}
         therapies = medication_history.therapies(continuing, history, self.knowledge, trace)
@@ -378,7 +380,7 @@ class Engine:
         self._log_cards(request, service_id, records, [], trace, later)
         return {"cards": found_cards}, trace
 
-    def _patient_view_policy(self, hook: str, *, as_shown: bool = False) -> patient_view.Policy:
+    def _patient_view_policy(self, hook: str, *, as_shown: bool = False) -> PatientViewPolicy:
         """The site's policy for a drug's advice in the patient view, as ``apply`` decides it
         for a prescribing card (mode by drug and gene, the site's indicator); ``as_shown``:
         without the silence of the whole site or hook (the card a silent hook logs)."""
@@ -506,7 +508,7 @@ class Engine:
         trace: Trace,
         patient: str,
         kinds: frozenset[str],
-    ) -> label_rules.Chart:
+    ) -> Chart:
         """The chart sources of the label rules (``kinds``), each taken when a rule first
         needs it (prefetch, else the read sent ahead), and a reader for the Condition or
         Procedure an order's reason references (on the request's FHIR server, a few a call)."""
@@ -534,7 +536,7 @@ class Engine:
             read = readers.get(reference.split("/")[0])
             return read(reference, "an order's reason") if read is not None else None
 
-        return label_rules.Chart(request.patient_id, request.fhirServer, loaders, resolve)
+        return Chart(request.patient_id, request.fhirServer, loaders, resolve)
 
     def _genes_for(self, drugs: list[medications.IdentifiedDrug]) -> frozenset[str]:
         """The genes and HLA alleles the ordered drugs' rows and pre-test cards depend on."""

@@ -174,10 +174,10 @@ def _counted(
     when = (
         f"stopped {use.ended_text}" if use.ended_text else "stopped (the stop date is not recorded)"
     )
-    ago = f" {days_since(use.ended, now)} days ago" if use.ended is not None else ""
+    ago_text = f" {days_since(use.ended, now)} days ago" if use.ended is not None else ""
     trace.add(
         "interactions",
-        f"{said}: {use.why}{ago}; a {strength} {gene} inhibitor whose effect lasts "
+        f"{said}: {use.why}{ago_text}; a {strength} {gene} inhibitor whose effect lasts "
         f"{lasting.text} after the last dose (label): counted",
     )
     return InhibitorUse(

@@ -292,15 +292,15 @@ def replacements(
     others = sorted(product.names - {drug.drug})
     kept: list[AlternativeProduct] = []
     if others:
-        found = _keeping(frozenset(others), product, route, knowledge)
+        keeping = _keeping(frozenset(others), product, route, knowledge)
         named = _and(others)
-        if found is None:
+        if keeping is None:
             return [], [
                 f"No one-click replacement: the order also contains {named}, and no {route} "
                 f"product on file has {'it' if len(others) == 1 else 'them'} without "
                 f"{drug.drug}; replace it by hand, keeping {named}."
             ]
-        kept = [found]
+        kept = [keeping]
     notes: list[str] = []
     is_opioid = _is_opioid(drug.drug, knowledge)
     ordered_mme = _ordered_mme(drug, orders, knowledge) if is_opioid else None

@@ -440,20 +440,22 @@ class Knowledge:
         for opioid in self.label_rule_file.cough_cold.opioids:
             if opioid not in self.drugs:
                 problems.append(f"cough_cold: opioid {opioid!r} not in drugs.json")
-        for drug, pre in self.pretest.drugs.items():
-            if drug not in self.drugs or pre.test not in self.pretest.tests:
-                problems.append(f"pretest {drug}: unknown drug or test {pre.test!r}")
+        for pretest_drug, pre in self.pretest.drugs.items():
+            if pretest_drug not in self.drugs or pre.test not in self.pretest.tests:
+                problems.append(f"pretest {pretest_drug}: unknown drug or test {pre.test!r}")
         seen_unclear: set[tuple[str, str]] = set()
-        for rule in self.unclear_rules:
-            where = f"unclear-result rule {rule.id}"
-            genes = {g for r in self.all_recommendations if r.drug == rule.drug for g in r.when}
-            if rule.marker not in genes:
-                problems.append(f"{where}: no recommendation of {rule.drug!r} uses {rule.marker}")
-            if rule.test not in self.pretest.tests:
-                problems.append(f"{where}: test {rule.test!r} not in rules/pretest.json")
-            if (rule.drug, rule.marker) in seen_unclear or rule.id in ids:
+        for unclear in self.unclear_rules:
+            where = f"unclear-result rule {unclear.id}"
+            genes = {g for r in self.all_recommendations if r.drug == unclear.drug for g in r.when}
+            if unclear.marker not in genes:
+                problems.append(
+                    f"{where}: no recommendation of {unclear.drug!r} uses {unclear.marker}"
+                )
+            if unclear.test not in self.pretest.tests:
+                problems.append(f"{where}: test {unclear.test!r} not in rules/pretest.json")
+            if (unclear.drug, unclear.marker) in seen_unclear or unclear.id in ids:
                 problems.append(f"{where}: duplicate drug and marker, or id")
-            seen_unclear.add((rule.drug, rule.marker))
+            seen_unclear.add((unclear.drug, unclear.marker))
         problems.extend(self._check_former_rules())
         mhs_genes = set(self.mhs.genes)
         for gene in sorted(mhs_genes - set(self.result_codes.genes.values())):
@@ -693,7 +695,7 @@ def _reachable_cases(table: GeneTable) -> list[tuple[str, float | None]]:
     return sorted(cases, key=lambda c: c[1] or 0)
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path) -> dict[str, Any]:
     data = json.loads(read_config(path, MAX_KNOWLEDGE_BYTES))
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected a JSON object")
