@@ -19,7 +19,7 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
 FROM python:3.11-slim
 # The package's version (pyproject.toml; tests/test_packaging.py keeps them equal) and where
 # the source is: build with --build-arg SOURCE_URL=<your repository's URL>.
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 ARG SOURCE_URL=""
 LABEL org.opencontainers.image.title="pgx-pain-cds" \
       org.opencontainers.image.description="CDS Hooks service: pharmacogenomic alerts for pain medications (CPIC, FDA labels)" \

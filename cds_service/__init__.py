@@ -29,7 +29,7 @@ itself), so lower stages never know higher ones (``genomics`` knows nothing of `
 reads every import of the package and fails on one against this table or on any cycle.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Everything below the whole call (``pipeline``): the stages and what is beside them.
 _STAGES = frozenset(

@@ -163,7 +163,7 @@ def test_deployment_is_locked_down_and_probed():
     # SIGTERM + preStop fit in the grace period (gunicorn needs at most 3 s after SIGTERM)
     pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
     assert pause + 3 < pod["terminationGracePeriodSeconds"]
-    assert container["image"] == "registry.hospital.example.org/pgx-pain-cds:0.1.0"
+    assert container["image"] == "registry.hospital.example.org/pgx-pain-cds:0.2.0"
 
 
 def test_every_pod_runs_in_the_images_group():
