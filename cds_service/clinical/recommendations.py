@@ -264,9 +264,12 @@ def _match_reading(
     set that decides (see the module's notes); ``label`` names the reading in the trace when
     there are several; ``therapy``: since when the drug is taken (continuing-therapy rows)."""
     drug = identified.drug
+    if drug in knowledge.stand_ins:
+        org, why = knowledge.stand_ins[drug]
+        trace.add("recommendations", f"{drug}: {org}'s rows stand in: {why}")
     orgs = [
         org
-        for org in knowledge.precedence
+        for org in knowledge.precedence_for(drug)
         if any(knowledge.organization(r) == org for r in rows) or (drug, org) in knowledge.no_action
     ]
     if orgs == [knowledge.organization(rows[0])] and not _announces(knowledge):

@@ -17,6 +17,9 @@ def check(k: Knowledge) -> list[str]:
     empty list means it is sound."""
     problems: list[str] = []
     ids: set[str] = set()
+    for drug, (org, _) in k.stand_ins.items():
+        if not any(k.organization(r) == org for r in k.recommendations_for(drug)):
+            problems.append(f"guideline_gaps: {org} has no rows for {drug} to stand in")
     for rec in k.all_recommendations:
         where = f"recommendation {rec.id}"
         if rec.id in ids:

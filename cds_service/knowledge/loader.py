@@ -79,6 +79,9 @@ class Knowledge:
         #: the chosen sets, and the organisations whose rows apply, first decides (FDA last)
         self.guideline_sets: tuple[str, ...] = chosen
         self.precedence: tuple[str, ...] = (*(GUIDELINE_SETS[g] for g in chosen), "FDA")
+        #: drug -> (the organisation whose rows stand in for a chosen set's rows not carried
+        #: yet, why): ``guideline_gaps.json`` (never silent for want of our rows)
+        self.stand_ins: dict[str, tuple[str, str]] = {}
         try:
             manifest = _read(directory / "manifest.json")
             self.version: str = manifest["version"]
@@ -137,6 +140,11 @@ class Knowledge:
                 for r in _read(directory / "rules" / "unclear_results.json")["rules"]
             ]
             self.dosing = Dosing.model_validate(_read(directory / "rules" / "dosing.json"))
+            for gap in _read(directory / "guideline_gaps.json")["gaps"]:
+                stand_in = GUIDELINE_SETS[gap["stand_in"]]
+                if gap["guideline_set"] in chosen and stand_in not in self.precedence:
+                    for drug in gap["drugs"]:
+                        self.stand_ins[drug] = (stand_in, str(gap["why"]))
             self.mme = Mme.model_validate(_read(directory / "rules" / "mme.json"))
             self.former_rules = FormerRules.model_validate(
                 _read(directory / "rules" / "former_phenotypes.json")
@@ -165,7 +173,9 @@ class Knowledge:
         ]
         #: the rows of the chosen guideline sets and FDA's: the only ones that reach a patient
         self.recommendations: list[Recommendation] = [
-            r for r in self.all_recommendations if self.organization(r) in self.precedence
+            r
+            for r in self.all_recommendations
+            if self.organization(r) in self.precedence_for(r.drug)
         ]
         problems = self.check()
         if problems:
@@ -327,6 +337,13 @@ class Knowledge:
             out.setdefault(rule.drug, []).append(rule)
         return out
 
+    def precedence_for(self, drug: str) -> tuple[str, ...]:
+        """The organisations whose rows apply to ``drug``, first decides: the chosen sets,
+        a stand-in for a chosen set's rows not carried yet (``stand_ins``), FDA last."""
+        if drug not in self.stand_ins:
+            return self.precedence
+        return (*self.precedence[:-1], self.stand_ins[drug][0], "FDA")
+
     def recommendations_for(self, drug: str) -> list[Recommendation]:
         return self.recommendations_by_drug.get(drug, [])
 
@@ -356,7 +373,7 @@ class Knowledge:
         out: dict[str, list[Guideline]] = {}
         for r in self.all_recommendations:
             g = r.guideline
-            if g is not None and g.organization not in self.precedence:
+            if g is not None and g.organization not in self.precedence_for(r.drug):
                 known = out.setdefault(r.drug, [])
                 known += [] if g in known else [g]
         return out

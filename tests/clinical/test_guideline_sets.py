@@ -18,6 +18,7 @@ from builders import (
     PATIENT,
     TRAMADOL,
     bundle,
+    genotype_obs,
     hook_request,
     med_order,
     phenotype_obs,
@@ -386,3 +387,32 @@ def test_an_inhibitor_recorded_by_atc_code_converts_the_phenotype(services, guid
     [card] = services(guidelines)(body)["cards"]
     assert "paroxetine" in card["detail"].lower()
     assert card["indicator"] == ("critical" if guidelines == "cpic" else "info")
+
+
+PHENYTOIN = ("855671", "phenytoin sodium 100 MG Extended Release Oral Capsule")
+HLA_B_CARRIER = genotype_obs("HLA-B*15:02:01+HLA-B*07:02:01", "HLA-B", obs_id="hla")
+
+
+@pytest.mark.parametrize("guidelines", ["dpwg", "dpwg,cpic", "cpic"])
+def test_phenytoin_is_never_silent_for_want_of_dpwg_rows(services, guidelines):
+    """DPWG advises on phenytoin (2024) but its rows are not carried yet
+    (knowledge/guideline_gaps.json): under dpwg alone CPIC 2020's rows stand in, so an
+    HLA-B*15:02 carrier still gets the critical card, naming the guideline it follows."""
+    body = hook_request(
+        "order-select",
+        [order(PHENYTOIN, "1 capsule three times daily")],
+        prefetch={"genomicResults": bundle(HLA_B_CARRIER), "patient": ADULT, **NO_CHART},
+    )
+    [card] = services(guidelines)(body)["cards"]
+    assert card["indicator"] == "critical"
+    assert card["source"]["label"].startswith("CPIC 2020")
+
+
+def test_a_stand_in_is_only_for_the_sets_a_site_chose(knowledge):
+    from cds_service.knowledge.loader import Knowledge
+
+    dpwg = Knowledge(knowledge.directory, guidelines=("dpwg",))
+    assert dpwg.stand_ins["phenytoin"][0] == "CPIC"
+    assert dpwg.precedence_for("phenytoin") == ("DPWG", "CPIC", "FDA")
+    assert dpwg.precedence_for("codeine") == ("DPWG", "FDA")  # DPWG's own rows: no stand-in
+    assert knowledge.stand_ins == {}  # CPIC chosen: nothing stands in
