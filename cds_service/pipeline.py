@@ -208,7 +208,7 @@ class Engine:
 
     def _logged(
         self,
-        built: list[dict[str, Any]],
+        made: list[cards.BuiltCard],
         request: HookRequest,
         service_id: str | None,
         trace: Trace,
@@ -216,10 +216,10 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """Apply the site policy (silent cards are logged, not returned); drop advice already
         overridden for the same order in this session; log the rest (now, or ``later``)."""
-        if not built:
-            return built  # (no card: nothing to apply, suppress or log)
+        if not made:
+            return []  # (no card: nothing to apply, suppress or log)
         built, issued, silent = apply(
-            built, cards.take_issued(built), request.hook, self.site, trace
+            [c.body for c in made], [c.issued for c in made], request.hook, self.site, trace
         )
         if self.card_log is None:
             self._decided(request.hook, issued, silent)

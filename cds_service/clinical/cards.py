@@ -17,6 +17,7 @@ says what is uncertain: the results behind it and what each reading would advise
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..core.ids import uuid4 as new_uuid
@@ -41,7 +42,17 @@ from .severity import (
 from .suggestions import dose_suggestion, patient_reference, replacements
 
 OVERRIDE_SYSTEM = "urn:pgx-pain-cds:override-reason"
-ISSUED = "_issued"  # private key: what the card log keeps, removed before the answer
+
+
+@dataclass(frozen=True)
+class BuiltCard:
+    """A card: its CDS Hooks JSON (``body``, what the answer sends) and what the card log
+    keeps of it (``issued``, never sent)."""
+
+    body: dict[str, Any]
+    issued: IssuedCard
+
+
 TOPIC_SYSTEM = "urn:pgx-pain-cds:recommendation"
 SOURCE_LABEL = "PGx Pain CDS"
 
@@ -93,7 +104,7 @@ def build_cards(
     knowledge: Knowledge,
     notices: list[Notice] | None = None,
     trace: Trace | None = None,
-) -> list[dict[str, Any]]:
+) -> list[BuiltCard]:
     """One card per drug–gene–advice, however many orders it concerns: the card lists them
     (50,000 codeine orders must not make 50,000 cards). Orders whose dose changes the advice
     (a low tricyclic dose, a computed dose) get cards of their own."""
@@ -122,7 +133,7 @@ def build_cards(
                 orders.append(m.drug.order)
         cards.append(build_card(group[0], level, knowledge, orders=orders, trace=trace))
     order = {"critical": 0, "warning": 1, "info": 2}
-    return sorted(cards, key=lambda c: order[c["indicator"]])
+    return sorted(cards, key=lambda c: order[c.body["indicator"]])
 
 
 def build_card(
@@ -131,7 +142,7 @@ def build_card(
     knowledge: Knowledge,
     orders: list[DraftOrder] | None = None,
     trace: Trace | None = None,
-) -> dict[str, Any]:
+) -> BuiltCard:
     """The card for ``m``; ``orders`` (default: ``m``'s own) are all the orders it concerns."""
     orders = orders or [m.drug.order]
     rec = m.recommendation
@@ -216,16 +227,18 @@ def build_card(
             trace.add("suggestions", f"{rec.drug}: offered '{offered['label']}'")
         for note in notes:
             trace.add("suggestions", f"{rec.drug}: {note}")
-    card[ISSUED] = IssuedCard(
-        uuid=card["uuid"],
-        drug=rec.drug,
-        genes=genes,
-        phenotype="; ".join(f"{r.gene} {r.phenotype}" for r in m.results),
-        recommendation_id=rec.id,
-        indicator=level,
-        order_reference=m.drug.order.reference,
+    return BuiltCard(
+        card,
+        IssuedCard(
+            uuid=card["uuid"],
+            drug=rec.drug,
+            genes=genes,
+            phenotype="; ".join(f"{r.gene} {r.phenotype}" for r in m.results),
+            recommendation_id=rec.id,
+            indicator=level,
+            order_reference=m.drug.order.reference,
+        ),
     )
-    return card
 
 
 def _offer(card: dict[str, Any], suggestions: list[dict[str, Any]]) -> None:
@@ -234,11 +247,6 @@ def _offer(card: dict[str, Any], suggestions: list[dict[str, Any]]) -> None:
     the order with this drug, or that one, or at this dose), so at most one is taken."""
     card["suggestions"] = suggestions
     card["selectionBehavior"] = "at-most-one"
-
-
-def take_issued(cards: list[dict[str, Any]]) -> list[IssuedCard]:
-    """Remove and return what the card log keeps about each card (never sent to clients)."""
-    return [c.pop(ISSUED) for c in cards if ISSUED in c]
 
 
 def _who(r: GeneResult) -> str:
@@ -557,7 +565,7 @@ def _who_all(m: Match) -> str:
     return " and ".join(_who(r) for r in m.results)
 
 
-def notice_card(n: Notice) -> dict[str, Any]:
+def notice_card(n: Notice) -> BuiltCard:
     """A card for a label rule, a missing test or an unclear result."""
     ordered = inert(n.drug.medication_text or n.drug.drug, CARD_TEXT_LIMIT)
     lines = [escaped(n.text)]
@@ -622,16 +630,18 @@ def notice_card(n: Notice) -> dict[str, Any]:
                 }
             ],
         )
-    card[ISSUED] = IssuedCard(
-        uuid=card["uuid"],
-        drug=n.drug.drug,
-        genes=n.result.gene if n.result else n.test[0] if n.test else "-",
-        phenotype="unclear" if n.result else "untested" if n.test else n.basis,
-        recommendation_id=n.id,
-        indicator=n.indicator,
-        order_reference=n.drug.order.reference,
+    return BuiltCard(
+        card,
+        IssuedCard(
+            uuid=card["uuid"],
+            drug=n.drug.drug,
+            genes=n.result.gene if n.result else n.test[0] if n.test else "-",
+            phenotype="unclear" if n.result else "untested" if n.test else n.basis,
+            recommendation_id=n.id,
+            indicator=n.indicator,
+            order_reference=n.drug.order.reference,
+        ),
     )
-    return card
 
 
 def _unclear_result(r: GeneResult) -> str:

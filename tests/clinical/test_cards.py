@@ -113,11 +113,11 @@ def _cards_for(rec: Recommendation, knowledge: Knowledge) -> list[dict[str, Any]
                 )
                 for o in orders
             ]
-            built += cards.build_cards(matches, knowledge)
-            built += cards.build_cards([replace(m, low_dose=True) for m in matches], knowledge)
-            built += cards.build_cards(
-                [replace(m, possible=(rec, other)) for m in matches], knowledge
-            )
+            built += [c.body for c in cards.build_cards(matches, knowledge)]
+            low = [replace(m, low_dose=True) for m in matches]
+            built += [c.body for c in cards.build_cards(low, knowledge)]
+            spans = [replace(m, possible=(rec, other)) for m in matches]
+            built += [c.body for c in cards.build_cards(spans, knowledge)]
     return built
 
 
@@ -132,7 +132,7 @@ def _notice_cards(knowledge: Knowledge) -> list[dict[str, Any]]:
     notices = label_rules.pretest(
         drugs, {}, knowledge, frozenset(knowledge.pretest.drugs), Trace()
     ) + label_rules.age_rules(drugs, {"birthDate": "2022-01-01"}, knowledge, Trace())
-    return cards.build_cards([], knowledge, notices)
+    return [c.body for c in cards.build_cards([], knowledge, notices)]
 
 
 def test_every_card_with_suggestions_has_selection_behavior(knowledge):

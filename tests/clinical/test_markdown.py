@@ -110,12 +110,12 @@ def test_every_recommendation_card_shows_allele_names_verbatim(knowledge):
         drug = _drug(knowledge, rec.drug)
         results = tuple(_result(g, rec) for g in rec.when)
         match = Match(drug, rec, results)
-        detail = cards.build_card(match, "warning", knowledge)["detail"]
+        detail = cards.build_card(match, "warning", knowledge).body["detail"]
         assert_verbatim(detail, *_sources(rec, knowledge))
         # a result that spans rows lists each of them
         others = [r for r in knowledge.recommendations_for(rec.drug) if r.id != rec.id]
         spanning = replace(match, possible=(rec, *others[:2]))
-        detail = cards.build_card(spanning, "warning", knowledge)["detail"]
+        detail = cards.build_card(spanning, "warning", knowledge).body["detail"]
         sources = [*(r.recommendation for r in spanning.possible), *_sources(rec, knowledge)]
         sources.remove(rec.implication)  # a spanning card gives each row's advice, no 'why'
         assert_verbatim(detail, *sources)
@@ -159,7 +159,8 @@ def test_every_notice_card_shows_allele_names_verbatim(knowledge):
     assert {n.id for n in notices} >= {r.id for r in knowledge.unclear_rules}
     assert {n.drug.drug for n in notices} >= {"carbamazepine", "oxcarbazepine", "codeine"}
     for notice in notices:
-        [card] = cards.build_cards([], knowledge, [notice])
+        [built] = cards.build_cards([], knowledge, [notice])
+        card = built.body
         sources = [notice.text, notice.source.title, notice.source.section or ""]
         if notice.result is not None:
             sources += [notice.result.gene, notice.result.diplotype or "", *notice.result.notes]
@@ -230,7 +231,7 @@ def test_the_service_s_own_formatting_survives(knowledge):
     """Escaping the texts does not escape the labels, links and tables the service writes."""
     rec = next(r for r in knowledge.recommendations if r.id == "carbamazepine-hlab1502-pos")
     match = Match(_drug(knowledge, rec.drug), rec, tuple(_result(g, rec) for g in rec.when))
-    out, _ = rendered(cards.build_card(match, "critical", knowledge)["detail"])
+    out, _ = rendered(cards.build_card(match, "critical", knowledge).body["detail"])
     assert "<strong>Recommendation</strong>" in out and "<strong>Why:</strong>" in out
     assert f'<a href="{rec.guideline.url}">Guideline</a>' in out
     assert "<li>" in out and "<code>HLA-B*15:02:01+HLA-B*07:02:01</code>" in out

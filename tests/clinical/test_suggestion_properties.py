@@ -207,7 +207,7 @@ def test_no_suggestion_makes_the_order_riskier(generated: Generated) -> None:
     if not drugs:
         return  # the product is not identified as this drug (nothing to judge)
     match = label_rules.with_dose(Match(drugs[0], row, _results(row)), KNOWLEDGE, Trace())
-    built = cards.build_cards([match], KNOWLEDGE)
+    built = [c.body for c in cards.build_cards([match], KNOWLEDGE)]
     ordered = KNOWLEDGE.product_forms[generated.rxcui]
     for card in built:
         for suggestion in card.get("suggestions", []):
@@ -318,7 +318,7 @@ def test_the_generator_reaches_every_kind_of_suggestion() -> None:
         match = label_rules.with_dose(
             Match(drugs[0], generated.row, _results(generated.row)), KNOWLEDGE, Trace()
         )
-        for card in cards.build_cards([match], KNOWLEDGE):
+        for card in (c.body for c in cards.build_cards([match], KNOWLEDGE)):
             for s in card.get("suggestions", []):
                 label = s["label"]
                 seen.add("dose" if "(set dose)" not in label else "alternative")
