@@ -60,6 +60,20 @@ PATIENT_VIEW = "patient-view"
 CardsDecided = Callable[[str, list[IssuedCard], list[IssuedCard]], None]
 
 
+@dataclass(frozen=True)
+class Call:
+    """One hook call as the engine's steps share it (typed, instead of four parameters
+    threaded through each step): the request, the call's FHIR client (None: prefetch only),
+    its trace, the patient id quoted for FHIR queries, and where its cards are logged."""
+
+    request: HookRequest
+    client: patient_data.FhirClient | None
+    trace: Trace
+    patient: str
+    service_id: str | None = None
+    later: Callable[[Callable[[], None]], None] | None = None
+
+
 @dataclass
 class Engine:
     """What every call shares: the knowledge, the settings and pooled HTTP connections."""
@@ -114,22 +128,21 @@ class Engine:
             )
         trace.add("context", f"{len(orders)} order(s) to judge")
         with self._client(request) as client:
-            return self._judge(
-                request, orders, session, client, trace, read_results, service_id, later
+            call = Call(
+                request, client, trace, quote(request.patient_id, safe=""), service_id, later
             )
+            return self._judge(call, orders, session, read_results)
 
     def _judge(
         self,
-        request: HookRequest,
+        call: Call,
         orders: list[hook_context.DraftOrder],
         session: list[hook_context.DraftOrder],
-        client: patient_data.FhirClient | None,
-        trace: Trace,
         read_results: bool,
-        service_id: str | None,
-        later: Callable[[Callable[[], None]], None] | None,
     ) -> tuple[dict[str, Any], Trace]:
-        """``evaluate`` for the ``orders`` it selected, with the call's FHIR ``client``."""
+        """``evaluate`` for the ``orders`` it selected, with the call's FHIR client."""
+        request, client, trace = call.request, call.client, call.trace
+        service_id, later = call.service_id, call.later
         with_medication = self._medication_reader(client, trace)
         orders = [with_medication(o) for o in orders]
         drugs: list[medications.IdentifiedDrug] = []
@@ -150,7 +163,6 @@ class Engine:
             if not read_results:
                 return {"cards": []}, trace
 
-        patient = quote(request.patient_id, safe="")
         needed = None if read_results else self._genes_for(drugs)
         ordered = {d.drug for d in drugs}
         convertible = self._convertible_genes(drugs)  # genes an inhibitor could change
@@ -163,20 +175,13 @@ class Engine:
         needs_patient = needs_patient or dose_limits.needs_age(drugs, self.knowledge)
         continuing = ordered & self.knowledge.continuing_drugs  # the history may change them
         # What the FHIR server must give, all asked for at once (one round)
-        self._read_ahead(
-            request,
-            client,
-            patient,
-            bool(convertible) or bool(continuing),
-            needs_patient,
-            chart_kinds,
-        )
-        facts = self._facts(request, client, trace, patient, needed)
+        self._read_ahead(call, bool(convertible) or bool(continuing), needs_patient, chart_kinds)
+        facts = self._facts(call, needed)
         genetic_facts = facts
         # genes with a usable result whose phenotype an inhibitor could change
         matter = {g for g in convertible if g in facts and facts[g].actionable}
         history = (
-            self._medication_history(request, client, trace, patient, session)
+            self._medication_history(call, session)
             if matter or continuing
             else medication_history.MedicationHistory()
         )
@@ -188,9 +193,7 @@ class Engine:
         # (a converted result carries both readings: each drug follows the more severe)
         matched = recommendations.match(drugs, facts, self.knowledge, trace, therapies)
         matched = [label_rules.with_dose(m, self.knowledge, trace) for m in matched]
-        notices, person = self._label_notices(
-            request, client, trace, patient, drugs, needs_patient, chart_kinds
-        )
+        notices, person = self._label_notices(call, drugs, needs_patient, chart_kinds)
         matched = [dose_limits.apply(m, person, self.knowledge, trace) for m in matched]
         notices += label_rules.pretest(
             drugs,
@@ -326,8 +329,9 @@ class Engine:
         # the label rules read what they would for an order of each covered drug
         needs_patient, chart_kinds = label_rules.chart_needs(drugs, self.knowledge)
         with self._client(request) as client:
-            self._read_ahead(request, client, patient, True, needs_patient, chart_kinds)
-            facts = self._facts(request, client, trace, patient)
+            call = Call(request, client, trace, patient, service_id, later)
+            self._read_ahead(call, True, needs_patient, chart_kinds)
+            facts = self._facts(call)
             # (the same history as a prescribing call: every covered drug is judged as ordered)
             continuing = (
                 self.knowledge.continuing_drugs
@@ -341,10 +345,7 @@ class Engine:
             }
             history = (
                 self._medication_history(
-                    request,
-                    client,
-                    trace,
-                    patient,
+                    call,
                     hook_context.session_orders(request.hook, request.context),
                 )
                 if matter or continuing
@@ -352,9 +353,7 @@ class Engine:
             )
             inhibitors = interactions.find_all(history, self.knowledge, trace, matter)
             # (as for an order of each covered drug)
-            notices, _ = self._label_notices(
-                request, client, trace, patient, drugs, needs_patient, chart_kinds
-            )
+            notices, _ = self._label_notices(call, drugs, needs_patient, chart_kinds)
         therapies = medication_history.therapies(set(continuing), history, self.knowledge, trace)
         notices += label_rules.pretest(drugs, facts, self.knowledge, self.pretest_drugs, trace)
         found_cards = patient_view.build_cards(
@@ -409,10 +408,7 @@ class Engine:
 
     def _label_notices(
         self,
-        request: HookRequest,
-        client: patient_data.FhirClient | None,
-        trace: Trace,
-        patient: str,
+        call: Call,
         drugs: list[medications.IdentifiedDrug],
         needs_patient: bool,
         chart_kinds: frozenset[str],
@@ -422,13 +418,14 @@ class Engine:
         and the patient read (None: not needed or not found)."""
         if not (needs_patient or chart_kinds):
             return [], None
+        request, client, trace, patient = call.request, call.client, call.trace, call.patient
         person = None
         if needs_patient:
             found = patient_data.optional_resources(
                 request, patient_data.PATIENT, patient_query(patient), client, trace
             )
             person = label_rules.patient_in_context(found, request.patient_id, trace)
-        chart = self._chart(request, client, trace, patient, chart_kinds)
+        chart = self._chart(call, chart_kinds)
         return label_rules.age_rules(drugs, person, self.knowledge, trace, chart=chart), person
 
     def _profile_record(
@@ -450,14 +447,10 @@ class Engine:
         )
 
     def _facts(
-        self,
-        request: HookRequest,
-        client: patient_data.FhirClient | None,
-        trace: Trace,
-        patient: str,
-        needed: frozenset[str] | None = None,
+        self, call: Call, needed: frozenset[str] | None = None
     ) -> dict[str, genomic_facts.GeneResult]:
         """One result per gene from the patient's genomic results (prefetch, else FHIR)."""
+        request, client, trace, patient = call.request, call.client, call.trace, call.patient
         query = genomic_query(self.knowledge, patient)
         resources = patient_data.genomic_results(request, query, client, trace)
         return genomic_facts.summarise(
@@ -473,9 +466,7 @@ class Engine:
 
     def _read_ahead(
         self,
-        request: HookRequest,
-        client: patient_data.FhirClient | None,
-        patient: str,
+        call: Call,
         medications_needed: bool,
         patient_needed: bool,
         chart: frozenset[str] = frozenset(),
@@ -485,6 +476,7 @@ class Engine:
         the patient for age rules; the ``chart`` sources of the label rules' findings) at once:
         they run side by side, within one deadline, and each is taken where it is used (or
         dropped, if no rule needs it)."""
+        request, client, patient = call.request, call.client, call.patient
         prefetched = request.prefetch or {}
         if client is None:
             return
@@ -501,17 +493,11 @@ class Engine:
         wanted += [reads[k][1] for k in sorted(chart) if reads[k][0] not in prefetched]
         client.send_ahead(wanted, self.pool)
 
-    def _chart(
-        self,
-        request: HookRequest,
-        client: patient_data.FhirClient | None,
-        trace: Trace,
-        patient: str,
-        kinds: frozenset[str],
-    ) -> Chart:
+    def _chart(self, call: Call, kinds: frozenset[str]) -> Chart:
         """The chart sources of the label rules (``kinds``), each taken when a rule first
         needs it (prefetch, else the read sent ahead), and a reader for the Condition or
         Procedure an order's reason references (on the request's FHIR server, a few a call)."""
+        request, client, trace, patient = call.request, call.client, call.trace, call.patient
         reads = chart_reads(self.knowledge, patient)
         loaders = {
             kind: partial(
@@ -561,16 +547,12 @@ class Engine:
         }
 
     def _medication_history(
-        self,
-        request: HookRequest,
-        client: patient_data.FhirClient | None,
-        trace: Trace,
-        patient: str,
-        session: list[hook_context.DraftOrder],
+        self, call: Call, session: list[hook_context.DraftOrder]
     ) -> medication_history.MedicationHistory:
         """The patient's medication records: the orders on file and the medication list
         (prefetch, else the FHIR server; each may be missing, and the trace says so) and the
         other draft orders of this ordering ``session``."""
+        request, client, trace, patient = call.request, call.client, call.trace, call.patient
         orders = patient_data.optional_resources(
             request,
             patient_data.ACTIVE_MEDICATIONS,
