@@ -264,7 +264,8 @@ def test_knowledge_objects_made_one_after_another_never_share_readings():
     local = {"http://lab.example.org/codes|PGX-2D6": {"kind": "phenotype", "gene": "CYP2D6"}}
     result = phenotype_obs("Poor Metabolizer", obs_id="local-1")
     result["code"] = {"coding": [{"system": "http://lab.example.org/codes", "code": "PGX-2D6"}]}
-    for _ in range(10):
+    # (3 rounds: each gc.collect() walks the whole heap, seconds late in a full test run)
+    for _ in range(3):
         for with_memo in (False, True):
             site = Knowledge(default_knowledge_dir(), extra_codes=local)
             memo = Memo(site) if with_memo else None
