@@ -74,6 +74,10 @@ class Call:
     later: Callable[[Callable[[], None]], None] | None = None
 
 
+def _fhir_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir")
+
+
 @dataclass
 class Engine:
     """What every call shares: the knowledge, the settings and pooled HTTP connections."""
@@ -83,9 +87,7 @@ class Engine:
     session: requests.Session = field(default_factory=requests.Session)
     card_log: CardLog | None = None
     #: threads for the FHIR reads of a call that run side by side
-    pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir")
-    )
+    pool: ThreadPoolExecutor = field(default_factory=_fhir_threads)
     site: SiteConfig = field(default_factory=SiteConfig)
     #: the calls and orders judged, for the report's denominator (the service's; None for
     #: ``explain`` and the worklist, which are not hook calls)
@@ -98,6 +100,15 @@ class Engine:
         self.pretest_drugs = self.site.pretest_drugs(self.knowledge, self.settings.pretest_drug_set)
         #: the results read with this engine's knowledge, remembered (genomic_facts.Memo)
         self.facts_memo = genomic_facts.Memo(self.knowledge)
+
+    def close(self) -> None:
+        """Write the call counts, let the FHIR threads go and close pooled connections (when
+        the app is closed; the engine still works after, starting new ones)."""
+        if self.call_counts is not None:
+            self.call_counts.close()
+        old, self.pool = self.pool, _fhir_threads()
+        old.shutdown(wait=False)
+        self.session.close()
 
     def evaluate(
         self,

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from cds_service.knowledge.loader import Knowledge
 from cds_service.settings import Settings, default_knowledge_dir
 from cds_service.web.app import create_app
+from cds_service.web.wiring import Services
 
 
 class BufferedClient(FlaskClient):
@@ -36,6 +37,28 @@ def generous_override_check(
     themselves; the integration tests keep the real one."""
     if "integration" not in request.node.path.parts:
         monkeypatch.setattr("cds_service.store.card_log.HOOK_DB_SECONDS", 3.0)
+
+
+@pytest.fixture(autouse=True)
+def close_apps_made(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The apps a test makes are closed after it (``Services.close``: their background
+    threads end and their database connections close). A server process makes one app; the
+    suite makes about a thousand, and left open they held thousands of idle threads and
+    gigabytes of memory late in a run. (Apps of module- or session-scoped fixtures are made
+    before this fixture starts, and stay open for the tests that share them.)"""
+    import cds_service.web.app as web_app
+
+    made: list[Services] = []
+    wire = web_app.wire
+
+    def wire_and_keep(settings: Settings) -> Services:
+        made.append(wire(settings))
+        return made[-1]
+
+    monkeypatch.setattr(web_app, "wire", wire_and_keep)
+    yield
+    for services in made:
+        services.close()
 
 
 @pytest.fixture(scope="session")

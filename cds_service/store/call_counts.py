@@ -11,7 +11,6 @@ hour, bounded by ``MAX_KEYS``.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..core.lifetimes import at_exit
 from .tables import hook_calls_table
 
 log = logging.getLogger("cds_service.call_counts")
@@ -47,6 +47,8 @@ class CallCounts:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stop = False
+        self._exit_hook = False
 
     def count(
         self,
@@ -83,13 +85,26 @@ class CallCounts:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="call-counts", daemon=True)
                 self._thread.start()
-                atexit.register(self.flush)
+                if not self._exit_hook:
+                    self._exit_hook = True
+                    at_exit(self.close)
 
     def _run(self) -> None:
-        while True:
+        while not self._stop:
             self._wake.wait(FLUSH_SECONDS)
             self._wake.clear()
             self.flush()
+
+    def close(self) -> None:
+        """At exit (or when the app is closed): write the counts and end the thread (a later
+        count starts another)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._stop = True
+            self._wake.set()
+            thread.join(2.0)
+            self._stop = False
+        self.flush()
 
     def flush(self) -> bool:
         """Write the counts gathered so far; False (and kept) if the database refused."""

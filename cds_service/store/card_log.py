@@ -431,6 +431,12 @@ class CardLog:
         self._latest_override = (now, latest)
         return latest
 
+    def close(self) -> None:
+        """Write what is waiting and let the threads go (at exit, or when the app is closed;
+        a later card starts them again)."""
+        self._writer.close()
+        self._bounded.close()
+
     def forget_cache(self) -> None:
         with self._refresh_lock:
             self._generation += 1

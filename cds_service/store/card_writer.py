@@ -15,14 +15,16 @@ dropped are real losses: counted by ``on_lost`` (the metric
 
 from __future__ import annotations
 
-import atexit
 import collections
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from ..core.lifetimes import at_exit
 
 log = logging.getLogger("cds_service.card_log")
 
@@ -67,6 +69,7 @@ class CardWriter:
         self._next_try = 0.0
         self._last_try = 0.0
         self.lost = 0
+        self._exit_hook = False
 
     # -- handing rows over ------------------------------------------------------------
 
@@ -90,7 +93,9 @@ class CardWriter:
                     target=self._drain, name="card-log-writer", daemon=True
                 )
                 self._thread.start()
-                atexit.register(self.close)
+                if not self._exit_hook:
+                    self._exit_hook = True
+                    at_exit(self.close)
 
     @property
     def failing(self) -> bool:
@@ -203,8 +208,14 @@ class CardWriter:
             time.sleep(0.05 if remaining is None else min(remaining, 0.05))
 
     def close(self) -> None:
-        """At exit: write what is waiting, within ``EXIT_SECONDS`` (one second when the
-        database is failing already); count the rest as lost."""
+        """At exit (or when the app is closed): write what is waiting, within
+        ``EXIT_SECONDS`` (one second when the database is failing already); count the rest as
+        lost; end the thread."""
         if not self.flush(timeout=min(EXIT_SECONDS, 1.0) if self._failures else EXIT_SECONDS):
             self.lose(len(self._pending), "the process stopped while the database was away")
             self._pending.clear()
+        q, thread = self._queue, self._thread
+        if q is not None and thread is not None and thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                q.put(None, timeout=1.0)  # the thread ends (a later ``put`` starts another)
+            thread.join(1.0)

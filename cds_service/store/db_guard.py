@@ -16,7 +16,6 @@ An in-memory SQLite database exists once per thread: its work runs in the caller
 from __future__ import annotations
 
 import contextvars
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,8 @@ from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from ..core.lifetimes import after_fork_in_child
 
 T = TypeVar("T")
 
@@ -41,12 +42,21 @@ class Bounded:
         self._stuck_limit = stuck_limit
         self._name = name
         self._reset()
-        os.register_at_fork(after_in_child=self._reset)  # gunicorn forks after create_app
+        after_fork_in_child(self._reset)  # gunicorn forks after create_app
 
     def _reset(self) -> None:
         self._stuck = 0  # jobs given up on that have not returned yet
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"db-{self._name}")
+
+    def close(self) -> None:
+        """Let the idle threads go (work still running finishes); a later call starts new
+        ones."""
+        old, self._pool = (
+            self._pool,
+            ThreadPoolExecutor(self._threads, thread_name_prefix=f"db-{self._name}"),
+        )
+        old.shutdown(wait=False)
 
     def submit(self, work: Callable[[], object]) -> bool:
         """Start ``work()`` on the pool without waiting for it; False when it cannot be (an

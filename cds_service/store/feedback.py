@@ -194,6 +194,13 @@ class FeedbackStore:
         self.prepare: Callable[[], None] | None = None
         self._write_failed: float | None = None  # (monotonic) the last store that failed
 
+    def close(self) -> None:
+        """The card log written and its threads gone, the database connections closed (at
+        exit, or when the app is closed; the store still works after, opening new ones)."""
+        self.card_log.close()
+        self._bounded.close()
+        self.engine.dispose()
+
     @staticmethod
     def _unavailable(exc: Exception) -> ServiceUnavailable:
         log.warning("feedback database unavailable (%s)", type(exc).__name__)

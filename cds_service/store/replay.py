@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..core.errors import ServiceUnavailable
+from ..core.lifetimes import after_fork_in_child
 from . import schema
 from .db_guard import Bounded
 from .tables import replay_table
@@ -86,6 +87,12 @@ class ReplayCache:
         self._bounded = Bounded(engine, "replay")
         with contextlib.suppress(SQLAlchemyError, schema.SchemaError):  # tried again on use
             self._ensure_table()
+
+    def close(self) -> None:
+        """Let the database threads go and close the pod's file (reopened on use)."""
+        self._bounded.close()
+        if self._pod is not None:
+            self._pod.close()
 
     def first_use(self, issuer: str, jti: str, expires_at: int) -> bool:
         """Record the token; False if it was used before (anywhere, unless the database is
@@ -168,7 +175,7 @@ class PodReplay:
             / "seen.sqlite3"
         )
         self._reset()
-        os.register_at_fork(after_in_child=self._reset)  # a connection never crosses a fork
+        after_fork_in_child(self._reset)  # a connection never crosses a fork
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
@@ -192,6 +199,12 @@ class PodReplay:
         )
         conn.execute("CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires_at)")
         return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def first_use(self, key: str, expires_at: float, now: float) -> bool:
         try:

@@ -53,6 +53,15 @@ class Services:
     labels: CardLabels  # the metrics' labels of a card
     discovery_body: dict[str, Any]
 
+    def close(self) -> None:
+        """Write what is waiting (card log, call counts) and let the background threads and
+        database connections go. A server process never needs it (exit does the writing); a
+        process that makes many apps (the tests) does. The app still answers after, starting
+        them again."""
+        self.engine.close()
+        self.verifier.replay.close()
+        self.store.close()
+
 
 def services(app: Flask) -> Services:
     """The services of an app made by ``create_app``."""
