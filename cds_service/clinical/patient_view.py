@@ -213,6 +213,8 @@ def build_cards(
     usable = any(f.actionable and f.gene in knowledge.covered_genes for f in facts.values())
     if not usable and not unclear:
         trace.add("patient view", "no usable result for a gene the guidelines use: no card")
+        if decided is not None:  # (the patient's summary page still lists the results)
+            decided(Decided(facts, acting, site_policy(advice, notices, policy, Trace())))
         return []
     shown = site_policy(advice, notices + unclear, policy, trace)
     affected = [a for a in shown.advice.values() if a.affected]

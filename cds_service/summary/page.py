@@ -95,7 +95,7 @@ def _gene_meaning(g: GeneLine) -> str:
             f"{w.phenotype_short(r.phenotype)} ({r.date or t('unknown')})" for r in g.readings
         )
         return f"{t('disagree')} ({said})"
-    words = w.phenotype_words(g.phenotype, g.usable)
+    words = w.phenotype_words(g.phenotype, g.usable, g.gene)
     if g.acting and g.converted_by:
         words += " " + t(
             "phenoconverted",

@@ -88,12 +88,26 @@ PHENOTYPE_WORDS: Final[dict[str, str]] = {
     "Ultrarapid Metabolizer": "Your body breaks down some medicines much faster than most people.",
     "positive": "You carry this gene variant: some medicines can cause a severe skin reaction.",
     "negative": "You do not carry this gene variant.",
+    "Malignant Hyperthermia Susceptibility": (
+        "Some anaesthetic gases and the muscle relaxant succinylcholine can cause a "
+        "life-threatening reaction (malignant hyperthermia) in you: tell every anaesthetist."
+    ),
 }
 #: A result the service could not use (indeterminate, unreadable): said, never left out.
 PHENOTYPE_UNCLEAR: Final = (
     "This result is unclear. Until a clearer test is done, your doctor will follow the "
     "careful advice for the medicines it concerns."
 )
+#: An unclear result of a gene whose results only ever add a warning (CPIC: "uncertain
+#: susceptibility" carries no advice of its own, and does not rule the risk out).
+PHENOTYPE_UNCLEAR_BY_GENE: Final[dict[str, str]] = {
+    gene: (
+        "A change was found in this gene whose meaning is not known yet. It neither shows "
+        "nor rules out a risk of a dangerous reaction to some anaesthetics (malignant "
+        "hyperthermia): tell every anaesthetist about it."
+    )
+    for gene in ("RYR1", "CACNA1S")
+}
 #: Above, when the phenotype has no entry (e.g. a low-function OPRM1 result).
 PHENOTYPE_OTHER: Final = "Result: {phenotype}."
 #: What the result is called on the wallet card (short).
@@ -142,9 +156,9 @@ def text(key: str, **values: str) -> str:
     return words.format(**values) if values else words
 
 
-def phenotype_words(phenotype: str, usable: bool = True) -> str:
+def phenotype_words(phenotype: str, usable: bool = True, gene: str | None = None) -> str:
     if not usable:
-        return PHENOTYPE_UNCLEAR
+        return PHENOTYPE_UNCLEAR_BY_GENE.get(gene or "", PHENOTYPE_UNCLEAR)
     return PHENOTYPE_WORDS.get(phenotype) or PHENOTYPE_OTHER.format(phenotype=phenotype)
 
 

@@ -69,7 +69,7 @@ def test_page_shows_each_gene_and_the_card_s_decisions(patient, engine, fhir, si
         if line.readings:  # results that disagree: said, with each result
             assert wording.text("disagree") in text
         else:
-            assert wording.phenotype_words(line.phenotype, line.usable) in text
+            assert wording.phenotype_words(line.phenotype, line.usable, line.gene) in text
         assert line.date and line.date in text
     # the card counts "N pain drugs affected": the page lists those N drugs
     counted = re.search(r"(\d+) pain drugs? affected", patient["patient_view"]["summary"])
@@ -194,3 +194,21 @@ def test_every_word_comes_from_the_wording_module():
     source = (ROOT / "cds_service" / "summary" / "page.py").read_text()
     used = set(re.findall(r"""t\(\s*["']([a-z_]+)["']""", source))
     assert used and used <= set(wording.EN)
+
+
+def test_a_result_that_changes_no_advice_is_still_listed_and_called_unclear(
+    engine, fhir, signing_jwk
+):
+    """An RYR1 variant of uncertain significance gives no patient-view card (CPIC: no advice
+    of its own), but the patient's record must not hide it: the page lists the gene, the
+    variant and that the result is unclear (it does not rule susceptibility out)."""
+    fhir.load("pgx-ryr1-vus")
+    summary, _ = summarise(engine, BASE, TOKEN, "pgx-ryr1-vus")
+    assert summary.card_summary is None and summary.drugs == []
+    (line,) = summary.genes
+    assert line.gene == "RYR1" and not line.usable and line.diplotype
+    made = document(summary, engine.knowledge, _Keys(signing_jwk), "https://cds.example.org/")
+    text = _text(made.html)
+    assert 'data-gene="RYR1"' in made.html and line.diplotype in text
+    said = wording.phenotype_words(line.phenotype, line.usable, line.gene)
+    assert said in text and "neither shows nor rules out" in said
