@@ -498,7 +498,14 @@ def main() -> None:
         with fhir_server() as base:
             fhir = fhir_path(base, servers["sqlite"], runs) if base else None
     report(
-        paths, measured, logged, rss, fhir, len(alerting), postgres is not None or args.no_postgres
+        paths,
+        measured,
+        logged,
+        rss,
+        fhir,
+        len(alerting),
+        postgres is not None or args.no_postgres,
+        args.connections,
     )
     print("\nin-process cost of one call as it grows (Engine.evaluate, p50 ms):")
     print(f"  {'':<36} {'no card':>9} {'alerting':>9}")
@@ -514,6 +521,7 @@ def report(
     fhir: tuple[float, float, float, int] | None,
     body_bytes: int,
     postgres_tried: bool,
+    connections: int,
 ) -> None:
     tool = measured[paths[0].name][0].tool
     print(f"\nprefetch path ({tool}; body {body_bytes // 1024} KB, 31 genomic results)")
@@ -554,12 +562,13 @@ def report(
             )
         )
     for key, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
-        answered = sum(
-            x.requests for p in paths if p.server == key and p.alerting for x in measured[p.name]
-        )
+        runs = [x for p in paths if p.server == key and p.alerting for x in measured[p.name]]
+        answered = sum(x.requests for x in runs)
         if key in logged:
+            # (the load generator stops with calls in flight: answered, logged, not counted)
             print(
                 f"  card log on {label}: {logged[key]} cards written for {answered} alerting calls"
+                f" answered, {len(runs) * connections} at most in flight when runs stopped"
             )
     if not postgres_tried:
         print("  card log on PostgreSQL: skipped (no PostgreSQL server binaries: initdb, pg_ctl)")

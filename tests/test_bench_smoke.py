@@ -38,9 +38,14 @@ def test_load_bench_runs_and_reports():
     assert "pgx-cds serve, no card" in out
     assert "pgx-cds serve, alerting, card log on SQLite" in out
     assert ("alerting, card log on PostgreSQL" in out) or ("PostgreSQL: skipped" in out)
-    # every alerting call answered had its card written to the card log
-    for written, answered in re.findall(r"(\d+) cards written for (\d+) alerting calls", out):
-        assert written == answered
+    # every alerting call answered had its card written to the card log (and a call still in
+    # flight when a run stopped may have had its card written too)
+    found = re.findall(
+        r"(\d+) cards written for (\d+) alerting calls answered, (\d+) at most in flight", out
+    )
+    assert found
+    for written, answered, in_flight in found:
+        assert int(answered) <= int(written) <= int(answered) + int(in_flight)
     assert "memory per worker" in out
     assert "1000 results" in out and "100 draft order(s)" in out and "alerting" in out
 

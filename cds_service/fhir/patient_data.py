@@ -8,13 +8,14 @@ can be neither read nor fetched, the answer is 412 with a body naming what is mi
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
@@ -67,6 +68,13 @@ def valid_reference(reference: str) -> bool:
     return bool(REFERENCE.match(reference)) and reference.split("/")[1] not in (".", "..")
 
 
+@functools.lru_cache(maxsize=512)
+def _wire_param(param: str) -> str:
+    """``name=value`` with the value percent-encoded (commas, FHIR's "or", and escapes kept)."""
+    name, mark, value = param.partition("=")
+    return f"{name}={quote(value, safe=',%')}" if mark else param
+
+
 class FhirClient:
     """Minimal read-only FHIR client: bearer token, page bound, and one time budget and a
     size cap for all its reads (one client serves one hook call)."""
@@ -95,12 +103,22 @@ class FhirClient:
     def __repr__(self) -> str:
         return f"FhirClient({self.base_url!r})"
 
+    def search_url(self, query: str) -> str:
+        """The URL of a search (``Type?params``) as sent: each parameter's value
+        percent-encoded (``code=http%3A%2F%2Floinc.org%7C…``). Servers read both forms alike,
+        but a proxy in front of one may not: the SMART launcher's FHIR proxy collapses the
+        ``//`` of a system URI left as written, and the search then finds nothing."""
+        kind, mark, params = query.partition("?")
+        if not mark:
+            return self.base_url + query
+        return f"{self.base_url}{kind}?{'&'.join(_wire_param(p) for p in params.split('&'))}"
+
     def send_ahead(self, queries: Iterable[str], pool: Executor) -> None:
         """Start the reads of ``queries`` (searches ``Type?…``, reads ``Type/id``) now, all at
         once (``reads.send_get``); ``search`` or ``read`` of the same query later takes
         its answer. What is not taken is dropped by ``close``."""
         for query in queries:
-            url = self.base_url + query
+            url = self.search_url(query)
             if (
                 url in self._sent
                 or ("?" not in query and not valid_reference(query))
@@ -131,8 +149,8 @@ class FhirClient:
         """All resources of a search (``Type?params``), following ``next`` within the bound;
         with ``first_page``, those of its first page only (a search sorted newest first)."""
         if not first_page:
-            return self.follow(self.base_url + query, trace)
-        found = bundle_resources(self._get(self.base_url + query))
+            return self.follow(self.search_url(query), trace)
+        found = bundle_resources(self._get(self.search_url(query)))
         trace.add("fetch", f"read {len(found)} resources (first page of {query.split('?')[0]})")
         return found
 

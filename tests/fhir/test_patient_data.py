@@ -61,6 +61,21 @@ def test_without_prefetch_the_service_queries_with_the_bearer_token(call):
 
 
 @responses.activate
+def test_search_values_are_sent_percent_encoded(call):
+    """``code=http%3A%2F%2Floinc.org%7C…``: a proxy in front of the FHIR server (the SMART
+    launcher's) collapses the ``//`` of a system URI sent as written, and then finds nothing.
+    FHIR's "or" commas stay as they are."""
+    responses.get(SEARCH, json=bundle(UM))
+    status, _ = call(codeine_request(fhir_server=FHIR, token="t"))
+    assert status == 200
+    [sent] = [c for c in responses.calls if is_results_search(c.request.url)]
+    query = sent.request.url.split("?", 1)[1]
+    assert "//" not in query and "|" not in query and ":" not in query
+    assert query.startswith("patient=pat-1&code=http%3A%2F%2F") and "%7C84413-4," in query
+    assert ",http%3A%2F%2Floinc.org%7C" in query
+
+
+@responses.activate
 def test_partial_prefetch_fetches_only_the_missing_key(call):
     """Patient prefetched, genomic results not: the service fetches those itself."""
     responses.get(SEARCH, json=bundle(UM))

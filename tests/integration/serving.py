@@ -94,16 +94,17 @@ def _wait_for_port(proc: subprocess.Popen[str], log_path: Path) -> int:
 
 
 @contextmanager
-def run_fhir_server(token: str) -> Iterator[tuple[str, Path]]:
-    """The test FHIR server, running: its base URL (``http://127.0.0.1:<port>/fhir``; every
-    request needs ``Authorization: Bearer <token>``) and its stderr log."""
+def run_fhir_server(token: str, base_path: str = "/fhir") -> Iterator[tuple[str, Path]]:
+    """The test FHIR server, running: its base URL (``http://127.0.0.1:<port>/fhir``, or
+    ``base_path``; every request needs ``Authorization: Bearer <token>``, any with ``none``)
+    and its stderr log."""
     tools = node_and_npm()
     if tools is None:
         raise HarnessError("Node.js and npm are needed for the FHIR test server")
     node, npm = tools
     if _npm_install_needed():
         _npm_install(npm)
-    env = {**os.environ, "FHIR_TOKEN": token, "PORT": "0"}
+    env = {**os.environ, "FHIR_TOKEN": token, "PORT": "0", "FHIR_BASE_PATH": base_path}
     log_dir = Path(tempfile.mkdtemp(prefix="fhir-server-"))
     log_path = log_dir / "stderr.log"
     with open(log_path, "w") as stderr:
@@ -118,7 +119,7 @@ def run_fhir_server(token: str) -> Iterator[tuple[str, Path]]:
         )
     try:
         port = _wait_for_port(proc, log_path)
-        yield f"http://127.0.0.1:{port}/fhir", log_path
+        yield f"http://127.0.0.1:{port}{base_path}", log_path
     finally:
         stop_process(proc)
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -171,11 +172,15 @@ class Service:
 
 
 def start_service(
-    env: dict[str, str], *args: str, wait: bool = True, keep_log: bool = True
+    env: dict[str, str],
+    *args: str,
+    wait: bool = True,
+    keep_log: bool = True,
+    port: int | None = None,
 ) -> Service:
-    """``pgx-cds serve`` on a free port; ``keep_log=False`` (benchmarks): its log is dropped
-    rather than written to a file."""
-    port = free_port()
+    """``pgx-cds serve`` on ``port`` (default: a free one); ``keep_log=False`` (benchmarks):
+    its log is dropped rather than written to a file."""
+    port = port or free_port()
     stderr = tempfile.TemporaryFile("w+") if keep_log else None  # noqa: SIM115 (lives as long as the service)
     proc = subprocess.Popen(
         [PGX_CDS, "serve", "--port", str(port), *args],

@@ -1,7 +1,9 @@
 // Minimal FHIR R4 test server: Medplum's FhirRouter + in-memory repository behind node:http.
 // Usage: node server.mjs [port]   (or PORT env; 0 = pick a free port)
-// Every request needs "Authorization: Bearer $FHIR_TOKEN" (default "test-token").
-// Base URL: http://127.0.0.1:<port>/fhir. Prints "LISTENING <port>" once ready.
+// Every request needs "Authorization: Bearer $FHIR_TOKEN" (default "test-token"); FHIR_TOKEN=none
+// lets every request in (behind the SMART launcher, whose FHIR proxy checks its own tokens and
+// forwards without them, as an open sandbox server expects).
+// Base URL: http://127.0.0.1:<port>/fhir (FHIR_BASE_PATH). Prints "LISTENING <port>" once ready.
 import http from 'node:http';
 import { WebSocket } from 'ws';
 
@@ -22,7 +24,8 @@ for (const file of SEARCH_PARAMETER_BUNDLE_FILES) {
 
 const TOKEN = process.env.FHIR_TOKEN || 'test-token';
 const PORT = Number(process.argv[2] ?? process.env.PORT ?? 0);
-const BASE_PATH = '/fhir';
+// FHIR_BASE_PATH: where the FHIR API is ('/fhir'; '' at the root, as the SMART launcher expects)
+const BASE_PATH = process.env.FHIR_BASE_PATH ?? '/fhir';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const router = new FhirRouter();
 const repo = new MemoryRepository();
@@ -108,11 +111,11 @@ function addSearchLinks(bundle, resourceType, query, baseUrl) {
 }
 
 async function handle(req, res) {
-  if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+  if (TOKEN !== 'none' && req.headers.authorization !== `Bearer ${TOKEN}`) {
     return send(res, 401, outcome('login', 'Missing or invalid bearer token'));
   }
   const url = new URL(req.url, `http://${req.headers.host || '127.0.0.1'}`);
-  if (url.pathname !== BASE_PATH && !url.pathname.startsWith(BASE_PATH + '/')) {
+  if (BASE_PATH && url.pathname !== BASE_PATH && !url.pathname.startsWith(BASE_PATH + '/')) {
     return send(res, 404, outcome('not-found', `Unknown path ${url.pathname}`));
   }
   const path = url.pathname.slice(BASE_PATH.length).replace(/^\/+|\/+$/g, '');
