@@ -34,11 +34,16 @@ from ..fhir.reads import bounded_get
 
 COOKIE = "pgx_smart_launch"
 COOKIE_SECONDS = 600
-SCOPE = "launch openid fhirUser patient/Patient.read patient/Observation.read"
-#: what the page's patient-view call reads besides results (the age and chart rules)
-EXTRA_SCOPES = (
-    "patient/MedicationRequest.read patient/MedicationStatement.read "
-    "patient/Condition.read patient/Procedure.read"
+#: The launch context and the user; then read access to what the page reads: the patient and
+#: results, and what its patient-view call reads besides (the age and chart rules).
+CONTEXT_SCOPES = "launch openid fhirUser"
+READ = (
+    "Patient",
+    "Observation",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Condition",
+    "Procedure",
 )
 HTTP_SECONDS = 10.0
 MAX_BYTES = 256 * 1024
@@ -121,6 +126,19 @@ def _json(session: requests.Session, url: str) -> dict[str, Any]:
     return found
 
 
+def scopes(config: dict[str, Any]) -> str:
+    """The scopes asked for: SMART v1's ``patient/X.read``, or v2's ``patient/X.rs`` where the
+    EHR's configuration says it grants v2 permissions only (``capabilities``)."""
+    capabilities = config.get("capabilities")
+    v2_only = (
+        isinstance(capabilities, list)
+        and "permission-v2" in capabilities
+        and "permission-v1" not in capabilities
+    )
+    suffix = "rs" if v2_only else "read"
+    return " ".join([CONTEXT_SCOPES, *(f"patient/{kind}.{suffix}" for kind in READ)])
+
+
 def start(
     session: requests.Session,
     iss: str,
@@ -147,7 +165,7 @@ def start(
             "client_id": client_id,
             "redirect_uri": redirect_uri,
             "launch": launch,
-            "scope": f"{SCOPE} {EXTRA_SCOPES}",
+            "scope": scopes(config),
             "state": state,
             "aud": iss,
             "code_challenge": challenge(verifier),

@@ -64,6 +64,28 @@ def test_launch_sends_the_browser_to_the_ehr_with_pkce(app_client):
     assert query["code_challenge"] not in cookie
 
 
+@pytest.mark.parametrize(
+    ("capabilities", "suffix"),
+    [
+        (None, "read"),
+        (["launch-ehr", "permission-v1", "permission-v2"], "read"),
+        (["launch-ehr", "permission-v2"], "rs"),
+    ],
+)
+def test_scopes_are_v2_only_for_an_ehr_that_grants_v2_only(app_client, fhir, capabilities, suffix):
+    """Read access to all the page reads: SMART v1 scopes, or v2's where the EHR's
+    configuration lists permission-v2 and not permission-v1 (an EHR that knows v1 only would
+    not grant ``.rs``)."""
+    if capabilities is not None:
+        fhir.smart_config = {**fhir.smart_config, "capabilities": capabilities}
+    query, _ = _launch(app_client)
+    asked = query["scope"].split()
+    assert asked[:3] == ["launch", "openid", "fhirUser"]
+    reads = {"Patient", "Observation", "MedicationRequest", "MedicationStatement"}
+    reads |= {"Condition", "Procedure"}
+    assert set(asked[3:]) == {f"patient/{kind}.{suffix}" for kind in reads}
+
+
 def test_callback_exchanges_the_code_and_serves_the_page(app_client, fhir, caplog):
     query, _ = _launch(app_client)
     exchanged = {}
