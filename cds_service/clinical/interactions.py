@@ -33,7 +33,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 from ..core.trace import Trace
 from ..core.wording import number, with_article
@@ -210,16 +209,30 @@ def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
     return None
 
 
-@lru_cache(maxsize=4096)
+#: Medication texts remembered per knowledge (``_inhibitor_in``), of at most ``MAX_TEXT_READ``
+#: characters each: 2 million characters at most.
+MAX_TEXTS_KEPT = 4096
+
+
 def _inhibitor_in(text: str, knowledge: Knowledge) -> str | None:
     """The inhibitor a medication text names, not negated ("non-paroxetine"), if any.
     The same texts come back call after call (the drug being ordered, the patient's list), so
-    each is searched once (4,096 texts of at most ``MAX_TEXT_READ`` characters: 2 million)."""
+    each is searched once (``Knowledge.inhibitor_texts``; emptied when full)."""
+    kept = knowledge.inhibitor_texts
+    try:
+        return kept[text]
+    except KeyError:
+        pass
+    named = None
     lowered = text.lower()
     for found in knowledge.inhibitor_names.finditer(lowered):
         if not negated_at(lowered, found.start(), found.end()):
-            return knowledge.inhibitor_named[found.group(0)]  # "paxil" -> paroxetine
-    return None
+            named = knowledge.inhibitor_named[found.group(0)]  # "paxil" -> paroxetine
+            break
+    if len(kept) >= MAX_TEXTS_KEPT:
+        kept.clear()
+    kept[text] = named
+    return named
 
 
 def phenoconvert(

@@ -184,6 +184,13 @@ class Knowledge:
     # -- queries used on the hot path -------------------------------------------------
 
     @cached_property
+    def inhibitor_texts(self) -> dict[str, str | None]:
+        """Medication texts already searched for an inhibitor, and what each named
+        (``clinical.interactions``: the same texts come back call after call). Kept here, not
+        in a module-wide cache keyed by the knowledge, so that it goes with this knowledge."""
+        return {}
+
+    @cached_property
     def covered_drugs(self) -> frozenset[str]:
         """Drugs with at least one recommendation row (the only ones that can alert)."""
         return frozenset(r.drug for r in self.recommendations)
