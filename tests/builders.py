@@ -356,3 +356,25 @@ def shown(markdown: str) -> str:
 #: A hashing key for the card log as a site makes one (``openssl rand -hex 32``): required
 #: with client authentication.
 HASH_KEY = "3f1c9a7be24d5086c1f7e9a2b4d6083e5a7c9e1f3b5d7092a4c6e8f0b2d4f617"
+
+
+def codeine_cards(
+    client: Any,
+    order: str = "rx-1",
+    *,
+    phenotype: str = "Ultrarapid Metabolizer",
+    hook: str = "order-select",
+    patient: str = PATIENT,
+) -> list[dict[str, Any]]:
+    """The cards a Flask test client's service answers for an acetaminophen/codeine order
+    (``order`` its id) of a patient with a CYP2D6 ``phenotype`` result (the answer must be
+    a 200)."""
+    body = hook_request(
+        hook,
+        [med_order(APAP_CODEINE, order_id=order, patient=patient)],
+        prefetch=with_results(phenotype_obs(phenotype, patient=patient)),
+        patient=patient,
+    )
+    answer = client.post(f"/cds-services/pgx-{hook}", json=body)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return list(answer.get_json()["cards"])

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import threading
 
-from builders import APAP_CODEINE, HASH_KEY, hook_request, med_order, phenotype_obs, with_results
+from builders import (
+    HASH_KEY,
+    codeine_cards,
+)
 from migrating import upgrade_to
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
@@ -77,17 +80,6 @@ def test_one_item_sent_at_once_by_five_replicas_is_stored_once(postgres_url):
     assert len(stores[0].all()) == 1
 
 
-def _codeine(client, order: str = "rx-1") -> list[dict]:
-    body = hook_request(
-        "order-select",
-        [med_order(APAP_CODEINE, order_id=order)],
-        prefetch=with_results(phenotype_obs("Ultrarapid Metabolizer")),
-    )
-    answer = client.post("/cds-services/pgx-order-select", json=body)
-    assert answer.status_code == 200
-    return answer.get_json()["cards"]
-
-
 def test_cards_issued_while_postgresql_is_away_are_written_when_it_is_back(postgres_url):
     app = create_app(Settings(database_url=postgres_url, hash_key=HASH_KEY))
     client = app.test_client()
@@ -96,7 +88,7 @@ def test_cards_issued_while_postgresql_is_away_are_written_when_it_is_back(postg
     card_log.engine = create_engine(
         postgres_url.rsplit(":", 1)[0] + ":1/postgres", connect_args={"connect_timeout": 1}
     )
-    issued = [_codeine(client, f"rx-{i}")[0]["uuid"] for i in range(3)]
+    issued = [codeine_cards(client, f"rx-{i}")[0]["uuid"] for i in range(3)]
     assert not card_log.flush(timeout=0.5)
     card_log.engine = real
     assert card_log.flush(timeout=15)
@@ -106,10 +98,10 @@ def test_cards_issued_while_postgresql_is_away_are_written_when_it_is_back(postg
 def test_a_configured_key_leaves_no_key_in_postgresql(postgres_url):
     settings = Settings(database_url=postgres_url)
     testing = create_app(settings)  # testing mode: a key kept in the database
-    _codeine(testing.test_client())
+    codeine_cards(testing.test_client())
     assert testing.extensions["pgx"].store.card_log.flush(timeout=10)
     keyed = create_app(settings.model_copy(update={"hash_key": SecretStr(HASH_KEY)}))
-    _codeine(keyed.test_client(), "rx-2")
+    codeine_cards(keyed.test_client(), "rx-2")
     store = keyed.extensions["pgx"].store
     rows = store.card_log.all()
     with store.engine.connect() as conn:

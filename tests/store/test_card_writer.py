@@ -3,7 +3,7 @@ when it is back; cards really lost are counted in a metric."""
 
 from __future__ import annotations
 
-from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from builders import codeine_cards
 from hostile_server import closed_port
 from sqlalchemy import create_engine
 
@@ -11,15 +11,8 @@ from cds_service.store import card_writer
 from cds_service.web import metrics
 
 
-def _codeine(client, order: str) -> str:
-    body = hook_request(
-        "order-select",
-        [med_order(APAP_CODEINE, order_id=order)],
-        prefetch=with_results(phenotype_obs("Poor Metabolizer")),
-    )
-    answer = client.post("/cds-services/pgx-order-select", json=body)
-    assert answer.status_code == 200
-    [card] = answer.get_json()["cards"]
+def _uuid(client, order: str) -> str:
+    [card] = codeine_cards(client, order, phenotype="Poor Metabolizer")
     return card["uuid"]
 
 
@@ -35,10 +28,10 @@ def _down(card_log):
 
 def test_cards_issued_while_the_database_is_down_are_written_when_it_is_back(client, app):
     card_log = app.extensions["pgx"].store.card_log
-    before = _codeine(client, "rx-0")
+    before = _uuid(client, "rx-0")
     assert card_log.flush(timeout=5)
     real = _down(card_log)
-    during = [_codeine(client, f"rx-{i}") for i in range(1, 6)]  # still answered with cards
+    during = [_uuid(client, f"rx-{i}") for i in range(1, 6)]  # still answered with cards
     assert not card_log.flush(timeout=0.5)  # kept, not written, not dropped
     assert card_log._writer.waiting == 5
     card_log.engine = real  # the database is back
@@ -52,7 +45,7 @@ def test_past_the_limit_the_oldest_are_dropped_and_counted(client, app, monkeypa
     card_log = app.extensions["pgx"].store.card_log
     counted = metrics.CARDS_LOST._value.get()
     real = _down(card_log)
-    issued = [_codeine(client, f"rx-{i}") for i in range(5)]
+    issued = [_uuid(client, f"rx-{i}") for i in range(5)]
     card_log.flush(timeout=1.0)
     assert card_log.lost == 2
     assert metrics.CARDS_LOST._value.get() - counted == 2
@@ -65,7 +58,7 @@ def test_cards_still_waiting_at_exit_are_counted_as_lost(client, app, monkeypatc
     monkeypatch.setattr(card_writer, "EXIT_SECONDS", 0.3)
     card_log = app.extensions["pgx"].store.card_log
     _down(card_log)
-    _codeine(client, "rx-1")
+    _uuid(client, "rx-1")
     card_log._writer.close()  # (what atexit runs)
     assert card_log.lost == 1
 

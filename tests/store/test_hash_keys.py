@@ -13,7 +13,10 @@ import re
 import secrets
 
 import pytest
-from builders import APAP_CODEINE, HASH_KEY, hook_request, med_order, phenotype_obs, with_results
+from builders import (
+    HASH_KEY,
+    codeine_cards,
+)
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
@@ -28,19 +31,6 @@ SECURED = {
     "public_url": "https://cds.example.org",
     "fhir_servers": "https://ehr.example.org/fhir",
 }
-
-
-def _codeine(client, patient: str = "123456", order: str = "rx-1", hook: str = "order-select"):
-    body = hook_request(
-        hook,
-        [med_order(APAP_CODEINE, order_id=order, patient=patient)],
-        prefetch=with_results(phenotype_obs("Ultrarapid Metabolizer", patient=patient)),
-        patient=patient,
-    )
-    service = "pgx-order-select" if hook == "order-select" else "pgx-order-sign"
-    response = client.post(f"/cds-services/{service}", json=body)
-    assert response.status_code == 200
-    return response.get_json()["cards"]
 
 
 def _override(client, card_uuid: str) -> None:
@@ -130,12 +120,12 @@ def test_a_database_copy_holds_no_key_and_gives_no_patient_back(settings):
     patient id comes back by hashing every 6-digit id; with one, the copy holds no key."""
     ids = range(123_000, 124_000)  # (a slice of the million, to keep the test quick)
     testing = create_app(settings)
-    _codeine(testing.test_client())
+    codeine_cards(testing.test_client(), patient="123456")
     rows, stored = _database_copy(testing)
     assert _brute_force(rows, stored, ids) == {"123456"}  # why a key must live elsewhere
 
     keyed = create_app(settings.model_copy(update={"hash_key": SecretStr(NEW_KEY)}))
-    _codeine(keyed.test_client())
+    codeine_cards(keyed.test_client(), patient="123456")
     rows, stored = _database_copy(keyed)
     assert stored == []  # the key kept in the database before is deleted
     assert _brute_force([r for r in rows if r["key_id"] != "db"], stored, ids) == set()
@@ -144,18 +134,20 @@ def test_a_database_copy_holds_no_key_and_gives_no_patient_back(settings):
 
 def test_after_a_rotation_an_override_under_the_old_key_still_counts(settings):
     old = create_app(settings.model_copy(update={"hash_key": SecretStr(OLD_KEY)})).test_client()
-    [card] = _codeine(old)
+    [card] = codeine_cards(old, patient="123456")
     _override(old, card["uuid"])
 
     rotated_settings = settings.model_copy(update={"hash_key": SecretStr(f"{NEW_KEY},{OLD_KEY}")})
     rotated = create_app(rotated_settings).test_client()
-    assert _codeine(rotated, hook="order-sign") == []  # same order, same session: suppressed
-    assert len(_codeine(rotated, order="rx-2")) == 1  # another order: shown, new key
+    # same order, same session: suppressed; another order: shown, under the new key
+    assert codeine_cards(rotated, hook="order-sign", patient="123456") == []
+    assert len(codeine_cards(rotated, order="rx-2", patient="123456")) == 1
     rows, _ = _database_copy(rotated.application)
     assert len({r["key_id"] for r in rows}) == 2
 
     dropped = settings.model_copy(update={"hash_key": SecretStr(NEW_KEY)})
-    assert len(_codeine(create_app(dropped).test_client(), hook="order-sign")) == 1
+    again = codeine_cards(create_app(dropped).test_client(), hook="order-sign", patient="123456")
+    assert len(again) == 1
 
 
 def test_a_digest_is_the_hmac_sha256_of_its_parts_under_each_key():

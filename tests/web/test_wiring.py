@@ -7,22 +7,12 @@ from __future__ import annotations
 import threading
 import time
 
-from builders import APAP_CODEINE, hook_request, med_order, phenotype_obs, with_results
+from builders import codeine_cards
 from sqlalchemy import func, select
 
 from cds_service.store.tables import hook_calls_table
 from cds_service.web.app import create_app
 from cds_service.web.wiring import services
-
-
-def _codeine(client, order: str) -> None:
-    body = hook_request(
-        "order-select",
-        [med_order(APAP_CODEINE, order_id=order)],
-        prefetch=with_results(phenotype_obs("Poor Metabolizer")),
-    )
-    answer = client.post("/cds-services/pgx-order-select", json=body)
-    assert answer.status_code == 200 and answer.get_json()["cards"]
 
 
 def _threads_started_since(before: set[threading.Thread]) -> set[str]:
@@ -38,7 +28,7 @@ def test_a_closed_app_has_written_its_cards_and_counts_and_left_no_thread(settin
     before = set(threading.enumerate())
     app = create_app(settings)
     client = app.test_client()
-    _codeine(client, "o1")
+    codeine_cards(client, "o1", phenotype="Poor Metabolizer")
     wired = services(app)
     assert _threads_started_since(before), "the call started no background thread"
 
@@ -54,7 +44,7 @@ def test_a_closed_app_has_written_its_cards_and_counts_and_left_no_thread(settin
 def test_a_closed_app_still_answers_and_logs(settings):
     app = create_app(settings)
     client = app.test_client()
-    _codeine(client, "o1")
+    codeine_cards(client, "o1", phenotype="Poor Metabolizer")
     services(app).close()
-    _codeine(client, "o2")
+    codeine_cards(client, "o2", phenotype="Poor Metabolizer")
     assert len(services(app).store.card_log.all()) == 2
