@@ -37,17 +37,20 @@ def document(
     now: float | None = None,
 ) -> Document:
     """The page for ``summary`` with its card signed by ``keys`` for ``public_url`` (no card
-    without either: the page says so)."""
+    without either, and none without a result: a signed card that holds no result could be
+    read as "tested, nothing found"; the page says why)."""
     issuer = issuer_of(public_url)
     card, problem = None, None
-    if keys is None or issuer is None:
+    if not summary.genes:
+        problem = "no pharmacogenomic result on file: no card to sign"
+    elif keys is None or issuer is None:
         problem = "no PGX_CDS_PUBLIC_URL: the card cannot name its issuer"
     else:
         try:
             card = shc.issue(bundle(summary, knowledge), issuer, keys.signing(), now)
         except shc.CardError as exc:
             problem = str(exc)
-    if problem:
+    if problem and summary.genes:
         log.warning("patient summary without a SMART Health Card: %s", problem)
     svg = shc.qr_svg(card, title=text("qr_alt")) if card else None
     return Document(page.render(summary, qr_svg=svg, issuer=issuer), card, problem)

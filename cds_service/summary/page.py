@@ -55,7 +55,8 @@ th { background: #eef2f6; }
 
 def render(summary: Summary, *, qr_svg: str | None = None, issuer: str | None = None) -> str:
     """The page for ``summary``; ``qr_svg`` the SMART Health Card's QR code (an ``<svg>``
-    element from ``shc.qr_svg``), None when the service cannot sign (no public URL)."""
+    element from ``shc.qr_svg``), None when there is no card (no result to carry, or no public
+    URL to sign for)."""
     t = w.text
     parts = [
         "<!DOCTYPE html>",
@@ -69,7 +70,7 @@ def render(summary: Summary, *, qr_svg: str | None = None, issuer: str | None = 
         f'<p class="warn">{escape(t("never_stop"))}</p>',
         *_results(summary),
         *_drugs(summary),
-        *_qr(qr_svg),
+        *_qr(qr_svg, bool(summary.genes)),
         *_wallet(summary, qr_svg, issuer),
         *_clinician(summary),
         "</body></html>",
@@ -183,10 +184,11 @@ def _drugs(summary: Summary) -> list[str]:
     return out
 
 
-def _qr(qr_svg: str | None) -> list[str]:
+def _qr(qr_svg: str | None, results: bool) -> list[str]:
     t = w.text
     if qr_svg is None:
-        return [f'<p class="small">{escape(t("card_unsigned"))}</p>']
+        why = t("card_unsigned") if results else t("card_no_results")
+        return [f'<p class="small">{escape(why)}</p>']
     return [
         f'<div class="qr" role="img" aria-label="{escape(t("qr_alt"))}">{qr_svg}</div>',
         f'<p class="small">{escape(t("card_scan"))}</p>',

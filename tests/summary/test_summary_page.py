@@ -169,6 +169,17 @@ def test_no_results_gives_a_page_that_says_so(engine, fhir):
     assert wording.text("no_results") in _text(page.render(summary))
 
 
+def test_no_results_gives_no_signed_card(engine, fhir, signing_jwk):
+    """A signed card that holds no result could be read as "tested, nothing found": none is
+    made, and the page says why there is no QR code."""
+    fhir.load("pgx-no-results")
+    summary, _ = summarise(engine, BASE, TOKEN, "pgx-no-results")
+    made = document(summary, engine.knowledge, _Keys(signing_jwk), "https://cds.example.org/")
+    assert made.card is None and "no pharmacogenomic result" in str(made.problem)
+    assert "<svg" not in made.html
+    assert wording.text("card_no_results") in _text(made.html)
+
+
 def test_words_from_the_record_are_escaped(engine, fhir):
     fhir.load("pgx-cyp2d6-pm")
     patient = next(r for r in fhir.resources if r["resourceType"] == "Patient")
