@@ -41,8 +41,9 @@ def document(
     read as "tested, nothing found"; the page says why)."""
     issuer = issuer_of(public_url)
     card, problem = None, None
-    if not summary.genes:
-        problem = "no pharmacogenomic result on file: no card to sign"
+    carried = any(g.usable for g in summary.genes)  # (the card carries clear results only)
+    if not carried:
+        problem = "no clear pharmacogenomic result on file: no card to sign"
     elif keys is None or issuer is None:
         problem = "no PGX_CDS_PUBLIC_URL: the card cannot name its issuer"
     else:
@@ -50,7 +51,7 @@ def document(
             card = shc.issue(bundle(summary, knowledge), issuer, keys.signing(), now)
         except shc.CardError as exc:
             problem = str(exc)
-    if problem and summary.genes:
+    if problem and carried:
         log.warning("patient summary without a SMART Health Card: %s", problem)
     svg = shc.qr_svg(card, title=text("qr_alt")) if card else None
     return Document(page.render(summary, qr_svg=svg, issuer=issuer), card, problem)

@@ -70,7 +70,7 @@ def render(summary: Summary, *, qr_svg: str | None = None, issuer: str | None = 
         f'<p class="warn">{escape(t("never_stop"))}</p>',
         *_results(summary),
         *_drugs(summary),
-        *_qr(qr_svg, bool(summary.genes)),
+        *_qr(qr_svg, any(g.usable for g in summary.genes)),
         *_wallet(summary, qr_svg, issuer),
         *_clinician(summary),
         "</body></html>",

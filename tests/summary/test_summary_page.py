@@ -175,7 +175,7 @@ def test_no_results_gives_no_signed_card(engine, fhir, signing_jwk):
     fhir.load("pgx-no-results")
     summary, _ = summarise(engine, BASE, TOKEN, "pgx-no-results")
     made = document(summary, engine.knowledge, _Keys(signing_jwk), "https://cds.example.org/")
-    assert made.card is None and "no pharmacogenomic result" in str(made.problem)
+    assert made.card is None and "no clear pharmacogenomic result" in str(made.problem)
     assert "<svg" not in made.html
     assert wording.text("card_no_results") in _text(made.html)
 
@@ -223,3 +223,5 @@ def test_a_result_that_changes_no_advice_is_still_listed_and_called_unclear(
     assert 'data-gene="RYR1"' in made.html and line.diplotype in text
     said = wording.phenotype_words(line.phenotype, line.usable, line.gene)
     assert said in text and "neither shows nor rules out" in said
+    # (the card carries clear results only: none here, and the page says why it has no QR)
+    assert made.card is None and wording.text("card_no_results") in text
