@@ -80,7 +80,11 @@ def test_page_shows_each_gene_and_the_card_s_decisions(patient, engine, fhir, si
         assert f'data-drug="{d.drug}"' in made.html
         assert d.recommendation in text  # the clinician's section: the guideline's advice
         assert d.url is not None and f'href="{d.url}"' in made.html
-    # the QR holds a card of these genes, issued by the public URL
+    # the QR holds a card of these genes, issued by the public URL (clear results only: none
+    # here is no card, and the page says why)
+    if not any(g.usable for g in summary.genes):
+        assert made.card is None and wording.text("card_no_results") in text
+        return
     assert made.card is not None
     verified = shc.verify(made.card, {"keys": [signing_key(signing_jwk).public_jwk]})
     assert verified.issuer == "https://cds.example.org"
