@@ -473,6 +473,7 @@ def main() -> None:
             **{key: stack.enter_context(service(url, args.workers)) for key, url in urls.items()},
         }
         check_answers(servers, quiet, alerting)
+        time.sleep(1.0)  # (the check's cards written first: the writers write within 0.2 s)
         logged_before = {key: cards_logged(url) for key, url in urls.items()}
         paths = [
             Path_("trivial Flask app, gunicorn's default (sync)", "sync", quiet),
