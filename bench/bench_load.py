@@ -526,6 +526,12 @@ def report(
 ) -> None:
     tool = measured[paths[0].name][0].tool
     print(f"\nprefetch path ({tool}; body {body_bytes // 1024} KB, 31 genomic results)")
+    if tool == "python":
+        print(
+            "  (no wrk: the Python load generator shares the machine's cores with the servers "
+            "and slows the trivial app more than the service, so its ratios flatter the "
+            "service; install wrk for figures to set against the goals)"
+        )
     print(
         f"{'':<56} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}   {'vs sync':>13}   "
         f"{'vs own settings':>15}   req/s of rounds"
