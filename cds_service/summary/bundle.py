@@ -10,6 +10,11 @@ this service reads them (``genomics.result_reading``).
   metabolism", a LOINC answer) as components; a gene with a reported phenotype only is a
   phenotype result (53040-2) with the gene studied; an HLA allele is a presence result (its
   LOINC code, answer Present / Absent). The test date is the result's ``effectiveDateTime``.
+* A typing the service could not use (low-resolution HLA typing, a variant of uncertain
+  significance) is carried as typed: a genotype (84413-4) whose value is the typing as the
+  lab wrote it (``valueString``: it names no PharmVar diplotype) with the gene studied, and
+  no phenotype. A reader then sees the result and that it settles nothing; an unclear result
+  never travels as no result.
 
 No ids, no meta, no narrative, no display texts (the IG's minimisation), and ``fullUrl``
 ``resource:N`` with references to them.
@@ -46,6 +51,10 @@ def bundle(summary: Summary, knowledge: Knowledge) -> dict[str, Any]:
     entries = [{"fullUrl": "resource:0", "resource": patient}]
     for line in summary.genes:
         if not line.usable:
+            if line.diplotype:  # (typed, but unclear: carried as typed)
+                entries.append(
+                    {"fullUrl": f"resource:{len(entries)}", "resource": typed_as(line, knowledge)}
+                )
             continue
         # results that disagree: each one (a reader then sees the disagreement too)
         for observation in [gene_observation(x, knowledge) for x in _each_result(line)]:
@@ -128,6 +137,26 @@ def gene_observation(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
     return obs
 
 
+def typed_as(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
+    """An unclear result as the lab typed it (see the module's notes)."""
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [_coded(CATEGORY, "laboratory")],
+        "code": _coded(LOINC, GENOTYPE),
+        "subject": {"reference": "resource:0"},
+    }
+    _dated(obs, line)
+    obs["valueString"] = line.diplotype
+    obs["component"] = [_gene_component(line.gene, knowledge)]
+    return obs
+
+
+def carries(summary: Summary) -> bool:
+    """Does the card for ``summary`` carry a result (clear, or unclear but typed)?"""
+    return any(g.usable or g.diplotype for g in summary.genes)
+
+
 def _dated(obs: dict[str, Any], line: GeneLine) -> None:
     if line.date and _DATE.match(line.date):
         obs["effectiveDateTime"] = line.date
@@ -173,9 +202,12 @@ def genes_in(bundle_: dict[str, Any], knowledge: Knowledge) -> dict[str, dict[st
             if comp_code == GENE_STUDIED:
                 gene = by_hgnc.get(value or "") or _text(comp.get("valueCodeableConcept"))
             elif comp_code == GENOTYPE:
-                facts["genotype"] = (value or "").split(" ", 1)[-1]
+                typed = value or str(comp.get("valueString") or "")
+                facts["genotype"] = typed.split(" ", 1)[-1] if value else typed
             elif comp_code == PHENOTYPE:
                 facts["phenotype"] = phenotypes.get(value or "") or str(comp.get("valueString"))
+        if "genotype" in facts and "phenotype" not in facts:
+            facts["phenotype"] = "unclear (no phenotype given)"
         if isinstance(res.get("effectiveDateTime"), str):
             facts["date"] = res["effectiveDateTime"]
         if gene:

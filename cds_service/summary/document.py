@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..knowledge.loader import Knowledge
 from . import page, shc
 from .build import Summary
-from .bundle import bundle
+from .bundle import bundle, carries
 from .keys import Issuer
 from .wording import text
 
@@ -41,9 +41,9 @@ def document(
     read as "tested, nothing found"; the page says why)."""
     issuer = issuer_of(public_url)
     card, problem = None, None
-    carried = any(g.usable for g in summary.genes)  # (the card carries clear results only)
+    carried = carries(summary)
     if not carried:
-        problem = "no clear pharmacogenomic result on file: no card to sign"
+        problem = "no pharmacogenomic result on file to carry: no card to sign"
     elif keys is None or issuer is None:
         problem = "no PGX_CDS_PUBLIC_URL: the card cannot name its issuer"
     else:

@@ -15,6 +15,7 @@ from html import escape
 
 from . import wording as w
 from .build import DrugLine, GeneLine, Summary
+from .bundle import carries
 
 CSS = """
 :root { color-scheme: light; }
@@ -70,7 +71,7 @@ def render(summary: Summary, *, qr_svg: str | None = None, issuer: str | None = 
         f'<p class="warn">{escape(t("never_stop"))}</p>',
         *_results(summary),
         *_drugs(summary),
-        *_qr(qr_svg, any(g.usable for g in summary.genes)),
+        *_qr(qr_svg, carries(summary)),
         *_wallet(summary, qr_svg, issuer),
         *_clinician(summary),
         "</body></html>",

@@ -75,7 +75,7 @@ EN: Final[dict[str, str]] = {
     ),
     "card_issuer": "Issued by {issuer}",
     "card_unsigned": "(No QR code: this service has no public address to sign for.)",
-    "card_no_results": "(No QR code: there is no clear result to put in it.)",
+    "card_no_results": "(No QR code: there is no result to put in it.)",
     "print": "Print",
     "qr_alt": "SMART Health Card QR code of these results",
 }

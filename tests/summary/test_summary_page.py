@@ -80,16 +80,12 @@ def test_page_shows_each_gene_and_the_card_s_decisions(patient, engine, fhir, si
         assert f'data-drug="{d.drug}"' in made.html
         assert d.recommendation in text  # the clinician's section: the guideline's advice
         assert d.url is not None and f'href="{d.url}"' in made.html
-    # the QR holds a card of these genes, issued by the public URL (clear results only: none
-    # here is no card, and the page says why)
-    if not any(g.usable for g in summary.genes):
-        assert made.card is None and wording.text("card_no_results") in text
-        return
+    # the QR holds a card of these genes (unclear ones as typed), issued by the public URL
     assert made.card is not None
     verified = shc.verify(made.card, {"keys": [signing_key(signing_jwk).public_jwk]})
     assert verified.issuer == "https://cds.example.org"
     in_card = bundle.genes_in(verified.bundle, engine.knowledge)
-    assert set(in_card) == {g.gene for g in summary.genes if g.usable}
+    assert set(in_card) == {g.gene for g in summary.genes if g.usable or g.diplotype}
     # the service itself reads the card's results back as the same results
     observations = [e["resource"] for e in verified.bundle["entry"][1:]]
     for n, o in enumerate(observations):
@@ -99,7 +95,11 @@ def test_page_shows_each_gene_and_the_card_s_decisions(patient, engine, fhir, si
     assert {g: {r.phenotype for r in f.all_readings} for g, f in read.items()} == {
         g.gene: {r.phenotype for r in g.readings} or {g.phenotype}
         for g in summary.genes
-        if g.usable
+        if g.usable or g.diplotype
+    }
+    # (and an unclear result is read back as unclear, never as a usable one)
+    assert {g for g, f in read.items() if not f.actionable} == {
+        g.gene for g in summary.genes if not g.usable and g.diplotype
     }
     assert fhir.tokens and all(t == f"Bearer {TOKEN}" for t in fhir.tokens)
 
@@ -179,7 +179,7 @@ def test_no_results_gives_no_signed_card(engine, fhir, signing_jwk):
     fhir.load("pgx-no-results")
     summary, _ = summarise(engine, BASE, TOKEN, "pgx-no-results")
     made = document(summary, engine.knowledge, _Keys(signing_jwk), "https://cds.example.org/")
-    assert made.card is None and "no clear pharmacogenomic result" in str(made.problem)
+    assert made.card is None and "no pharmacogenomic result on file" in str(made.problem)
     assert "<svg" not in made.html
     assert wording.text("card_no_results") in _text(made.html)
 
@@ -227,5 +227,14 @@ def test_a_result_that_changes_no_advice_is_still_listed_and_called_unclear(
     assert 'data-gene="RYR1"' in made.html and line.diplotype in text
     said = wording.phenotype_words(line.phenotype, line.usable, line.gene)
     assert said in text and "neither shows nor rules out" in said
-    # (the card carries clear results only: none here, and the page says why it has no QR)
-    assert made.card is None and wording.text("card_no_results") in text
+    # the card carries it as typed, with no phenotype: a clinic reading it sees it settles
+    # nothing (and this service reads it back as unclear)
+    verified = shc.verify(made.card, {"keys": [signing_key(signing_jwk).public_jwk]})
+    carried = bundle.genes_in(verified.bundle, engine.knowledge)
+    assert carried["RYR1"]["genotype"] == line.diplotype
+    assert carried["RYR1"]["phenotype"].startswith("unclear")
+    observations = [e["resource"] for e in verified.bundle["entry"][1:]]
+    for n, o in enumerate(observations):
+        o.update(id=f"card-{n}", subject={"reference": "Patient/pgx-ryr1-vus"})
+    read = genomic_facts.summarise(observations, "pgx-ryr1-vus", engine.knowledge, Trace(), None)
+    assert not read["RYR1"].actionable
