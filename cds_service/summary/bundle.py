@@ -10,11 +10,12 @@ this service reads them (``genomics.result_reading``).
   metabolism", a LOINC answer) as components; a gene with a reported phenotype only is a
   phenotype result (53040-2) with the gene studied; an HLA allele is a presence result (its
   LOINC code, answer Present / Absent). The test date is the result's ``effectiveDateTime``.
-* A typing the service could not use (low-resolution HLA typing, a variant of uncertain
-  significance) is carried as typed: a genotype (84413-4) whose value is the typing as the
-  lab wrote it (``valueString``: it names no PharmVar diplotype) with the gene studied, and
-  no phenotype. A reader then sees the result and that it settles nothing; an unclear result
-  never travels as no result.
+* A result the service could not use (low-resolution HLA typing, a variant of uncertain
+  significance, an indeterminate phenotype) is carried as reported: a genotype (84413-4)
+  whose value is the typing as the lab wrote it (``valueString``: it names no PharmVar
+  diplotype) and no phenotype, or, without a typing, a phenotype result (53040-2) whose
+  value is the phenotype as reported; with the gene studied. A reader then sees the result
+  and that it settles nothing; an unclear result never travels as no result.
 
 No ids, no meta, no narrative, no display texts (the IG's minimisation), and ``fullUrl``
 ``resource:N`` with references to them.
@@ -50,11 +51,10 @@ def bundle(summary: Summary, knowledge: Knowledge) -> dict[str, Any]:
         patient["birthDate"] = summary.birth_date
     entries = [{"fullUrl": "resource:0", "resource": patient}]
     for line in summary.genes:
-        if not line.usable:
-            if line.diplotype:  # (typed, but unclear: carried as typed)
-                entries.append(
-                    {"fullUrl": f"resource:{len(entries)}", "resource": typed_as(line, knowledge)}
-                )
+        if not line.usable:  # (unclear: carried as reported)
+            entries.append(
+                {"fullUrl": f"resource:{len(entries)}", "resource": as_reported(line, knowledge)}
+            )
             continue
         # results that disagree: each one (a reader then sees the disagreement too)
         for observation in [gene_observation(x, knowledge) for x in _each_result(line)]:
@@ -137,24 +137,24 @@ def gene_observation(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
     return obs
 
 
-def typed_as(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
-    """An unclear result as the lab typed it (see the module's notes)."""
+def as_reported(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
+    """An unclear result as the lab reported it (see the module's notes)."""
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
         "category": [_coded(CATEGORY, "laboratory")],
-        "code": _coded(LOINC, GENOTYPE),
+        "code": _coded(LOINC, GENOTYPE if line.diplotype else PHENOTYPE),
         "subject": {"reference": "resource:0"},
     }
     _dated(obs, line)
-    obs["valueString"] = line.diplotype
+    obs["valueString"] = line.diplotype or line.phenotype
     obs["component"] = [_gene_component(line.gene, knowledge)]
     return obs
 
 
 def carries(summary: Summary) -> bool:
-    """Does the card for ``summary`` carry a result (clear, or unclear but typed)?"""
-    return any(g.usable or g.diplotype for g in summary.genes)
+    """Does the card for ``summary`` carry a result (every result, clear or not, is)?"""
+    return bool(summary.genes)
 
 
 def _dated(obs: dict[str, Any], line: GeneLine) -> None:

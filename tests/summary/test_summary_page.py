@@ -85,7 +85,7 @@ def test_page_shows_each_gene_and_the_card_s_decisions(patient, engine, fhir, si
     verified = shc.verify(made.card, {"keys": [signing_key(signing_jwk).public_jwk]})
     assert verified.issuer == "https://cds.example.org"
     in_card = bundle.genes_in(verified.bundle, engine.knowledge)
-    assert set(in_card) == {g.gene for g in summary.genes if g.usable or g.diplotype}
+    assert set(in_card) == {g.gene for g in summary.genes}
     # the service itself reads the card's results back as the same results
     observations = [e["resource"] for e in verified.bundle["entry"][1:]]
     for n, o in enumerate(observations):
@@ -93,13 +93,11 @@ def test_page_shows_each_gene_and_the_card_s_decisions(patient, engine, fhir, si
     read = genomic_facts.summarise(observations, patient["id"], engine.knowledge, Trace(), None)
     # (results that disagree are read back as disagreeing, with the same readings)
     assert {g: {r.phenotype for r in f.all_readings} for g, f in read.items()} == {
-        g.gene: {r.phenotype for r in g.readings} or {g.phenotype}
-        for g in summary.genes
-        if g.usable or g.diplotype
+        g.gene: {r.phenotype for r in g.readings} or {g.phenotype} for g in summary.genes
     }
     # (and an unclear result is read back as unclear, never as a usable one)
     assert {g for g, f in read.items() if not f.actionable} == {
-        g.gene for g in summary.genes if not g.usable and g.diplotype
+        g.gene for g in summary.genes if not g.usable
     }
     assert fhir.tokens and all(t == f"Bearer {TOKEN}" for t in fhir.tokens)
 
@@ -238,3 +236,20 @@ def test_a_result_that_changes_no_advice_is_still_listed_and_called_unclear(
         o.update(id=f"card-{n}", subject={"reference": "Patient/pgx-ryr1-vus"})
     read = genomic_facts.summarise(observations, "pgx-ryr1-vus", engine.knowledge, Trace(), None)
     assert not read["RYR1"].actionable
+
+
+def test_an_unclear_phenotype_reported_alone_travels_in_the_card_as_reported(engine):
+    """A result with no typing and a phenotype the service cannot use ("Indeterminate") is
+    carried too: a phenotype result whose value is the phenotype as reported, read back by
+    this service as unclear, never dropped from the card."""
+    from cds_service.summary.build import GeneLine, Summary
+
+    line = GeneLine(gene="CYP2D6", phenotype="Indeterminate", date="2024-01-02", usable=False)
+    summary = Summary("p1", "A B", "1970-01-01", [line], [], [], [], [], "k", "2026-12-07")
+    assert bundle.carries(summary)
+    made = bundle.bundle(summary, engine.knowledge)
+    assert bundle.genes_in(made, engine.knowledge)["CYP2D6"]["phenotype"] == "Indeterminate"
+    (obs,) = [e["resource"] for e in made["entry"][1:]]
+    obs.update(id="card-0", subject={"reference": "Patient/p1"})
+    read = genomic_facts.summarise([obs], "p1", engine.knowledge, Trace(), None)
+    assert not read["CYP2D6"].actionable
