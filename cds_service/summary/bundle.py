@@ -104,18 +104,24 @@ def _presence_code(marker: str, knowledge: Knowledge) -> str | None:
     return None
 
 
-def gene_observation(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
-    """One gene's result as an Observation (see the module's notes)."""
+def _observation(code: str, line: GeneLine) -> dict[str, Any]:
+    """An Observation of ``line``'s result with LOINC ``code``: everything but its value."""
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
         "category": [_coded(CATEGORY, "laboratory")],
+        "code": _coded(LOINC, code),
+        "subject": {"reference": "resource:0"},
     }
+    _dated(obs, line)
+    return obs
+
+
+def gene_observation(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
+    """One gene's result as an Observation (see the module's notes)."""
     presence = _presence_code(line.gene, knowledge)
     if presence is not None and line.phenotype in ("positive", "negative"):
-        obs["code"] = _coded(LOINC, presence)
-        obs["subject"] = {"reference": "resource:0"}
-        _dated(obs, line)
+        obs = _observation(presence, line)
         obs["valueCodeableConcept"] = _coded(
             LOINC, PRESENT if line.phenotype == "positive" else ABSENT
         )
@@ -123,15 +129,11 @@ def gene_observation(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
     gene = _gene_component(line.gene, knowledge)
     phenotype = _phenotype_value(line.phenotype, knowledge)
     if line.diplotype and "*" in line.diplotype:
-        obs["code"] = _coded(LOINC, GENOTYPE)
-        obs["subject"] = {"reference": "resource:0"}
-        _dated(obs, line)
+        obs = _observation(GENOTYPE, line)
         obs["valueCodeableConcept"] = _coded(PHARMVAR, f"{line.gene} {line.diplotype}")
         obs["component"] = [gene, {"code": _coded(LOINC, PHENOTYPE), **phenotype}]
         return obs
-    obs["code"] = _coded(LOINC, PHENOTYPE)
-    obs["subject"] = {"reference": "resource:0"}
-    _dated(obs, line)
+    obs = _observation(PHENOTYPE, line)
     obs.update(phenotype)
     obs["component"] = [gene]
     return obs
@@ -139,14 +141,7 @@ def gene_observation(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
 
 def as_reported(line: GeneLine, knowledge: Knowledge) -> dict[str, Any]:
     """An unclear result as the lab reported it (see the module's notes)."""
-    obs: dict[str, Any] = {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [_coded(CATEGORY, "laboratory")],
-        "code": _coded(LOINC, GENOTYPE if line.diplotype else PHENOTYPE),
-        "subject": {"reference": "resource:0"},
-    }
-    _dated(obs, line)
+    obs = _observation(GENOTYPE if line.diplotype else PHENOTYPE, line)
     obs["valueString"] = line.diplotype or line.phenotype
     obs["component"] = [_gene_component(line.gene, knowledge)]
     return obs
