@@ -59,6 +59,15 @@ def _read_qr(image: Path) -> list[str]:
         return [r.text for r in zxingcpp.read_barcodes(picture.convert("L"))]
 
 
+def pgx_cds(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``pgx-cds`` with ``args``, its output captured."""
+    return subprocess.run(
+        [PGX_CDS, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 @pytest.fixture
 def service(tmp_path: Path, fhir_server):
     port = free_port()
@@ -89,42 +98,14 @@ def test_the_card_read_from_the_rendered_page_verifies(service, fhir_server, tmp
     if chromium is None:
         pytest.skip("Chromium not found (PGX_CDS_CHROMIUM or chromium on PATH)")
     running, env = service
-    load = subprocess.run(
-        [PGX_CDS, "sandbox", "load", "--fhir", fhir_server.base_url],
-        env={**env, "PGX_CDS_FHIR_TOKEN": fhir_server.token},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    with_token = {**env, "PGX_CDS_FHIR_TOKEN": fhir_server.token}
+    load = pgx_cds("sandbox", "load", "--fhir", fhir_server.base_url, env=with_token)
     assert load.returncode == 0, load.stderr
     page = tmp_path / "summary.html"
-    made = subprocess.run(
-        [PGX_CDS, "summary", "--fhir-server", fhir_server.base_url, "--patient", PATIENT],
-        env={**env, "PGX_CDS_FHIR_TOKEN": fhir_server.token},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    reading = ("summary", "--fhir-server", fhir_server.base_url, "--patient", PATIENT)
+    made = pgx_cds(*reading, env=with_token)
     assert made.returncode == 2  # (--html is required)
-    made = subprocess.run(
-        [
-            PGX_CDS,
-            "summary",
-            "--fhir-server",
-            fhir_server.base_url,
-            "--patient",
-            PATIENT,
-            "--html",
-            str(page),
-        ],
-        env={**env, "PGX_CDS_FHIR_TOKEN": fhir_server.token},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    made = pgx_cds(*reading, "--html", str(page), env=with_token)
     assert made.returncode == 0, made.stderr
     assert "card signed with key" in made.stdout
     # a real browser renders the page (as the patient opens or prints it)
@@ -160,14 +141,7 @@ def test_the_card_read_from_the_rendered_page_verifies(service, fhir_server, tmp
     held = bundle.genes_in(verified.bundle, Knowledge(default_knowledge_dir()))
     assert {g: facts["genotype"] for g, facts in held.items()} == GENES
     # and as another site checks one: the command line fetches the issuer's key set
-    checked = subprocess.run(
-        [PGX_CDS, "summary", "--verify", card],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    checked = pgx_cds("summary", "--verify", card, env=clean_env(), timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"VERIFIED: signed by {running.url}" in checked.stdout
     # nothing about the patient in the service's log

@@ -34,7 +34,6 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from serving import (
-    PGX_CDS,
     HarnessError,
     clean_env,
     free_port,
@@ -43,7 +42,7 @@ from serving import (
     start_service,
     stop_process,
 )
-from test_patient_card import GENES, PATIENT, _chromium, _read_qr
+from test_patient_card import GENES, PATIENT, _chromium, _read_qr, pgx_cds
 
 from cds_service.knowledge.loader import Knowledge
 from cds_service.settings import default_knowledge_dir
@@ -188,13 +187,8 @@ def service(open_fhir_server: str, launcher: str, tmp_path_factory: pytest.TempP
         # (the launcher and the FHIR server answer on http://127.0.0.1 here)
         PGX_CDS_ALLOW_INSECURE_HTTP="1",
     )
-    loaded = subprocess.run(
-        [PGX_CDS, "sandbox", "load", "--fhir", open_fhir_server],
-        env={**env, "PGX_CDS_FHIR_TOKEN": "unused"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    loaded = pgx_cds(
+        "sandbox", "load", "--fhir", open_fhir_server, env={**env, "PGX_CDS_FHIR_TOKEN": "unused"}
     )
     assert loaded.returncode == 0, loaded.stderr
     # the visit the EHR launches in (the launcher puts the patient's latest in context, and
