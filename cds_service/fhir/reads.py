@@ -26,6 +26,7 @@ from typing import Protocol
 import requests
 
 from ..core.deadlines import WATCHDOG
+from ..core.inline import would_wait
 from .addresses import Watch, current
 from .direct import DirectGet, direct_adapter
 from .limits import CHUNK, READ_ERRORS, FetchFailed, failure_text, read_body
@@ -48,6 +49,7 @@ def bounded_get(
 
     The read goes the direct way (``DirectGet``) unless a proxy, a client certificate or a
     replaced requests transport asks for requests' (``_requests_get``)."""
+    would_wait("a read on the network")  # (on the worker's loop: served on a thread instead)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FetchFailed("no time left in the budget")
@@ -118,6 +120,7 @@ def send_get(
     read by ``result()`` on the caller's thread: no thread is woken, before or after. Else
     (a new connection to make, whose lookup and handshakes go on beside the others'; requests'
     way) the whole read runs on ``pool``."""
+    would_wait("a read on the network")
     direct = _direct_get(session, url, deadline, max_bytes, timeout, headers)
     if direct is not None and direct.sent(idle_only=True).conn is not None:
         return direct

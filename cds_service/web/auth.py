@@ -41,6 +41,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from ..core.errors import ClientError, ServiceUnavailable
+from ..core.inline import would_wait
 from ..fhir.limits import FetchFailed
 from ..fhir.reads import bounded_get
 from ..fhir.session import guarded_session
@@ -265,6 +266,7 @@ class JwtVerifier:
             if cached:
                 return cached.keys
             raise KeySetUnavailable()
+        would_wait("an issuer's key set")  # (fetched, or another thread's fetch waited for)
         if cached and refresh:
             with self._lock:
                 last = self._refreshed.get(url)

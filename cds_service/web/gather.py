@@ -24,6 +24,15 @@ What the loop does not understand it hands over as soon as the head is complete 
 ``Content-Length``s, a transfer coding other than chunked...): gunicorn's parser refuses
 those from the head alone, with the JSON answers of ``server.py``. A body announced larger
 than the app's limit is handed over too: the app answers 413 without reading it.
+
+A hook call that arrived whole (``POST /cds-services/<id>``, its body framed by
+``Content-Length``) is served on the loop itself, not on a request thread: handing it over
+and back costs more CPU than the call's own work when the EHR sends its data in prefetch
+(``core/inline.py``). Where such a call would wait on the network (a FHIR read, an issuer's
+key set) it is handed to a request thread after all and served again from its first byte.
+Its answer is written within ``LOOP_SEND_S`` (a client that does not read is cut off, not
+waited for). Everything else (feedback, which waits for the database; readiness; a second
+request the client sent behind the first) goes to a request thread as before.
 """
 
 from __future__ import annotations
@@ -34,14 +43,19 @@ import json
 import logging
 import re
 import selectors
+import socket
+import struct
 import time
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
 from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from ..core import inline
 
 log = logging.getLogger("cds_service")
 
@@ -61,6 +75,11 @@ MAX_HEAD = 64 * 1024
 #: handed over for the app to refuse without reading it.
 MAX_BODY = 5 * 1024 * 1024
 _RECV = 256 * 1024
+#: Seconds a hook call served on the loop may take to write its answer (or to read what its
+#: head announced): a client that does not read is cut off, never waited for by the others.
+LOOP_SEND_S = 1.0
+#: A hook call (not its feedback): served on the loop when it arrived whole.
+_HOOK_CALL = re.compile(rb"POST /cds-services/[^/?\s]+(?:\?\S*)? HTTP/1\.[01]\r\n")
 
 _HEALTHZ = (b"GET /healthz HTTP/1.1", b"GET /healthz HTTP/1.0")
 #: A header field gunicorn would take as it is: a token, a colon, visible text.
@@ -89,6 +108,7 @@ class Request:
     body_length: int | None = None  # Content-Length
     chunked: ChunkedBody | None = None
     continue_sent: bool = False
+    framed: bool = False  # the head's framing was ours to judge (``_read_head``)
 
     def feed(self, data: bytes) -> bool:
         """Take the bytes that arrived; True once the request is whole (or is to be handed
@@ -99,7 +119,8 @@ class Request:
             if end < 0:
                 return False
             self.head_end = end + 4
-            if not self._read_head(bytes(self.data[: self.head_end])):
+            self.framed = self._read_head(bytes(self.data[: self.head_end]))
+            if not self.framed:
                 return True  # not ours to judge: gunicorn's parser refuses or reads it
             if self.chunked is not None:
                 return self.chunked.feed(self.data, self.head_end)
@@ -124,6 +145,13 @@ class Request:
         elif lengths > 1:
             return False
         return True
+
+    @property
+    def complete(self) -> bool:
+        """Its head and a body framed by ``Content-Length`` (or none) have arrived whole."""
+        if not self.framed or self.chunked is not None:
+            return False
+        return self.body_length is None or len(self.data) - self.head_end >= self.body_length
 
     def expects_continue(self) -> bool:
         """The client waits for ``100 Continue`` before it sends the body."""
@@ -260,8 +288,32 @@ class GatheringWorker(ThreadWorker):  # type: ignore[misc]
             return True
         conn.gathered = raw
         conn.data_ready = True  # (gunicorn's thread must not wait for data first)
-        self.enqueue_req(conn)
+        if not self._on_loop and request.complete and _HOOK_CALL.match(raw) and not self.cfg.is_ssl:
+            self._serve_on_loop(conn, raw)
+        else:
+            self.enqueue_req(conn)
         return True
+
+    _on_loop = False  # a request is being served on the loop (the next one goes to a thread)
+
+    def _serve_on_loop(self, conn: TConn, raw: bytes) -> None:
+        """Serve a whole hook call here, unless it would wait (``core/inline.py``): then on a
+        request thread, from its first byte, with what this attempt settled."""
+        done: Future[Any] = Future()
+        self._on_loop = True
+        try:
+            try:
+                with inline.on_loop(), _within(conn.sock, LOOP_SEND_S):
+                    done.set_result(self.handle(conn))
+            except inline.HandOff as handoff:
+                log.debug("a hook call is served on a request thread: %s", handoff)
+                conn.parser, conn.initialized = None, False  # (read again, by a new parser)
+                conn.gathered, conn.carried = raw, handoff.carried
+                self.enqueue_req(conn)
+                return
+            self.finish_request(conn, done)
+        finally:
+            self._on_loop = False
 
     def _answer_healthz(self, conn: TConn) -> None:
         """Liveness, from the loop: this worker accepts and reads connections."""
@@ -326,7 +378,11 @@ class GatheringWorker(ThreadWorker):  # type: ignore[misc]
             conn.sock.setblocking(True)
             conn.init()
             conn.parser.unreader.unread(gathered)
-        return super().handle(conn)
+        carried = conn.__dict__.pop("carried", None)  # (handed over by the loop)
+        if not carried:
+            return super().handle(conn)
+        with inline.carrying(carried):
+            return super().handle(conn)
 
     def finish_request(self, conn: TConn, fs: Any) -> None:
         """A kept-alive connection whose client already sent (part of) its next request: the
@@ -348,6 +404,24 @@ def _is_healthz(head: bytes) -> bool:
     which refuses what is malformed)."""
     lines = head[:-4].split(b"\r\n")
     return lines[0] in _HEALTHZ and all(_PLAIN_FIELD.fullmatch(line) for line in lines[1:])
+
+
+@contextlib.contextmanager
+def _within(sock: socket.socket, seconds: float) -> Any:
+    """The socket's sends and receives give up after ``seconds`` (the kernel's own timeouts,
+    which hold while the socket blocks), then wait again without limit."""
+    limit = struct.pack("@ll", int(seconds), int(seconds % 1 * 1_000_000))
+    _timeouts(sock, limit)
+    try:
+        yield
+    finally:
+        _timeouts(sock, struct.pack("@ll", 0, 0))
+
+
+def _timeouts(sock: socket.socket, value: bytes) -> None:
+    with contextlib.suppress(OSError):  # (a socket the client already closed)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
 
 
 def _client(address: Any) -> str:

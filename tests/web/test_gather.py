@@ -4,6 +4,9 @@ refuse. The server itself is tested in tests/integration/test_slow_clients.py.""
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from cds_service.web import app, gather
@@ -83,3 +86,47 @@ def test_error_answers_are_json_and_close():
     answer = gather.http_error(408, "late")
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n")
     assert answer.endswith(b'{"error": "late"}')
+
+
+# -- what is served on the loop (issue 28) ---------------------------------------------------
+
+
+def served_on_loop(raw: bytes) -> bool:
+    request = Request(0.0)
+    request.feed(raw)
+    return request.complete and gather._HOOK_CALL.match(raw) is not None
+
+
+@pytest.mark.parametrize(
+    ("raw", "on_loop"),
+    [
+        (HEAD.replace(b"/x ", b"/pgx-order-select ") + b"Content-Length: 2\r\n\r\n{}", True),
+        (HEAD.replace(b"/x ", b"/pgx-order-select?a=/b ") + b"Content-Length: 2\r\n\r\n{}", True),
+        # its feedback waits for the database; discovery, readiness are not hook calls
+        (HEAD.replace(b"/x ", b"/x/feedback ") + b"Content-Length: 2\r\n\r\n{}", False),
+        (b"GET /cds-services HTTP/1.1\r\nHost: x\r\n\r\n", False),
+        (b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", False),
+        # not whole, or framed in a way gunicorn's parser judges
+        (HEAD + b"Content-Length: 5\r\n\r\n{}", False),
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", False),
+        (HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}", False),
+    ],
+)
+def test_only_a_whole_hook_call_is_served_on_the_loop(raw, on_loop):
+    assert served_on_loop(raw) is on_loop
+
+
+def test_an_answer_written_on_the_loop_gives_up_on_a_client_that_does_not_read():
+    """The loop never waits for one client: past ``LOOP_SEND_S`` the write fails (the
+    connection is then closed), and the socket afterwards waits without limit again."""
+    ours, client = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    started = time.monotonic()
+    with pytest.raises(OSError), gather._within(ours, 0.3):
+        ours.sendall(b"x" * 10_000_000)
+    assert 0.2 < time.monotonic() - started < 2
+    assert ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16) == bytes(16)
+    assert ours.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == bytes(16)
+    ours.close()
+    client.close()
