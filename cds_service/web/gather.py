@@ -30,9 +30,11 @@ A hook call that arrived whole (``POST /cds-services/<id>``, its body framed by
 and back costs more CPU than the call's own work when the EHR sends its data in prefetch
 (``core/inline.py``). Where such a call would wait on the network (a FHIR read, an issuer's
 key set) it is handed to a request thread after all and served again from its first byte.
-Its answer is written within ``LOOP_SEND_S`` (a client that does not read is cut off, not
-waited for). Everything else (feedback, which waits for the database; readiness; a second
-request the client sent behind the first) goes to a request thread as before.
+Every connection's answer must be taken within ``ANSWER_TIMEOUT_S`` (the kernel's send and
+receive timeouts, set once when it is accepted): a client that does not read is cut off,
+never waited for, by the loop or by a thread. Everything else (feedback, which waits for the
+database; readiness; a second request the client sent behind the first) goes to a request
+thread as before.
 """
 
 from __future__ import annotations
@@ -75,9 +77,9 @@ MAX_HEAD = 64 * 1024
 #: handed over for the app to refuse without reading it.
 MAX_BODY = 5 * 1024 * 1024
 _RECV = 256 * 1024
-#: Seconds a hook call served on the loop may take to write its answer (or to read what its
-#: head announced): a client that does not read is cut off, never waited for by the others.
-LOOP_SEND_S = 1.0
+#: Seconds a client may leave its answer unread once the buffers on the way are full (and a
+#: socket read of what it announced may wait): it is then cut off, never waited for.
+ANSWER_TIMEOUT_S = 1.0
 #: A hook call (not its feedback): served on the loop when it arrived whole.
 _HOOK_CALL = re.compile(rb"POST /cds-services/[^/?\s]+(?:\?\S*)? HTTP/1\.[01]\r\n")
 
@@ -228,6 +230,7 @@ class GatheringWorker(ThreadWorker):  # type: ignore[misc]
             sock.close()
             return
         self.nr_conns += 1
+        bound_waits(sock, ANSWER_TIMEOUT_S)
         self._gather(TConn(self.cfg, sock, address, listener.getsockname()), Request(_now()))
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
@@ -288,7 +291,7 @@ class GatheringWorker(ThreadWorker):  # type: ignore[misc]
             return True
         conn.gathered = raw
         conn.data_ready = True  # (gunicorn's thread must not wait for data first)
-        if not self._on_loop and request.complete and _HOOK_CALL.match(raw) and not self.cfg.is_ssl:
+        if not self._on_loop and request.complete and _served_on_loop(raw) and not self.cfg.is_ssl:
             self._serve_on_loop(conn, raw)
         else:
             self.enqueue_req(conn)
@@ -303,7 +306,7 @@ class GatheringWorker(ThreadWorker):  # type: ignore[misc]
         self._on_loop = True
         try:
             try:
-                with inline.on_loop(), _within(conn.sock, LOOP_SEND_S):
+                with inline.on_loop():
                     done.set_result(self.handle(conn))
             except inline.HandOff as handoff:
                 log.debug("a hook call is served on a request thread: %s", handoff)
@@ -399,6 +402,15 @@ class GatheringWorker(ThreadWorker):  # type: ignore[misc]
         super().finish_request(conn, fs)
 
 
+def _served_on_loop(raw: bytes) -> bool:
+    """A hook call, unless it names a FHIR server and sends no prefetch: that one reads the
+    FHIR server (when a covered drug is ordered), so it goes to a request thread at once
+    rather than after work done in vain (anything else that would wait is handed off)."""
+    if _HOOK_CALL.match(raw) is None:
+        return False
+    return b'"prefetch"' in raw or b'"fhirServer"' not in raw
+
+
 def _is_healthz(head: bytes) -> bool:
     """A plain ``GET /healthz`` without a body (anything unusual goes to gunicorn's parser,
     which refuses what is malformed)."""
@@ -406,19 +418,10 @@ def _is_healthz(head: bytes) -> bool:
     return lines[0] in _HEALTHZ and all(_PLAIN_FIELD.fullmatch(line) for line in lines[1:])
 
 
-@contextlib.contextmanager
-def _within(sock: socket.socket, seconds: float) -> Any:
-    """The socket's sends and receives give up after ``seconds`` (the kernel's own timeouts,
-    which hold while the socket blocks), then wait again without limit."""
-    limit = struct.pack("@ll", int(seconds), int(seconds % 1 * 1_000_000))
-    _timeouts(sock, limit)
-    try:
-        yield
-    finally:
-        _timeouts(sock, struct.pack("@ll", 0, 0))
-
-
-def _timeouts(sock: socket.socket, value: bytes) -> None:
+def bound_waits(sock: socket.socket, seconds: float) -> None:
+    """The socket's blocking sends and receives give up after ``seconds`` without progress
+    (the kernel's own timeouts: they hold whether Python or gunicorn made it blocking)."""
+    value = struct.pack("@ll", int(seconds), int(seconds % 1 * 1_000_000))
     with contextlib.suppress(OSError):  # (a socket the client already closed)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)

@@ -62,9 +62,13 @@ def _fhir(server: HostileServer, delay: float = 0.0) -> str:
     return f"{server.base}/fhir"
 
 
-def _without_prefetch(fhir_base: str) -> dict[str, Any]:
+def _without_prefetch(fhir_base: str, prefetch: dict[str, Any] | None = None) -> dict[str, Any]:
     return hook_request(
-        "order-select", [med_order(APAP_CODEINE)], fhir_server=fhir_base, token="ehr-token"
+        "order-select",
+        [med_order(APAP_CODEINE)],
+        fhir_server=fhir_base,
+        token="ehr-token",
+        prefetch=prefetch,
     )
 
 
@@ -120,12 +124,12 @@ def authenticated(server: HostileServer, tmp_path) -> Iterator[tuple[Service, st
 
 
 def test_a_client_jwt_call_that_reads_the_fhir_server_is_verified_once(authenticated, server):
-    """Served on the loop until its first FHIR read, then on a thread from its first byte:
-    the token's jti, recorded by the first attempt, is not refused as a replay by the second,
-    and a real replay still is."""
+    """Some prefetch, but not the genomic results: served on the loop until its first FHIR
+    read, then on a thread from its first byte. The token's jti, recorded by the first
+    attempt, is not refused as a replay by the second, and a real replay still is."""
     service, fhir_base = authenticated
     headers = {"Authorization": f"Bearer {_client_jwt()}"}
-    body = _without_prefetch(fhir_base)
+    body = _without_prefetch(fhir_base, prefetch=dict(NO_CHART))
     answer = requests.post(f"{service.url}{HOOK}", json=body, headers=headers, timeout=20)
     assert _indicators(answer) == ["critical"]
     assert any(p.startswith("/fhir/Observation?") for p in server.paths())  # read, on a thread
