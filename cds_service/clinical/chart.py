@@ -525,9 +525,31 @@ def cough_cold_product(drug: IdentifiedDrug, knowledge: Knowledge) -> Evidence |
     said = [drug.medication_text, *texts(concept)]
     said += [as_str(d.get("text")) for d in objects(resource.get("dosageInstruction"))]
     said += [t for c in order_reasons(resource)[0] for t in texts(c)]
+    kept = knowledge.cough_cold_texts
     for text in said:
-        lowered = html.unescape(text[:MAX_TEXT_READ]).lower()
-        for m in pattern.finditer(lowered):
-            if not negated_at(lowered, m.start(), m.end()):
-                return Evidence("cough-cold-product", f"the order names '{m.group(0)}'")
+        text = text[:MAX_TEXT_READ]
+        try:
+            word = kept[text]
+        except KeyError:
+            word = _cough_cold_word(text, pattern)
+            if len(kept) >= MAX_TEXTS_KEPT:
+                kept.clear()
+            kept[text] = word
+        if word is not None:
+            return Evidence("cough-cold-product", f"the order names '{word}'")
+    return None
+
+
+#: Order texts remembered per knowledge (``Knowledge.cough_cold_texts``), of at most
+#: ``MAX_TEXT_READ`` characters each: the same product names and directions come back call
+#: after call, and the pattern is long (every marked product's brand).
+MAX_TEXTS_KEPT = 4096
+
+
+def _cough_cold_word(text: str, pattern: re.Pattern[str]) -> str | None:
+    """The first cough-and-cold word ``text`` names, not negated."""
+    lowered = html.unescape(text).lower()
+    for m in pattern.finditer(lowered):
+        if not negated_at(lowered, m.start(), m.end()):
+            return m.group(0)
     return None

@@ -191,6 +191,12 @@ class Knowledge:
         return {}
 
     @cached_property
+    def cough_cold_texts(self) -> dict[str, str | None]:
+        """Order texts already searched for a cough-and-cold word, and the word each named
+        (``clinical.chart.cough_cold_product``), as ``inhibitor_texts``."""
+        return {}
+
+    @cached_property
     def covered_drugs(self) -> frozenset[str]:
         """Drugs with at least one recommendation row (the only ones that can alert)."""
         return frozenset(r.drug for r in self.recommendations)
