@@ -191,6 +191,12 @@ class Knowledge:
         return {}
 
     @cached_property
+    def indicator_floors(self) -> dict[str, str | None]:
+        """Each recommendation row's indicator with its floor, by row id, once worked out
+        (``clinical.severity.indicator_with_floor``: it depends on the rows alone)."""
+        return {}
+
+    @cached_property
     def cough_cold_texts(self) -> dict[str, str | None]:
         """Order texts already searched for a cough-and-cold word, and the word each named
         (``clinical.chart.cough_cold_product``), as ``inhibitor_texts``."""
@@ -398,11 +404,17 @@ class Knowledge:
 
     def label_statements_for(self, drug: str, gene: str, phenotype: str) -> list[LabelStatement]:
         return [
-            s
-            for gf in self.guidelines
-            for s in gf.label_statements
-            if s.drug == drug and s.gene == gene and phenotype in s.phenotypes
+            s for s in self._label_statements.get((drug, gene), ()) if phenotype in s.phenotypes
         ]
+
+    @cached_property
+    def _label_statements(self) -> dict[tuple[str, str], list[LabelStatement]]:
+        """The label statements by drug and gene, in the files' order."""
+        out: dict[tuple[str, str], list[LabelStatement]] = {}
+        for gf in self.guidelines:
+            for s in gf.label_statements:
+                out.setdefault((s.drug, s.gene), []).append(s)
+        return out
 
     def no_recommendations(self, every: bool = False) -> list[tuple[Guideline, NoRecommendation]]:
         """The pairs reviewed without a recommendation: the chosen guidelines' (and FDA's),
