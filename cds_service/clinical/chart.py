@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from ..core.trace import Trace
@@ -525,25 +525,15 @@ def cough_cold_product(drug: IdentifiedDrug, knowledge: Knowledge) -> Evidence |
     said = [drug.medication_text, *texts(concept)]
     said += [as_str(d.get("text")) for d in objects(resource.get("dosageInstruction"))]
     said += [t for c in order_reasons(resource)[0] for t in texts(c)]
-    kept = knowledge.cough_cold_texts
+    # each text searched once (the same product names and directions come back call after
+    # call, and the pattern is long: every marked product's brand)
+    kept = knowledge.remembered("cough-and-cold word")
     for text in said:
         text = text[:MAX_TEXT_READ]
-        try:
-            word = kept[text]
-        except KeyError:
-            word = _cough_cold_word(text, pattern)
-            if len(kept) >= MAX_TEXTS_KEPT:
-                kept.clear()
-            kept[text] = word
+        word = kept.get(text, partial(_cough_cold_word, text, pattern))
         if word is not None:
             return Evidence("cough-cold-product", f"the order names '{word}'")
     return None
-
-
-#: Order texts remembered per knowledge (``Knowledge.cough_cold_texts``), of at most
-#: ``MAX_TEXT_READ`` characters each: the same product names and directions come back call
-#: after call, and the pattern is long (every marked product's brand).
-MAX_TEXTS_KEPT = 4096
 
 
 def _cough_cold_word(text: str, pattern: re.Pattern[str]) -> str | None:

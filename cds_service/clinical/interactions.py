@@ -209,30 +209,22 @@ def _inhibitor_named(order: DraftOrder, knowledge: Knowledge) -> str | None:
     return None
 
 
-#: Medication texts remembered per knowledge (``_inhibitor_in``), of at most ``MAX_TEXT_READ``
-#: characters each: 2 million characters at most.
-MAX_TEXTS_KEPT = 4096
-
-
 def _inhibitor_in(text: str, knowledge: Knowledge) -> str | None:
     """The inhibitor a medication text names, not negated ("non-paroxetine"), if any.
     The same texts come back call after call (the drug being ordered, the patient's list), so
-    each is searched once (``Knowledge.inhibitor_texts``; emptied when full)."""
-    kept = knowledge.inhibitor_texts
-    try:
-        return kept[text]
-    except KeyError:
-        pass
-    named = None
+    each is searched once (texts of at most ``MAX_TEXT_READ`` characters, 4,096 kept)."""
+    answer: str | None = knowledge.remembered("inhibitor named").get(
+        text, lambda: _inhibitor_named_in(text, knowledge)
+    )
+    return answer
+
+
+def _inhibitor_named_in(text: str, knowledge: Knowledge) -> str | None:
     lowered = text.lower()
     for found in knowledge.inhibitor_names.finditer(lowered):
         if not negated_at(lowered, found.start(), found.end()):
-            named = knowledge.inhibitor_named[found.group(0)]  # "paxil" -> paroxetine
-            break
-    if len(kept) >= MAX_TEXTS_KEPT:
-        kept.clear()
-    kept[text] = named
-    return named
+            return knowledge.inhibitor_named[found.group(0)]  # "paxil" -> paroxetine
+    return None
 
 
 def phenoconvert(

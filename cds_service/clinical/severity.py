@@ -99,13 +99,11 @@ def _at_least_as_impaired(row: Recommendation, other: Recommendation, knowledge:
 def indicator_with_floor(rec: Recommendation, knowledge: Knowledge) -> str | None:
     """The row's indicator, never milder than that of a row of the same drug whose result is
     less impaired (CPIC's strengths can make PM x PM milder than PM x NM for amitriptyline).
-    Worked out once per row (``Knowledge.indicator_floors``)."""
-    floors = knowledge.indicator_floors
-    try:
-        return floors[rec.id]
-    except KeyError:
-        level = floors[rec.id] = _with_floor(rec, knowledge)
-        return level
+    Worked out once per row (it depends on the rows alone)."""
+    level: str | None = knowledge.remembered("indicator floor").get(
+        rec.id, lambda: _with_floor(rec, knowledge)
+    )
+    return level
 
 
 def _with_floor(rec: Recommendation, knowledge: Knowledge) -> str | None:

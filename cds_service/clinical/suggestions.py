@@ -362,12 +362,6 @@ def _coded_product(order: DraftOrder, knowledge: Knowledge) -> ProductForm | Non
     return None
 
 
-@lru_cache(maxsize=8)
-def _kept(knowledge: Knowledge) -> dict[tuple[Any, ...], AlternativeProduct | None]:
-    """``_keeping``'s answers for this knowledge, by what it reads of the order's product."""
-    return {}
-
-
 def _keeping(
     others: frozenset[str], product: ProductForm, route: str, knowledge: Knowledge
 ) -> AlternativeProduct | None:
@@ -381,12 +375,10 @@ def _keeping(
         product.form,
         tuple((i.name, i.strength, i.unit) for i in product.ingredients),
     )
-    memo = _kept(knowledge)
-    if key not in memo:
-        if len(memo) >= 4096:
-            memo.clear()
-        memo[key] = _closest_keeping(others, product, route, knowledge)
-    return memo[key]
+    kept: AlternativeProduct | None = knowledge.remembered("product keeping").get(
+        key, lambda: _closest_keeping(others, product, route, knowledge)
+    )
+    return kept
 
 
 def _closest_keeping(

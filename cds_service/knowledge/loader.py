@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..core.files import MAX_KNOWLEDGE_BYTES, read_config
+from ..core.remembered import Remembered
 from .checks import check
 from .models import (
     GUIDELINE_SETS,
@@ -183,23 +184,15 @@ class Knowledge:
 
     # -- queries used on the hot path -------------------------------------------------
 
-    @cached_property
-    def inhibitor_texts(self) -> dict[str, str | None]:
-        """Medication texts already searched for an inhibitor, and what each named
-        (``clinical.interactions``: the same texts come back call after call). Kept here, not
-        in a module-wide cache keyed by the knowledge, so that it goes with this knowledge."""
-        return {}
+    def remembered(self, what: str) -> Remembered[Any]:
+        """Answers worked out from this knowledge alone and kept with it, by ``what`` they
+        answer (what a medication text names, a row's indicator floor): the same questions
+        come back call after call. Kept here, not in a module-wide cache keyed by the
+        knowledge, so that they go with this knowledge and no other shares them."""
+        return self._remembered.setdefault(what, Remembered())
 
     @cached_property
-    def indicator_floors(self) -> dict[str, str | None]:
-        """Each recommendation row's indicator with its floor, by row id, once worked out
-        (``clinical.severity.indicator_with_floor``: it depends on the rows alone)."""
-        return {}
-
-    @cached_property
-    def cough_cold_texts(self) -> dict[str, str | None]:
-        """Order texts already searched for a cough-and-cold word, and the word each named
-        (``clinical.chart.cough_cold_product``), as ``inhibitor_texts``."""
+    def _remembered(self) -> dict[str, Remembered[Any]]:
         return {}
 
     @cached_property
