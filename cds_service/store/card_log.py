@@ -38,7 +38,6 @@ from typing import Any
 from sqlalchemy import (
     delete,
     func,
-    insert,
     select,
     update,
 )
@@ -49,6 +48,7 @@ from ..core.trace import Trace
 from . import keys
 from .card_writer import CardWriter
 from .db_guard import Bounded
+from .many_rows import insert_rows
 from .tables import as_utc, card_log_table, feedback_table, hook_calls_table
 
 log = logging.getLogger("cds_service.card_log")
@@ -146,7 +146,7 @@ class CardLog:
                 self._stored_dropped = True
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(card_log_table), rows)
+                    insert_rows(conn, card_log_table, rows)
             except IntegrityError:
                 # a retry of rows whose commit was not acknowledged: write the rest only
                 uuids = [r["card_uuid"] for r in rows]
@@ -159,8 +159,7 @@ class CardLog:
                         ).scalars()
                     )
                     rest = [r for r in rows if r["card_uuid"] not in there]
-                    if rest:
-                        conn.execute(insert(card_log_table), rest)
+                    insert_rows(conn, card_log_table, rest)
         except SQLAlchemyError as exc:  # (the writer says when the cards are kept)
             log.debug("card log: write failed (%s)", type(exc).__name__)
             return False
