@@ -1,15 +1,18 @@
-"""Many rows into one table in a few statements: how the card log's writer inserts.
+"""Many rows into one table at once: how the card log's writer inserts.
 
-On SQLite, ``executemany`` steps the database once per row, and Python's driver lets go of
-the interpreter lock around every step. The writer thread then takes the lock back once per
-row from the thread answering hook calls: measured under load, about a tenth of a
-millisecond of the worker's CPU per card, four times what the insert itself costs. One
-``INSERT ... VALUES (...), (...), ...`` of up to ``ROWS_A_STATEMENT`` rows is one step.
+* **SQLite.** ``executemany`` steps the database once per row, and Python's driver lets go
+  of the interpreter lock around every step. The writer thread then took the lock back from
+  the thread answering hook calls once per card: measured per thread under load, the writer
+  used 72-101 µs of CPU a card, 33-60 µs as one ``INSERT ... VALUES (...), (...), ...`` of
+  up to ``ROWS_A_STATEMENT`` rows (one step).
+* **PostgreSQL (psycopg).** ``COPY ... FROM STDIN``: 9 µs of the writer's CPU a row against
+  30 µs for ``executemany``, and less of the database server's (measured on one machine,
+  200 rows a transaction). A many-row ``INSERT`` was twice as slow there.
+* Any other driver: SQLAlchemy's ``executemany``.
 
-Values go through each column type's own bind processing (as SQLAlchemy's ``insert`` does),
-so a row reads back the same whichever way it was written. PostgreSQL keeps SQLAlchemy's
-``executemany``: psycopg sends the rows in one pipeline, and a statement of many rows was
-measured twice as slow there.
+Values go through each column type's own bind processing for the dialect (as SQLAlchemy's
+``insert`` does), so a row reads back the same whichever way it was written (tested on both
+databases). Errors are SQLAlchemy's (an ``IntegrityError`` for a duplicate), whichever way.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, exc, insert
 from sqlalchemy.engine import Connection, Dialect
 
 #: Rows a statement: 16 columns of 256 rows stay far below SQLite's 32,766 parameters.
@@ -33,19 +36,54 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if any(tuple(row) != names for row in rows):
         raise ValueError("rows to insert together must name the same columns")
     dialect = conn.dialect
-    if dialect.name != "sqlite":  # (on PostgreSQL, psycopg's own way was measured faster)
+    if dialect.name == "sqlite":
+        _many_values(conn, table, names, rows)
+    elif dialect.name == "postgresql" and dialect.driver == "psycopg":
+        _copy(conn, table, names, rows)
+    else:
         conn.execute(insert(table), rows)
-        return
-    # (the dialect's own type: SQLite writes times as text without an offset)
+
+
+def _values(
+    dialect: Dialect, table: Table, names: tuple[str, ...], rows: list[dict[str, Any]]
+) -> list[list[Any]]:
+    """Each row's values as the driver takes them (the dialect's own type: SQLite keeps
+    times as text without an offset)."""
     processors = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+    return [
+        [
+            value if process is None or value is None else process(value)
+            for value, process in zip((row[n] for n in names), processors, strict=True)
+        ]
+        for row in rows
+    ]
+
+
+def _many_values(
+    conn: Connection, table: Table, names: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
     for start in range(0, len(rows), ROWS_A_STATEMENT):
-        chunk = rows[start : start + ROWS_A_STATEMENT]
-        values: list[Any] = []
-        for row in chunk:
-            for name, process in zip(names, processors, strict=True):
-                value = row[name]
-                values.append(value if process is None or value is None else process(value))
-        conn.exec_driver_sql(_statement(conn.dialect, table, names, len(chunk)), tuple(values))
+        chunk = _values(conn.dialect, table, names, rows[start : start + ROWS_A_STATEMENT])
+        flat = tuple(value for row in chunk for value in row)
+        conn.exec_driver_sql(_statement(conn.dialect, table, names, len(chunk)), flat)
+
+
+def _copy(
+    conn: Connection, table: Table, names: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            for values in _values(dialect, table, names, rows):
+                copy.write_row(values)
+    except dialect.loaded_dbapi.Error as error:  # as SQLAlchemy's own statements raise it
+        raise exc.DBAPIError.instance(
+            sql, None, error, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from error
 
 
 @lru_cache(maxsize=64)
