@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..core.errors import ClientError
@@ -31,27 +32,31 @@ NOT_JUDGED_STATUSES = frozenset({"cancelled", "completed", "entered-in-error", "
 
 @dataclass(frozen=True)
 class DraftOrder:
+    """A draft order and the Medication resources that came with it. What it says of itself
+    (its reference, its medication) is worked out once: a call asks dozens of times, and
+    neither the resource nor ``medications`` changes once the order is made."""
+
     resource: dict[str, Any]
     medications: dict[str, dict[str, Any]] = field(default_factory=dict)  # "Medication/id" -> it
 
-    @property
+    @cached_property
     def resource_type(self) -> str:
         return str(self.resource.get("resourceType", ""))
 
-    @property
+    @cached_property
     def id(self) -> str | None:
         value = self.resource.get("id")
         return str(value) if value else None
 
-    @property
+    @cached_property
     def reference(self) -> str | None:
         return f"{self.resource_type}/{self.id}" if self.id else None
 
-    @property
+    @cached_property
     def is_medication_order(self) -> bool:
         return self.resource_type in MEDICATION_ORDER_TYPES
 
-    @property
+    @cached_property
     def medication_reference(self) -> str | None:
         """'Medication/123' when the order points at a separate Medication resource."""
         res = self.resource
@@ -62,7 +67,7 @@ class DraftOrder:
         value = ref.get("reference") if isinstance(ref, dict) else None
         return value if isinstance(value, str) and value else None
 
-    @property
+    @cached_property
     def medication(self) -> dict[str, Any] | None:
         """The order's medication as a CodeableConcept: its coded form wherever the version
         keeps it, else the reference's display text."""
@@ -77,7 +82,7 @@ class DraftOrder:
             return {"text": ref_obj["display"]} if ref_obj["display"] else None
         return None
 
-    @property
+    @cached_property
     def coded_medication(self) -> dict[str, Any] | None:
         """Inline, R5 CodeableReference, a contained Medication, or a Medication resource
         sent beside the order or read for it (``medications``)."""
