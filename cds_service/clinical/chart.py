@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, cast
 
 from ..core.trace import Trace
 from ..fhir.values import as_dict, as_str, is_about, objects, parse_date, texts
@@ -514,7 +514,18 @@ def _cough_cold_words(knowledge: Knowledge) -> re.Pattern[str]:
 
 def cough_cold_product(drug: IdentifiedDrug, knowledge: Knowledge) -> Evidence | None:
     """Is the ordered product a prescription opioid cough-and-cold medicine (by its RxNorm
-    code, else by its text), or is the opioid ordered for cough (directions, reason)?"""
+    code, else by its text), or is the opioid ordered for cough (directions, reason)?
+    Asked once per ordered drug (the label rules ask it twice: which chart reads they need,
+    and whether a rule applies)."""
+    asked = drug.answers.get("cough-cold product")
+    if asked is not None and asked[0] is knowledge:
+        return cast(Evidence | None, asked[1])
+    found = _cough_cold_product(drug, knowledge)
+    drug.answers["cough-cold product"] = (knowledge, found)
+    return found
+
+
+def _cough_cold_product(drug: IdentifiedDrug, knowledge: Knowledge) -> Evidence | None:
     concept = drug.order.medication or {}
     for coding in objects(concept.get("coding")):
         code = as_str(coding.get("code"))

@@ -12,7 +12,7 @@ names no drug: a drug named only so in the order's texts is not identified.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -41,6 +41,12 @@ class IdentifiedDrug:
     ingredients: tuple[str, ...] = ()
     #: the strength of ``drug`` per tablet or capsule, where that code's product states it
     coded_strength_mg: float | None = None
+    #: what was asked about this ordered drug once in a call, by the question: (the
+    #: knowledge it was asked with, the answer); not part of its value (nor of a copy made
+    #: by ``dataclasses.replace``, which starts empty)
+    answers: dict[str, tuple[Any, Any]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
 
 def medication_text(order: DraftOrder) -> str:

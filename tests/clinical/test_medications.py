@@ -178,3 +178,24 @@ def test_codeine_text_order_still_gets_its_card(call, text):
     assert status == 200
     [card] = answer["cards"]
     assert card["indicator"] == "critical" and card["summary"].startswith("Avoid codeine")
+
+
+def test_what_was_asked_about_an_ordered_drug_stays_with_that_drug_and_knowledge(knowledge):
+    """``cough_cold_product`` is asked twice a call and answered once. A copy made with
+    ``dataclasses.replace`` (another order) is asked afresh, and so is another knowledge:
+    a remembered answer is never carried to a drug or knowledge it was not worked out for."""
+    from dataclasses import replace
+
+    from cds_service.clinical.chart import cough_cold_product
+    from cds_service.knowledge.loader import Knowledge
+    from cds_service.settings import default_knowledge_dir
+
+    [cough] = [d for d in identify(order(text="Promethazine with codeine syrup"), knowledge)[0]]
+    assert cough_cold_product(cough, knowledge) is not None
+    assert cough.answers["cough-cold product"][0] is knowledge
+    plain = replace(cough, order=order(text="codeine 30 mg tablet"), medication_text="")
+    assert plain.answers == {}
+    assert cough_cold_product(plain, knowledge) is None
+    other = Knowledge(default_knowledge_dir())
+    cough.answers["cough-cold product"] = (other, None)  # (as if asked with the other)
+    assert cough_cold_product(cough, knowledge) is not None
