@@ -451,7 +451,21 @@ def _no_stronger(
     knowledge: Knowledge,
 ) -> tuple[str, str]:
     """('', note) when an opioid replacement is no stronger per dose than the order, else
-    (why not, '')."""
+    (why not, ''). Worked out once per question (the same few products and doses return)."""
+    question = (ordered, alt, option.rxcui, option.strength_mg, ordered_mme)
+    answer: tuple[str, str] = knowledge.remembered("no stronger").get(
+        question, lambda: _compared(ordered, alt, option, ordered_mme, knowledge)
+    )
+    return answer
+
+
+def _compared(
+    ordered: str,
+    alt: str,
+    option: AlternativeProduct,
+    ordered_mme: float | None,
+    knowledge: Knowledge,
+) -> tuple[str, str]:
     mme = knowledge.mme
     if not _is_opioid(alt, knowledge):
         return "", ""
