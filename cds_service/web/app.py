@@ -7,6 +7,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, cast
 
 import orjson
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """The service as a WSGI app: its parts wired from ``settings`` (``wiring.wire``), then
     the request hooks, the error handlers and the routes."""
     wired = wire(settings or get_settings())
-    app = Flask(__name__)
+    app = _Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["pgx"] = wired  # typed: ``wiring.services(app)``
@@ -87,6 +88,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     issuer = patient_card.register(app, wired.settings, wired.store.engine)
     patient_card.register_app(app, wired.settings, wired.engine, issuer)
     return app
+
+
+class _Flask(Flask):
+    """Flask, asking once per function (not on every request) whether it is a coroutine
+    function: Flask's ``ensure_sync``, the documented place to change how views are run,
+    inspects each before- and after-request function and the view on every call."""
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        found = self._sync.get(func)
+        if found is None:
+            if len(self._sync) > 1024:  # (registered functions: a handful)
+                self._sync.clear()
+            found = self._sync[func] = super().ensure_sync(func)
+        return found
+
+    @cached_property
+    def _sync(self) -> dict[Callable[..., Any], Callable[..., Any]]:
+        return {}
 
 
 def _cards_counter(labels: CardLabels) -> Callable[[str, list[Any], list[Any]], None]:
