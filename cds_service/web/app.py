@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any, cast
 
 import orjson
-from flask import Flask, Response, g, has_request_context, jsonify, request
+from flask import Flask, Request, Response, g, has_request_context, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected, HTTPException
@@ -128,18 +128,19 @@ def _request_hooks(app: Flask, wired: Services) -> None:
 
     @app.before_request
     def _start() -> Response | None:
-        g.started = time.perf_counter()
-        g.request_id = request.environ[REQUEST_ID_KEY]
-        if request.method == "OPTIONS":
+        req, ctx = _current()
+        ctx.started = time.perf_counter()
+        ctx.request_id = req.environ[REQUEST_ID_KEY]
+        if req.method == "OPTIONS":
             return Response(status=204)
-        if verifier.enabled and request.path.startswith("/cds-services"):
+        if verifier.enabled and req.path.startswith("/cds-services"):
             # The audience is the public URL (required with trusted issuers), never the Host
             # header, which the caller chooses.
             public = (settings.public_url or "").rstrip("/")
             service_url = None  # feedback: the service's URL too (Epic's aud, see auth.py)
-            if request.path.endswith("/feedback") and request.path.count("/") == 3:
-                service_url = public + request.path.removesuffix("/feedback")
-            asked = (request.headers.get("Authorization"), public + request.path, service_url)
+            if req.path.endswith("/feedback") and req.path.count("/") == 3:
+                service_url = public + req.path.removesuffix("/feedback")
+            asked = (req.headers.get("Authorization"), public + req.path, service_url)
             # A request the worker's loop handed to a thread (``core.inline``) is verified
             # once: its token's jti is already recorded as used.
             earlier = inline.settled("client")
@@ -148,15 +149,16 @@ def _request_hooks(app: Flask, wired: Services) -> None:
             else:
                 claims = verifier.verify(*asked)
                 inline.settle("client", (asked, claims))
-            g.client_issuer = claims["iss"]
+            ctx.client_issuer = claims["iss"]
         return None
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        rule = request.url_rule
+        req, ctx = _current()
+        seconds = time.perf_counter() - ctx.get("started", time.perf_counter())
+        rule = req.url_rule
         endpoint = ENDPOINTS.get(rule.endpoint, "other") if rule else "other"
-        service_id = (request.view_args or {}).get("service_id", "")
+        service_id = (req.view_args or {}).get("service_id", "")
         service = service_id if service_id in SERVICES else ""
         status = response.status_code
         # One line a request (DEBUG for probes and scrapes). Method, route and status, and
@@ -166,18 +168,18 @@ def _request_hooks(app: Flask, wired: Services) -> None:
         line = None
         if log.isEnabledFor(level):
             fields: dict[str, Any] = {
-                "method": _logged_method(),
-                "route": _logged_route(),
+                "method": _logged_method(req),
+                "route": _logged_route(req),
                 "status": status,
                 "duration_ms": round(seconds * 1000, 3),
             }
             if service:
                 fields["service"] = service
-            fields.update(g.get("hook_fields", {}))
+            fields.update(ctx.get("hook_fields", {}))
             sentence = (fields["method"], fields["route"], status, seconds * 1000)
-            line = (level, sentence, g.get("answered", ""), fields)
-        later: list[Callable[[], None]] = g.pop("after_answer", [])
-        request_id = g.get("request_id")
+            line = (level, sentence, ctx.get("answered", ""), fields)
+        later: list[Callable[[], None]] = ctx.pop("after_answer", [])
+        request_id = ctx.get("request_id")
 
         def bookkeeping() -> None:
             for work in later:
@@ -228,8 +230,8 @@ def _error_handlers(app: Flask) -> None:
         # which may hold what the caller sent (a patient id, a result); counted for alerts.
         log.error(
             "unexpected error handling %s %s: %s at %s",
-            _logged_method(),
-            _logged_route(),
+            _logged_method(request),
+            _logged_route(request),
             type(exc).__name__,
             where(exc),
         )
@@ -253,13 +255,15 @@ def _hook_routes(app: Flask, wired: Services) -> None:
     @app.post("/cds-services/<service_id>")
     def _call(service_id: str) -> Response:
         service = _service(service_id)
-        hook_request = parse_hook_request(parse_json(_body()), service.hook)
+        req, ctx = _current()
+        hook_request = parse_hook_request(parse_json(_body(req)), service.hook)
         # for the request's log line, whatever the answer (a 412 too): the hookInstance only
         # when plain (the id the EHR's analysts correlate on)
         instance = hook_instance_from(hook_request.hookInstance)
-        g.hook_fields = {"hook": service.hook, "hookInstance": instance}
-        hook_request.authenticated_as(g.get("client_issuer"))  # (the cards are bound to it)
-        engine.check_fhir_server(hook_request, g.get("client_issuer"))
+        ctx.hook_fields = {"hook": service.hook, "hookInstance": instance}
+        client = ctx.get("client_issuer")
+        hook_request.authenticated_as(client)  # (the cards are bound to it)
+        engine.check_fhir_server(hook_request, client)
         if service.hook == "patient-view":
             body, trace = engine.patient_view(
                 hook_request, service_id=service.id, later=_after_answer
@@ -267,19 +271,19 @@ def _hook_routes(app: Flask, wired: Services) -> None:
             body = patient_card.with_app_link(body, wired.settings)  # (the SMART app, if set)
         else:
             body, trace = engine.evaluate(hook_request, service_id=service.id, later=_after_answer)
-        request_id = g.request_id
+        request_id = ctx.request_id
         _after_answer(lambda: trace.log(log, request_id))  # (after the card log's lines)
         # for the request's log line: the service is ours, not the caller's text; the patient
         # reference is opaque (it correlates lines without naming anyone)
         patient = patient_ref(hook_request.patient_id)
         shown = Counter(str(c.get("indicator")) for c in body["cards"])
-        g.answered = (
+        ctx.answered = (
             f": {service.id}, {len(body['cards'])} card(s) for {patient}, hookInstance {instance}"
         )
-        g.hook_fields |= {
+        ctx.hook_fields |= {
             "patient": patient,
             "cards": {level: shown.get(level, 0) for level in ("critical", "warning", "info")},
-            "silent_cards": g.get("silent_cards", 0),
+            "silent_cards": ctx.get("silent_cards", 0),
         }
         body["cards"] = adapt(body["cards"], site.ehr)  # (what the site's EHR supports)
         return jsonify(body)
@@ -287,7 +291,7 @@ def _hook_routes(app: Flask, wired: Services) -> None:
     @app.post("/cds-services/<service_id>/feedback")
     def _feedback(service_id: str) -> Response:
         _service(service_id)
-        feedback = parse_json(_body())
+        feedback = parse_json(_body(_current()[0]))
         count = store.store(service_id, feedback, client=g.get("client_issuer"))
         log.info("%s: stored %d feedback item(s)", service_id, count)  # counted by the store
         return jsonify({"stored": count})
@@ -416,9 +420,17 @@ class OrjsonProvider(DefaultJSONProvider):
         return response_class(raw, mimetype=self.mimetype)
 
 
-def _check_encoding() -> None:
+def _current() -> tuple[Request, Any]:
+    """The request being handled and its ``g``, looked up once: each use of Flask's
+    ``request`` or ``g`` finds them again through a context variable (a hook call's own
+    functions used them some thirty times)."""
+    found: Request = cast(Any, request)._get_current_object()
+    return found, cast(Any, g)._get_current_object()
+
+
+def _check_encoding(req: Request) -> None:
     """A compressed body is not read (no decompression bomb): said plainly, as a 415."""
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    encoding = req.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise ClientError(
             "the request body must not be compressed (Content-Encoding is not supported)",
@@ -426,18 +438,19 @@ def _check_encoding() -> None:
         )
 
 
-def _body() -> bytes:
+def _body(req: Request) -> bytes:
     """The request body. Flask refuses a Content-Length over MAX_BODY before reading anything;
     a chunked body is read up to MAX_BODY, and if more follows it is refused (413), never
     silently cut short. A body that stops short is a 400: never read as if it were the whole.
     (Under ``pgx-cds serve`` a body that does not arrive in time never gets here: the
     worker's loop answers it 408, see gather.py.)"""
-    _check_encoding()
+    _check_encoding(req)
     try:
-        data = request.get_data()
-        if request.content_length is None and len(data) >= MAX_BODY:
-            request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
-        complete = request.content_length is None or len(data) >= request.content_length
+        data = req.get_data()
+        length = req.content_length
+        if length is None and len(data) >= MAX_BODY:
+            req.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+        complete = length is None or len(data) >= length
     except (ClientDisconnected, OSError):  # a chunked body cut short
         complete = False
     except ParseException:  # gunicorn: the chunked framing itself is malformed
@@ -464,11 +477,11 @@ def _service(service_id: str) -> Any:
     return service
 
 
-def _logged_method() -> str:
-    return request.method if request.method in LOGGED_METHODS else "(other method)"
+def _logged_method(req: Request) -> str:
+    return req.method if req.method in LOGGED_METHODS else "(other method)"
 
 
-def _logged_route() -> str:
+def _logged_route(req: Request) -> str:
     """The matched route's pattern (``/cds-services/<service_id>``), never the path itself."""
-    rule = request.url_rule
+    rule = req.url_rule
     return clean(rule.rule, 80) if rule is not None else "(no such endpoint)"
