@@ -14,7 +14,7 @@ import orjson
 from flask import Flask, Request, Response, g, has_request_context, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from gunicorn.http.errors import ParseException
-from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from ..core import inline
 from ..core.errors import ClientError
@@ -445,19 +445,38 @@ def _body(req: Request) -> bytes:
     (Under ``pgx-cds serve`` a body that does not arrive in time never gets here: the
     worker's loop answers it 408, see gather.py.)"""
     _check_encoding(req)
+    length = req.content_length
     try:
-        data = req.get_data()
-        length = req.content_length
-        if length is None and len(data) >= MAX_BODY:
-            req.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+        if length is not None:
+            if length > MAX_BODY:
+                raise RequestEntityTooLarge()
+            data = _read(req.environ["wsgi.input"], length)
+        else:
+            data = req.get_data()
+            if len(data) >= MAX_BODY:
+                req.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
         complete = length is None or len(data) >= length
-    except (ClientDisconnected, OSError):  # a chunked body cut short
+    except (ClientDisconnected, OSError):  # a body cut short
         complete = False
     except ParseException:  # gunicorn: the chunked framing itself is malformed
         raise ClientError("the request body's chunked transfer coding is malformed") from None
     if not complete:
         raise ClientError("the request body ended before it was complete")
     return data
+
+
+def _read(stream: Any, length: int) -> bytes:
+    """``length`` bytes of the request body as the server hands them over, or fewer if it
+    ends first. (Read directly: werkzeug's reader, with Flask's limit set, reads in 64 KB
+    buffers until the stream ends; 40 µs for a 26 KB body against 2.)"""
+    chunks, remaining = [], length
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _after_answer(work: Callable[[], None]) -> None:

@@ -147,6 +147,37 @@ def test_wrong_types_in_fhir_authorization_are_400(call):
 # -- 3. slow clients (under pgx-cds serve: tests/web/test_gather.py, tests/integration) -------
 
 
+def test_a_body_the_server_hands_over_in_pieces_is_read_whole(client):
+    """A server may give the body a little at a time (a read returns what has arrived): the
+    call reads until it has all of ``Content-Length``."""
+    import io
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            piece, self.data = self.data[: min(size, 500)], self.data[min(size, 500) :]
+            return piece
+
+    raw = json.dumps(codeine_body()).encode()
+    assert len(raw) > 1500
+    response = client.post(
+        SERVICE,
+        content_type="application/json",
+        environ_overrides={
+            "wsgi.input": Trickle(raw),
+            "CONTENT_LENGTH": str(len(raw)),
+            "wsgi.input_terminated": True,
+        },
+    )
+    assert response.status_code == 200, response.get_json()
+    assert len(response.get_json()["cards"]) == 1
+
+
 def test_a_body_shorter_than_its_content_length_is_a_400_not_read_as_whole(client):
     """The client closed (or half-closed) before sending all it announced: what arrived is not
     the request, even when it happens to be valid JSON."""
