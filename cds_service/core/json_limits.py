@@ -58,11 +58,21 @@ _DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9" * 10)
 _LONG_NUMBER = b"9" * 19
 
 
+def has_long_digit_run(raw: bytes) -> bool:
+    """Are there 19 digits in a row somewhere in ``raw``? Every fourth byte is looked at
+    first: 19 positions in a row hold at least four multiples of 4, so such a run shows as
+    four digits in a row there. Only when it does (a long run, or digits that happen to
+    stand four apart) is every byte looked at: half the time on a typical body."""
+    if b"9999" not in raw[::4].translate(_DIGITS_AS_NINES):
+        return False
+    return _LONG_NUMBER in raw.translate(_DIGITS_AS_NINES)
+
+
 def _fast_loads(raw: bytes) -> Any:
     """orjson (about twice as fast on a typical body) where it reads exactly what ``json``
     reads; anything else (invalid JSON, NaN, lone surrogates, very long numbers, deep
     nesting) goes to ``_loads`` for the same result and the same error messages as before."""
-    if _LONG_NUMBER in raw.translate(_DIGITS_AS_NINES):
+    if has_long_digit_run(raw):
         raise _NotFast
     try:
         return orjson.loads(raw)

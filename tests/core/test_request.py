@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cds_service.core.errors import ClientError
-from cds_service.core.json_limits import loads_finite_json, parse_json
+from cds_service.core.json_limits import has_long_digit_run, loads_finite_json, parse_json
 
 
 def same(a: Any, b: Any) -> bool:
@@ -66,6 +66,28 @@ def test_every_body_reads_as_the_standard_library_reads_it(value: dict[str, Any]
 )
 def test_bodies_the_fast_parser_reads_differently_are_read_as_before(raw: bytes) -> None:
     assert same(parse_json(raw), json.loads(raw))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    before=st.binary(max_size=40),
+    run=st.integers(min_value=1, max_value=40),
+    after=st.binary(max_size=40),
+    digits=st.data(),
+)
+def test_a_run_of_digits_is_found_at_any_offset_exactly_when_it_is_19_long(
+    before: bytes, run: int, after: bytes, digits: st.DataObject
+) -> None:
+    """The check that sends long numbers to the exact parser looks at every fourth byte
+    first; a run of 19 digits must be found wherever it starts, and a shorter one must not
+    count (the bytes around it are not digits)."""
+    text = digits.draw(st.text(alphabet="0123456789", min_size=run, max_size=run))
+    fence = b"x"
+    raw = before.translate(_NO_DIGITS) + fence + text.encode() + fence + after.translate(_NO_DIGITS)
+    assert has_long_digit_run(raw) is (run >= 19)
+
+
+_NO_DIGITS = bytes.maketrans(b"0123456789", b"abcdefghij")
 
 
 @pytest.mark.parametrize(
