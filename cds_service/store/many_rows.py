@@ -25,6 +25,8 @@ from sqlalchemy.engine import Connection, Dialect
 
 #: Rows a statement: 16 columns of 256 rows stay far below SQLite's 32,766 parameters.
 ROWS_A_STATEMENT = 256
+#: The statement sizes used, largest first (``_many_values``).
+STATEMENT_SIZES = (ROWS_A_STATEMENT, 64, 16, 4, 1)
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -62,10 +64,16 @@ def _values(
 def _many_values(
     conn: Connection, table: Table, names: tuple[str, ...], rows: list[dict[str, Any]]
 ) -> None:
-    for start in range(0, len(rows), ROWS_A_STATEMENT):
-        chunk = _values(conn.dialect, table, names, rows[start : start + ROWS_A_STATEMENT])
-        flat = tuple(value for row in chunk for value in row)
-        conn.exec_driver_sql(_statement(conn.dialect, table, names, len(chunk)), flat)
+    values = _values(conn.dialect, table, names, rows)
+    start = 0
+    while start < len(values):
+        # statements of a few sizes only: SQLite keeps each prepared statement (a 256-row
+        # one holds a large program), and a statement for every count from 1 to 256 took
+        # some 20 MB a worker
+        count = next(size for size in STATEMENT_SIZES if size <= len(values) - start)
+        flat = tuple(value for row in values[start : start + count] for value in row)
+        conn.exec_driver_sql(_statement(conn.dialect, table, names, count), flat)
+        start += count
 
 
 def _copy(
@@ -86,7 +94,7 @@ def _copy(
         ) from error
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _statement(dialect: Dialect, table: Table, names: tuple[str, ...], count: int) -> str:
     quote = dialect.identifier_preparer.quote
     one = "(" + ", ".join("?" for _ in names) + ")"

@@ -95,7 +95,8 @@ def test_rows_of_different_columns_are_refused_not_written_wrong(engine):
 
 def test_the_writer_thread_steps_the_database_once_per_statement_not_once_per_row(engine):
     """What the change is for: each step lets the interpreter lock go and takes it back from
-    the thread answering hook calls."""
+    the thread answering hook calls. And only a few statement sizes, so that the prepared
+    statements SQLite keeps stay few (one for every count took some 20 MB a worker)."""
     statements: list[str] = []
 
     def seen(conn, cursor, statement, *args):
@@ -105,5 +106,11 @@ def test_the_writer_thread_steps_the_database_once_per_statement_not_once_per_ro
     with engine.begin() as conn:
         many_rows.insert_rows(conn, card_log_table, [_row(f"r{i}") for i in range(300)])
     inserts = [s for s in statements if s.startswith("INSERT")]
-    assert len(inserts) == 2
-    assert inserts[0].count("(?, ") == many_rows.ROWS_A_STATEMENT
+    assert [s.count("(?, ") for s in inserts] == [256, 16, 16, 4, 4, 4]
+    statements.clear()
+    for count in range(1, 300, 7):
+        with engine.begin() as conn:
+            rows = [_row(f"b{count}-{i}") for i in range(count)]
+            many_rows.insert_rows(conn, card_log_table, rows)
+    assert len(set(statements)) <= len(many_rows.STATEMENT_SIZES)
+    assert len(_stored(engine)) == 300 + sum(range(1, 300, 7))
