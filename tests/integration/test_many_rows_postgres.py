@@ -4,10 +4,9 @@ raises them, and a retried write still writes only what is missing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
-from sqlalchemy import create_engine, event, insert, text
+from card_rows import LATER, card_log_row, stored_both_ways
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import IntegrityError
 
 from cds_service.store import many_rows, schema
@@ -23,28 +22,6 @@ def engine(postgres_url):
     engine.dispose()
 
 
-def _row(uuid: str, **changes):
-    row = {
-        "card_uuid": uuid,
-        "issued_at": datetime(2026, 12, 7, 13, 39, 31, 299016, tzinfo=UTC),
-        "hook": "order-select",
-        "service_id": "pgx-order-select",
-        "drug": "codeine",
-        "genes": "CYP2D6",
-        "phenotype": "CYP2D6 Ultrarapid Metabolizer; it's \\ \t tabbed\nand new-lined",
-        "recommendation_id": "cpic-codeine-cyp2d6-um",
-        "indicator": "critical",
-        "knowledge_version": "2026.1",
-        "shown": False,
-        "patient_hash": "a" * 64,
-        "order_hash": "b" * 64,
-        "overridden_at": None,
-        "key_id": "k1",
-        "client": None,
-    }
-    return row | changes
-
-
 def _stored(engine) -> list[dict]:
     with engine.connect() as conn:
         found = conn.execute(text("SELECT * FROM card_log ORDER BY id")).mappings()
@@ -54,43 +31,36 @@ def _stored(engine) -> list[dict]:
 def test_rows_are_stored_as_sqlalchemy_stores_them(engine):
     """The same instants (with their offset: timestamptz), booleans, nulls, and texts holding
     what COPY's text format escapes (backslash, tab, newline)."""
-    later = datetime(2026, 12, 7, 15, 0, tzinfo=UTC) + timedelta(microseconds=7)
-    rows = [_row("one"), _row("two", shown=True, overridden_at=later, client="https://ehr")]
-    with engine.begin() as conn:
-        conn.execute(insert(card_log_table), rows)
-    expected = _stored(engine)
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM card_log"))
-        many_rows.insert_rows(conn, card_log_table, rows)
-    assert _stored(engine) == expected
-    assert expected[1]["overridden_at"] == later
-    assert expected[0]["phenotype"] == rows[0]["phenotype"]
+    expected, got = stored_both_ways(engine, _stored)
+    assert got == expected
+    assert expected[1]["overridden_at"] == LATER
+    assert expected[0]["phenotype"] == card_log_row("one")["phenotype"]
 
 
 def test_the_rows_go_in_one_copy_not_one_insert_each(engine):
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda c, cur, s, *a: statements.append(s))
     with engine.begin() as conn:
-        many_rows.insert_rows(conn, card_log_table, [_row(f"r{i}") for i in range(300)])
+        many_rows.insert_rows(conn, card_log_table, [card_log_row(f"r{i}") for i in range(300)])
     assert not [s for s in statements if s.startswith("INSERT")]
     assert len(_stored(engine)) == 300
 
 
 def test_a_duplicate_is_sqlalchemys_integrity_error_and_nothing_is_written(engine):
     with engine.begin() as conn:
-        many_rows.insert_rows(conn, card_log_table, [_row("kept")])
+        many_rows.insert_rows(conn, card_log_table, [card_log_row("kept")])
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        many_rows.insert_rows(conn, card_log_table, [_row("new"), _row("kept")])
+        many_rows.insert_rows(conn, card_log_table, [card_log_row("new"), card_log_row("kept")])
     assert [r["card_uuid"] for r in _stored(engine)] == ["kept"]
     with engine.begin() as conn:  # the pool's connection is still usable
-        many_rows.insert_rows(conn, card_log_table, [_row("after")])
+        many_rows.insert_rows(conn, card_log_table, [card_log_row("after")])
     assert [r["card_uuid"] for r in _stored(engine)] == ["kept", "after"]
 
 
 def test_a_retried_write_whose_commit_went_through_writes_only_the_others(engine):
     """What the card writer does when a commit reached the database but its answer did not."""
     card_log = CardLog(engine, b"k" * 32, background=False)
-    rows = [_row(f"card-{i}") for i in range(4)]
+    rows = [card_log_row(f"card-{i}") for i in range(4)]
     assert card_log._write(rows[:2])
     assert card_log._write(rows)
     assert [r["card_uuid"] for r in _stored(engine)] == [f"card-{i}" for i in range(4)]

@@ -3,10 +3,9 @@ exactly as SQLAlchemy's own insert stores them, all or nothing per transaction."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
-from sqlalchemy import create_engine, event, insert, select, text
+from card_rows import LATER, card_log_row, stored_both_ways
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import IntegrityError
 
 from cds_service.store import many_rows
@@ -21,28 +20,6 @@ def engine(tmp_path):
     engine.dispose()
 
 
-def _row(uuid: str, **changes):
-    row = {
-        "card_uuid": uuid,
-        "issued_at": datetime(2026, 12, 7, 13, 39, 31, 299016, tzinfo=UTC),
-        "hook": "order-select",
-        "service_id": "pgx-order-select",
-        "drug": "codeine",
-        "genes": "CYP2D6",
-        "phenotype": "CYP2D6 Ultrarapid Metabolizer",
-        "recommendation_id": "cpic-codeine-cyp2d6-um",
-        "indicator": "critical",
-        "knowledge_version": "2026.1",
-        "shown": False,
-        "patient_hash": "a" * 64,
-        "order_hash": "b" * 64,
-        "overridden_at": None,
-        "key_id": "k1",
-        "client": None,
-    }
-    return row | changes
-
-
 def _stored(engine) -> list[tuple]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text("SELECT * FROM card_log ORDER BY id"))]
@@ -51,25 +28,18 @@ def _stored(engine) -> list[tuple]:
 def test_rows_are_stored_byte_for_byte_as_sqlalchemy_stores_them(engine):
     """Times in the same text (no offset: the override queries compare it as text), booleans
     as integers, nulls as nulls: a row reads back the same whichever way it was written."""
-    later = datetime(2026, 12, 7, 14, 0, tzinfo=UTC) + timedelta(microseconds=7)
-    rows = [_row("one"), _row("two", shown=True, overridden_at=later, client="https://ehr")]
-    with engine.begin() as conn:
-        conn.execute(insert(card_log_table), rows)
-    expected = [r[1:] for r in _stored(engine)]
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM card_log"))
-        many_rows.insert_rows(conn, card_log_table, rows)
-    assert [r[1:] for r in _stored(engine)] == expected
+    expected, got = stored_both_ways(engine, lambda e: [r[1:] for r in _stored(e)])
+    assert got == expected
     assert expected[0][1] == "2026-12-07 13:39:31.299016"
     with engine.connect() as conn:
         read = conn.execute(select(card_log_table.c.overridden_at, card_log_table.c.shown)).all()
-    assert read[1] == (later.replace(tzinfo=None), True)
+    assert read[1] == (LATER.replace(tzinfo=None), True)
 
 
 def test_more_rows_than_one_statement_holds_are_all_written_in_order(engine):
     count = many_rows.ROWS_A_STATEMENT * 2 + 3
     with engine.begin() as conn:
-        many_rows.insert_rows(conn, card_log_table, [_row(f"c{i}") for i in range(count)])
+        many_rows.insert_rows(conn, card_log_table, [card_log_row(f"c{i}") for i in range(count)])
     assert [r[1] for r in _stored(engine)] == [f"c{i}" for i in range(count)]
 
 
@@ -77,8 +47,10 @@ def test_a_duplicate_card_fails_the_transaction_and_writes_nothing(engine):
     """The writer relies on it: on IntegrityError it asks which rows are there and writes the
     rest, so a statement must not leave half its rows behind."""
     with engine.begin() as conn:
-        many_rows.insert_rows(conn, card_log_table, [_row("kept")])
-    rows = [_row(f"n{i}") for i in range(many_rows.ROWS_A_STATEMENT + 5)] + [_row("kept")]
+        many_rows.insert_rows(conn, card_log_table, [card_log_row("kept")])
+    rows = [card_log_row(f"n{i}") for i in range(many_rows.ROWS_A_STATEMENT + 5)] + [
+        card_log_row("kept")
+    ]
     with pytest.raises(IntegrityError), engine.begin() as conn:
         many_rows.insert_rows(conn, card_log_table, rows)
     assert [r[1] for r in _stored(engine)] == ["kept"]
@@ -87,13 +59,13 @@ def test_a_duplicate_card_fails_the_transaction_and_writes_nothing(engine):
 def test_rows_of_different_columns_are_refused_not_written_wrong(engine):
     """Not the card log's case (its rows all have the same keys), but never a value in the
     wrong column or a column silently left out (SQLAlchemy's insert refuses them too)."""
-    rows = [_row("a"), {k: v for k, v in _row("b").items() if k != "client"}]
+    rows = [card_log_row("a"), {k: v for k, v in card_log_row("b").items() if k != "client"}]
     with pytest.raises(ValueError, match="same columns"), engine.begin() as conn:
         many_rows.insert_rows(conn, card_log_table, rows)
     assert _stored(engine) == []
 
 
-def test_the_writer_thread_steps_the_database_once_per_statement_not_once_per_row(engine):
+def test_the_writer_thread_steps_the_database_once_per_statement_not_once_percard_log_row(engine):
     """What the change is for: each step lets the interpreter lock go and takes it back from
     the thread answering hook calls. And only a few statement sizes, so that the prepared
     statements SQLite keeps stay few (one for every count took some 20 MB a worker)."""
@@ -104,13 +76,13 @@ def test_the_writer_thread_steps_the_database_once_per_statement_not_once_per_ro
 
     event.listen(engine, "before_cursor_execute", seen)
     with engine.begin() as conn:
-        many_rows.insert_rows(conn, card_log_table, [_row(f"r{i}") for i in range(300)])
+        many_rows.insert_rows(conn, card_log_table, [card_log_row(f"r{i}") for i in range(300)])
     inserts = [s for s in statements if s.startswith("INSERT")]
     assert [s.count("(?, ") for s in inserts] == [256, 16, 16, 4, 4, 4]
     statements.clear()
     for count in range(1, 300, 7):
         with engine.begin() as conn:
-            rows = [_row(f"b{count}-{i}") for i in range(count)]
+            rows = [card_log_row(f"b{count}-{i}") for i in range(count)]
             many_rows.insert_rows(conn, card_log_table, rows)
     assert len(set(statements)) <= len(many_rows.STATEMENT_SIZES)
     assert len(_stored(engine)) == 300 + sum(range(1, 300, 7))
