@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from ..core.ids import uuid4 as new_uuid
@@ -316,7 +316,11 @@ def replacements(
             continue
         note = ""
         if is_opioid or _is_opioid(alt, knowledge):
-            why, note = _no_stronger(drug.drug, alt, option, ordered_mme, knowledge)
+            # worked out once per question: the same few products and doses return
+            question = (drug.drug, alt, option.rxcui, option.strength_mg, ordered_mme)
+            why, note = knowledge.remembered("no stronger").get(
+                question, partial(_no_stronger, drug.drug, alt, option, ordered_mme, knowledge)
+            )
             if why:
                 notes.append(f"{option.display} is not offered: {why}")
                 continue
@@ -451,21 +455,7 @@ def _no_stronger(
     knowledge: Knowledge,
 ) -> tuple[str, str]:
     """('', note) when an opioid replacement is no stronger per dose than the order, else
-    (why not, ''). Worked out once per question (the same few products and doses return)."""
-    question = (ordered, alt, option.rxcui, option.strength_mg, ordered_mme)
-    answer: tuple[str, str] = knowledge.remembered("no stronger").get(
-        question, lambda: _compared(ordered, alt, option, ordered_mme, knowledge)
-    )
-    return answer
-
-
-def _compared(
-    ordered: str,
-    alt: str,
-    option: AlternativeProduct,
-    ordered_mme: float | None,
-    knowledge: Knowledge,
-) -> tuple[str, str]:
+    (why not, '')."""
     mme = knowledge.mme
     if not _is_opioid(alt, knowledge):
         return "", ""
