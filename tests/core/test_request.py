@@ -4,6 +4,7 @@ standard library does, or leave it to the standard library (request.py, ``parse_
 from __future__ import annotations
 
 import json
+import re
 import math
 from typing import Any
 
@@ -88,6 +89,24 @@ def test_a_run_of_digits_is_found_at_any_offset_exactly_when_it_is_19_long(
 
 
 _NO_DIGITS = bytes.maketrans(b"0123456789", b"abcdefghij")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([b"0", b"7", b"9", b"-", b"x", b"12345", b"2026-12-07"]), max_size=120))
+def test_the_digit_check_agrees_with_a_plain_search_on_digit_heavy_bodies(parts: list[bytes]) -> None:
+    """Bodies full of digits four apart (dates, codes) make the check look at many places,
+    then at every byte: its answer is a plain search's, whatever the body."""
+    raw = b"".join(parts)
+    assert has_long_digit_run(raw) is (re.search(rb"[0-9]{19}", raw) is not None)
+
+
+@pytest.mark.parametrize("near_misses", [0, 7, 8, 9, 50])
+@pytest.mark.parametrize("run", [18, 19])
+def test_a_long_number_behind_many_near_misses_is_found(near_misses: int, run: int) -> None:
+    """Digits standing four apart (``1xxx1xxx1xxx1xxx``) look like a run in the sample;
+    past a few of them the whole body is searched, and a real run behind them still counts."""
+    raw = b"1xxx" * (4 * near_misses) + b'{"n": ' + b"7" * run + b"}"
+    assert has_long_digit_run(raw) is (run >= 19)
 
 
 @pytest.mark.parametrize(
