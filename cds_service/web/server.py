@@ -204,6 +204,9 @@ class _OneWriteResponse(gunicorn_wsgi.Response):
     bytes are gunicorn's own; anything else (chunked, streamed, no body, very large) is
     written by gunicorn as before."""
 
+    headers_sent: bool  # (gunicorn's attributes, set in its __init__)
+    sent: int
+
     def write(self, arg: Any) -> None:
         if (
             self.headers_sent
