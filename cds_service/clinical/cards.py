@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.ids import card_uuid
 from ..core.ids import uuid4 as new_uuid
 from ..core.trace import Trace
 from ..core.wording import code_span, escaped, inert, number, with_article
@@ -150,7 +151,7 @@ def build_card(
     assert guideline is not None
     genes = "/".join(rec.genes)
     card: dict[str, Any] = {
-        "uuid": new_uuid(),
+        "uuid": card_uuid(),
         "summary": short_summary(
             f"{rec.drug.capitalize()} at a low dose: use with caution ({_who_all(m)})"
         )
@@ -588,7 +589,7 @@ def notice_card(n: Notice) -> BuiltCard:
         f"**Source:** {escaped(source.title)}{when}.{where}{pmid} [Source]({source.url}).",
     ]
     card: dict[str, Any] = {
-        "uuid": new_uuid(),
+        "uuid": card_uuid(),
         "summary": short_summary(n.summary),
         "indicator": n.indicator,
         "detail": "\n\n".join(lines),

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.ids import uuid4 as new_uuid
+from ..core.ids import card_uuid
 from ..core.trace import Trace
 from ..core.wording import SUMMARY_LIMIT, inert
 from ..fhir.hook_context import DraftOrder
@@ -257,7 +257,7 @@ def summary_card(
     ]
     count = len({a.drug for a in affected} | set(by_label))
     return {
-        "uuid": new_uuid(),
+        "uuid": card_uuid(),
         "summary": summary(
             [facts[g] for g in changing],
             unchanged,
@@ -414,7 +414,7 @@ def no_results(knowledge: Knowledge, notices: list[Notice] | None = None) -> dic
     )
     rules = "\n".join(notice_lines(notices or []))
     return {
-        "uuid": new_uuid(),
+        "uuid": card_uuid(),
         "summary": "PGx for pain: no pharmacogenomic results on file",
         "indicator": "info",
         "detail": "No pharmacogenomic result was found for this patient. Results for these "

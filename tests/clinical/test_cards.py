@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,20 @@ def test_a_card_with_one_suggestion_says_how_to_select_it(call, hook, order, res
     [card] = answer["cards"]
     assert len(card["suggestions"]) == 1
     assert card["selectionBehavior"] == "at-most-one"
+
+
+def test_a_cards_uuid_is_time_ordered_and_its_suggestions_random(call):
+    """A card's uuid keys the card log (version 7: cards logged together are stored
+    together); a suggestion's stays version 4. Both are uuids the EHR can echo back."""
+    order = twice_daily(CELECOXIB)
+    _, answer = call(
+        hook_request(
+            "order-select", [order], prefetch=with_results(genotype_obs("*3/*3", gene="CYP2C9"))
+        )
+    )
+    [card] = answer["cards"]
+    assert uuid.UUID(card["uuid"]).version == 7
+    assert [uuid.UUID(s["uuid"]).version for s in card["suggestions"]] == [4]
 
 
 # -- every card the knowledge can give -------------------------------------------------------
