@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any, cast
@@ -276,13 +275,16 @@ def _hook_routes(app: Flask, wired: Services) -> None:
         # for the request's log line: the service is ours, not the caller's text; the patient
         # reference is opaque (it correlates lines without naming anyone)
         patient = patient_ref(hook_request.patient_id)
-        shown = Counter(str(c.get("indicator")) for c in body["cards"])
+        shown = dict.fromkeys(("critical", "warning", "info"), 0)
+        for card in body["cards"]:
+            if card.get("indicator") in shown:
+                shown[card["indicator"]] += 1
         ctx.answered = (
             f": {service.id}, {len(body['cards'])} card(s) for {patient}, hookInstance {instance}"
         )
         ctx.hook_fields |= {
             "patient": patient,
-            "cards": {level: shown.get(level, 0) for level in ("critical", "warning", "info")},
+            "cards": shown,
             "silent_cards": ctx.get("silent_cards", 0),
         }
         body["cards"] = adapt(body["cards"], site.ehr)  # (what the site's EHR supports)
