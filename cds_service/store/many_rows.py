@@ -17,7 +17,9 @@ databases). Errors are SQLAlchemy's (an ``IntegrityError`` for a duplicate), whi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, exc, insert
@@ -51,14 +53,28 @@ def _values(
 ) -> list[list[Any]]:
     """Each row's values as the driver takes them (the dialect's own type: SQLite keeps
     times as text without an offset)."""
-    processors = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
-    return [
-        [
-            value if process is None or value is None else process(value)
-            for value, process in zip((row[n] for n in names), processors, strict=True)
-        ]
-        for row in rows
-    ]
+    take, processed = _processors(dialect, table, names)
+    values = [list(take(row)) for row in rows]
+    for at, process in processed:  # (a few columns: times, flags)
+        for row_values in values:
+            if row_values[at] is not None:
+                row_values[at] = process(row_values[at])
+    return values
+
+
+@lru_cache(maxsize=16)
+def _processors(
+    dialect: Dialect, table: Table, names: tuple[str, ...]
+) -> tuple[Callable[[dict[str, Any]], tuple[Any, ...]], tuple[tuple[int, Any], ...]]:
+    """How to take a row's values in ``names``' order, and the columns whose type processes
+    a value before the driver takes it (with the processing)."""
+    found = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+    take = itemgetter(*names)
+    one = len(names) == 1
+    return (
+        (lambda row: (take(row),)) if one else take,
+        tuple((at, process) for at, process in enumerate(found) if process is not None),
+    )
 
 
 def _many_values(
