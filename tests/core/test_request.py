@@ -4,8 +4,8 @@ standard library does, or leave it to the standard library (request.py, ``parse_
 from __future__ import annotations
 
 import json
-import re
 import math
+import re
 from typing import Any
 
 import pytest
@@ -92,8 +92,12 @@ _NO_DIGITS = bytes.maketrans(b"0123456789", b"abcdefghij")
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.lists(st.sampled_from([b"0", b"7", b"9", b"-", b"x", b"12345", b"2026-12-07"]), max_size=120))
-def test_the_digit_check_agrees_with_a_plain_search_on_digit_heavy_bodies(parts: list[bytes]) -> None:
+@given(
+    st.lists(st.sampled_from([b"0", b"7", b"9", b"-", b"x", b"12345", b"2026-12-07"]), max_size=120)
+)
+def test_the_digit_check_agrees_with_a_plain_search_on_digit_heavy_bodies(
+    parts: list[bytes],
+) -> None:
     """Bodies full of digits four apart (dates, codes) make the check look at many places,
     then at every byte: its answer is a plain search's, whatever the body."""
     raw = b"".join(parts)
