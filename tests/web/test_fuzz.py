@@ -220,10 +220,20 @@ def _post(client, path: str, body: Any):
 
 
 def _timed(send: Any) -> tuple[Any, tuple[float, float]]:
-    """``send()``'s response and what it took: (wall-clock seconds, CPU seconds)."""
+    """``send()``'s response and what it took: (wall-clock seconds, CPU seconds). A request
+    over the CPU bound is sent once more and the lesser reading kept: a virtual machine's
+    stall is counted as the thread's CPU (a CI run read 2.0 and 2.3 s, wall time equal to
+    CPU time, for requests that take at most 0.3 s), and a request that really costs
+    seconds costs them again."""
     wall, cpu = time.perf_counter(), time.thread_time()
     response = send()
-    return response, (time.perf_counter() - wall, time.thread_time() - cpu)
+    took = (time.perf_counter() - wall, time.thread_time() - cpu)
+    if took[1] >= MAX_CPU_SECONDS:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        send()
+        again = (time.perf_counter() - wall, time.thread_time() - cpu)
+        took = min(took, again, key=lambda t: t[1])
+    return response, took
 
 
 def _check(response, took: tuple[float, float], unavailable: bool = False) -> None:
