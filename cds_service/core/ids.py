@@ -57,16 +57,22 @@ def _random16() -> bytes:
 def uuid4() -> str:
     """A new random uuid, as ``str(uuid.uuid4())`` writes it."""
     h = _random16().hex()
-    # the version (4) and the variant (10xx) bits set as ``uuid.UUID(..., version=4)`` sets them
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    return _written(h, "4", h)
 
 
 def card_uuid() -> str:
     """A new card's uuid: version 7 (RFC 9562), the Unix time in milliseconds (48 bits),
     then the version, 12 random bits, the variant (10xx) and 62 random bits."""
-    t = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
-    h = _random16().hex()
-    return f"{t[:8]}-{t[8:]}-7{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    return _written(
+        f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}", "7", _random16().hex()
+    )
+
+
+def _written(first: str, version: str, h: str) -> str:
+    """A uuid's text: the first 12 hex digits of ``first``, then ``version`` and the random
+    hex ``h`` from its 14th digit on, the variant bits (10xx) set as ``uuid.UUID`` sets them."""
+    variant = _VARIANT[int(h[16], 16) & 3]
+    return f"{first[:8]}-{first[8:12]}-{version}{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 _VARIANT = "89ab"
