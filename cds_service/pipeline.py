@@ -460,12 +460,13 @@ class Engine:
     def _facts(
         self, call: Call, needed: frozenset[str] | None = None
     ) -> dict[str, genomic_facts.GeneResult]:
-        """One result per gene from the patient's genomic results (prefetch, else FHIR)."""
+        """One result per gene from the patient's genomic results (prefetch, else FHIR);
+        prefetched bytes already summarised are not read again."""
         request, client, trace, patient = call.request, call.client, call.trace, call.patient
         query = genomic_query(self.knowledge, patient)
-        resources = patient_data.genomic_results(request, query, client, trace)
-        return genomic_facts.summarise(
-            resources,
+        return genomic_facts.summarise_sent(
+            patient_data.sent_results(request),
+            lambda: patient_data.genomic_results(request, query, client, trace),
             request.patient_id,
             self.knowledge,
             trace,

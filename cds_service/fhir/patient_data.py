@@ -22,6 +22,7 @@ import requests
 from ..core.errors import PreconditionFailed
 from ..core.hook_request import HookRequest
 from ..core.json_limits import loads_finite_json
+from ..core.known_json import Unread
 from ..core.trace import Trace
 from .limits import FetchFailed
 from .reads import Sent, bounded_get, send_get, wait_for
@@ -258,10 +259,18 @@ def _search_note(entry: dict[str, Any], outcome: dict[str, Any]) -> bool:
     return bool(severities) and severities <= {"information", "warning"}
 
 
+def sent_results(request: HookRequest) -> bytes | None:
+    """The bytes the genomic results were prefetched as, when the web edge left them unread
+    (``core.known_json``: the same bytes were read and accepted before); else None."""
+    value = (request.prefetch or {}).get(GENOMIC_RESULTS)
+    return value.raw if isinstance(value, Unread) else None
+
+
 def genomic_results(
     request: HookRequest, query: str, client: FhirClient | None, trace: Trace
-) -> list[dict[str, Any]]:
-    """The patient's genomic result resources (unfiltered: ``genomic_facts`` judges them).
+) -> tuple[list[dict[str, Any]], bool]:
+    """The patient's genomic result resources (unfiltered: ``genomic_facts`` judges them),
+    and whether they are all the prefetch's own (no further page, no FHIR search).
 
     ``query`` is the prefetch template with the patient filled in; ``client`` is None when
     the request gave no ``fhirServer``.
@@ -270,9 +279,11 @@ def genomic_results(
     reason: str
     if GENOMIC_RESULTS in prefetch:
         value = prefetch[GENOMIC_RESULTS]
+        if isinstance(value, Unread):
+            value = value.value()
         if value is None:
             trace.add("prefetch", f"{GENOMIC_RESULTS} is null: the client has no genomic results")
-            return []
+            return [], True
         if is_operation_outcome(value):
             reason = f"the client reported an error for prefetch '{GENOMIC_RESULTS}'"
         elif isinstance(value, dict) and value.get("resourceType") == "Bundle":
@@ -294,11 +305,11 @@ def genomic_results(
                         f"{exc}",
                         missing=[GENOMIC_RESULTS],
                     ) from None
-            return resources
+            return resources, not more
         elif isinstance(value, list):
-            return [r for r in value if isinstance(r, dict)]
+            return [r for r in value if isinstance(r, dict)], True
         elif isinstance(value, dict) and value.get("resourceType"):
-            return [value]
+            return [value], True
         else:
             reason = f"prefetch '{GENOMIC_RESULTS}' is neither a Bundle nor a resource"
         trace.add("prefetch", f"{reason}; querying the FHIR server instead")
@@ -311,7 +322,7 @@ def genomic_results(
             f"{reason} and the request names no fhirServer to query", missing=[GENOMIC_RESULTS]
         )
     try:
-        return client.search(query, trace)
+        return client.search(query, trace), False
     except FhirUnavailable as exc:
         raise PreconditionFailed(f"{reason} and {exc}", missing=[GENOMIC_RESULTS]) from None
 

@@ -25,7 +25,7 @@ from ..knowledge.loader import Knowledge
 from .gene_decision import GeneResult, Reported, combine_haplotypes, decide
 from .result_reading import Finding, ResultReader
 
-__all__ = ["GeneResult", "Memo", "Resolver", "summarise"]
+__all__ = ["GeneResult", "Memo", "Resolver", "summarise", "summarise_sent"]
 
 Resolver = Callable[[str], dict[str, Any] | None]
 
@@ -92,10 +92,11 @@ Lines = tuple[Any, ...]
 class Memo:
     """What has been read with one knowledge: each Observation's reading, by (context, its
     JSON), and each whole set of results' summary, by (context, their JSON, or its SHA-256
-    when long): an ordering session sends the same set with every order-select and again at
-    order-sign. It belongs to that knowledge (the engine keeps one for its own): a reading
-    depends on everything in it, the site's own result codes included, so another knowledge
-    object never shares it (keying by ``id()`` did: Python reuses ids)."""
+    when long), and by (context, the bytes they were sent as, when known: ``summarise_sent``):
+    an ordering session sends the same set with every order-select and again at order-sign.
+    It belongs to that knowledge (the engine keeps one for its own): a reading depends on
+    everything in it, the site's own result codes included, so another knowledge object
+    never shares it (keying by ``id()`` did: Python reuses ids)."""
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
@@ -132,9 +133,53 @@ def summarise(
     (None: all, as for the patient view and ``explain``). ``memo``: what was read before with
     this knowledge (None: nothing is remembered).
     """
+    context = (patient_id, fhir_base, needed)
+    return _remembered(observations, context, knowledge, trace, resolve, memo)[0]
+
+
+def summarise_sent(
+    sent: bytes | None,
+    read: Callable[[], tuple[list[dict[str, Any]], bool]],
+    patient_id: str,
+    knowledge: Knowledge,
+    trace: Trace,
+    resolve: Resolver | None = None,
+    fhir_base: str | None = None,
+    needed: frozenset[str] | None = None,
+    memo: Memo | None = None,
+) -> dict[str, GeneResult]:
+    """``summarise`` for the results ``read`` gives (the resources, and whether they are all
+    what ``sent`` holds), looked up first by ``sent``: the bytes the EHR sent them as, read
+    and accepted before (``core.known_json``; None: not known). ``read`` is then called only
+    when those bytes were not summarised before; on a hit the trace gets the lines that
+    ``read`` and the summary wrote the first time."""
     if memo is not None and memo.knowledge is not knowledge:
         raise ValueError("a Memo serves only the knowledge it was made for")
     context = (patient_id, fhir_base, needed)
+    key = (*context, "sent", sent) if memo is not None and sent is not None else None
+    hit = memo.summaries.get(key) if memo is not None and key is not None else None
+    if hit is not None:
+        trace.lines.extend(hit[1])
+        return dict(hit[0])
+    mark = len(trace.lines)
+    observations, all_sent = read()
+    results, keep = _remembered(observations, context, knowledge, trace, resolve, memo)
+    if memo is not None and key is not None and keep and all_sent:
+        memo.summaries.put(key, (dict(results), tuple(trace.lines[mark:])))
+    return results
+
+
+def _remembered(
+    observations: list[dict[str, Any]],
+    context: tuple[str, str | None, frozenset[str] | None],
+    knowledge: Knowledge,
+    trace: Trace,
+    resolve: Resolver | None,
+    memo: Memo | None,
+) -> tuple[dict[str, GeneResult], bool]:
+    """``summarise``, and whether its answer may be kept (it read no other resource)."""
+    if memo is not None and memo.knowledge is not knowledge:
+        raise ValueError("a Memo serves only the knowledge it was made for")
     key = None
     if memo is not None:
         try:
@@ -144,14 +189,14 @@ def summarise(
     hit = memo.summaries.get(key) if memo is not None and key is not None else None
     if hit is not None:
         trace.lines.extend(hit[1])
-        return dict(hit[0])
+        return dict(hit[0]), True
     mark = len(trace.lines)
     results, looked_up = _summarise(
-        observations, context, knowledge, trace, resolve, fhir_base, memo
+        observations, context, knowledge, trace, resolve, context[1], memo
     )
     if memo is not None and key is not None and not looked_up:  # (not one that read others)
         memo.summaries.put(key, (dict(results), tuple(trace.lines[mark:])))
-    return results
+    return results, not looked_up
 
 
 def _summarise(

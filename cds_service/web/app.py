@@ -255,7 +255,8 @@ def _hook_routes(app: Flask, wired: Services) -> None:
     def _call(service_id: str) -> Response:
         service = _service(service_id)
         req, ctx = _current()
-        hook_request = parse_hook_request(parse_json(_body(req)), service.hook)
+        body = wired.known_results.read(_body(req))  # (parse_json, the results' bytes known)
+        hook_request = parse_hook_request(body, service.hook)
         # for the request's log line, whatever the answer (a 412 too): the hookInstance only
         # when plain (the id the EHR's analysts correlate on)
         instance = hook_instance_from(hook_request.hookInstance)

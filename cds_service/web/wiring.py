@@ -15,7 +15,9 @@ from flask import Flask
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from .. import __version__
+from ..core.known_json import KnownValues
 from ..core.logsafe import quiet_http_libraries, set_ref_key
+from ..fhir.patient_data import GENOMIC_RESULTS
 from ..fhir.session import guarded_session
 from ..governance.labels import CardLabels
 from ..governance.site_config import SiteConfig, load
@@ -52,6 +54,8 @@ class Services:
     verifier: JwtVerifier
     labels: CardLabels  # the metrics' labels of a card
     discovery_body: dict[str, Any]
+    #: the prefetched genomic results' bytes seen twice: then recognised, not read again
+    known_results: KnownValues
 
     def close(self) -> None:
         """Write what is waiting (card log, call counts) and let the background threads and
@@ -171,4 +175,5 @@ def wire(settings: Settings) -> Services:
         verifier=verifier,
         labels=labels,
         discovery_body=discovery_body,
+        known_results=KnownValues(("prefetch", GENOMIC_RESULTS)),
     )

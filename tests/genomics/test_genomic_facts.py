@@ -445,3 +445,71 @@ def test_a_later_result_that_saw_less_does_not_overrule_the_genotype(call, knowl
         "Normal Metabolizer",
         "Ultrarapid Metabolizer",
     ]
+
+
+# -- results looked up by the bytes they were sent as (``summarise_sent``) -------------------
+
+
+def _sent_facts(knowledge, memo, sent, observations, all_sent=True, patient="pat-1", resolve=None):
+    """``summarise_sent`` with a ``read`` that writes a trace line, as the prefetch does;
+    the facts, the trace lines, and how many times ``read`` was called."""
+    reads = []
+
+    def read():
+        reads.append(1)
+        trace.add("prefetch", f"genomicResults: {len(observations)} resources prefetched")
+        return observations, all_sent
+
+    trace = Trace()
+    facts = genomic_facts.summarise_sent(sent, read, patient, knowledge, trace, resolve, memo=memo)
+    return facts, trace.lines, len(reads)
+
+
+def test_results_sent_as_the_same_bytes_are_not_read_again(knowledge, memo):
+    results = [genotype_obs("*1/*1xN", obs_id="g1"), phenotype_obs("Ultrarapid Metabolizer")]
+    first = _sent_facts(knowledge, memo, b"the bytes", results)
+    again = _sent_facts(knowledge, memo, b"the bytes", results)
+    assert first[2] == 1 and again[2] == 0  # not read the second time
+    assert again[:2] == first[:2]  # the same facts, and the same trace lines: read's too
+    assert first[1][0] == ("prefetch", "genomicResults: 2 resources prefetched")
+    assert first[0]["CYP2D6"].phenotype == "Ultrarapid Metabolizer"
+    plain = _facts(knowledge, results)
+    assert (first[0], first[1][1:]) == plain  # what summarise gives, after read's line
+
+
+def test_results_sent_as_other_bytes_or_for_another_patient_are_read(knowledge, memo):
+    ultrarapid = [phenotype_obs("Ultrarapid Metabolizer", patient="pat-1")]
+    poor = [phenotype_obs("Poor Metabolizer", patient="pat-1")]
+    assert _sent_facts(knowledge, memo, b"one", ultrarapid)[0]["CYP2D6"].actionable
+    other = _sent_facts(knowledge, memo, b"two", poor)
+    assert other[2] == 1 and other[0]["CYP2D6"].phenotype == "Poor Metabolizer"
+    theirs = _sent_facts(knowledge, memo, b"one", ultrarapid, patient="pat-2")
+    assert theirs[2] == 1 and "CYP2D6" not in theirs[0]
+
+
+def test_results_with_a_page_read_or_a_resource_looked_up_are_read_each_time(knowledge, memo):
+    """A further page, or a resource a result refers to, comes from the FHIR server: its
+    answer can change, so what the bytes summarise to is not kept."""
+    results = [phenotype_obs("Ultrarapid Metabolizer")]
+    assert [_sent_facts(knowledge, memo, b"p", results, all_sent=False)[2] for _ in "ab"] == [1, 1]
+    implication = implication_obs("Poor Metabolizer", obs_id="t1")
+    implication["component"] = implication["component"][:-1]
+    implication["derivedFrom"] = [{"reference": "Observation/g-remote"}]
+    looked_up = []
+
+    def resolve(reference):
+        looked_up.append(reference)
+        return genotype_obs("*4/*4", obs_id="g-remote")
+
+    for _ in "ab":
+        facts, _, reads = _sent_facts(knowledge, memo, b"i", [implication], resolve=resolve)
+        assert reads == 1 and facts["CYP2D6"].phenotype == "Poor Metabolizer"
+    assert len(looked_up) == 2
+
+
+def test_results_sent_without_known_bytes_or_memo_are_read_each_time(knowledge, memo):
+    results = [phenotype_obs("Ultrarapid Metabolizer")]
+    assert [_sent_facts(knowledge, memo, None, results)[2] for _ in "ab"] == [1, 1]
+    assert [_sent_facts(knowledge, None, b"x", results)[2] for _ in "ab"] == [1, 1]
+    with pytest.raises(ValueError, match="only the knowledge"):
+        _sent_facts(knowledge, Memo(Knowledge(default_knowledge_dir())), b"x", results)
