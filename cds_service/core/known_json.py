@@ -30,7 +30,6 @@ Kept values are bounded in number and bytes.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -53,8 +52,9 @@ MAX_SEEN = 4096
 #: Values kept with the same fingerprint (the same patient's results as they change).
 PER_FINGERPRINT = 4
 
-# JSON's white space, then the colon after a key, then white space.
-_COLON = re.compile(rb"[ \t\n\r]*:[ \t\n\r]*")
+# JSON's white space; how far after a key its colon and the value's first byte are looked for.
+_WHITE = b" \t\n\r"
+_NEAR = 64
 _SCANNER = json.JSONDecoder()
 
 
@@ -108,15 +108,18 @@ class KnownValues:
         return body
 
     def _value_start(self, raw: bytes) -> int | None:
-        """Where the value after the first ``"key":`` starts (None: no such key, or the value
-        is too short to be kept)."""
+        """Where the object after the first ``"key":`` starts (None: no such key, no object
+        after it within a little white space, or too short to be kept)."""
         at = raw.find(self._key)
         if at < 0:
             return None
-        colon = _COLON.match(raw, at + len(self._key))
-        if colon is None or len(raw) - colon.end() < SMALLEST:
+        after = raw[at + len(self._key) : at + len(self._key) + _NEAR]
+        colon = after.lstrip(_WHITE)
+        value = colon[1:].lstrip(_WHITE) if colon[:1] == b":" else b""
+        start = at + len(self._key) + len(after) - len(value)
+        if value[:1] != b"{" or len(raw) - start < SMALLEST:
             return None
-        return colon.end()
+        return start
 
     def _known_at(self, raw: bytes, start: int) -> bytes | None:
         fingerprint = raw[start : start + FINGERPRINT]

@@ -159,6 +159,10 @@ def test_changed_results_are_read_in_full():
             id="non-ASCII before them, white space around the colon",
         ),
         pytest.param(
+            lambda g: '{"prefetch": {"genomicResults"' + " " * 70_000 + ": " + g + "}}",
+            id="much white space before the colon",
+        ),
+        pytest.param(
             lambda g: f'[{{"prefetch": {{"genomicResults": {g}}}}}]', id="the body an array"
         ),
     ],
