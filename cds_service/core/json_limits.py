@@ -32,23 +32,44 @@ class _HugeInt(str):
 def parse_json(raw: bytes) -> Any:
     """The JSON body; a 400 naming the field for values no part of the service should see:
     integers too long to convert, lone UTF-16 surrogates, strings over ``MAX_STRING``."""
+    return read_json(raw)[0]
+
+
+def read_json(raw: bytes) -> tuple[Any, bool]:
+    """``parse_json``'s answer, and whether orjson read the body (the usual body: valid
+    UTF-8, no 19-digit number, not nested past orjson's limit); else the standard library's
+    parser did, the same way (``_fast_loads``)."""
     if not raw.strip():
         raise ClientError("the request body is empty; expected a JSON object")
     try:
-        body = _fast_loads(raw)
-    except _NotFast:
+        return parse_json_fast(raw), True
+    except NotFast:
         body = _loads(raw)
-    # The walks below are skipped for the common small, clean body.
+    # The standard library decodes bytes with "surrogatepass": a lone surrogate written as
+    # UTF-8 bytes (invalid UTF-8, which orjson refuses) reads as one. Looked for here.
+    _check_strings(raw, body, unicode=True)
+    return body, False
+
+
+def parse_json_fast(raw: bytes) -> Any:
+    """``parse_json`` for a body orjson reads; ``NotFast`` for any other (``parse_json``
+    then reads it, with its answer or its error)."""
+    body = _fast_loads(raw)
     # (pairs are fine: checked below.) Most bodies hold no backslash at all, found at memchr
     # speed; a search for the two bytes ``\\u`` takes 40 times as long (25 µs on 26 KB).
-    surrogates = b"\\" in raw and _SURROGATE_ESCAPE.search(raw) is not None
-    if (surrogates or len(raw) > MAX_STRING) and not _strings_acceptable(body, surrogates):
-        for path, value in _walk(body):  # slower, names the field
-            _check_value(path, value)
+    _check_strings(raw, body, b"\\" in raw and _SURROGATE_ESCAPE.search(raw) is not None)
     return body
 
 
-class _NotFast(Exception):
+def _check_strings(raw: bytes, body: Any, unicode: bool) -> None:
+    """A 400 naming the field for a string over ``MAX_STRING`` or (if ``unicode``) with a
+    lone surrogate. The walks are skipped for the common small, clean body."""
+    if (unicode or len(raw) > MAX_STRING) and not _strings_acceptable(body, unicode):
+        for path, value in _walk(body):  # slower, names the field
+            _check_value(path, value)
+
+
+class NotFast(Exception):
     """The body needs the standard library's parser (it reads it exactly, or says why not)."""
 
 
@@ -86,11 +107,11 @@ def _fast_loads(raw: bytes) -> Any:
     reads; anything else (invalid JSON, NaN, lone surrogates, very long numbers, deep
     nesting) goes to ``_loads`` for the same result and the same error messages as before."""
     if has_long_digit_run(raw):
-        raise _NotFast
+        raise NotFast
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise _NotFast from None
+        raise NotFast from None
 
 
 def loads_finite_json(raw: bytes) -> Any:
@@ -102,7 +123,7 @@ def loads_finite_json(raw: bytes) -> Any:
     EHR's FHIR server answers."""
     try:
         return _fast_loads(raw)
-    except _NotFast:
+    except NotFast:
         return json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
 
 

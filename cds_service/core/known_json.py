@@ -6,20 +6,24 @@ them again to look up what they summarise to, and freeing them after the answer 
 fifth of a worker's CPU on an alerting call.
 
 Once the same value has come at the same place (``prefetch.genomicResults``, say) in two
-bodies, each read in full and accepted, its exact bytes are known. A later body holding those
-bytes there has everything else read as before (``parse_json``, every check), and the value
-left as its bytes: an ``Unread``, which the genomic stage looks up by those bytes and reads
-(``Unread.value``) only when it has not summarised them before.
+bodies, each read in full (by orjson) and accepted, its exact bytes are known. A later body
+holding those bytes there has everything else read as before (``parse_json``, every check),
+and the value left as its bytes: an ``Unread``, which the genomic stage looks up by those
+bytes and reads (``Unread.value``) only when it has not summarised them before.
 
 Why the answer is the one a full reading gives:
 
-* the known bytes were, in a body read in full and accepted, the whole value at that place:
-  valid JSON, no lone surrogate, long number or long string, at the same depth;
-* the rest of the body is read with an unguessable string standing where those bytes were; it
-  is used only when that string comes out as the value at that place. JSON's grammar is
-  context-free, so the body with the bytes back reads the same way, the value being theirs;
-* anything else (the place not found, unknown bytes, the rest refused, the string elsewhere)
-  reads the whole body as before, with the same answer and the same errors.
+* the known bytes were, in a body orjson read in full and ``parse_json`` accepted, the whole
+  value at that place: valid UTF-8 JSON, no lone surrogate, long number or long string,
+  nested within orjson's limit at that depth;
+* the rest of the body is read with an unguessable string standing where those bytes were,
+  and only when orjson reads it (so the whole body is one orjson reads, as ``parse_json``
+  would); it is used only when that string comes out as the value at that place. JSON's
+  grammar is context-free, so the body with the bytes back reads the same way, the value
+  being theirs;
+* anything else (the place not found, unknown bytes, a rest orjson does not read or
+  ``parse_json`` refuses, the string elsewhere) reads the whole body as before, with the
+  same answer and the same errors.
 
 A value seen once costs nothing more than finding its place; the second time, its end is found
 (``json``'s own scanner) and it is checked as above before it is kept; one that cannot be kept
@@ -31,12 +35,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import string
 import threading
 from collections import OrderedDict
 from typing import Any
 
 from .errors import ClientError
-from .json_limits import parse_json
+from .json_limits import NotFast, parse_json, parse_json_fast, read_json
 
 #: The first bytes of a value that find its known versions (then compared in full).
 FINGERPRINT = 512
@@ -83,7 +88,8 @@ class KnownValues:
     def __init__(self, where: tuple[str, str]) -> None:
         self.where = where
         self._key = json.dumps(where[1]).encode()  # the key as a JSON string, quotes included
-        self._mark = f"sent-{secrets.token_hex(16)}"  # (never leaves the process)
+        # (never leaves the process; letters only: no digits to look like a long number)
+        self._mark = "".join(secrets.choice(string.ascii_letters) for _ in range(32))
         self._stand_in = json.dumps(self._mark).encode()
         self._known: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
         #: fingerprints of values seen once (True), or tried and not kept (False)
@@ -102,8 +108,8 @@ class KnownValues:
                 body = self._read_around(raw, start, sent)
                 if body is not None:
                     return body
-        body = parse_json(raw)
-        if start is not None:
+        body, by_orjson = read_json(raw)
+        if start is not None and by_orjson:  # (see ``_read_around``)
             self._note(raw, start, body)
         return body
 
@@ -137,8 +143,11 @@ class KnownValues:
         ``Unread``; None when the stand-in is not then the value at ``where``."""
         rest = b"".join((raw[:start], self._stand_in, raw[start + len(sent) :]))
         try:
-            body = parse_json(rest)
-        except ClientError:  # (the whole body then names the problem as it always has)
+            # Only a rest orjson reads: ``sent`` was kept from a body orjson read, so the
+            # whole body is one orjson reads too, the way ``parse_json`` reads it (the
+            # standard library's parser, for other bodies, has its own depth limit).
+            body = parse_json_fast(rest)
+        except (NotFast, ClientError):  # (the whole body then gives its answer or error)
             return None
         outer = body.get(self.where[0]) if type(body) is dict else None
         if type(outer) is not dict or outer.get(self.where[1]) != self._mark:

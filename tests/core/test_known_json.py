@@ -6,6 +6,7 @@ there."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from typing import Any
 
@@ -274,3 +275,80 @@ def test_threads_reading_at_once_each_get_the_right_body():
         t.join()
     assert not wrong
     assert known.values == 8
+
+
+def _deep(levels: int) -> str:
+    """An array nested ``levels`` deep, as JSON text (too deep for ``json.dumps`` here)."""
+    return "[" * levels + "]" * levels
+
+
+def _raw(extra: str = "", results_extra: str = "") -> bytes:
+    """A body whose results carry ``results_extra`` (JSON members) and whose context carries
+    ``extra``."""
+    value = json.dumps(results())[:-1] + results_extra + "}"
+    context = '{"patientId": "p1"' + extra + "}"
+    return (
+        f'{{"hook": "h", "context": {context}, "prefetch": {{"genomicResults": {value}}}}}'.encode()
+    )
+
+
+_DEEP = ', "x": ' + _deep(990)
+_NUMBER = ', "n": 1234567890123456789'
+
+
+@pytest.mark.parametrize(
+    ("teach", "attack", "kept_values"),
+    [
+        pytest.param(
+            _raw(results_extra=_DEEP),
+            _raw(_NUMBER, results_extra=_DEEP),
+            1,
+            id="deep results known, a 19-digit number elsewhere (the standard library's depth)",
+        ),
+        pytest.param(
+            _raw(results_extra=_DEEP),
+            b"\xef\xbb\xbf" + _raw(results_extra=_DEEP),
+            1,
+            id="a byte-order mark",
+        ),
+        pytest.param(
+            _raw(results_extra=_NUMBER),
+            _raw(', "d": ' + _deep(990), results_extra=_NUMBER),
+            0,
+            id="a 19-digit number in the results, deep nesting elsewhere",
+        ),
+        pytest.param(
+            _raw(results_extra=', "e": "\\ud83d\\ude00"'),
+            _raw(results_extra=', "e": "\\ud83d\\ude00"').replace(b'"p1"', b'"p\xed\xa0\x80"'),
+            1,
+            id="a lone surrogate as UTF-8 bytes elsewhere",
+        ),
+    ],
+)
+def test_a_body_the_standard_library_reads_is_read_in_full(teach, attack, kept_values):
+    """Found in review: ``parse_json`` reads a body orjson does not read (a 19-digit number,
+    a byte-order mark, invalid UTF-8) with the standard library, whose depth limit is lower;
+    with known results, only the rest was. Such a body is now read in full, as before."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)  # (so that the deep results are kept, wherever this runs)
+    try:
+        known = taught(teach)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert known.values == kept_values  # (results the standard library read are not kept)
+    assert read_or_error(known.read, attack) == read_or_error(parse_json, attack)
+    assert read_or_error(parse_json, attack)[0] == "error"
+
+
+def test_results_read_by_the_standard_library_are_never_kept():
+    known = taught(_raw(results_extra=_NUMBER))
+    assert known.values == 0
+    assert known.read(_raw(results_extra=_NUMBER)) == parse_json(_raw(results_extra=_NUMBER))
+
+
+def test_the_stand_in_holds_no_digit():
+    """A stand-in is never part of a long number (which would send every body to the slow
+    parser)."""
+    stand_ins = {KnownValues(WHERE)._stand_in for _ in range(200)}
+    assert len(stand_ins) == 200
+    assert not any(any(c in b"0123456789" for c in s) for s in stand_ins)

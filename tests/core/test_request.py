@@ -198,3 +198,16 @@ def test_a_fhir_answer_nested_too_deeply_fails_as_json_loads_fails() -> None:
     raw = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(RecursionError):
         loads_finite_json(raw)
+
+
+def test_a_lone_surrogate_sent_as_utf8_bytes_is_refused_naming_its_field():
+    """Invalid UTF-8 (a surrogate's three bytes) goes to the standard library's parser, which
+    reads it as a lone surrogate ("surrogatepass"): refused there too, not a 500 later."""
+    with pytest.raises(ClientError) as caught:
+        parse_json(b'{"context": {"patientId": "p\xed\xa0\x80"}}')
+    assert caught.value.details == [
+        {
+            "field": "context.patientId",
+            "problem": "contains an unpaired UTF-16 surrogate (not valid Unicode)",
+        }
+    ]
