@@ -133,8 +133,10 @@ def summarise(
     (None: all, as for the patient view and ``explain``). ``memo``: what was read before with
     this knowledge (None: nothing is remembered).
     """
-    context = (patient_id, fhir_base, needed)
-    return _remembered(observations, context, knowledge, trace, resolve, memo)[0]
+    read = lambda: (observations, True)  # noqa: E731 - (no bytes: looked up by their JSON)
+    return summarise_sent(
+        None, read, patient_id, knowledge, trace, resolve, fhir_base, needed, memo
+    )
 
 
 def summarise_sent(
@@ -177,9 +179,8 @@ def _remembered(
     resolve: Resolver | None,
     memo: Memo | None,
 ) -> tuple[dict[str, GeneResult], bool]:
-    """``summarise``, and whether its answer may be kept (it read no other resource)."""
-    if memo is not None and memo.knowledge is not knowledge:
-        raise ValueError("a Memo serves only the knowledge it was made for")
+    """``summarise``, and whether its answer may be kept (it read no other resource); the
+    memo already checked to be of ``knowledge`` (``summarise_sent``)."""
     key = None
     if memo is not None:
         try:
