@@ -19,7 +19,8 @@ LATER = datetime(2026, 12, 7, 15, 0, tzinfo=UTC) + timedelta(microseconds=7)
 def card_log_row(uuid: str, **changes: Any) -> dict[str, Any]:
     """One card log row as the card log's writer inserts it (every column), ``changes``
     applied: the phenotype holds what text formats must escape (a backslash, a tab, a
-    newline, a quote)."""
+    newline, a quote, JSON's own quote and escape, a null marker's text, letters beyond ASCII
+    and beyond the Basic Multilingual Plane)."""
     row = {
         "card_uuid": uuid,
         "issued_at": datetime(2026, 12, 7, 13, 39, 31, 299016, tzinfo=UTC),
@@ -27,7 +28,10 @@ def card_log_row(uuid: str, **changes: Any) -> dict[str, Any]:
         "service_id": "pgx-order-select",
         "drug": "codeine",
         "genes": "CYP2D6",
-        "phenotype": "CYP2D6 Ultrarapid Metabolizer; it's \\ \t tabbed\nand new-lined",
+        "phenotype": (
+            "CYP2D6 Ultrarapid Metabolizer; it's \\ \t tabbed\nand new-lined, "
+            '"quoted" \\N \\u0041 \r é 𝔸'
+        ),
         "recommendation_id": "cpic-codeine-cyp2d6-um",
         "indicator": "critical",
         "knowledge_version": "2026.1",
