@@ -63,11 +63,12 @@ card_log_table = Table(
     Column("drug", String(100), nullable=False),
     Column("genes", String(200), nullable=False),
     Column("phenotype", String(300), nullable=False),
-    Column("recommendation_id", String(200), nullable=False, index=True),
+    # (not indexed, nor is patient_hash: no query selects by them; migration 0008)
+    Column("recommendation_id", String(200), nullable=False),
     Column("indicator", String(20), nullable=False),
     Column("knowledge_version", String(40), nullable=False),
     Column("shown", Boolean, nullable=False),
-    Column("patient_hash", String(64), nullable=False, index=True),
+    Column("patient_hash", String(64), nullable=False),
     Column("order_hash", String(64), nullable=False, index=True),
     # indexed: the hook path asks for its maximum (``_latest_override_at``)
     Column("overridden_at", DateTime(timezone=True), index=True),

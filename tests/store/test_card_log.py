@@ -106,6 +106,36 @@ def test_the_latest_override_is_read_from_an_index_not_a_scan_of_the_log(tmp_pat
     assert "INDEX ix_card_log_overridden_at" in plan, plan
 
 
+def test_the_card_log_keeps_only_the_indexes_its_queries_use(tmp_path):
+    """Every index is written with every card: the log keeps those a query selects by (the
+    override check's order hash, the report's and the retention's time, the latest
+    override, feedback's card uuid), not one a column each. Migration 0008 dropped two; its
+    downgrade brings them back."""
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from cds_service.store import schema
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    schema.upgrade(engine)
+
+    def indexed() -> set[str]:
+        return {i["column_names"][0] for i in inspect(engine).get_indexes("card_log")}
+
+    unique = inspect(engine).get_unique_constraints("card_log")
+    assert [u["column_names"] for u in unique] == [["card_uuid"]]  # (its own index)
+    assert indexed() == {"issued_at", "order_hash", "overridden_at"}
+    with engine.begin() as conn:
+        command.downgrade(schema._config(conn), "0007")
+    assert indexed() == {
+        "issued_at",
+        "order_hash",
+        "overridden_at",
+        "recommendation_id",
+        "patient_hash",
+    }
+
+
 def _replica_b(settings):
     """A second replica on the same database (its own processes, caches and card writer)."""
     from cds_service.web.app import create_app
