@@ -58,7 +58,8 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     names = tuple(rows[0])
-    if any(tuple(row) != names for row in rows):
+    columns = rows[0].keys()  # (each row's values are taken by name: their order is free)
+    if not all(map(columns.__eq__, map(dict.keys, rows))):  # (in C: no Python step a row)
         raise ValueError("rows to insert together must name the same columns")
     dialect = conn.dialect
     if dialect.name == "sqlite":
@@ -114,6 +115,9 @@ def _many_values(
         start += count
 
 
+_FLAGS = frozenset((True, False, None))
+
+
 def _json_rows(
     conn: Connection, table: Table, names: tuple[str, ...], rows: list[dict[str, Any]]
 ) -> bool:
@@ -124,8 +128,9 @@ def _json_rows(
     if any(not isinstance(table.c[names[at]].type, Boolean) for at, _ in processed):
         return False
     for at, process in processed:  # (a flag's own check: True, False or None, kept as is)
-        for row in rows:
-            process(row[names[at]])
+        if not _FLAGS.issuperset(map(itemgetter(names[at]), rows)):
+            for row in rows:
+                process(row[names[at]])  # (says which value, as SQLAlchemy's insert would)
     try:
         payload = orjson.dumps(rows).decode()
     except orjson.JSONEncodeError:
