@@ -50,31 +50,30 @@ def test_the_rows_go_in_one_statement_with_one_parameter_in_their_order(engine):
     assert [r["card_uuid"] for r in _stored(engine)] == [f"r{i}" for i in range(300)]
 
 
-def test_rows_json_cannot_carry_as_they_are_still_go_by_copy(engine, monkeypatch):
-    """A column whose type processes its value (feedback's JSON column) is never sent as
-    JSON text; nor is a value orjson has no type for. Both are copied, stored the same."""
-    copied: list[int] = []
+@pytest.fixture
+def copied(monkeypatch) -> list[int]:
+    """The sizes of the batches that went by ``COPY``."""
+    sizes: list[int] = []
     real_copy = many_rows._copy
     monkeypatch.setattr(
         many_rows,
         "_copy",
-        lambda conn, t, n, rows: copied.append(len(rows)) or real_copy(conn, t, n, rows),
+        lambda conn, t, n, rows: sizes.append(len(rows)) or real_copy(conn, t, n, rows),
     )
+    return sizes
+
+
+def test_rows_json_cannot_carry_as_they_are_still_go_by_copy(engine, copied, monkeypatch):
+    """A column whose type processes its value (feedback's JSON column) is never sent as
+    JSON text; nor is a value orjson has no type for. Both are copied, stored the same."""
     monkeypatch.setattr(many_rows.orjson, "dumps", _refuse)
     expected, got = stored_both_ways(engine, _stored)
     assert got == expected and copied == [2]
 
 
-def test_a_column_whose_type_processes_its_value_goes_by_copy(engine, monkeypatch):
+def test_a_column_whose_type_processes_its_value_goes_by_copy(engine, copied):
     """Feedback's accepted suggestions (a JSON column): stored as SQLAlchemy's JSON type
     stores them, not as whatever the JSON array would make of them."""
-    copied: list[int] = []
-    real_copy = many_rows._copy
-    monkeypatch.setattr(
-        many_rows,
-        "_copy",
-        lambda conn, t, n, rows: copied.append(len(rows)) or real_copy(conn, t, n, rows),
-    )
     item = {
         "service_id": "pgx-order-sign",
         "card_uuid": "card-1",
@@ -137,3 +136,6 @@ def test_a_card_write_is_two_statements_each_committed_by_itself(engine):
     assert card_log._write([card_log_row(f"card-{i}") for i in range(200)])
     assert seen == [("INSERT", True), ("SELECT", True)]
     assert len(_stored(engine)) == 201
+    with engine.connect() as conn:  # the pool's connection is back to transactions (feedback's)
+        assert conn.connection.driver_connection.autocommit is False
+        assert engine.pool.checkedin() == 0  # (the one the writer used)
