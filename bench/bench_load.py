@@ -473,7 +473,7 @@ def main() -> None:
             **{key: stack.enter_context(service(url, args.workers)) for key, url in urls.items()},
         }
         check_answers(servers, quiet, alerting)
-        time.sleep(1.0)  # (the check's cards written first: the writers write within 0.2 s)
+        time.sleep(1.0)  # (the check's cards written first: the writers write within 0.05 s)
         logged_before = {key: cards_logged(url) for key, url in urls.items()}
         paths = [
             Path_("trivial Flask app, gunicorn's default (sync)", "sync", quiet),
@@ -493,7 +493,7 @@ def main() -> None:
                 measured[p.name].append(
                     load(servers[p.server].url + HOOK, p.body, seconds, args.connections)
                 )
-        time.sleep(1.0)  # (the card log's writers write within 0.2 s)
+        time.sleep(1.0)  # (the card log's writers write within 0.05 s)
         logged = {key: cards_logged(url) - logged_before[key] for key, url in urls.items()}
         rss = servers["sqlite"].workers_rss_mb()
         with fhir_server() as base:
