@@ -154,10 +154,10 @@ class CardLog:
 
         On PostgreSQL the insert is one statement (``many_rows``), committed by itself
         (autocommit), and the look for early feedback follows on the same connection: three
-        round trips to the server a write (the pool's ping, the insert, the look), not eight.
-        Each round trip hands the interpreter lock back and forth with the thread answering
-        hook calls; under load that wait, not the writer's CPU, was the card log's share of
-        the alerting calls' slowest 1%."""
+        round trips to the server a write (the pool's ping, the insert, the look), not eight,
+        each of which hands the interpreter lock back and forth with the loop answering hook
+        calls. With that and less of the writer's CPU, the alerting calls' slowest 1% is
+        shorter (``docs/performance.md``)."""
         uuids = [r["card_uuid"] for r in rows]
         try:
             if not self._stored_dropped:
