@@ -80,6 +80,12 @@ def _unlinked_feedback(dialect: str) -> Select[Any]:
     ).where(one_of(f.card_uuid, dialect), f.card_known.is_(False))
 
 
+@lru_cache(maxsize=4)
+def _written(dialect: str) -> Select[Any]:
+    """Which of the cards given as ``one_of`` the log holds already."""
+    return select(card_log_table.c.card_uuid).where(one_of(card_log_table.c.card_uuid, dialect))
+
+
 @dataclass(frozen=True)
 class IssuedCard:
     """What the log keeps about one card (set by ``clinical.cards`` for every card it builds)."""
@@ -174,9 +180,7 @@ class CardLog:
                     with conn.begin():
                         there = set(
                             conn.execute(
-                                select(card_log_table.c.card_uuid).where(
-                                    card_log_table.c.card_uuid.in_(uuids)
-                                )
+                                _written(conn.dialect.name), {"one_of": one_of_values(uuids)}
                             ).scalars()
                         )
                         rest = [r for r in rows if r["card_uuid"] not in there]
@@ -198,10 +202,9 @@ class CardLog:
     @staticmethod
     def _unlinked(conn: Connection, card_uuids: list[str]) -> list[Any]:
         """Feedback on these cards not linked to its card yet (``link_feedback``)."""
-        dialect = conn.dialect.name
         return list(
             conn.execute(
-                _unlinked_feedback(dialect), {"one_of": one_of_values(card_uuids, dialect)}
+                _unlinked_feedback(conn.dialect.name), {"one_of": one_of_values(card_uuids)}
             ).all()
         )
 
